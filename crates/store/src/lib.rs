@@ -1,1 +1,134 @@
-//! keycard-store
+//! Durable state for keycard behind one trait.
+//!
+//! The domain keeps a typed in-memory read model and writes through this
+//! trait, so the trait is deliberately small: entity records (kind, key, JSON
+//! document) committed in atomic batches, an append-only audit stream with a
+//! few indexed columns for lookups, and a metadata table for server keys.
+//! Every backend runs the same test suite (`tests/suite.rs`).
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+
+/// Errors from a storage backend. They are never a client's fault, so they
+/// map to `InternalFailure` / `ServiceFailure` at the edge.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage backend error: {0}")]
+    Backend(String),
+    #[error("stored record {kind}/{key} is corrupt: {reason}")]
+    Corrupt {
+        kind: String,
+        key: String,
+        reason: String,
+    },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// One stored entity: its kind ("user", "role", …), its key inside that
+/// kind (unique), and its JSON document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub kind: String,
+    pub key: String,
+    pub value: String,
+}
+
+/// A write in an atomic batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Put {
+        kind: String,
+        key: String,
+        value: String,
+    },
+    Delete {
+        kind: String,
+        key: String,
+    },
+    /// Delete every record of `kind` (used by the moto-compatible reset).
+    DeleteKind { kind: String },
+}
+
+impl Op {
+    pub fn put(kind: &str, key: impl Into<String>, value: impl Into<String>) -> Op {
+        Op::Put {
+            kind: kind.to_string(),
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+    pub fn delete(kind: &str, key: impl Into<String>) -> Op {
+        Op::Delete {
+            kind: kind.to_string(),
+            key: key.into(),
+        }
+    }
+}
+
+/// An audit event as stored: the CloudTrail JSON body plus the columns
+/// that `LookupEvents` filters on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuditRow {
+    /// Assigned by the store on append; ignored on input.
+    pub seq: i64,
+    pub event_id: String,
+    /// Milliseconds since the Unix epoch.
+    pub event_time_ms: i64,
+    pub event_name: String,
+    pub event_source: String,
+    pub username: String,
+    pub access_key_id: String,
+    /// Resource names the event touched, each one searchable.
+    pub resource_names: Vec<String>,
+    pub read_only: bool,
+    pub body: String,
+}
+
+/// A `LookupEvents`-style query. Results are newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub event_name: Option<String>,
+    pub event_source: Option<String>,
+    pub username: Option<String>,
+    pub access_key_id: Option<String>,
+    pub resource_name: Option<String>,
+    pub event_id: Option<String>,
+    pub read_only: Option<bool>,
+    pub start_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+    /// Only events with `seq` strictly below this (pagination, newest first).
+    pub before_seq: Option<i64>,
+    /// Only events with `seq` strictly above this (tailing, oldest first).
+    pub after_seq: Option<i64>,
+    pub limit: u32,
+}
+
+/// The storage trait every backend implements.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Every entity record, for building the in-memory read model at start.
+    async fn load_all(&self) -> Result<Vec<Record>>;
+    /// Records of one kind.
+    async fn load_kind(&self, kind: &str) -> Result<Vec<Record>>;
+    /// Apply a batch atomically: all of it or none of it.
+    async fn commit(&self, ops: &[Op]) -> Result<()>;
+    /// Append audit events in one transaction, in order.
+    async fn append_audit(&self, rows: &[AuditRow]) -> Result<()>;
+    /// Look audit events up. With `after_seq` the order is oldest first,
+    /// otherwise newest first.
+    async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRow>>;
+    /// Delete every audit event (moto-compatible reset).
+    async fn clear_audit(&self) -> Result<()>;
+    async fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    async fn put_meta(&self, key: &str, value: &[u8]) -> Result<()>;
+}
