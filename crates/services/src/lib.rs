@@ -1,1 +1,438 @@
-//! keycard-services
+//! keycard's domain services: IAM, STS, S3, EC2 and audit. Nothing here
+//! knows about HTTP; the server parses requests into calls on `Keycard` and
+//! renders what comes back.
+
+pub mod audit;
+pub mod auth;
+pub mod crypto;
+pub mod ec2;
+pub mod error;
+pub mod iam;
+pub mod managed;
+pub mod model;
+pub mod s3;
+pub mod state;
+pub mod sts;
+pub mod validate;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+
+use keycard_proto::secret::SecretKey;
+use keycard_store::{Op, Store};
+
+pub use error::{Result, ServiceError};
+use model::{Account, Change, Entity};
+use state::State;
+
+/// Account created on first start, as in AWS documentation examples.
+pub const DEFAULT_ACCOUNT: &str = "123456789012";
+
+/// Settings that the binary reads from flags and environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub region: String,
+    /// Root credentials for the default account, when given explicitly.
+    pub root_access_key_id: Option<String>,
+    pub root_secret_access_key: Option<String>,
+    /// Lifetime of instance-role credentials served by the IMDS, seconds.
+    pub instance_credential_lifetime: i64,
+    /// Serve a new set once the current one has less than this left.
+    pub instance_credential_refresh: i64,
+    /// `--compat moto`: reset endpoints and auth-off start.
+    pub compat_moto: bool,
+}
+
+impl Config {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            region: "us-east-1".into(),
+            root_access_key_id: None,
+            root_secret_access_key: None,
+            instance_credential_lifetime: 6 * 3600,
+            instance_credential_refresh: 3600,
+            compat_moto: false,
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The whole domain: state, store, keys.
+pub struct Keycard {
+    pub config: Config,
+    store: Arc<dyn Store>,
+    state: RwLock<State>,
+    /// Serializes writers so the store and memory see changes in one order.
+    write_lock: tokio::sync::Mutex<()>,
+    master: crypto::SealKey,
+    tokens: RwLock<crypto::KeyRing>,
+    pub audit: audit::AuditLog,
+    session_cache: Mutex<std::collections::HashMap<String, Arc<sts::Session>>>,
+    /// Requests still let through without enforcement (moto compat).
+    no_auth_remaining: AtomicU64,
+}
+
+fn read_or_create_master(dir: &Path) -> std::io::Result<crypto::SealKey> {
+    let path = dir.join("master.key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let bytes = hex::decode(text.trim()).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "master.key is not hex")
+        })?;
+        return crypto::SealKey::from_bytes(0, &bytes).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "master.key must hold 32 bytes")
+        });
+    }
+    let key = crypto::SealKey::generate(0);
+    write_private(&path, hex::encode(key.bytes()).as_bytes())?;
+    Ok(key)
+}
+
+/// Write a file only its owner can read.
+pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts.open(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+impl Keycard {
+    /// Open the data directory: load state, keys, and create the default
+    /// account with its root key on first start.
+    pub async fn open(config: Config, store: Arc<dyn Store>) -> anyhow_like::Result<Arc<Keycard>> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        std::fs::create_dir_all(config.data_dir.join("objects"))?;
+        let master = read_or_create_master(&config.data_dir)?;
+        let ring = match store.get_meta("token_keys").await? {
+            Some(sealed) => {
+                let plain = master
+                    .open(&sealed, b"token_keys")
+                    .ok_or("token keys do not open with master.key (wrong data dir?)")?;
+                crypto::KeyRing::from_bytes(&plain).ok_or("token keys are corrupt")?
+            }
+            None => {
+                let ring = crypto::KeyRing::new(vec![crypto::SealKey::generate(1)]);
+                store
+                    .put_meta("token_keys", &master.seal(&ring.to_bytes(), b"token_keys"))
+                    .await?;
+                ring
+            }
+        };
+        let mut state = State::default();
+        for rec in store.load_all().await? {
+            let e = Entity::from_record(&rec.kind, &rec.value)
+                .map_err(|e| format!("record {}/{}: {e}", rec.kind, rec.key))?;
+            state.put(e);
+        }
+        for (id, k) in &state.access_keys {
+            let secret = crypto::open_secret(&master, &k.sealed_secret, id)
+                .map_err(|e| format!("access key {id}: {e}"))?;
+            state.secrets.insert(id.clone(), SecretKey::new(secret));
+        }
+        let no_auth = if config.compat_moto { u64::MAX } else { 0 };
+        let audit = audit::AuditLog::start(store.clone());
+        let kc = Arc::new(Keycard {
+            config,
+            store,
+            state: RwLock::new(state),
+            write_lock: tokio::sync::Mutex::new(()),
+            master,
+            tokens: RwLock::new(ring),
+            audit,
+            session_cache: Mutex::new(Default::default()),
+            no_auth_remaining: AtomicU64::new(no_auth),
+        });
+        managed::install(&kc).await?;
+        kc.ensure_default_account().await?;
+        Ok(kc)
+    }
+
+    /// Read access to the state. Never hold it across an await.
+    pub fn state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Apply changes computed from a consistent view of the state. `plan`
+    /// runs under the writer lock; its changes reach the store atomically,
+    /// then memory. An error from `plan` changes nothing.
+    pub async fn mutate<T>(
+        &self,
+        plan: impl FnOnce(&State) -> Result<(Vec<Change>, T)>,
+    ) -> Result<T> {
+        let _w = self.write_lock.lock().await;
+        let (changes, out) = {
+            let st = self.state();
+            plan(&st)?
+        };
+        self.commit(changes).await?;
+        Ok(out)
+    }
+
+    async fn commit(&self, changes: Vec<Change>) -> Result<()> {
+        let ops: Vec<Op> = changes
+            .iter()
+            .map(|c| match c {
+                Change::Put(e) => {
+                    let (k, key) = e.kind_key();
+                    Op::put(k, key, e.to_json())
+                }
+                Change::Delete(kind, key) => Op::delete(kind, key.clone()),
+            })
+            .collect();
+        self.store.commit(&ops).await?;
+        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+        for c in changes {
+            match c {
+                Change::Put(e) => st.put(e),
+                Change::Delete(kind, key) => st.delete(kind, &key),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn master(&self) -> &crypto::SealKey {
+        &self.master
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Rotate the session-token key: new tokens use the new key, old ones
+    /// keep verifying.
+    pub async fn rotate_token_key(&self) -> Result<u8> {
+        let (id, bytes) = {
+            let mut ring = self.tokens.write().unwrap_or_else(|e| e.into_inner());
+            let id = ring.rotate();
+            (id, ring.to_bytes())
+        };
+        self.store
+            .put_meta("token_keys", &self.master.seal(&bytes, b"token_keys"))
+            .await?;
+        Ok(id)
+    }
+
+    pub(crate) fn token_ring(&self) -> crypto::KeyRing {
+        self.tokens.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Create an account with a root access key; returns (key id, secret).
+    pub async fn create_account(&self, id: Option<&str>) -> Result<(String, String, String)> {
+        let id = match id {
+            Some(i) => {
+                validate::account_id(i)?;
+                i.to_string()
+            }
+            None => {
+                let n = u64::from_be_bytes(crypto::random_bytes::<8>()) % 900_000_000_000;
+                format!("{:012}", 100_000_000_000 + n)
+            }
+        };
+        let (key_id, secret) = self.new_key_material(&id, None, None);
+        let sealed = crypto::seal_secret(&self.master, &secret, &key_id);
+        let created = now();
+        let acct = id.clone();
+        let kid = key_id.clone();
+        self.mutate(move |st| {
+            if st.accounts.contains_key(&acct) {
+                return Err(ServiceError::EntityAlreadyExists(format!(
+                    "Account {acct} already exists."
+                )));
+            }
+            Ok((
+                vec![
+                    Change::Put(Entity::Account(Account {
+                        id: acct.clone(),
+                        created,
+                        root_key_id: kid.clone(),
+                        alias: None,
+                    })),
+                    Change::Put(Entity::AccessKey(model::AccessKey {
+                        account: acct.clone(),
+                        user: None,
+                        id: kid.clone(),
+                        sealed_secret: sealed,
+                        status: model::KeyStatus::Active,
+                        created,
+                        last_used: None,
+                    })),
+                ],
+                (),
+            ))
+        })
+        .await?;
+        self.remember_secret(&key_id, &secret);
+        Ok((id, key_id, secret))
+    }
+
+    fn remember_secret(&self, key_id: &str, secret: &str) {
+        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+        st.secrets
+            .insert(key_id.to_string(), SecretKey::new(secret.to_string()));
+    }
+
+    /// A fresh long-term key id and secret for `account` (given ones are
+    /// used for the root key when configured).
+    fn new_key_material(
+        &self,
+        account: &str,
+        given_id: Option<&str>,
+        given_secret: Option<&str>,
+    ) -> (String, String) {
+        let id = given_id.map(str::to_string).unwrap_or_else(|| {
+            keycard_proto::ids::access_key_id("AKIA", account, &crypto::random_bytes::<16>())
+        });
+        let secret = given_secret.map(str::to_string).unwrap_or_else(|| {
+            keycard_proto::ids::secret_access_key(&crypto::random_bytes::<30>())
+        });
+        (id, secret)
+    }
+
+    async fn ensure_default_account(&self) -> Result<()> {
+        let exists = self.state().accounts.contains_key(DEFAULT_ACCOUNT);
+        let given_id = self.config.root_access_key_id.clone();
+        let given_secret = self.config.root_secret_access_key.clone();
+        if !exists {
+            let (key_id, secret) =
+                self.new_key_material(DEFAULT_ACCOUNT, given_id.as_deref(), given_secret.as_deref());
+            self.install_root_account(DEFAULT_ACCOUNT, &key_id, &secret).await?;
+        } else if let (Some(id), Some(secret)) = (given_id, given_secret) {
+            // Explicit root credentials replace the stored root key.
+            let known = self.state().access_keys.contains_key(&id);
+            if !known {
+                self.install_root_account(DEFAULT_ACCOUNT, &id, &secret).await?;
+            }
+        }
+        self.write_credentials_file()?;
+        Ok(())
+    }
+
+    async fn install_root_account(&self, account: &str, key_id: &str, secret: &str) -> Result<()> {
+        let sealed = crypto::seal_secret(&self.master, secret, key_id);
+        let created = now();
+        let (acct, kid) = (account.to_string(), key_id.to_string());
+        self.mutate(move |st| {
+            let mut changes = Vec::new();
+            if let Some(old) = st.accounts.get(&acct) {
+                changes.push(Change::Delete("access_key", old.root_key_id.clone()));
+            }
+            changes.push(Change::Put(Entity::Account(Account {
+                id: acct.clone(),
+                created,
+                root_key_id: kid.clone(),
+                alias: None,
+            })));
+            changes.push(Change::Put(Entity::AccessKey(model::AccessKey {
+                account: acct.clone(),
+                user: None,
+                id: kid.clone(),
+                sealed_secret: sealed,
+                status: model::KeyStatus::Active,
+                created,
+                last_used: None,
+            })));
+            Ok((changes, ()))
+        })
+        .await?;
+        self.remember_secret(key_id, secret);
+        Ok(())
+    }
+
+    /// `<data-dir>/credentials`: the default account's root key as an AWS
+    /// shared-credentials file (profile `default`), mode 0600.
+    pub fn write_credentials_file(&self) -> Result<()> {
+        let st = self.state();
+        let Some(acct) = st.accounts.get(DEFAULT_ACCOUNT) else {
+            return Ok(());
+        };
+        let Some(secret) = st.secrets.get(&acct.root_key_id) else {
+            return Ok(());
+        };
+        let text = format!(
+            "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\nregion = {}\n",
+            acct.root_key_id,
+            secret.expose(),
+            self.config.region
+        );
+        write_private(&self.config.data_dir.join("credentials"), text.as_bytes())
+            .map_err(|e| ServiceError::Internal(format!("writing credentials file: {e}")))
+    }
+
+    /// moto compat: how many requests are still let through unenforced.
+    pub fn enforcement_off(&self) -> bool {
+        let mut cur = self.no_auth_remaining.load(Ordering::Relaxed);
+        loop {
+            if cur == 0 {
+                return false;
+            }
+            if cur == u64::MAX {
+                return true;
+            }
+            match self.no_auth_remaining.compare_exchange(
+                cur,
+                cur - 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(c) => cur = c,
+            }
+        }
+    }
+
+    /// moto compat `reset-auth`: returns the previous count.
+    pub fn set_no_auth_count(&self, n: u64) -> u64 {
+        self.no_auth_remaining.swap(n, Ordering::Relaxed)
+    }
+
+    /// moto compat `reset`: wipe every entity and event, then re-create
+    /// the default account and AWS managed policies.
+    pub async fn reset(&self) -> Result<()> {
+        {
+            let _w = self.write_lock.lock().await;
+            let kinds = [
+                "account", "user", "group", "role", "policy", "instance_profile",
+                "access_key", "bucket", "object", "upload", "instance",
+            ];
+            let ops: Vec<Op> = kinds
+                .iter()
+                .map(|k| Op::DeleteKind { kind: k.to_string() })
+                .collect();
+            self.store.commit(&ops).await?;
+            self.store.clear_audit().await?;
+            *self.state.write().unwrap_or_else(|e| e.into_inner()) = State::default();
+            self.session_cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
+        let _ = std::fs::remove_dir_all(self.config.data_dir.join("objects"));
+        let _ = std::fs::create_dir_all(self.config.data_dir.join("objects"));
+        managed::install(self).await?;
+        self.ensure_default_account().await
+    }
+}
+
+/// A tiny boxed-error result for start-up, where any failure is fatal.
+pub mod anyhow_like {
+    pub type Error = Box<dyn std::error::Error + Send + Sync>;
+    pub type Result<T> = std::result::Result<T, Error>;
+}

@@ -1,0 +1,434 @@
+//! Who is calling (from an access key and optional session token) and may
+//! they do it (the policy engine over everything that applies).
+
+use std::sync::Arc;
+
+use keycard_policy::{
+    Context, Evaluation, Policy, PolicyRef, PolicySet, Principal, PrincipalKind, Request,
+};
+use keycard_proto::secret::SecretKey;
+
+use crate::error::{Result, ServiceError};
+use crate::model::{KeyStatus, PolicyDoc, Tag};
+use crate::state::State;
+use crate::sts::Session;
+use crate::{Keycard, now};
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Principal,
+    pub account: String,
+    pub access_key_id: String,
+    pub kind: CallerKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum CallerKind {
+    Root,
+    User { name: String, id: String },
+    Session(Arc<Session>),
+    Anonymous,
+}
+
+impl Caller {
+    pub fn root(account: &str, key: &str) -> Caller {
+        Caller {
+            principal: Principal {
+                arn: format!("arn:aws:iam::{account}:root"),
+                account: account.into(),
+                kind: PrincipalKind::Root,
+            },
+            account: account.into(),
+            access_key_id: key.into(),
+            kind: CallerKind::Root,
+        }
+    }
+
+    pub fn anonymous() -> Caller {
+        Caller {
+            principal: Principal {
+                arn: "*".into(),
+                account: String::new(),
+                kind: PrincipalKind::Anonymous,
+            },
+            account: String::new(),
+            access_key_id: String::new(),
+            kind: CallerKind::Anonymous,
+        }
+    }
+
+    /// CloudTrail `userIdentity.type`.
+    pub fn identity_type(&self) -> &'static str {
+        match &self.kind {
+            CallerKind::Root => "Root",
+            CallerKind::User { .. } => "IAMUser",
+            CallerKind::Session(s) if s.claims.role.is_some() => "AssumedRole",
+            CallerKind::Session(s) if s.claims.user.is_some() => "IAMUser",
+            CallerKind::Session(_) => "Root",
+            CallerKind::Anonymous => "AWSAccount",
+        }
+    }
+
+    /// `aws:userid` / CloudTrail principalId.
+    pub fn user_id(&self) -> String {
+        match &self.kind {
+            CallerKind::Root => self.account.clone(),
+            CallerKind::User { id, .. } => id.clone(),
+            CallerKind::Session(s) => s.user_id(),
+            CallerKind::Anonymous => "anonymous".into(),
+        }
+    }
+
+    /// The name CloudTrail's Username attribute matches.
+    pub fn username(&self) -> String {
+        match &self.kind {
+            CallerKind::Root => "root".into(),
+            CallerKind::User { name, .. } => name.clone(),
+            CallerKind::Session(s) => match (&s.claims.role, &s.claims.user) {
+                (Some(_), _) => s.claims.session_name.clone(),
+                (None, Some(u)) => u.clone(),
+                (None, None) => "root".into(),
+            },
+            CallerKind::Anonymous => String::new(),
+        }
+    }
+
+    pub fn session(&self) -> Option<&Arc<Session>> {
+        match &self.kind {
+            CallerKind::Session(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn is_root(&self) -> bool {
+        matches!(self.kind, CallerKind::Root)
+            || matches!(&self.kind, CallerKind::Session(s) if s.claims.role.is_none() && s.claims.user.is_none())
+    }
+}
+
+/// What resource-side policy takes part.
+#[derive(Clone, Copy)]
+pub enum ResourcePolicy<'a> {
+    None,
+    Resource(&'a PolicyDoc),
+    Trust(&'a PolicyDoc),
+}
+
+fn invalid_token() -> ServiceError {
+    ServiceError::InvalidClientTokenId("The security token included in the request is invalid.".into())
+}
+
+struct Collected {
+    identity: Vec<(String, Arc<Policy>)>,
+    boundary: Option<(String, Arc<Policy>)>,
+    session: Vec<(String, Arc<Policy>)>,
+}
+
+fn push_managed(st: &State, arns: &[String], out: &mut Vec<(String, Arc<Policy>)>) {
+    for arn in arns {
+        if let Some(c) = st
+            .policies
+            .get(arn)
+            .and_then(|p| p.default_doc())
+            .and_then(|d| d.compiled.clone())
+        {
+            out.push((arn.clone(), c));
+        }
+    }
+}
+
+fn push_inline(
+    owner_arn: &str,
+    m: &std::collections::BTreeMap<String, PolicyDoc>,
+    out: &mut Vec<(String, Arc<Policy>)>,
+) {
+    for (name, d) in m {
+        if let Some(c) = &d.compiled {
+            out.push((format!("{owner_arn}#inline/{name}"), c.clone()));
+        }
+    }
+}
+
+fn boundary_of(st: &State, arn: Option<&String>) -> Option<(String, Arc<Policy>)> {
+    let arn = arn?;
+    match st.policies.get(arn).and_then(|p| p.default_doc()).and_then(|d| d.compiled.clone()) {
+        Some(c) => Some((arn.clone(), c)),
+        // A boundary that no longer resolves allows nothing.
+        None => Some((arn.clone(), Arc::new(Policy::parse("{\"Version\":\"2012-10-17\",\"Statement\":[]}", keycard_policy::PolicyKind::Boundary).ok()?))),
+    }
+}
+
+fn collect_user(st: &State, account: &str, name: &str, out: &mut Collected) {
+    if let Some(u) = st.user(account, name) {
+        let arn = u.arn();
+        push_inline(&arn, &u.inline, &mut out.identity);
+        push_managed(st, &u.attached, &mut out.identity);
+        for g in &u.groups {
+            if let Some(g) = st.group(account, g) {
+                push_inline(&g.arn(), &g.inline, &mut out.identity);
+                push_managed(st, &g.attached, &mut out.identity);
+            }
+        }
+        out.boundary = boundary_of(st, u.boundary.as_ref());
+    }
+}
+
+impl Keycard {
+    /// Resolve an access key (and session token) to its secret and caller.
+    /// Temporary keys need no store read: the token carries everything.
+    pub fn credentials(&self, key_id: &str, token: Option<&str>) -> Result<(SecretKey, Caller)> {
+        if key_id.starts_with("ASIA") {
+            let token = token.ok_or_else(invalid_token)?;
+            let session = self.open_session(token)?;
+            if session.claims.access_key_id != key_id {
+                return Err(invalid_token());
+            }
+            if session.claims.expires <= now() {
+                return Err(ServiceError::ExpiredToken(
+                    "The security token included in the request is expired".into(),
+                ));
+            }
+            self.check_instance_session(&session)?;
+            let caller = self.session_caller(session.clone());
+            return Ok((session.secret.clone(), caller));
+        }
+        let st = self.state();
+        let key = st.access_keys.get(key_id).ok_or_else(invalid_token)?;
+        if key.status != KeyStatus::Active {
+            return Err(invalid_token());
+        }
+        let secret = st.secrets.get(key_id).cloned().ok_or_else(invalid_token)?;
+        let caller = match &key.user {
+            None => Caller::root(&key.account, key_id),
+            Some(name) => {
+                let u = st.user(&key.account, name).ok_or_else(invalid_token)?;
+                Caller {
+                    principal: Principal {
+                        arn: u.arn(),
+                        account: key.account.clone(),
+                        kind: PrincipalKind::User,
+                    },
+                    account: key.account.clone(),
+                    access_key_id: key_id.into(),
+                    kind: CallerKind::User {
+                        name: u.name.clone(),
+                        id: u.id.clone(),
+                    },
+                }
+            }
+        };
+        Ok((secret, caller))
+    }
+
+    pub(crate) fn session_caller(&self, s: Arc<Session>) -> Caller {
+        let c = &s.claims;
+        let principal = match (&c.role, &c.user) {
+            (Some(r), _) => Principal {
+                arn: format!(
+                    "arn:aws:sts::{}:assumed-role/{}/{}",
+                    c.account, r.name, c.session_name
+                ),
+                account: c.account.clone(),
+                kind: PrincipalKind::AssumedRole {
+                    role_arn: r.arn.clone(),
+                },
+            },
+            (None, Some(u)) => Principal {
+                arn: self
+                    .state()
+                    .user(&c.account, u)
+                    .map(|u| u.arn())
+                    .unwrap_or_else(|| format!("arn:aws:iam::{}:user/{u}", c.account)),
+                account: c.account.clone(),
+                kind: PrincipalKind::User,
+            },
+            (None, None) => Principal {
+                arn: format!("arn:aws:iam::{}:root", c.account),
+                account: c.account.clone(),
+                kind: PrincipalKind::Root,
+            },
+        };
+        Caller {
+            principal,
+            account: c.account.clone(),
+            access_key_id: c.access_key_id.clone(),
+            kind: CallerKind::Session(s),
+        }
+    }
+
+    /// The caller's principal keys, added to a request context.
+    pub fn add_caller_context(&self, caller: &Caller, ctx: &mut Context) {
+        ctx.insert("aws:PrincipalAccount", caller.account.clone());
+        ctx.insert("aws:userid", caller.user_id());
+        let st = self.state();
+        let mut tags: Vec<Tag> = Vec::new();
+        match &caller.kind {
+            CallerKind::Root => {
+                ctx.insert("aws:PrincipalArn", caller.principal.arn.clone());
+                ctx.insert("aws:PrincipalType", "Account");
+            }
+            CallerKind::User { name, .. } => {
+                ctx.insert("aws:PrincipalArn", caller.principal.arn.clone());
+                ctx.insert("aws:PrincipalType", "User");
+                ctx.insert("aws:username", name.clone());
+                if let Some(u) = st.user(&caller.account, name) {
+                    tags = u.tags.clone();
+                }
+            }
+            CallerKind::Session(s) => {
+                let c = &s.claims;
+                ctx.insert("aws:MultiFactorAuthPresent", "false");
+                ctx.insert(
+                    "aws:TokenIssueTime",
+                    crate::sts::iso8601(c.issued),
+                );
+                if let Some(si) = &c.source_identity {
+                    ctx.insert("aws:SourceIdentity", si.clone());
+                }
+                match (&c.role, &c.user) {
+                    (Some(r), _) => {
+                        ctx.insert("aws:PrincipalArn", r.arn.clone());
+                        ctx.insert("aws:PrincipalType", "AssumedRole");
+                        if let Some(role) = st.role(&c.account, &r.name) {
+                            tags = role.tags.clone();
+                        }
+                    }
+                    (None, Some(u)) => {
+                        ctx.insert("aws:PrincipalArn", caller.principal.arn.clone());
+                        ctx.insert("aws:PrincipalType", "User");
+                        ctx.insert("aws:username", u.clone());
+                        if let Some(u) = st.user(&c.account, u) {
+                            tags = u.tags.clone();
+                        }
+                    }
+                    (None, None) => {
+                        ctx.insert("aws:PrincipalArn", caller.principal.arn.clone());
+                        ctx.insert("aws:PrincipalType", "Account");
+                    }
+                }
+                // Session tags override the identity's tags of the same key.
+                for t in &c.tags {
+                    tags.retain(|x| !x.key.eq_ignore_ascii_case(&t.key));
+                    tags.push(t.clone());
+                }
+                if let Some(i) = &c.instance {
+                    ctx.insert(
+                        "ec2:SourceInstanceARN",
+                        format!("arn:aws:ec2:{}:{}:instance/{}", self.config.region, c.account, i.id),
+                    );
+                    ctx.insert("ec2:RoleDelivery", i.delivery.clone());
+                    if let Some(ip) = &i.private_ip {
+                        ctx.insert("aws:Ec2InstanceSourcePrivateIPv4", ip.clone());
+                    }
+                }
+            }
+            CallerKind::Anonymous => {
+                ctx.insert("aws:PrincipalType", "Anonymous");
+            }
+        }
+        for t in tags {
+            ctx.insert(&format!("aws:PrincipalTag/{}", t.key), t.value);
+        }
+    }
+
+    /// Decide a request: the caller's identity policies, boundary and
+    /// session policies against the resource-side policy.
+    pub fn authorize(
+        &self,
+        caller: &Caller,
+        action: &str,
+        resource: &str,
+        resource_account: Option<&str>,
+        ctx: &Context,
+        rp: ResourcePolicy<'_>,
+    ) -> Evaluation {
+        let mut col = Collected {
+            identity: Vec::new(),
+            boundary: None,
+            session: Vec::new(),
+        };
+        let rp_compiled: Option<Arc<Policy>> = match rp {
+            ResourcePolicy::None => None,
+            ResourcePolicy::Resource(d) | ResourcePolicy::Trust(d) => d.compiled.clone(),
+        };
+        {
+            let st = self.state();
+            match &caller.kind {
+                CallerKind::Root | CallerKind::Anonymous => {}
+                CallerKind::User { name, .. } => collect_user(&st, &caller.account, name, &mut col),
+                CallerKind::Session(s) => {
+                    let c = &s.claims;
+                    match (&c.role, &c.user) {
+                        (Some(r), _) => {
+                            // The role as it is now: detaching a policy takes
+                            // effect on the very next request.
+                            if let Some(role) = st.role(&c.account, &r.name).filter(|x| x.id == r.id) {
+                                let arn = role.arn();
+                                push_inline(&arn, &role.inline, &mut col.identity);
+                                push_managed(&st, &role.attached, &mut col.identity);
+                                col.boundary = boundary_of(&st, role.boundary.as_ref());
+                            }
+                        }
+                        (None, Some(u)) => collect_user(&st, &c.account, u, &mut col),
+                        (None, None) => {}
+                    }
+                    if let Some(p) = &s.session_policy {
+                        col.session.push(("session-policy".into(), p.clone()));
+                    }
+                    push_managed(&st, &c.policy_arns, &mut col.session);
+                    if (s.session_policy.is_some() || !c.policy_arns.is_empty()) && col.session.is_empty() {
+                        // Session policies were given but none resolves: allow nothing.
+                        if let Ok(p) = Policy::parse("{\"Version\":\"2012-10-17\",\"Statement\":[]}", keycard_policy::PolicyKind::Session) {
+                            col.session.push(("session-policy".into(), Arc::new(p)));
+                        }
+                    }
+                }
+            }
+        }
+        let identity: Vec<PolicyRef<'_>> = col
+            .identity
+            .iter()
+            .map(|(id, p)| PolicyRef { id, policy: p })
+            .collect();
+        let session: Vec<PolicyRef<'_>> = col
+            .session
+            .iter()
+            .map(|(id, p)| PolicyRef { id, policy: p })
+            .collect();
+        let boundary = col.boundary.as_ref().map(|(id, p)| PolicyRef { id, policy: p });
+        let rp_ref = rp_compiled.as_ref().map(|p| PolicyRef {
+            id: if matches!(rp, ResourcePolicy::Trust(_)) { "trust-policy" } else { "resource-policy" },
+            policy: p,
+        });
+        let (resource_policy, trust) = match rp {
+            ResourcePolicy::Trust(_) => (None, rp_ref),
+            _ => (rp_ref, None),
+        };
+        let set = PolicySet {
+            identity,
+            resource: resource_policy,
+            trust,
+            boundary,
+            session,
+            scps: Vec::new(),
+        };
+        let req = Request {
+            principal: &caller.principal,
+            action,
+            resource,
+            resource_account,
+            context: ctx,
+        };
+        keycard_policy::evaluate(&req, &set)
+    }
+
+    /// AWS's AccessDenied message for a denied evaluation.
+    pub fn denied_message(caller: &Caller, action: &str, resource: &str, eval: &Evaluation) -> String {
+        format!(
+            "User: {} is not authorized to perform: {action} on resource: {resource} {}",
+            caller.principal.arn,
+            eval.reason(action)
+        )
+    }
+}

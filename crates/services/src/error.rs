@@ -1,0 +1,242 @@
+//! Every error a keycard service can return, and the one place that maps it
+//! to AWS's error code and HTTP status.
+
+use keycard_policy::PolicyError;
+use keycard_store::StoreError;
+
+/// A service error: the variant decides the AWS code and status, the
+/// message is AWS's wording for the case.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    NoSuchEntity(String),
+    #[error("{0}")]
+    EntityAlreadyExists(String),
+    #[error("{0}")]
+    DeleteConflict(String),
+    #[error("{0}")]
+    LimitExceeded(String),
+    #[error("{0}")]
+    MalformedPolicyDocument(String),
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("{0}")]
+    ValidationError(String),
+    #[error("{0}")]
+    MissingParameter(String),
+    #[error("{0}")]
+    InvalidParameterValue(String),
+    #[error("{0}")]
+    InvalidParameterCombination(String),
+    #[error("{0}")]
+    AccessDenied(String),
+    /// EC2's name for a policy denial.
+    #[error("{0}")]
+    UnauthorizedOperation(String),
+    #[error("{0}")]
+    DryRunOperation(String),
+    #[error("{0}")]
+    InvalidClientTokenId(String),
+    #[error("{0}")]
+    SignatureDoesNotMatch(String),
+    #[error("{0}")]
+    IncompleteSignature(String),
+    #[error("{0}")]
+    MissingAuthenticationToken(String),
+    #[error("{0}")]
+    ExpiredToken(String),
+    #[error("{0}")]
+    RequestTimeTooSkewed(String),
+    #[error("{0}")]
+    InvalidAction(String),
+    #[error("{0}")]
+    PackedPolicyTooLarge(String),
+    #[error("{0}")]
+    RegionDisabled(String),
+    // S3
+    #[error("{0}")]
+    NoSuchBucket(String),
+    #[error("{0}")]
+    NoSuchKey(String),
+    #[error("{0}")]
+    NoSuchUpload(String),
+    #[error("{0}")]
+    NoSuchBucketPolicy(String),
+    #[error("{0}")]
+    BucketAlreadyExists(String),
+    #[error("{0}")]
+    BucketAlreadyOwnedByYou(String),
+    #[error("{0}")]
+    BucketNotEmpty(String),
+    #[error("{0}")]
+    InvalidBucketName(String),
+    #[error("{0}")]
+    InvalidRange(String),
+    #[error("{0}")]
+    InvalidPart(String),
+    #[error("{0}")]
+    InvalidPartOrder(String),
+    #[error("{0}")]
+    EntityTooLarge(String),
+    #[error("{0}")]
+    EntityTooSmall(String),
+    #[error("{0}")]
+    MalformedXML(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    NotImplemented(String),
+    #[error("{0}")]
+    PreconditionFailed(String),
+    #[error("{0}")]
+    NotModified(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    BadDigest(String),
+    #[error("{0}")]
+    XAmzContentSHA256Mismatch(String),
+    // EC2
+    #[error("{0}")]
+    InvalidInstanceIdNotFound(String),
+    #[error("{0}")]
+    InvalidInstanceIdMalformed(String),
+    #[error("{0}")]
+    IncorrectState(String),
+    #[error("{0}")]
+    IncorrectInstanceState(String),
+    #[error("{0}")]
+    InvalidAssociationIdNotFound(String),
+    #[error("{0}")]
+    InvalidAmiIdMalformed(String),
+    // Server side
+    #[error("{0}")]
+    ServiceUnavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    /// AWS's error code.
+    pub fn code(&self) -> &'static str {
+        use ServiceError::*;
+        match self {
+            NoSuchEntity(_) => "NoSuchEntity",
+            EntityAlreadyExists(_) => "EntityAlreadyExists",
+            DeleteConflict(_) => "DeleteConflict",
+            LimitExceeded(_) => "LimitExceeded",
+            MalformedPolicyDocument(_) => "MalformedPolicyDocument",
+            InvalidInput(_) => "InvalidInput",
+            ValidationError(_) => "ValidationError",
+            MissingParameter(_) => "MissingParameter",
+            InvalidParameterValue(_) => "InvalidParameterValue",
+            InvalidParameterCombination(_) => "InvalidParameterCombination",
+            AccessDenied(_) => "AccessDenied",
+            UnauthorizedOperation(_) => "UnauthorizedOperation",
+            DryRunOperation(_) => "DryRunOperation",
+            InvalidClientTokenId(_) => "InvalidClientTokenId",
+            SignatureDoesNotMatch(_) => "SignatureDoesNotMatch",
+            IncompleteSignature(_) => "IncompleteSignature",
+            MissingAuthenticationToken(_) => "MissingAuthenticationToken",
+            ExpiredToken(_) => "ExpiredToken",
+            RequestTimeTooSkewed(_) => "RequestTimeTooSkewed",
+            InvalidAction(_) => "InvalidAction",
+            PackedPolicyTooLarge(_) => "PackedPolicyTooLarge",
+            RegionDisabled(_) => "RegionDisabledException",
+            NoSuchBucket(_) => "NoSuchBucket",
+            NoSuchKey(_) => "NoSuchKey",
+            NoSuchUpload(_) => "NoSuchUpload",
+            NoSuchBucketPolicy(_) => "NoSuchBucketPolicy",
+            BucketAlreadyExists(_) => "BucketAlreadyExists",
+            BucketAlreadyOwnedByYou(_) => "BucketAlreadyOwnedByYou",
+            BucketNotEmpty(_) => "BucketNotEmpty",
+            InvalidBucketName(_) => "InvalidBucketName",
+            InvalidRange(_) => "InvalidRange",
+            InvalidPart(_) => "InvalidPart",
+            InvalidPartOrder(_) => "InvalidPartOrder",
+            EntityTooLarge(_) => "EntityTooLarge",
+            EntityTooSmall(_) => "EntityTooSmall",
+            MalformedXML(_) => "MalformedXML",
+            InvalidArgument(_) => "InvalidArgument",
+            InvalidRequest(_) => "InvalidRequest",
+            NotImplemented(_) => "NotImplemented",
+            PreconditionFailed(_) => "PreconditionFailed",
+            NotModified(_) => "NotModified",
+            MethodNotAllowed(_) => "MethodNotAllowed",
+            BadDigest(_) => "BadDigest",
+            XAmzContentSHA256Mismatch(_) => "XAmzContentSHA256Mismatch",
+            InvalidInstanceIdNotFound(_) => "InvalidInstanceID.NotFound",
+            InvalidInstanceIdMalformed(_) => "InvalidInstanceID.Malformed",
+            IncorrectState(_) => "IncorrectState",
+            IncorrectInstanceState(_) => "IncorrectInstanceState",
+            InvalidAssociationIdNotFound(_) => "InvalidAssociationID.NotFound",
+            InvalidAmiIdMalformed(_) => "InvalidAMIID.Malformed",
+            ServiceUnavailable(_) => "ServiceUnavailable",
+            Internal(_) => "InternalFailure",
+        }
+    }
+
+    /// AWS's HTTP status for the code.
+    pub fn status(&self) -> u16 {
+        use ServiceError::*;
+        match self {
+            NoSuchEntity(_) | NoSuchBucket(_) | NoSuchKey(_) | NoSuchUpload(_)
+            | NoSuchBucketPolicy(_) => 404,
+            EntityAlreadyExists(_)
+            | DeleteConflict(_)
+            | LimitExceeded(_)
+            | BucketAlreadyExists(_)
+            | BucketAlreadyOwnedByYou(_)
+            | BucketNotEmpty(_) => 409,
+            AccessDenied(_)
+            | InvalidClientTokenId(_)
+            | SignatureDoesNotMatch(_)
+            | IncompleteSignature(_)
+            | MissingAuthenticationToken(_)
+            | RequestTimeTooSkewed(_)
+            | RegionDisabled(_)
+            | UnauthorizedOperation(_) => 403,
+            DryRunOperation(_) => 412,
+            InvalidRange(_) => 416,
+            PreconditionFailed(_) => 412,
+            NotModified(_) => 304,
+            MethodNotAllowed(_) => 405,
+            NotImplemented(_) => 501,
+            ServiceUnavailable(_) => 503,
+            Internal(_) => 500,
+            _ => 400,
+        }
+    }
+
+    /// Query-protocol error type: the client's fault or ours.
+    pub fn is_sender_fault(&self) -> bool {
+        self.status() < 500
+    }
+
+    pub fn message(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store failure");
+        ServiceError::Internal("We encountered an internal error. Please try again.".into())
+    }
+}
+
+impl From<PolicyError> for ServiceError {
+    fn from(e: PolicyError) -> Self {
+        match e.code {
+            keycard_policy::ErrorCode::MalformedPolicyDocument => {
+                ServiceError::MalformedPolicyDocument(e.message)
+            }
+            keycard_policy::ErrorCode::LimitExceeded => ServiceError::LimitExceeded(e.message),
+            keycard_policy::ErrorCode::InvalidInput => ServiceError::InvalidInput(e.message),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ServiceError>;

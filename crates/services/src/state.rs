@@ -1,0 +1,171 @@
+//! The in-memory read model: every entity, indexed for the lookups the hot
+//! path needs. Built from the store at start, changed only by `apply`
+//! after the store has committed the same change.
+
+use std::collections::{BTreeMap, HashMap};
+
+use keycard_policy::PolicyKind;
+use keycard_proto::secret::SecretKey;
+
+use crate::ec2::Instance;
+use crate::model::*;
+
+#[derive(Default)]
+pub struct State {
+    pub accounts: BTreeMap<String, Account>,
+    pub users: BTreeMap<String, User>,
+    pub groups: BTreeMap<String, Group>,
+    pub roles: BTreeMap<String, Role>,
+    /// By ARN.
+    pub policies: BTreeMap<String, ManagedPolicy>,
+    pub instance_profiles: BTreeMap<String, InstanceProfile>,
+    pub access_keys: BTreeMap<String, AccessKey>,
+    /// Clear secrets of long-term keys, by key id.
+    pub secrets: HashMap<String, SecretKey>,
+    pub buckets: BTreeMap<String, Bucket>,
+    /// Bucket -> key -> object.
+    pub objects: HashMap<String, BTreeMap<String, ObjectMeta>>,
+    pub uploads: BTreeMap<String, Upload>,
+    pub instances: BTreeMap<String, Instance>,
+}
+
+fn compile_inline(m: &mut BTreeMap<String, PolicyDoc>) {
+    for d in m.values_mut() {
+        d.recompile(PolicyKind::Identity);
+    }
+}
+
+impl State {
+    /// Put an entity into memory (after the store has it).
+    pub fn put(&mut self, e: Entity) {
+        let (_, key) = e.kind_key();
+        match e {
+            Entity::Account(a) => {
+                self.accounts.insert(key, a);
+            }
+            Entity::User(mut u) => {
+                compile_inline(&mut u.inline);
+                self.users.insert(key, u);
+            }
+            Entity::Group(mut g) => {
+                compile_inline(&mut g.inline);
+                self.groups.insert(key, g);
+            }
+            Entity::Role(mut r) => {
+                compile_inline(&mut r.inline);
+                r.trust.recompile(PolicyKind::Trust);
+                self.roles.insert(key, r);
+            }
+            Entity::Policy(mut p) => {
+                for v in &mut p.versions {
+                    v.doc.recompile(PolicyKind::Identity);
+                }
+                self.policies.insert(key, p);
+            }
+            Entity::InstanceProfile(p) => {
+                self.instance_profiles.insert(key, p);
+            }
+            Entity::AccessKey(k) => {
+                self.access_keys.insert(key, k);
+            }
+            Entity::Bucket(mut b) => {
+                if let Some(p) = &mut b.policy {
+                    p.recompile(PolicyKind::Resource);
+                }
+                self.objects.entry(b.name.clone()).or_default();
+                self.buckets.insert(key, b);
+            }
+            Entity::Object(o) => {
+                self.objects
+                    .entry(o.bucket.clone())
+                    .or_default()
+                    .insert(o.key.clone(), o);
+            }
+            Entity::Upload(u) => {
+                self.uploads.insert(key, u);
+            }
+            Entity::Instance(i) => {
+                self.instances.insert(key, i);
+            }
+        }
+    }
+
+    pub fn delete(&mut self, kind: &str, key: &str) {
+        match kind {
+            "account" => {
+                self.accounts.remove(key);
+            }
+            "user" => {
+                self.users.remove(key);
+            }
+            "group" => {
+                self.groups.remove(key);
+            }
+            "role" => {
+                self.roles.remove(key);
+            }
+            "policy" => {
+                self.policies.remove(key);
+            }
+            "instance_profile" => {
+                self.instance_profiles.remove(key);
+            }
+            "access_key" => {
+                self.access_keys.remove(key);
+                self.secrets.remove(key);
+            }
+            "bucket" => {
+                self.buckets.remove(key);
+                self.objects.remove(key);
+            }
+            "object" => {
+                if let Some((b, k)) = key.split_once('/')
+                    && let Some(m) = self.objects.get_mut(b)
+                {
+                    m.remove(k);
+                }
+            }
+            "upload" => {
+                self.uploads.remove(key);
+            }
+            "instance" => {
+                self.instances.remove(key);
+            }
+            _ => {}
+        }
+    }
+
+    pub fn user(&self, account: &str, name: &str) -> Option<&User> {
+        self.users.get(&name_key(account, name))
+    }
+    pub fn group(&self, account: &str, name: &str) -> Option<&Group> {
+        self.groups.get(&name_key(account, name))
+    }
+    pub fn role(&self, account: &str, name: &str) -> Option<&Role> {
+        self.roles.get(&name_key(account, name))
+    }
+    pub fn instance_profile(&self, account: &str, name: &str) -> Option<&InstanceProfile> {
+        self.instance_profiles.get(&name_key(account, name))
+    }
+
+    /// How many users, groups and roles have the policy attached.
+    pub fn attachment_count(&self, arn: &str) -> usize {
+        let a = |v: &Vec<String>| v.iter().any(|x| x == arn) as usize;
+        self.users.values().map(|u| a(&u.attached)).sum::<usize>()
+            + self.groups.values().map(|g| a(&g.attached)).sum::<usize>()
+            + self.roles.values().map(|r| a(&r.attached)).sum::<usize>()
+    }
+
+    /// How many users and roles use the policy as permissions boundary.
+    pub fn boundary_count(&self, arn: &str) -> usize {
+        self.users
+            .values()
+            .filter(|u| u.boundary.as_deref() == Some(arn))
+            .count()
+            + self
+                .roles
+                .values()
+                .filter(|r| r.boundary.as_deref() == Some(arn))
+                .count()
+    }
+}

@@ -1,0 +1,461 @@
+//! STS: temporary credentials. A session token is self-contained: the
+//! claims (who, until when, which session policy) sealed under the token
+//! key, so verifying a request needs no database read and tokens survive a
+//! restart.
+
+use std::sync::Arc;
+
+use keycard_policy::{Context, Policy, PolicyKind, policy_size};
+use keycard_proto::secret::SecretKey;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Caller, CallerKind, ResourcePolicy};
+use crate::crypto;
+use crate::error::{Result, ServiceError};
+use crate::model::Tag;
+use crate::{Keycard, now};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RoleRef {
+    pub name: String,
+    pub id: String,
+    pub arn: String,
+}
+
+/// Instance-role sessions carry where they were delivered.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InstanceClaim {
+    pub id: String,
+    /// `ec2:RoleDelivery`: "1.0" (IMDSv1) or "2.0" (IMDSv2).
+    pub delivery: String,
+    pub private_ip: Option<String>,
+    /// The instance profile association this session was issued under.
+    pub association: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionClaims {
+    #[serde(rename = "k")]
+    pub access_key_id: String,
+    #[serde(rename = "s")]
+    pub secret: String,
+    #[serde(rename = "a")]
+    pub account: String,
+    #[serde(rename = "i")]
+    pub issued: i64,
+    #[serde(rename = "e")]
+    pub expires: i64,
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<RoleRef>,
+    /// GetSessionToken by a user (None with no role = root).
+    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(rename = "n", default)]
+    pub session_name: String,
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    #[serde(rename = "pa", default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_arns: Vec<String>,
+    #[serde(rename = "t", default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<Tag>,
+    #[serde(rename = "si", default, skip_serializing_if = "Option::is_none")]
+    pub source_identity: Option<String>,
+    #[serde(rename = "c", default)]
+    pub chained: bool,
+    #[serde(rename = "ec2", default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<InstanceClaim>,
+}
+
+/// An opened session: claims plus the parsed session policy.
+#[derive(Debug)]
+pub struct Session {
+    pub claims: SessionClaims,
+    pub secret: SecretKey,
+    pub session_policy: Option<Arc<Policy>>,
+}
+
+impl Session {
+    pub fn user_id(&self) -> String {
+        let c = &self.claims;
+        match (&c.role, &c.user) {
+            (Some(r), _) => format!("{}:{}", r.id, c.session_name),
+            (None, Some(u)) => u.clone(),
+            (None, None) => c.account.clone(),
+        }
+    }
+}
+
+/// Credentials as STS returns them.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: SecretKey,
+    pub session_token: String,
+    pub expiration: i64,
+}
+
+/// The answer to AssumeRole.
+#[derive(Debug, Clone)]
+pub struct AssumedRole {
+    pub credentials: Credentials,
+    pub assumed_role_id: String,
+    pub arn: String,
+    pub packed_policy_size: Option<u32>,
+    pub source_identity: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AssumeRoleInput {
+    pub role_arn: String,
+    pub session_name: String,
+    pub duration: Option<i64>,
+    pub policy: Option<String>,
+    pub policy_arns: Vec<String>,
+    pub tags: Vec<Tag>,
+    pub source_identity: Option<String>,
+    pub external_id: Option<String>,
+}
+
+/// `%Y-%m-%dT%H:%M:%SZ`.
+pub fn iso8601(epoch: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(epoch)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+fn validation(msg: String) -> ServiceError {
+    ServiceError::ValidationError(msg)
+}
+
+pub fn validate_session_name(name: &str) -> Result<()> {
+    let n = name.chars().count();
+    if !(2..=64).contains(&n)
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+    {
+        return Err(validation(format!(
+            "1 validation error detected: Value '{name}' at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*"
+        )));
+    }
+    Ok(())
+}
+
+/// Parse `arn:aws:iam::ACCOUNT:role/PATH/NAME` -> (account, name).
+pub fn parse_role_arn(arn: &str) -> Option<(String, String)> {
+    let rest = arn.strip_prefix("arn:aws:iam::")?;
+    let (acct, res) = rest.split_once(':')?;
+    let res = res.strip_prefix("role/")?;
+    let name = res.rsplit('/').next()?;
+    if acct.len() != 12 || !acct.bytes().all(|b| b.is_ascii_digit()) || name.is_empty() {
+        return None;
+    }
+    Some((acct.to_string(), name.to_string()))
+}
+
+impl Keycard {
+    /// Open a session token, from cache when seen before.
+    pub fn open_session(&self, token: &str) -> Result<Arc<Session>> {
+        {
+            let cache = self.session_cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = cache.get(token) {
+                return Ok(s.clone());
+            }
+        }
+        let invalid = || {
+            ServiceError::InvalidClientTokenId(
+                "The security token included in the request is invalid.".into(),
+            )
+        };
+        let plain = crypto::decode_token(&self.token_ring(), token).ok_or_else(invalid)?;
+        let claims: SessionClaims = serde_json::from_slice(&plain).map_err(|_| invalid())?;
+        let session_policy = match &claims.policy {
+            Some(p) => Some(Arc::new(
+                Policy::parse(p, PolicyKind::Session).map_err(|_| invalid())?,
+            )),
+            None => None,
+        };
+        let s = Arc::new(Session {
+            secret: SecretKey::new(claims.secret.clone()),
+            claims,
+            session_policy,
+        });
+        let mut cache = self.session_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= 50_000 {
+            cache.clear();
+        }
+        cache.insert(token.to_string(), s.clone());
+        Ok(s)
+    }
+
+    /// Seal claims into credentials.
+    pub(crate) fn issue(&self, mut claims: SessionClaims) -> Credentials {
+        claims.access_key_id =
+            keycard_proto::ids::access_key_id("ASIA", &claims.account, &crypto::random_bytes::<16>());
+        claims.secret = keycard_proto::ids::secret_access_key(&crypto::random_bytes::<30>());
+        let json = serde_json::to_vec(&claims).unwrap_or_default();
+        let token = crypto::encode_token(&self.token_ring(), &json);
+        Credentials {
+            access_key_id: claims.access_key_id.clone(),
+            secret_access_key: SecretKey::new(claims.secret.clone()),
+            session_token: token,
+            expiration: claims.expires,
+        }
+    }
+
+    /// AssumeRole: the trust policy must allow the caller, and (for
+    /// callers other than root and cross-account) the caller's own
+    /// policies must allow sts:AssumeRole on the role.
+    pub fn assume_role(
+        &self,
+        caller: &Caller,
+        input: AssumeRoleInput,
+        request_ctx: &Context,
+    ) -> Result<AssumedRole> {
+        validate_session_name(&input.session_name)?;
+        if input.role_arn.len() < 20 || input.role_arn.len() > 2048 {
+            return Err(validation(format!(
+                "1 validation error detected: Value '{}' at 'roleArn' failed to satisfy constraint: Member must have length greater than or equal to 20",
+                input.role_arn
+            )));
+        }
+        let denied = |reason: &str| {
+            ServiceError::AccessDenied(format!(
+                "User: {} is not authorized to perform: sts:AssumeRole on resource: {} {reason}",
+                caller.principal.arn, input.role_arn
+            ))
+        };
+        let (role_account, role_name) = parse_role_arn(&input.role_arn)
+            .ok_or_else(|| validation(format!("{} is invalid", input.role_arn)))?;
+        let role = self
+            .state()
+            .role(&role_account, &role_name)
+            .cloned()
+            .filter(|r| r.arn() == input.role_arn)
+            .ok_or_else(|| denied("because no resource-based policy allows the sts:AssumeRole action"))?;
+        let chained = caller.session().is_some_and(|s| s.claims.role.is_some());
+        let duration = input.duration.unwrap_or(3600);
+        if chained && duration > 3600 {
+            return Err(validation(
+                "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.".into(),
+            ));
+        }
+        if duration < 900 {
+            return Err(validation(format!(
+                "1 validation error detected: Value '{duration}' at 'durationSeconds' failed to satisfy constraint: Member must have value greater than or equal to 900"
+            )));
+        }
+        if duration > role.max_session_duration as i64 {
+            return Err(validation(format!(
+                "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
+            )));
+        }
+        let mut packed = None;
+        if let Some(p) = &input.policy {
+            Policy::parse(p, PolicyKind::Session)?;
+            packed = Some((policy_size(p) * 100 / 2048) as u32);
+            if policy_size(p) > 2048 {
+                return Err(ServiceError::PackedPolicyTooLarge(
+                    "Packed policy consumes more than 100% of the allotted space".into(),
+                ));
+            }
+        }
+        if input.policy_arns.len() > 10 {
+            return Err(validation(
+                "1 validation error detected: Value at 'policyArns' failed to satisfy constraint: Member must have length less than or equal to 10".into(),
+            ));
+        }
+        for arn in &input.policy_arns {
+            crate::validate::policy_arn(arn)?;
+        }
+        if input.tags.len() > 50 {
+            return Err(validation("Cannot exceed quota for SessionTags: 50".into()));
+        }
+        // Trust policy + identity side.
+        let mut ctx = request_ctx.clone();
+        self.add_caller_context(caller, &mut ctx);
+        ctx.insert("sts:RoleSessionName", input.session_name.clone());
+        if let Some(e) = &input.external_id {
+            ctx.insert("sts:ExternalId", e.clone());
+        }
+        if let Some(s) = &input.source_identity {
+            ctx.insert("sts:SourceIdentity", s.clone());
+        }
+        for t in &input.tags {
+            ctx.insert(&format!("aws:RequestTag/{}", t.key), t.value.clone());
+        }
+        if !input.tags.is_empty() {
+            ctx.insert_multi(
+                "aws:TagKeys",
+                input.tags.iter().map(|t| t.key.clone()).collect(),
+            );
+        }
+        let mut actions = vec!["sts:AssumeRole"];
+        if !input.tags.is_empty() {
+            actions.push("sts:TagSession");
+        }
+        if input.source_identity.is_some() {
+            actions.push("sts:SetSourceIdentity");
+        }
+        for action in actions {
+            let eval = self.authorize(
+                caller,
+                action,
+                &input.role_arn,
+                Some(&role_account),
+                &ctx,
+                ResourcePolicy::Trust(&role.trust),
+            );
+            if !eval.is_allowed() {
+                return Err(ServiceError::AccessDenied(format!(
+                    "User: {} is not authorized to perform: {action} on resource: {} {}",
+                    caller.principal.arn,
+                    input.role_arn,
+                    eval.reason(action)
+                )));
+            }
+        }
+        // Transitive source identity: a chained session keeps it.
+        let source_identity = input
+            .source_identity
+            .clone()
+            .or_else(|| caller.session().and_then(|s| s.claims.source_identity.clone()));
+        let t = now();
+        let claims = SessionClaims {
+            access_key_id: String::new(),
+            secret: String::new(),
+            account: role_account.clone(),
+            issued: t,
+            expires: t + duration,
+            role: Some(RoleRef {
+                name: role.name.clone(),
+                id: role.id.clone(),
+                arn: role.arn(),
+            }),
+            user: None,
+            session_name: input.session_name.clone(),
+            policy: input.policy.clone(),
+            policy_arns: input.policy_arns.clone(),
+            tags: input.tags.clone(),
+            source_identity: source_identity.clone(),
+            chained,
+            instance: None,
+        };
+        let credentials = self.issue(claims);
+        Ok(AssumedRole {
+            credentials,
+            assumed_role_id: format!("{}:{}", role.id, input.session_name),
+            arn: format!(
+                "arn:aws:sts::{role_account}:assumed-role/{}/{}",
+                role.name, input.session_name
+            ),
+            packed_policy_size: packed,
+            source_identity,
+        })
+    }
+
+    /// GetSessionToken for a user or the root.
+    pub fn get_session_token(&self, caller: &Caller, duration: Option<i64>) -> Result<Credentials> {
+        let (user, max) = match &caller.kind {
+            CallerKind::Root => (None, 3600),
+            CallerKind::User { name, .. } => (Some(name.clone()), 129_600),
+            _ => {
+                return Err(ServiceError::AccessDenied(
+                    "Cannot call GetSessionToken with session credentials".into(),
+                ));
+            }
+        };
+        let d = duration.unwrap_or(if user.is_some() { 43_200 } else { 3600 });
+        if !(900..=129_600).contains(&d) {
+            return Err(validation(format!(
+                "1 validation error detected: Value '{d}' at 'durationSeconds' failed to satisfy constraint: Member must have value less than or equal to 129600"
+            )));
+        }
+        let d = d.min(max);
+        let t = now();
+        Ok(self.issue(SessionClaims {
+            access_key_id: String::new(),
+            secret: String::new(),
+            account: caller.account.clone(),
+            issued: t,
+            expires: t + d,
+            role: None,
+            user,
+            session_name: String::new(),
+            policy: None,
+            policy_arns: Vec::new(),
+            tags: Vec::new(),
+            source_identity: None,
+            chained: false,
+            instance: None,
+        }))
+    }
+
+    /// Issue an instance-role session (`assumed-role/ROLE/i-…`) on behalf
+    /// of EC2, as the IMDS delivers it.
+    pub fn issue_instance_session(
+        &self,
+        account: &str,
+        role: &crate::model::Role,
+        instance: InstanceClaim,
+        lifetime: i64,
+    ) -> Credentials {
+        let t = now();
+        self.issue(SessionClaims {
+            access_key_id: String::new(),
+            secret: String::new(),
+            account: account.to_string(),
+            issued: t,
+            expires: t + lifetime,
+            role: Some(RoleRef {
+                name: role.name.clone(),
+                id: role.id.clone(),
+                arn: role.arn(),
+            }),
+            user: None,
+            session_name: instance.id.clone(),
+            policy: None,
+            policy_arns: Vec::new(),
+            tags: Vec::new(),
+            source_identity: None,
+            chained: false,
+            instance: Some(instance),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_arn_parsing() {
+        assert_eq!(
+            parse_role_arn("arn:aws:iam::123456789012:role/a/b/R"),
+            Some(("123456789012".into(), "R".into()))
+        );
+        assert_eq!(parse_role_arn("arn:aws:iam::123:role/R"), None);
+        assert_eq!(parse_role_arn("arn:aws:iam::123456789012:user/R"), None);
+    }
+
+    #[test]
+    fn iso_format() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn session_names() {
+        assert!(validate_session_name("i-0123456789abcdef0").is_ok());
+        assert!(validate_session_name("a").is_err());
+        assert!(validate_session_name("has space").is_err());
+    }
+}
