@@ -201,7 +201,11 @@ impl AuditLog {
         }
         body.insert(
             "requestParameters".into(),
-            if params.is_null() { Value::Null } else { params },
+            if params.is_null() {
+                Value::Null
+            } else {
+                params
+            },
         );
         body.insert("responseElements".into(), response);
         body.insert("requestID".into(), ev.request_id.into());
@@ -218,7 +222,10 @@ impl AuditLog {
             );
         }
         body.insert("eventType".into(), "AwsApiCall".into());
-        body.insert("managementEvent".into(), (ev.event_source != "s3.amazonaws.com" || !ev.event_name.ends_with("Object")).into());
+        body.insert(
+            "managementEvent".into(),
+            (ev.event_source != "s3.amazonaws.com" || !ev.event_name.ends_with("Object")).into(),
+        );
         body.insert("recipientAccountId".into(), ev.recipient_account.into());
         body.insert("eventCategory".into(), "Management".into());
         if let Some(e) = ev.evaluation {
@@ -244,7 +251,10 @@ impl AuditLog {
             event_name: ev.event_name.into(),
             event_source: ev.event_source.into(),
             username,
-            access_key_id: ev.caller.map(|c| c.access_key_id.clone()).unwrap_or_default(),
+            access_key_id: ev
+                .caller
+                .map(|c| c.access_key_id.clone())
+                .unwrap_or_default(),
             resource_names,
             read_only: ev.read_only,
             body: Value::Object(body).to_string(),

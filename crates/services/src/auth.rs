@@ -116,7 +116,9 @@ pub enum ResourcePolicy<'a> {
 }
 
 fn invalid_token() -> ServiceError {
-    ServiceError::InvalidClientTokenId("The security token included in the request is invalid.".into())
+    ServiceError::InvalidClientTokenId(
+        "The security token included in the request is invalid.".into(),
+    )
 }
 
 struct Collected {
@@ -152,10 +154,24 @@ fn push_inline(
 
 fn boundary_of(st: &State, arn: Option<&String>) -> Option<(String, Arc<Policy>)> {
     let arn = arn?;
-    match st.policies.get(arn).and_then(|p| p.default_doc()).and_then(|d| d.compiled.clone()) {
+    match st
+        .policies
+        .get(arn)
+        .and_then(|p| p.default_doc())
+        .and_then(|d| d.compiled.clone())
+    {
         Some(c) => Some((arn.clone(), c)),
         // A boundary that no longer resolves allows nothing.
-        None => Some((arn.clone(), Arc::new(Policy::parse("{\"Version\":\"2012-10-17\",\"Statement\":[]}", keycard_policy::PolicyKind::Boundary).ok()?))),
+        None => Some((
+            arn.clone(),
+            Arc::new(
+                Policy::parse(
+                    "{\"Version\":\"2012-10-17\",\"Statement\":[]}",
+                    keycard_policy::PolicyKind::Boundary,
+                )
+                .ok()?,
+            ),
+        )),
     }
 }
 
@@ -279,10 +295,7 @@ impl Keycard {
             CallerKind::Session(s) => {
                 let c = &s.claims;
                 ctx.insert("aws:MultiFactorAuthPresent", "false");
-                ctx.insert(
-                    "aws:TokenIssueTime",
-                    crate::sts::iso8601(c.issued),
-                );
+                ctx.insert("aws:TokenIssueTime", crate::sts::iso8601(c.issued));
                 if let Some(si) = &c.source_identity {
                     ctx.insert("aws:SourceIdentity", si.clone());
                 }
@@ -315,7 +328,10 @@ impl Keycard {
                 if let Some(i) = &c.instance {
                     ctx.insert(
                         "ec2:SourceInstanceARN",
-                        format!("arn:aws:ec2:{}:{}:instance/{}", self.config.region, c.account, i.id),
+                        format!(
+                            "arn:aws:ec2:{}:{}:instance/{}",
+                            self.config.region, c.account, i.id
+                        ),
                     );
                     ctx.insert("ec2:RoleDelivery", i.delivery.clone());
                     if let Some(ip) = &i.private_ip {
@@ -363,7 +379,9 @@ impl Keycard {
                         (Some(r), _) => {
                             // The role as it is now: detaching a policy takes
                             // effect on the very next request.
-                            if let Some(role) = st.role(&c.account, &r.name).filter(|x| x.id == r.id) {
+                            if let Some(role) =
+                                st.role(&c.account, &r.name).filter(|x| x.id == r.id)
+                            {
                                 let arn = role.arn();
                                 push_inline(&arn, &role.inline, &mut col.identity);
                                 push_managed(&st, &role.attached, &mut col.identity);
@@ -377,9 +395,14 @@ impl Keycard {
                         col.session.push(("session-policy".into(), p.clone()));
                     }
                     push_managed(&st, &c.policy_arns, &mut col.session);
-                    if (s.session_policy.is_some() || !c.policy_arns.is_empty()) && col.session.is_empty() {
+                    if (s.session_policy.is_some() || !c.policy_arns.is_empty())
+                        && col.session.is_empty()
+                    {
                         // Session policies were given but none resolves: allow nothing.
-                        if let Ok(p) = Policy::parse("{\"Version\":\"2012-10-17\",\"Statement\":[]}", keycard_policy::PolicyKind::Session) {
+                        if let Ok(p) = Policy::parse(
+                            "{\"Version\":\"2012-10-17\",\"Statement\":[]}",
+                            keycard_policy::PolicyKind::Session,
+                        ) {
                             col.session.push(("session-policy".into(), Arc::new(p)));
                         }
                     }
@@ -396,9 +419,16 @@ impl Keycard {
             .iter()
             .map(|(id, p)| PolicyRef { id, policy: p })
             .collect();
-        let boundary = col.boundary.as_ref().map(|(id, p)| PolicyRef { id, policy: p });
+        let boundary = col
+            .boundary
+            .as_ref()
+            .map(|(id, p)| PolicyRef { id, policy: p });
         let rp_ref = rp_compiled.as_ref().map(|p| PolicyRef {
-            id: if matches!(rp, ResourcePolicy::Trust(_)) { "trust-policy" } else { "resource-policy" },
+            id: if matches!(rp, ResourcePolicy::Trust(_)) {
+                "trust-policy"
+            } else {
+                "resource-policy"
+            },
             policy: p,
         });
         let (resource_policy, trust) = match rp {
@@ -424,7 +454,12 @@ impl Keycard {
     }
 
     /// AWS's AccessDenied message for a denied evaluation.
-    pub fn denied_message(caller: &Caller, action: &str, resource: &str, eval: &Evaluation) -> String {
+    pub fn denied_message(
+        caller: &Caller,
+        action: &str,
+        resource: &str,
+        eval: &Evaluation,
+    ) -> String {
         format!(
             "User: {} is not authorized to perform: {action} on resource: {resource} {}",
             caller.principal.arn,

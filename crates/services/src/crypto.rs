@@ -120,7 +120,13 @@ impl KeyRing {
     }
     /// Add a fresh key that seals from now on.
     pub fn rotate(&mut self) -> u8 {
-        let id = self.keys.iter().map(|k| k.id).max().unwrap_or(0).wrapping_add(1);
+        let id = self
+            .keys
+            .iter()
+            .map(|k| k.id)
+            .max()
+            .unwrap_or(0)
+            .wrapping_add(1);
         self.keys.push(SealKey::generate(id));
         id
     }
@@ -159,7 +165,8 @@ pub fn open_secret(master: &SealKey, sealed: &str, aad: &str) -> Result<String> 
     let plain = master.open(&raw, aad.as_bytes()).ok_or_else(|| {
         ServiceError::Internal("sealed secret does not open with the master key".into())
     })?;
-    String::from_utf8(plain).map_err(|_| ServiceError::Internal("sealed secret is not UTF-8".into()))
+    String::from_utf8(plain)
+        .map_err(|_| ServiceError::Internal("sealed secret is not UTF-8".into()))
 }
 
 /// Prefix that marks keycard session tokens.
@@ -203,7 +210,10 @@ mod tests {
         ring.rotate();
         let new = encode_token(&ring, b"{\"a\":1}");
         assert_eq!(decode_token(&ring, &old).as_deref(), Some(&b"{}"[..]));
-        assert_eq!(decode_token(&ring, &new).as_deref(), Some(&b"{\"a\":1}"[..]));
+        assert_eq!(
+            decode_token(&ring, &new).as_deref(),
+            Some(&b"{\"a\":1}"[..])
+        );
         let restored = KeyRing::from_bytes(&ring.to_bytes()).unwrap();
         assert!(decode_token(&restored, &old).is_some());
         assert!(decode_token(&ring, "KCv1garbage").is_none());

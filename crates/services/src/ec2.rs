@@ -3,9 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Keycard;
 use crate::error::{Result, ServiceError};
 use crate::sts::Session;
-use crate::Keycard;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ProfileAssociation {

@@ -48,6 +48,16 @@ pub enum ServiceError {
     #[error("{0}")]
     RequestTimeTooSkewed(String),
     #[error("{0}")]
+    RequestExpired(String),
+    #[error("{0}")]
+    AuthorizationHeaderMalformed(String),
+    #[error("{0}")]
+    AuthorizationQueryParametersError(String),
+    #[error("{0}")]
+    IncompleteBody(String),
+    #[error("{0}")]
+    MissingAction(String),
+    #[error("{0}")]
     InvalidAction(String),
     #[error("{0}")]
     PackedPolicyTooLarge(String),
@@ -142,6 +152,11 @@ impl ServiceError {
             MissingAuthenticationToken(_) => "MissingAuthenticationToken",
             ExpiredToken(_) => "ExpiredToken",
             RequestTimeTooSkewed(_) => "RequestTimeTooSkewed",
+            RequestExpired(_) => "RequestExpired",
+            AuthorizationHeaderMalformed(_) => "AuthorizationHeaderMalformed",
+            AuthorizationQueryParametersError(_) => "AuthorizationQueryParametersError",
+            IncompleteBody(_) => "IncompleteBody",
+            MissingAction(_) => "MissingAction",
             InvalidAction(_) => "InvalidAction",
             PackedPolicyTooLarge(_) => "PackedPolicyTooLarge",
             RegionDisabled(_) => "RegionDisabledException",
@@ -182,7 +197,10 @@ impl ServiceError {
     pub fn status(&self) -> u16 {
         use ServiceError::*;
         match self {
-            NoSuchEntity(_) | NoSuchBucket(_) | NoSuchKey(_) | NoSuchUpload(_)
+            NoSuchEntity(_)
+            | NoSuchBucket(_)
+            | NoSuchKey(_)
+            | NoSuchUpload(_)
             | NoSuchBucketPolicy(_) => 404,
             EntityAlreadyExists(_)
             | DeleteConflict(_)
@@ -197,6 +215,7 @@ impl ServiceError {
             | MissingAuthenticationToken(_)
             | RequestTimeTooSkewed(_)
             | RegionDisabled(_)
+            | ExpiredToken(_)
             | UnauthorizedOperation(_) => 403,
             DryRunOperation(_) => 412,
             InvalidRange(_) => 416,

@@ -208,7 +208,9 @@ impl Keycard {
                 // Keys belong to the user by name: move them along.
                 for k in st.access_keys.values() {
                     if k.account == account
-                        && k.user.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(name))
+                        && k.user
+                            .as_deref()
+                            .is_some_and(|x| x.eq_ignore_ascii_case(name))
                     {
                         let mut k = k.clone();
                         k.user = Some(n.to_string());
@@ -230,13 +232,14 @@ impl Keycard {
 
     pub async fn delete_user(&self, account: &str, name: &str) -> Result<()> {
         self.mutate(|st| {
-            let u = st.user(account, name).ok_or_else(|| no_such("user", name))?;
+            let u = st
+                .user(account, name)
+                .ok_or_else(|| no_such("user", name))?;
             let has_keys = st
                 .access_keys
                 .values()
                 .any(|k| k.account == account && k.user.as_deref() == Some(u.name.as_str()));
-            if has_keys || !u.inline.is_empty() || !u.attached.is_empty() || !u.groups.is_empty()
-            {
+            if has_keys || !u.inline.is_empty() || !u.attached.is_empty() || !u.groups.is_empty() {
                 return Err(ServiceError::DeleteConflict(
                     "Cannot delete entity, must delete policies first.".into(),
                 ));
@@ -344,7 +347,12 @@ impl Keycard {
         .await
     }
 
-    pub async fn delete_access_key(&self, account: &str, user: Option<&str>, id: &str) -> Result<()> {
+    pub async fn delete_access_key(
+        &self,
+        account: &str,
+        user: Option<&str>,
+        id: &str,
+    ) -> Result<()> {
         self.mutate(|st| {
             let k = Self::key_of(st, account, user, id)?;
             if k.user.is_none() {
@@ -370,9 +378,11 @@ impl Keycard {
         let t = now();
         let needs = {
             let st = self.state();
-            st.access_keys
-                .get(id)
-                .is_some_and(|k| k.last_used.as_ref().is_none_or(|l| t - l.date >= 60 || l.service != service))
+            st.access_keys.get(id).is_some_and(|k| {
+                k.last_used
+                    .as_ref()
+                    .is_none_or(|l| t - l.date >= 60 || l.service != service)
+            })
         };
         if needs {
             let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
@@ -419,7 +429,9 @@ impl Keycard {
         let users = st
             .users
             .values()
-            .filter(|u| u.account == account && u.groups.iter().any(|x| x.eq_ignore_ascii_case(name)))
+            .filter(|u| {
+                u.account == account && u.groups.iter().any(|x| x.eq_ignore_ascii_case(name))
+            })
             .cloned()
             .collect();
         Ok((g, users))
@@ -436,7 +448,9 @@ impl Keycard {
 
     pub fn list_groups_for_user(&self, account: &str, user: &str) -> Result<Vec<Group>> {
         let st = self.state();
-        let u = st.user(account, user).ok_or_else(|| no_such("user", user))?;
+        let u = st
+            .user(account, user)
+            .ok_or_else(|| no_such("user", user))?;
         Ok(u.groups
             .iter()
             .filter_map(|g| st.group(account, g).cloned())
@@ -445,7 +459,9 @@ impl Keycard {
 
     pub async fn delete_group(&self, account: &str, name: &str) -> Result<()> {
         self.mutate(|st| {
-            let g = st.group(account, name).ok_or_else(|| no_such("group", name))?;
+            let g = st
+                .group(account, name)
+                .ok_or_else(|| no_such("group", name))?;
             let has_members = st.users.values().any(|u| {
                 u.account == account && u.groups.iter().any(|x| x.eq_ignore_ascii_case(name))
             });
@@ -461,7 +477,9 @@ impl Keycard {
 
     pub async fn add_user_to_group(&self, account: &str, group: &str, user: &str) -> Result<()> {
         self.mutate(|st| {
-            let g = st.group(account, group).ok_or_else(|| no_such("group", group))?;
+            let g = st
+                .group(account, group)
+                .ok_or_else(|| no_such("group", group))?;
             let mut u = st
                 .user(account, user)
                 .cloned()
@@ -480,9 +498,15 @@ impl Keycard {
         .await
     }
 
-    pub async fn remove_user_from_group(&self, account: &str, group: &str, user: &str) -> Result<()> {
+    pub async fn remove_user_from_group(
+        &self,
+        account: &str,
+        group: &str,
+        user: &str,
+    ) -> Result<()> {
         self.mutate(|st| {
-            st.group(account, group).ok_or_else(|| no_such("group", group))?;
+            st.group(account, group)
+                .ok_or_else(|| no_such("group", group))?;
             let mut u = st
                 .user(account, user)
                 .cloned()
@@ -592,7 +616,12 @@ impl Keycard {
         .await
     }
 
-    pub async fn update_assume_role_policy(&self, account: &str, name: &str, doc: &str) -> Result<()> {
+    pub async fn update_assume_role_policy(
+        &self,
+        account: &str,
+        name: &str,
+        doc: &str,
+    ) -> Result<()> {
         let trust = PolicyDoc::parse(doc, PolicyKind::Trust)?;
         self.mutate(|st| {
             let mut r = st
@@ -607,7 +636,9 @@ impl Keycard {
 
     pub async fn delete_role(&self, account: &str, name: &str) -> Result<()> {
         self.mutate(|st| {
-            let r = st.role(account, name).ok_or_else(|| no_such("role", name))?;
+            let r = st
+                .role(account, name)
+                .ok_or_else(|| no_such("role", name))?;
             let in_profile = st.instance_profiles.values().any(|p| {
                 p.account == account && p.roles.iter().any(|x| x.eq_ignore_ascii_case(name))
             });
@@ -634,7 +665,9 @@ impl Keycard {
             let list = match &mut held {
                 Held::User(u) => &mut u.tags,
                 Held::Role(r) => &mut r.tags,
-                Held::Group(_) => return Err(ServiceError::InvalidInput("groups have no tags".into())),
+                Held::Group(_) => {
+                    return Err(ServiceError::InvalidInput("groups have no tags".into()));
+                }
             };
             for t in &tags {
                 match list.iter_mut().find(|x| x.key == t.key) {
@@ -648,13 +681,21 @@ impl Keycard {
         .await
     }
 
-    pub async fn untag(&self, account: &str, h: Holder, name: &str, keys: Vec<String>) -> Result<()> {
+    pub async fn untag(
+        &self,
+        account: &str,
+        h: Holder,
+        name: &str,
+        keys: Vec<String>,
+    ) -> Result<()> {
         self.mutate(|st| {
             let mut held = Held::load(st, h, account, name)?;
             let list = match &mut held {
                 Held::User(u) => &mut u.tags,
                 Held::Role(r) => &mut r.tags,
-                Held::Group(_) => return Err(ServiceError::InvalidInput("groups have no tags".into())),
+                Held::Group(_) => {
+                    return Err(ServiceError::InvalidInput("groups have no tags".into()));
+                }
             };
             list.retain(|t| !keys.contains(&t.key));
             Ok((vec![held.into_change()], ()))
@@ -804,7 +845,12 @@ impl Keycard {
         Ok((v, is_default))
     }
 
-    pub async fn set_default_policy_version(&self, account: &str, arn: &str, version: &str) -> Result<()> {
+    pub async fn set_default_policy_version(
+        &self,
+        account: &str,
+        arn: &str,
+        version: &str,
+    ) -> Result<()> {
         self.mutate(|st| {
             let mut p = Self::own_policy(st, account, arn)?;
             if !p.versions.iter().any(|v| v.id == version) {
@@ -819,7 +865,12 @@ impl Keycard {
         .await
     }
 
-    pub async fn delete_policy_version(&self, account: &str, arn: &str, version: &str) -> Result<()> {
+    pub async fn delete_policy_version(
+        &self,
+        account: &str,
+        arn: &str,
+        version: &str,
+    ) -> Result<()> {
         self.mutate(|st| {
             let mut p = Self::own_policy(st, account, arn)?;
             if p.default_version == version {
@@ -857,7 +908,13 @@ impl Keycard {
         .await
     }
 
-    pub async fn attach_policy(&self, account: &str, h: Holder, name: &str, arn: &str) -> Result<()> {
+    pub async fn attach_policy(
+        &self,
+        account: &str,
+        h: Holder,
+        name: &str,
+        arn: &str,
+    ) -> Result<()> {
         self.mutate(|st| {
             let p = Self::policy_in(st, arn)?;
             if p.account != "aws" && p.account != account {
@@ -881,7 +938,13 @@ impl Keycard {
         .await
     }
 
-    pub async fn detach_policy(&self, account: &str, h: Holder, name: &str, arn: &str) -> Result<()> {
+    pub async fn detach_policy(
+        &self,
+        account: &str,
+        h: Holder,
+        name: &str,
+        arn: &str,
+    ) -> Result<()> {
         validate::policy_arn(arn)?;
         self.mutate(|st| {
             let mut held = Held::load(st, h, account, name)?;
@@ -899,7 +962,12 @@ impl Keycard {
     }
 
     /// Attached policies as (name, arn).
-    pub fn list_attached(&self, account: &str, h: Holder, name: &str) -> Result<Vec<(String, String)>> {
+    pub fn list_attached(
+        &self,
+        account: &str,
+        h: Holder,
+        name: &str,
+    ) -> Result<Vec<(String, String)>> {
         let st = self.state();
         let mut held = Held::load(&st, h, account, name)?;
         Ok(held
@@ -922,15 +990,34 @@ impl Keycard {
         Self::policy_in(&st, arn)?;
         let has = |v: &Vec<String>| v.iter().any(|x| x == arn);
         Ok((
-            st.users.values().filter(|u| has(&u.attached)).cloned().collect(),
-            st.groups.values().filter(|g| has(&g.attached)).cloned().collect(),
-            st.roles.values().filter(|r| has(&r.attached)).cloned().collect(),
+            st.users
+                .values()
+                .filter(|u| has(&u.attached))
+                .cloned()
+                .collect(),
+            st.groups
+                .values()
+                .filter(|g| has(&g.attached))
+                .cloned()
+                .collect(),
+            st.roles
+                .values()
+                .filter(|r| has(&r.attached))
+                .cloned()
+                .collect(),
         ))
     }
 
     // ------------------------------------------------------ inline policies
 
-    pub async fn put_inline(&self, account: &str, h: Holder, name: &str, policy: &str, doc: &str) -> Result<()> {
+    pub async fn put_inline(
+        &self,
+        account: &str,
+        h: Holder,
+        name: &str,
+        policy: &str,
+        doc: &str,
+    ) -> Result<()> {
         validate::name("policyName", policy, 128)?;
         let parsed = PolicyDoc::parse(doc, PolicyKind::Identity)?;
         self.mutate(|st| {
@@ -953,12 +1040,15 @@ impl Keycard {
     pub fn get_inline(&self, account: &str, h: Holder, name: &str, policy: &str) -> Result<String> {
         let st = self.state();
         let mut held = Held::load(&st, h, account, name)?;
-        held.inline().get(policy).map(|d| d.text.clone()).ok_or_else(|| {
-            ServiceError::NoSuchEntity(format!(
-                "The {} policy with name {policy} cannot be found.",
-                h.label()
-            ))
-        })
+        held.inline()
+            .get(policy)
+            .map(|d| d.text.clone())
+            .ok_or_else(|| {
+                ServiceError::NoSuchEntity(format!(
+                    "The {} policy with name {policy} cannot be found.",
+                    h.label()
+                ))
+            })
     }
 
     pub fn list_inline(&self, account: &str, h: Holder, name: &str) -> Result<Vec<String>> {
@@ -967,7 +1057,13 @@ impl Keycard {
         Ok(held.inline().keys().cloned().collect())
     }
 
-    pub async fn delete_inline(&self, account: &str, h: Holder, name: &str, policy: &str) -> Result<()> {
+    pub async fn delete_inline(
+        &self,
+        account: &str,
+        h: Holder,
+        name: &str,
+        policy: &str,
+    ) -> Result<()> {
         self.mutate(|st| {
             let mut held = Held::load(st, h, account, name)?;
             if held.inline().remove(policy).is_none() {
@@ -983,7 +1079,13 @@ impl Keycard {
 
     // ------------------------------------------------ permissions boundary
 
-    pub async fn set_boundary(&self, account: &str, h: Holder, name: &str, arn: Option<&str>) -> Result<()> {
+    pub async fn set_boundary(
+        &self,
+        account: &str,
+        h: Holder,
+        name: &str,
+        arn: Option<&str>,
+    ) -> Result<()> {
         self.mutate(|st| {
             if let Some(a) = arn {
                 Self::check_boundary_arn(st, a)?;
@@ -1032,17 +1134,30 @@ impl Keycard {
     }
 
     /// The profile and its roles.
-    pub fn get_instance_profile(&self, account: &str, name: &str) -> Result<(InstanceProfile, Vec<Role>)> {
+    pub fn get_instance_profile(
+        &self,
+        account: &str,
+        name: &str,
+    ) -> Result<(InstanceProfile, Vec<Role>)> {
         let st = self.state();
         let p = st
             .instance_profile(account, name)
             .cloned()
             .ok_or_else(|| no_such("instance profile", name))?;
-        let roles = p.roles.iter().filter_map(|r| st.role(account, r).cloned()).collect();
+        let roles = p
+            .roles
+            .iter()
+            .filter_map(|r| st.role(account, r).cloned())
+            .collect();
         Ok((p, roles))
     }
 
-    pub fn list_instance_profiles(&self, account: &str, path_prefix: &str, role: Option<&str>) -> Result<Vec<(InstanceProfile, Vec<Role>)>> {
+    pub fn list_instance_profiles(
+        &self,
+        account: &str,
+        path_prefix: &str,
+        role: Option<&str>,
+    ) -> Result<Vec<(InstanceProfile, Vec<Role>)>> {
         let st = self.state();
         if let Some(r) = role {
             st.role(account, r).ok_or_else(|| no_such("role", r))?;
@@ -1053,7 +1168,11 @@ impl Keycard {
             .filter(|p| p.account == account && p.path.starts_with(path_prefix))
             .filter(|p| role.is_none_or(|r| p.roles.iter().any(|x| x.eq_ignore_ascii_case(r))))
             .map(|p| {
-                let roles = p.roles.iter().filter_map(|r| st.role(account, r).cloned()).collect();
+                let roles = p
+                    .roles
+                    .iter()
+                    .filter_map(|r| st.role(account, r).cloned())
+                    .collect();
                 (p.clone(), roles)
             })
             .collect())
@@ -1075,21 +1194,32 @@ impl Keycard {
             });
             if in_use {
                 return Err(ServiceError::DeleteConflict(
-                    "Cannot delete entity, the instance profile is associated with an instance.".into(),
+                    "Cannot delete entity, the instance profile is associated with an instance."
+                        .into(),
                 ));
             }
-            Ok((vec![Change::Delete("instance_profile", name_key(account, name))], ()))
+            Ok((
+                vec![Change::Delete("instance_profile", name_key(account, name))],
+                (),
+            ))
         })
         .await
     }
 
-    pub async fn add_role_to_instance_profile(&self, account: &str, profile: &str, role: &str) -> Result<()> {
+    pub async fn add_role_to_instance_profile(
+        &self,
+        account: &str,
+        profile: &str,
+        role: &str,
+    ) -> Result<()> {
         self.mutate(|st| {
             let mut p = st
                 .instance_profile(account, profile)
                 .cloned()
                 .ok_or_else(|| no_such("instance profile", profile))?;
-            let r = st.role(account, role).ok_or_else(|| no_such("role", role))?;
+            let r = st
+                .role(account, role)
+                .ok_or_else(|| no_such("role", role))?;
             if !p.roles.is_empty() {
                 return Err(ServiceError::LimitExceeded(
                     "Cannot exceed quota for InstanceSessionsPerInstanceProfile: 1".into(),
@@ -1101,13 +1231,19 @@ impl Keycard {
         .await
     }
 
-    pub async fn remove_role_from_instance_profile(&self, account: &str, profile: &str, role: &str) -> Result<()> {
+    pub async fn remove_role_from_instance_profile(
+        &self,
+        account: &str,
+        profile: &str,
+        role: &str,
+    ) -> Result<()> {
         self.mutate(|st| {
             let mut p = st
                 .instance_profile(account, profile)
                 .cloned()
                 .ok_or_else(|| no_such("instance profile", profile))?;
-            st.role(account, role).ok_or_else(|| no_such("role", role))?;
+            st.role(account, role)
+                .ok_or_else(|| no_such("role", role))?;
             let before = p.roles.len();
             p.roles.retain(|x| !x.eq_ignore_ascii_case(role));
             if before == p.roles.len() {
@@ -1127,7 +1263,11 @@ impl Keycard {
         let mut m = Summary::new();
         let users: Vec<&User> = st.users.values().filter(|u| u.account == account).collect();
         let roles: Vec<&Role> = st.roles.values().filter(|r| r.account == account).collect();
-        let groups: Vec<&Group> = st.groups.values().filter(|g| g.account == account).collect();
+        let groups: Vec<&Group> = st
+            .groups
+            .values()
+            .filter(|g| g.account == account)
+            .collect();
         m.insert("Users", users.len());
         m.insert("UsersQuota", 5000);
         m.insert("Groups", groups.len());
@@ -1136,18 +1276,21 @@ impl Keycard {
         m.insert("RolesQuota", 1000);
         m.insert(
             "Policies",
-            st.policies.values().filter(|p| p.account == account).count(),
+            st.policies
+                .values()
+                .filter(|p| p.account == account)
+                .count(),
         );
         m.insert("PoliciesQuota", 1500);
         m.insert(
             "InstanceProfiles",
-            st.instance_profiles.values().filter(|p| p.account == account).count(),
+            st.instance_profiles
+                .values()
+                .filter(|p| p.account == account)
+                .count(),
         );
         m.insert("InstanceProfilesQuota", 1000);
-        m.insert(
-            "AccessKeysPerUserQuota",
-            2,
-        );
+        m.insert("AccessKeysPerUserQuota", 2);
         m.insert(
             "AccountAccessKeysPresent",
             st.access_keys
@@ -1186,10 +1329,25 @@ impl Keycard {
     pub fn authorization_details(
         &self,
         account: &str,
-    ) -> (Vec<User>, Vec<Group>, Vec<(Role, Vec<InstanceProfile>)>, Vec<(ManagedPolicy, usize)>) {
+    ) -> (
+        Vec<User>,
+        Vec<Group>,
+        Vec<(Role, Vec<InstanceProfile>)>,
+        Vec<(ManagedPolicy, usize)>,
+    ) {
         let st = self.state();
-        let users = st.users.values().filter(|u| u.account == account).cloned().collect();
-        let groups = st.groups.values().filter(|g| g.account == account).cloned().collect();
+        let users = st
+            .users
+            .values()
+            .filter(|u| u.account == account)
+            .cloned()
+            .collect();
+        let groups = st
+            .groups
+            .values()
+            .filter(|g| g.account == account)
+            .cloned()
+            .collect();
         let roles = st
             .roles
             .values()
@@ -1207,7 +1365,9 @@ impl Keycard {
         let policies = st
             .policies
             .values()
-            .filter(|p| p.account == account || (p.account == "aws" && st.attachment_count(&p.arn()) > 0))
+            .filter(|p| {
+                p.account == account || (p.account == "aws" && st.attachment_count(&p.arn()) > 0)
+            })
             .map(|p| (p.clone(), st.attachment_count(&p.arn())))
             .collect();
         (users, groups, roles, policies)

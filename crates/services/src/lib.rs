@@ -81,6 +81,8 @@ pub struct Keycard {
     session_cache: Mutex<std::collections::HashMap<String, Arc<sts::Session>>>,
     /// Requests still let through without enforcement (moto compat).
     no_auth_remaining: AtomicU64,
+    /// Bearer token of the local admin endpoint (`<data-dir>/admin.token`).
+    admin_token: SecretKey,
 }
 
 fn read_or_create_master(dir: &Path) -> std::io::Result<crypto::SealKey> {
@@ -90,7 +92,10 @@ fn read_or_create_master(dir: &Path) -> std::io::Result<crypto::SealKey> {
             std::io::Error::new(std::io::ErrorKind::InvalidData, "master.key is not hex")
         })?;
         return crypto::SealKey::from_bytes(0, &bytes).ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, "master.key must hold 32 bytes")
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "master.key must hold 32 bytes",
+            )
         });
     }
     let key = crypto::SealKey::generate(0);
@@ -147,6 +152,15 @@ impl Keycard {
                 .map_err(|e| format!("access key {id}: {e}"))?;
             state.secrets.insert(id.clone(), SecretKey::new(secret));
         }
+        let admin_path = config.data_dir.join("admin.token");
+        let admin_token = match std::fs::read_to_string(&admin_path) {
+            Ok(t) => t.trim().to_string(),
+            Err(_) => {
+                let t = hex::encode(crypto::random_bytes::<32>());
+                write_private(&admin_path, t.as_bytes())?;
+                t
+            }
+        };
         let no_auth = if config.compat_moto { u64::MAX } else { 0 };
         let audit = audit::AuditLog::start(store.clone());
         let kc = Arc::new(Keycard {
@@ -159,6 +173,7 @@ impl Keycard {
             audit,
             session_cache: Mutex::new(Default::default()),
             no_auth_remaining: AtomicU64::new(no_auth),
+            admin_token: SecretKey::new(admin_token),
         });
         managed::install(&kc).await?;
         kc.ensure_default_account().await?;
@@ -208,6 +223,11 @@ impl Keycard {
         Ok(())
     }
 
+    /// Constant-time check of the admin endpoint's bearer token.
+    pub fn check_admin_token(&self, given: &str) -> bool {
+        keycard_proto::ct_eq(given.as_bytes(), self.admin_token.expose().as_bytes())
+    }
+
     pub fn master(&self) -> &crypto::SealKey {
         &self.master
     }
@@ -231,7 +251,10 @@ impl Keycard {
     }
 
     pub(crate) fn token_ring(&self) -> crypto::KeyRing {
-        self.tokens.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.tokens
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Create an account with a root access key; returns (key id, secret).
@@ -311,14 +334,19 @@ impl Keycard {
         let given_id = self.config.root_access_key_id.clone();
         let given_secret = self.config.root_secret_access_key.clone();
         if !exists {
-            let (key_id, secret) =
-                self.new_key_material(DEFAULT_ACCOUNT, given_id.as_deref(), given_secret.as_deref());
-            self.install_root_account(DEFAULT_ACCOUNT, &key_id, &secret).await?;
+            let (key_id, secret) = self.new_key_material(
+                DEFAULT_ACCOUNT,
+                given_id.as_deref(),
+                given_secret.as_deref(),
+            );
+            self.install_root_account(DEFAULT_ACCOUNT, &key_id, &secret)
+                .await?;
         } else if let (Some(id), Some(secret)) = (given_id, given_secret) {
             // Explicit root credentials replace the stored root key.
             let known = self.state().access_keys.contains_key(&id);
             if !known {
-                self.install_root_account(DEFAULT_ACCOUNT, &id, &secret).await?;
+                self.install_root_account(DEFAULT_ACCOUNT, &id, &secret)
+                    .await?;
             }
         }
         self.write_credentials_file()?;
@@ -409,12 +437,23 @@ impl Keycard {
         {
             let _w = self.write_lock.lock().await;
             let kinds = [
-                "account", "user", "group", "role", "policy", "instance_profile",
-                "access_key", "bucket", "object", "upload", "instance",
+                "account",
+                "user",
+                "group",
+                "role",
+                "policy",
+                "instance_profile",
+                "access_key",
+                "bucket",
+                "object",
+                "upload",
+                "instance",
             ];
             let ops: Vec<Op> = kinds
                 .iter()
-                .map(|k| Op::DeleteKind { kind: k.to_string() })
+                .map(|k| Op::DeleteKind {
+                    kind: k.to_string(),
+                })
                 .collect();
             self.store.commit(&ops).await?;
             self.store.clear_audit().await?;

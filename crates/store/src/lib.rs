@@ -56,7 +56,9 @@ pub enum Op {
         key: String,
     },
     /// Delete every record of `kind` (used by the moto-compatible reset).
-    DeleteKind { kind: String },
+    DeleteKind {
+        kind: String,
+    },
 }
 
 impl Op {

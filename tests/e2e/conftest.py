@@ -1,0 +1,391 @@
+"""End-to-end harness: start the real keycard binary and drive it with the
+real, unmodified AWS CLI (v1, ``python -m awscli``) and boto3.
+
+Fixtures
+--------
+``keycard``        one fresh server per test module (temp data dir, free port).
+``keycard_fresh``  one fresh server per test, for tests that need a clean slate.
+``make_keycard``   factory: ``make_keycard(*extra_args)`` starts a server with
+                   extra ``serve`` flags (e.g. ``"--compat", "moto"``).
+
+The server object (``Keycard``) offers ``endpoint``, ``data_dir``, ``env``,
+``root_creds``, ``aws(...)``, ``aws_error(...)``, ``client(...)``,
+``restart()`` and ``stop()``. See the docstrings below.
+
+The binary comes from ``$KEYCARD_BIN``, else target/release/keycard, else
+target/debug/keycard (relative to the repository root).
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+REPO = Path(__file__).resolve().parents[2]
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+START_TIMEOUT = 20.0
+
+
+def keycard_bin() -> Path:
+    env = os.environ.get("KEYCARD_BIN")
+    if env:
+        p = Path(env)
+        return p if p.is_absolute() else REPO / p
+    for p in (REPO / "target/release/keycard", REPO / "target/debug/keycard"):
+        if p.exists():
+            return p
+    pytest.exit("no keycard binary: build it (cargo build --release -p keycard) or set KEYCARD_BIN", 2)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def unique(prefix: str) -> str:
+    """A name unique within a server, valid for IAM and S3 (lower-case)."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def doc(obj) -> str:
+    """A policy document as JSON text."""
+    return json.dumps(obj)
+
+
+def allow(action, resource="*", **extra) -> dict:
+    stmt = {"Effect": "Allow", "Action": action, "Resource": resource}
+    stmt.update(extra)
+    return {"Version": "2012-10-17", "Statement": [stmt]}
+
+
+def error_code(exc: ClientError) -> str:
+    return exc.response["Error"]["Code"]
+
+
+class AwsCliError(AssertionError):
+    """The AWS CLI exited non-zero. ``code`` is the AWS error code the CLI
+    printed ("An error occurred (Code) when calling ..."), if any."""
+
+    def __init__(self, args, returncode, stdout, stderr):
+        self.cli_args = args
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        m = re.search(r"An error occurred \(([^)]+)\)", stderr)
+        self.code = m.group(1) if m else None
+        super().__init__(
+            f"aws {' '.join(args)} exited {returncode}\nstderr: {stderr.strip()}\nstdout: {stdout.strip()[:2000]}"
+        )
+
+
+def creds_env(creds) -> dict:
+    """Environment variables that make the CLI use ``creds``: a dict with
+    AccessKeyId/SecretAccessKey[/SessionToken] (the shape IAM and STS
+    return)."""
+    env = {
+        "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
+    }
+    if creds.get("SessionToken"):
+        env["AWS_SESSION_TOKEN"] = creds["SessionToken"]
+    return env
+
+
+class Keycard:
+    """A running keycard server on a temp data dir."""
+
+    def __init__(self, base: Path, extra_args=()):
+        self.base = base
+        self.data_dir = base / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.extra_args = list(extra_args)
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.log_path = base / "keycard.log"
+        self.config_file = base / "aws-config"
+        # Path-style S3 and SigV4 everywhere (awscli v1 presigns with SigV2
+        # unless told otherwise).
+        self.config_file.write_text(
+            f"[default]\nregion = {REGION}\ns3 =\n    addressing_style = path\n    signature_version = s3v4\n"
+        )
+        self.workdir = base / "work"
+        self.workdir.mkdir(exist_ok=True)
+
+    # ---- process control -------------------------------------------------
+
+    def start(self):
+        cmd = [
+            str(keycard_bin()),
+            "serve",
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--data-dir",
+            str(self.data_dir),
+            *self.extra_args,
+        ]
+        log = open(self.log_path, "ab")
+        log.write(f"\n=== start {' '.join(cmd)}\n".encode())
+        log.flush()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.setdefault("RUST_BACKTRACE", "1")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env)
+        log.close()
+        offset = self.log_path.stat().st_size
+        deadline = time.monotonic() + START_TIMEOUT
+        ready_line = False
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"keycard exited with {self.proc.returncode} during start-up:\n{self.log_tail()}")
+            if not ready_line:
+                with open(self.log_path, "rb") as f:
+                    f.seek(max(0, offset - 4096))
+                    ready_line = b"listening on" in f.read()
+            if ready_line and self._port_open():
+                self._load_creds()
+                return self
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"keycard not ready within {START_TIMEOUT}s:\n{self.log_tail()}")
+
+    def _port_open(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def stop(self, sig=signal.SIGTERM, timeout=10.0) -> int | None:
+        """Stop the server (SIGTERM, then SIGKILL after ``timeout``)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc = self.proc.returncode
+        self.proc = None
+        return rc
+
+    def restart(self):
+        """Graceful stop (SIGTERM) and start again on the same data dir and
+        port. Returns the exit code of the stopped process."""
+        rc = self.stop()
+        self.start()
+        return rc
+
+    def log_tail(self, n=60) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-n:])
+
+    # ---- credentials and environment ---------------------------------------
+
+    @property
+    def credentials_file(self) -> Path:
+        return self.data_dir / "credentials"
+
+    def _load_creds(self):
+        cp = configparser.ConfigParser()
+        cp.read(self.credentials_file)
+        sec = cp["default"]
+        self.root_creds = {
+            "AccessKeyId": sec["aws_access_key_id"],
+            "SecretAccessKey": sec["aws_secret_access_key"],
+        }
+
+    @property
+    def env(self) -> dict:
+        """Environment for a subprocess client that uses the root profile
+        from the server's credentials file."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(
+            {
+                "AWS_SHARED_CREDENTIALS_FILE": str(self.credentials_file),
+                "AWS_CONFIG_FILE": str(self.config_file),
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_EC2_METADATA_DISABLED": "true",
+                "AWS_MAX_ATTEMPTS": "1",
+                "AWS_RETRY_MODE": "standard",
+                "AWS_PAGER": "",
+            }
+        )
+        return env
+
+    # ---- the real AWS CLI ---------------------------------------------------
+
+    def aws_raw(self, *args, creds=None, env_extra=None, cwd=None, timeout=120) -> subprocess.CompletedProcess:
+        env = self.env
+        if creds is not None:
+            env.update(creds_env(creds))
+        if env_extra:
+            env.update(env_extra)
+        cmd = [sys.executable, "-m", "awscli", "--endpoint-url", self.endpoint, "--output", "json", *map(str, args)]
+        return subprocess.run(
+            cmd, env=env, cwd=cwd or self.workdir, capture_output=True, text=True, timeout=timeout
+        )
+
+    def aws(self, *args, creds=None, env_extra=None, check=True, cwd=None, timeout=120):
+        """Run the real AWS CLI against this server.
+
+        Returns the parsed JSON output (None when the command prints nothing,
+        the text when it is not JSON, e.g. ``aws s3 ls``). Raises AwsCliError
+        on a non-zero exit. With ``check=False`` returns the CompletedProcess.
+        ``creds``: a dict with AccessKeyId/SecretAccessKey[/SessionToken] to
+        use instead of the root profile. Relative ``file://`` paths resolve in
+        ``cwd`` (default: a per-server work dir).
+        """
+        p = self.aws_raw(*args, creds=creds, env_extra=env_extra, cwd=cwd, timeout=timeout)
+        if not check:
+            return p
+        if p.returncode != 0:
+            raise AwsCliError([str(a) for a in args], p.returncode, p.stdout, p.stderr)
+        out = p.stdout.strip()
+        if not out:
+            return None
+        try:
+            return json.loads(out)
+        except ValueError:
+            return p.stdout
+
+    def aws_error(self, *args, code=None, **kw) -> AwsCliError:
+        """Run the CLI expecting failure; check the AWS error code when
+        ``code`` is given. Returns the error (``.code``, ``.stderr``)."""
+        p = self.aws_raw(*args, **kw)
+        assert p.returncode != 0, f"aws {' '.join(map(str, args))} unexpectedly succeeded: {p.stdout[:2000]}"
+        err = AwsCliError([str(a) for a in args], p.returncode, p.stdout, p.stderr)
+        if code is not None:
+            assert err.code == code, f"expected {code}, got {err.code}: {p.stderr.strip()}"
+        return err
+
+    # ---- boto3 --------------------------------------------------------------
+
+    def session(self, creds=None) -> boto3.session.Session:
+        c = creds or self.root_creds
+        return boto3.session.Session(
+            aws_access_key_id=c["AccessKeyId"],
+            aws_secret_access_key=c["SecretAccessKey"],
+            aws_session_token=c.get("SessionToken"),
+            region_name=REGION,
+        )
+
+    def client(self, service, creds=None, **config):
+        """A boto3 client for ``service`` (root credentials unless ``creds``),
+        path-style S3, SigV4, no retries."""
+        cfg = Config(
+            s3={"addressing_style": "path"},
+            signature_version="s3v4" if service == "s3" else None,
+            retries={"max_attempts": 1, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=60,
+            **config,
+        )
+        return self.session(creds).client(service, endpoint_url=self.endpoint, config=cfg)
+
+    # ---- helpers for common set-ups ---------------------------------------------
+
+    def new_user(self, name=None, policy=None, managed=()):
+        """Create an IAM user (root) with an access key; optionally an
+        inline policy (dict) and managed policy ARNs. Returns
+        (user dict, creds dict)."""
+        iam = self.client("iam")
+        name = name or unique("user")
+        user = iam.create_user(UserName=name)["User"]
+        if policy is not None:
+            iam.put_user_policy(UserName=name, PolicyName="inline", PolicyDocument=doc(policy))
+        for arn in managed:
+            iam.attach_user_policy(UserName=name, PolicyArn=arn)
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        return user, {"AccessKeyId": key["AccessKeyId"], "SecretAccessKey": key["SecretAccessKey"]}
+
+    def new_role(self, trust, name=None, policy=None, **kw):
+        """Create a role (root) with a trust policy and an optional inline
+        permissions policy. Returns the role dict."""
+        iam = self.client("iam")
+        name = name or unique("role")
+        role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=doc(trust), **kw)["Role"]
+        if policy is not None:
+            iam.put_role_policy(RoleName=name, PolicyName="inline", PolicyDocument=doc(policy))
+        return role
+
+
+def trust_for(*principal_arns, **condition) -> dict:
+    """A trust policy letting the given AWS principals call sts:AssumeRole."""
+    stmt = {
+        "Effect": "Allow",
+        "Principal": {"AWS": list(principal_arns) if len(principal_arns) > 1 else principal_arns[0]},
+        "Action": "sts:AssumeRole",
+    }
+    if condition:
+        stmt["Condition"] = condition
+    return {"Version": "2012-10-17", "Statement": [stmt]}
+
+
+def _start(tmp: Path, extra_args=()):
+    kc = Keycard(tmp, extra_args)
+    kc.start()
+    return kc
+
+
+@pytest.fixture(scope="module")
+def keycard(tmp_path_factory):
+    kc = _start(tmp_path_factory.mktemp("keycard"))
+    yield kc
+    kc.stop()
+    shutil.rmtree(kc.base, ignore_errors=True)
+
+
+@pytest.fixture
+def keycard_fresh(tmp_path):
+    kc = _start(tmp_path)
+    yield kc
+    kc.stop()
+
+
+@pytest.fixture
+def make_keycard(tmp_path):
+    started = []
+
+    def make(*extra_args):
+        kc = _start(tmp_path / f"kc{len(started)}", extra_args)
+        started.append(kc)
+        return kc
+
+    yield make
+    for kc in started:
+        kc.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call" and rep.failed:
+        # Attach the server log to the failure report.
+        for name in ("keycard", "keycard_fresh"):
+            kc = item.funcargs.get(name) if hasattr(item, "funcargs") else None
+            if isinstance(kc, Keycard):
+                rep.sections.append((f"keycard log ({name})", kc.log_tail()))
