@@ -265,6 +265,10 @@ impl Condition {
                     }
                 }
             }
+            // A negated operator with a policy variable that has no value fails: "any attempt
+            // to match it fails and causes the statement to be invalid" (IAM User Guide,
+            // policy variables). Without this, NOR over "no match" would pass.
+            Some(_) if self.negated && self.has_unresolved(ctx) => false,
             Some(vals) => match self.set {
                 SetOp::Single => {
                     let any = vals.iter().any(|r| self.any_match(r, ctx));
@@ -274,6 +278,14 @@ impl Condition {
                 SetOp::ForAll => vals.iter().all(|r| self.any_match(r, ctx) != self.negated),
             },
         }
+    }
+
+    /// Does a policy value contain a variable that can't be resolved for this request?
+    fn has_unresolved(&self, vars: &dyn Vars) -> bool {
+        self.values.iter().any(|v| match v {
+            CVal::Tpl(t) => resolve_literal(self.base, t, vars).is_none(),
+            _ => false,
+        })
     }
 
     /// Does the request value `req` match any policy value (positive form of the operator)?

@@ -151,6 +151,8 @@ struct Env<'a> {
     resource: &'a str,
     res_parts: Option<[&'a str; 6]>,
     ctx: &'a Context,
+    /// The caller is an IAM principal with a permissions boundary attached.
+    has_boundary: bool,
 }
 
 impl Env<'_> {
@@ -264,6 +266,18 @@ fn statement_applies(st: &Statement, env: &Env<'_>) -> Option<PMatch> {
         return None;
     }
     if let Some(spec) = &st.resource {
+        // A variable with no value in NotResource makes the statement invalid (it does not
+        // apply) rather than "not matching" and so granting or denying everything else: IAM
+        // User Guide, policy variables: "any attempt to match it fails and causes the
+        // statement to be invalid".
+        if spec.not
+            && spec.items.iter().any(|item| match item {
+                ResItem::Tpl(t) => t.resolve_tokens(env).is_none(),
+                ResItem::Pat(_) => false,
+            })
+        {
+            return None;
+        }
         let hit = spec.items.iter().any(|item| match item {
             ResItem::Pat(p) => p.matches(env.resource, env.res_parts.as_ref()),
             ResItem::Tpl(t) => t.resolve_tokens(env).is_some_and(|ts| {
@@ -275,6 +289,10 @@ fn statement_applies(st: &Statement, env: &Env<'_>) -> Option<PMatch> {
         }
     }
     let pm = match &st.principal {
+        // "The NotPrincipal element with a Deny effect will always deny any IAM principal
+        // that has a permissions boundary policy attached, regardless of the values specified
+        // in the NotPrincipal element." (IAM User Guide, NotPrincipal)
+        Some(spec) if spec.not && st.effect == Effect::Deny && env.has_boundary => PMatch::Direct,
         Some(spec) => principal_match(spec, env.principal)?,
         None => PMatch::Account,
     };
@@ -345,6 +363,7 @@ pub fn evaluate(request: &Request<'_>, set: &PolicySet<'_>) -> Evaluation {
         resource: request.resource,
         res_parts: arn_parts(request.resource),
         ctx: request.context,
+        has_boundary: set.boundary.is_some() && principal.has_identity_side(),
     };
     let identity_side = principal.has_identity_side();
     let cross = identity_side

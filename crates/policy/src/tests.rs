@@ -1619,6 +1619,97 @@ fn variables_in_condition_values() {
     );
 }
 
+#[test]
+fn unresolved_variable_invalidates_not_resource_and_negated_conditions() {
+    // "not present means that the value is not in the current request information, and any
+    // attempt to match it fails and causes the statement to be invalid" (IAM User Guide,
+    // policy variables). Role sessions have no aws:username.
+    let d = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iam:*",
+        "NotResource":"arn:aws:iam::111111111111:user/${aws:username}"}]}"#;
+    let c = Case::new().id(d);
+    // Resolved: everything except the caller's own user.
+    assert_eq!(
+        c.decide(
+            &p(ALICE),
+            "iam:GetUser",
+            "arn:aws:iam::111111111111:user/bob"
+        ),
+        Decision::Allow
+    );
+    assert_eq!(
+        c.decide(&p(ALICE), "iam:GetUser", ALICE),
+        Decision::ImplicitDeny
+    );
+    // Unresolved: the statement does not apply (it must not grant everything).
+    assert_eq!(
+        c.decide(
+            &session(),
+            "iam:GetUser",
+            "arn:aws:iam::111111111111:user/bob"
+        ),
+        Decision::ImplicitDeny
+    );
+    // A default value resolves it.
+    let d = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iam:*",
+        "NotResource":"arn:aws:iam::111111111111:user/${aws:username, 'nobody'}"}]}"#;
+    assert_eq!(
+        Case::new().id(d).decide(
+            &session(),
+            "iam:GetUser",
+            "arn:aws:iam::111111111111:user/bob"
+        ),
+        Decision::Allow
+    );
+    // Negated operator whose value can't be resolved: the condition fails (key present).
+    let d = cond(
+        "StringNotEquals",
+        "aws:PrincipalTag/team",
+        r#""${aws:username}""#,
+    );
+    let c = Case::new().id(&d).ctx("aws:PrincipalTag/team", "red");
+    assert_eq!(
+        c.decide(&session(), "s3:GetObject", OBJ),
+        Decision::ImplicitDeny
+    );
+    assert_eq!(c.decide(&p(ALICE), "s3:GetObject", OBJ), Decision::Allow);
+    let c = Case::new().id(&d).ctx("aws:PrincipalTag/team", "alice");
+    assert_eq!(
+        c.decide(&p(ALICE), "s3:GetObject", OBJ),
+        Decision::ImplicitDeny
+    );
+    // Key absent: a negated operator still matches, as without variables.
+    let c = Case::new().id(&d);
+    assert_eq!(c.decide(&session(), "s3:GetObject", OBJ), Decision::Allow);
+}
+
+#[test]
+fn deny_not_principal_always_applies_with_a_permissions_boundary() {
+    // "The NotPrincipal element with a Deny effect will always deny any IAM principal that has
+    // a permissions boundary policy attached, regardless of the values specified in the
+    // NotPrincipal element." (IAM User Guide, NotPrincipal)
+    let d = format!(
+        r#"{{"Version":"2012-10-17","Statement":[
+            {{"Effect":"Allow","Principal":"*","Action":"s3:*","Resource":"*"}},
+            {{"Effect":"Deny","NotPrincipal":{{"AWS":["{ALICE}","{ACCT}"]}},"Action":"s3:*","Resource":"*"}}]}}"#
+    );
+    let c = Case::new().res(&d).id(&allow("s3:*", "*"));
+    assert_eq!(c.decide(&p(ALICE), "s3:GetObject", OBJ), Decision::Allow);
+    let c = c.boundary(&allow("s3:*", "*"));
+    assert_eq!(
+        c.decide(&p(ALICE), "s3:GetObject", OBJ),
+        Decision::ExplicitDeny
+    );
+    // Still only for the statement's actions.
+    assert_eq!(
+        c.decide(
+            &p(ALICE),
+            "sqs:SendMessage",
+            "arn:aws:sqs:us-east-1:111111111111:q"
+        ),
+        Decision::ImplicitDeny
+    );
+}
+
 // ---------------------------------------------------------------- principals, context, index
 
 #[test]
