@@ -27,7 +27,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -80,6 +79,16 @@ def error_code(exc: ClientError) -> str:
     return exc.response["Error"]["Code"]
 
 
+def expect_error(code, fn, *args, **kwargs) -> ClientError:
+    """Call a boto3 method expecting AWS error ``code``; returns the error."""
+    try:
+        out = fn(*args, **kwargs)
+    except ClientError as e:
+        assert error_code(e) == code, f"expected {code}, got {error_code(e)}: {e.response['Error'].get('Message')}"
+        return e
+    raise AssertionError(f"expected {code}, but the call succeeded: {out}")
+
+
 class AwsCliError(AssertionError):
     """The AWS CLI exited non-zero. ``code`` is the AWS error code the CLI
     printed ("An error occurred (Code) when calling ..."), if any."""
@@ -94,6 +103,42 @@ class AwsCliError(AssertionError):
         super().__init__(
             f"aws {' '.join(args)} exited {returncode}\nstderr: {stderr.strip()}\nstdout: {stdout.strip()[:2000]}"
         )
+
+
+def raw_http(method, url, body=b"", headers=None, timeout=30):
+    """A plain HTTP request (no AWS client). Returns (status, headers, body);
+    HTTP errors are returned, not raised."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    path = u.path or "/"
+    if u.query:
+        path += "?" + u.query
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
+
+
+def signed(method, url, creds, service, body=b"", headers=None, auth_cls=None, **auth_kw):
+    """Sign a request with botocore's signer classes (SigV4 by default) and
+    send it with ``raw_http``. Returns (status, headers, body)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    c = Credentials(creds["AccessKeyId"], creds["SecretAccessKey"], creds.get("SessionToken"))
+    req = AWSRequest(method=method, url=url, data=body, headers=headers or {})
+    if auth_cls is None:
+        SigV4Auth(c, service, REGION).add_auth(req)
+    else:
+        auth_cls(c, **auth_kw).add_auth(req)
+    prepared = req.prepare()
+    return raw_http(prepared.method, prepared.url, prepared.body or b"", dict(prepared.headers))
 
 
 def creds_env(creds) -> dict:
@@ -241,8 +286,11 @@ class Keycard:
         env = self.env
         if creds is not None:
             env.update(creds_env(creds))
-        if env_extra:
-            env.update(env_extra)
+        for k, v in (env_extra or {}).items():
+            if v is None:
+                env.pop(k, None)
+            else:
+                env[k] = v
         cmd = [sys.executable, "-m", "awscli", "--endpoint-url", self.endpoint, "--output", "json", *map(str, args)]
         return subprocess.run(
             cmd, env=env, cwd=cwd or self.workdir, capture_output=True, text=True, timeout=timeout
@@ -255,7 +303,8 @@ class Keycard:
         the text when it is not JSON, e.g. ``aws s3 ls``). Raises AwsCliError
         on a non-zero exit. With ``check=False`` returns the CompletedProcess.
         ``creds``: a dict with AccessKeyId/SecretAccessKey[/SessionToken] to
-        use instead of the root profile. Relative ``file://`` paths resolve in
+        use instead of the root profile; ``env_extra`` adds variables (None
+        removes one). Relative ``file://`` paths resolve in
         ``cwd`` (default: a per-server work dir).
         """
         p = self.aws_raw(*args, creds=creds, env_extra=env_extra, cwd=cwd, timeout=timeout)

@@ -238,26 +238,35 @@ async fn handle(
             "Unknown",
         );
     }
-    // Read the body within the service's limit.
+    // Read the body within the service's limit; a declared length over it
+    // is refused before anything is read.
     let limit = if protocol == Protocol::S3 {
         MAX_S3_BODY
     } else {
         MAX_API_BODY
     };
+    let too_large = || {
+        if protocol == Protocol::S3 {
+            ServiceError::EntityTooLarge(
+                "Your proposed upload exceeds the maximum allowed size".into(),
+            )
+        } else {
+            ServiceError::ValidationError(format!(
+                "Request body exceeds the maximum size of {limit} bytes"
+            ))
+        }
+    };
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return fail(too_large(), None, "Unauthenticated");
+    }
     let body = match http_body_util::Limited::new(body, limit).collect().await {
         Ok(c) => c.to_bytes(),
-        Err(_) => {
-            let e = if protocol == Protocol::S3 {
-                ServiceError::EntityTooLarge(
-                    "Your proposed upload exceeds the maximum allowed size".into(),
-                )
-            } else {
-                ServiceError::ValidationError(format!(
-                    "Request body exceeds the maximum size of {limit} bytes"
-                ))
-            };
-            return fail(e, None, "Unauthenticated");
-        }
+        Err(_) => return fail(too_large(), None, "Unauthenticated"),
     };
     // Authenticate.
     let enforce = !kc.enforcement_off();

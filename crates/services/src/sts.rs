@@ -214,9 +214,10 @@ impl Keycard {
         }
     }
 
-    /// AssumeRole: the trust policy must allow the caller, and (for
-    /// callers other than root and cross-account) the caller's own
-    /// policies must allow sts:AssumeRole on the role.
+    /// AssumeRole: the trust policy must allow the caller, and the
+    /// caller's own policies must allow sts:AssumeRole on the role unless
+    /// the trust policy names the caller in the same account. Root
+    /// credentials may not assume roles, as in AWS.
     pub fn assume_role(
         &self,
         caller: &Caller,
@@ -237,6 +238,11 @@ impl Keycard {
                 caller.principal.arn, input.role_arn
             ))
         };
+        if caller.is_root() && enforce {
+            return Err(ServiceError::AccessDenied(
+                "Roles may not be assumed by root accounts.".into(),
+            ));
+        }
         let (role_account, role_name) = parse_role_arn(&input.role_arn)
             .ok_or_else(|| validation(format!("{} is invalid", input.role_arn)))?;
         let role = self

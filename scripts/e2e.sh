@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# End-to-end suite only: drives a running keycard with the real AWS CLI and
+# boto3 (pinned in tests/requirements.txt, installed into .venv).
+#
+#   ./scripts/e2e.sh                    # build the release binary if missing, run all
+#   ./scripts/e2e.sh -k s3 -x           # extra arguments go to pytest
+#   KEYCARD_BIN=target/debug/keycard ./scripts/e2e.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=.venv
+req=tests/requirements.txt
+if [ ! -x "$venv/bin/python" ]; then
+    echo "==> creating $venv"
+    python3 -m venv "$venv"
+fi
+# Reinstall only when the pinned requirements change.
+stamp="$venv/.keycard-requirements"
+want=$(sha256sum "$req" | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+    echo "==> installing $req into $venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+    echo "$want" > "$stamp"
+fi
+
+export KEYCARD_BIN="${KEYCARD_BIN:-${CARGO_TARGET_DIR:-target}/release/keycard}"
+if [ ! -x "$KEYCARD_BIN" ]; then
+    echo "==> building $KEYCARD_BIN"
+    cargo build --release -p keycard
+fi
+
+echo "==> e2e: pytest tests/e2e (KEYCARD_BIN=$KEYCARD_BIN)"
+export PYTHONDONTWRITEBYTECODE=1
+exec "$venv/bin/python" -m pytest tests/e2e -q -p no:cacheprovider "$@"
