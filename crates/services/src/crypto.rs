@@ -142,7 +142,7 @@ impl KeyRing {
     }
 
     pub fn from_bytes(b: &[u8]) -> Option<KeyRing> {
-        if b.is_empty() || b.len() % 33 != 0 {
+        if b.is_empty() || !b.len().is_multiple_of(33) {
             return None;
         }
         let keys = b

@@ -112,6 +112,14 @@ pub struct NewRole {
     pub boundary: Option<String>,
 }
 
+/// What GetAccountAuthorizationDetails reports.
+pub type AuthorizationDetails = (
+    Vec<User>,
+    Vec<Group>,
+    Vec<(Role, Vec<InstanceProfile>)>,
+    Vec<(ManagedPolicy, usize)>,
+);
+
 /// Summary counts for GetAccountSummary.
 pub type Summary = BTreeMap<&'static str, usize>;
 
@@ -928,9 +936,9 @@ impl Keycard {
                 return Ok((vec![], ()));
             }
             if list.len() >= 10 {
-                return Err(ServiceError::LimitExceeded(format!(
-                    "Cannot exceed quota for PoliciesPerRole: 10"
-                )));
+                return Err(ServiceError::LimitExceeded(
+                    "Cannot exceed quota for PoliciesPerRole: 10".into(),
+                ));
             }
             list.push(arn.to_string());
             Ok((vec![held.into_change()], ()))
@@ -1326,15 +1334,7 @@ impl Keycard {
     }
 
     /// Everything for GetAccountAuthorizationDetails.
-    pub fn authorization_details(
-        &self,
-        account: &str,
-    ) -> (
-        Vec<User>,
-        Vec<Group>,
-        Vec<(Role, Vec<InstanceProfile>)>,
-        Vec<(ManagedPolicy, usize)>,
-    ) {
+    pub fn authorization_details(&self, account: &str) -> AuthorizationDetails {
         let st = self.state();
         let users = st
             .users

@@ -373,6 +373,10 @@ impl Entity {
 
 /// A change to apply: write-through to the store, then to memory.
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "changes are short-lived and moved once; boxing buys nothing"
+)]
 pub enum Change {
     Put(Entity),
     Delete(&'static str, String),

@@ -266,9 +266,10 @@ impl Keycard {
             )));
         }
         if duration > role.max_session_duration as i64 {
-            return Err(validation(format!(
+            return Err(validation(
                 "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
-            )));
+                    .into(),
+            ));
         }
         let mut packed = None;
         if let Some(p) = &input.policy {
