@@ -55,6 +55,7 @@ fn s3_code(e: &ServiceError) -> (&'static str, u16, String) {
         ServiceError::IncompleteSignature(m) => ("AccessDenied", 403, m.clone()),
         ServiceError::ValidationError(m) => ("InvalidArgument", 400, m.clone()),
         ServiceError::InvalidInput(m) => ("InvalidArgument", 400, m.clone()),
+        ServiceError::MalformedPolicyDocument(m) => ("MalformedPolicy", 400, m.clone()),
         other => (other.code(), other.status(), other.message()),
     }
 }

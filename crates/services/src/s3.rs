@@ -106,21 +106,22 @@ impl Keycard {
                     "The bucket you tried to delete is not empty".into(),
                 ));
             }
-            let uploads: Vec<Change> = st
-                .uploads
-                .values()
-                .filter(|u| u.bucket == name)
-                .map(|u| Change::Delete("upload", u.id.clone()))
-                .collect();
-            let mut changes = uploads;
+            let mut changes = Vec::new();
+            let mut files = Vec::new();
+            for u in st.uploads.values().filter(|u| u.bucket == name) {
+                changes.push(Change::Delete("upload", u.id.clone()));
+                files.extend(u.parts.values().map(|p| p.file.clone()));
+            }
             changes.push(Change::Delete("bucket", name.to_string()));
-            Ok((changes, ()))
+            Ok((changes, files))
         })
         .await
+        .map(|files| self.remove_files(files))
     }
 
     pub async fn put_bucket_policy(&self, name: &str, doc: &str) -> Result<()> {
         let parsed = PolicyDoc::parse(doc, PolicyKind::Resource)?;
+        check_policy_resources(name, doc)?;
         self.mutate(|st| {
             let mut b = st
                 .buckets
@@ -289,8 +290,12 @@ impl Keycard {
         let mut out = Listing::default();
         let start = after.unwrap_or("").to_string();
         let mut count = 0usize;
+        if max_keys == 0 {
+            return Ok(out);
+        }
+        // Start at whichever comes later: just past `after`, or the prefix.
         let range = objs.range::<String, _>((
-            if after.is_some() {
+            if after.is_some_and(|a| a >= prefix) {
                 std::ops::Bound::Excluded(start.clone())
             } else {
                 std::ops::Bound::Included(prefix.to_string())
@@ -442,14 +447,12 @@ impl Keycard {
         if parts.is_empty() {
             return Err(ServiceError::MalformedXML("The XML you provided was not well-formed or did not validate against our published schema".into()));
         }
-        let mut prev = 0;
+        if parts.windows(2).any(|w| w[1].0 <= w[0].0) {
+            return Err(ServiceError::InvalidPartOrder("The list of parts was not in ascending order. The parts list must be specified in order by part number.".into()));
+        }
         let mut data = Vec::new();
         let mut md5s = Vec::new();
         for (i, (n, etag)) in parts.iter().enumerate() {
-            if *n <= prev {
-                return Err(ServiceError::InvalidPartOrder("The list of parts was not in ascending order. The parts list must be specified in order by part number.".into()));
-            }
-            prev = *n;
             let p = u.parts.get(n).filter(|p| p.etag.trim_matches('"') == etag.trim_matches('"')).ok_or_else(|| {
                 ServiceError::InvalidPart("One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag.".into())
             })?;
@@ -495,6 +498,39 @@ impl Keycard {
     }
 }
 
+/// S3 only takes bucket policies whose resources lie in the bucket.
+fn check_policy_resources(bucket: &str, doc: &str) -> Result<()> {
+    let bad = || ServiceError::MalformedPolicyDocument("Policy has invalid resource".into());
+    let v: serde_json::Value = serde_json::from_str(doc).map_err(|_| {
+        ServiceError::MalformedPolicyDocument("This policy contains invalid Json".into())
+    })?;
+    let base = format!("arn:aws:s3:::{bucket}");
+    let ok = |r: &serde_json::Value| {
+        r.as_str().is_some_and(|r| {
+            r.strip_prefix(&base)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '*']))
+        })
+    };
+    let stmts: Vec<&serde_json::Value> = match v.get("Statement") {
+        Some(serde_json::Value::Array(a)) => a.iter().collect(),
+        Some(o) => vec![o],
+        None => vec![],
+    };
+    for st in stmts {
+        for field in ["Resource", "NotResource"] {
+            let all_ok = match st.get(field) {
+                None => true,
+                Some(serde_json::Value::Array(a)) => a.iter().all(ok),
+                Some(r) => ok(r),
+            };
+            if !all_ok {
+                return Err(bad());
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn validate_key(key: &str) -> Result<()> {
     if key.is_empty() || key.len() > 1024 {
         return Err(ServiceError::InvalidArgument(
@@ -507,4 +543,133 @@ pub fn validate_key(key: &str) -> Result<()> {
 /// MD5 for ETags (S3 compatibility, not security).
 pub fn md5(data: &[u8]) -> [u8; 16] {
     md5::compute(data).0
+}
+
+/// Standard base64 (Content-MD5, checksums, continuation tokens).
+pub fn b64_encode(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+/// Decode standard base64; `None` if it is not.
+pub fn b64_decode(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()
+}
+
+/// Check a `Content-MD5` header against the bytes received.
+pub fn check_content_md5(header: &str, data: &[u8]) -> Result<()> {
+    let given = b64_decode(header)
+        .filter(|d| d.len() == 16)
+        .ok_or_else(|| {
+            ServiceError::InvalidArgument("The Content-MD5 you specified was invalid.".into())
+        })?;
+    if given != md5(data) {
+        return Err(ServiceError::BadDigest(
+            "The Content-MD5 you specified did not match what we received.".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The flexible-checksum algorithms S3 knows, by the header suffix
+/// (`x-amz-checksum-<name>`).
+pub const CHECKSUM_ALGORITHMS: [&str; 5] = ["crc32", "crc32c", "crc64nvme", "sha1", "sha256"];
+
+const fn crc32_table(poly: u32) -> [u32; 256] {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 { (c >> 1) ^ poly } else { c >> 1 };
+            k += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+}
+
+const fn crc64_table(poly: u64) -> [u64; 256] {
+    let mut t = [0u64; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u64;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 { (c >> 1) ^ poly } else { c >> 1 };
+            k += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+}
+
+static CRC32: [u32; 256] = crc32_table(0xEDB8_8320);
+static CRC32C: [u32; 256] = crc32_table(0x82F6_3B78);
+static CRC64NVME: [u64; 256] = crc64_table(0x9A6C_9329_AC4B_C9B5);
+
+fn crc32_with(table: &[u32; 256], data: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in data {
+        c = table[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
+    }
+    !c
+}
+
+fn crc64nvme(data: &[u8]) -> u64 {
+    let mut c = !0u64;
+    for &b in data {
+        c = CRC64NVME[((c ^ u64::from(b)) & 0xff) as usize] ^ (c >> 8);
+    }
+    !c
+}
+
+/// The base64 checksum of `data` with `algorithm` (lower-case suffix),
+/// or `None` when keycard can't compute it (it then stores the client's).
+pub fn checksum(algorithm: &str, data: &[u8]) -> Option<String> {
+    use sha2::Digest;
+    let raw: Vec<u8> = match algorithm {
+        "crc32" => crc32_with(&CRC32, data).to_be_bytes().to_vec(),
+        "crc32c" => crc32_with(&CRC32C, data).to_be_bytes().to_vec(),
+        "crc64nvme" => crc64nvme(data).to_be_bytes().to_vec(),
+        "sha256" => sha2::Sha256::digest(data).to_vec(),
+        _ => return None,
+    };
+    Some(b64_encode(&raw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksums_match_known_values() {
+        // Check values from the CRC catalogue ("123456789").
+        let d = b"123456789";
+        assert_eq!(crc32_with(&CRC32, d), 0xCBF4_3926);
+        assert_eq!(crc32_with(&CRC32C, d), 0xE306_9283);
+        assert_eq!(crc64nvme(d), 0xAE8B_1486_0A79_9888);
+        assert_eq!(checksum("crc32", b"").as_deref(), Some("AAAAAA=="));
+        assert_eq!(checksum("sha1", b"x"), None);
+    }
+
+    #[test]
+    fn content_md5() {
+        let h = b64_encode(&md5(b"hello"));
+        assert!(check_content_md5(&h, b"hello").is_ok());
+        assert!(matches!(
+            check_content_md5(&h, b"hellO"),
+            Err(ServiceError::BadDigest(_))
+        ));
+        assert!(matches!(
+            check_content_md5("nope", b"hello"),
+            Err(ServiceError::InvalidArgument(_))
+        ));
+    }
 }
