@@ -30,7 +30,9 @@ fn start() -> Server {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stderr.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let endpoint = line
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
@@ -40,14 +42,27 @@ fn start() -> Server {
     let get = |k: &str| {
         creds
             .lines()
-            .find_map(|l| l.strip_prefix(k).map(|v| v.trim_start_matches([' ', '=']).trim().to_string()))
+            .find_map(|l| {
+                l.strip_prefix(k)
+                    .map(|v| v.trim_start_matches([' ', '=']).trim().to_string())
+            })
             .unwrap()
     };
     let root = (get("aws_access_key_id"), get("aws_secret_access_key"));
-    Server { child, endpoint, root, _dir: dir }
+    Server {
+        child,
+        endpoint,
+        root,
+        _dir: dir,
+    }
 }
 
-async fn config(s: &Server, key: &str, secret: &str, token: Option<String>) -> aws_config::SdkConfig {
+async fn config(
+    s: &Server,
+    key: &str,
+    secret: &str,
+    token: Option<String>,
+) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url(&s.endpoint)
@@ -57,7 +72,11 @@ async fn config(s: &Server, key: &str, secret: &str, token: Option<String>) -> a
 }
 
 fn s3(conf: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(conf).force_path_style(true).build())
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(conf)
+            .force_path_style(true)
+            .build(),
+    )
 }
 
 const READ_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Sid":"AllowS3ReadOnTargetBucket","Effect":"Allow","Action":["s3:GetObject","s3:ListBucket"],"Resource":["arn:aws:s3:::my-app-bucket","arn:aws:s3:::my-app-bucket/*"]}]}"#;
@@ -82,8 +101,18 @@ async fn sdk_walkthrough_iam_sts_s3() {
     let pol_arn = pol.policy().unwrap().arn().unwrap().to_string();
     assert_eq!(pol_arn, "arn:aws:iam::123456789012:policy/EC2S3ReadPolicy");
     let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}"#;
-    iam.create_role().role_name("AppRole").assume_role_policy_document(trust).send().await.unwrap();
-    iam.attach_role_policy().role_name("AppRole").policy_arn(&pol_arn).send().await.unwrap();
+    iam.create_role()
+        .role_name("AppRole")
+        .assume_role_policy_document(trust)
+        .send()
+        .await
+        .unwrap();
+    iam.attach_role_policy()
+        .role_name("AppRole")
+        .policy_arn(&pol_arn)
+        .send()
+        .await
+        .unwrap();
 
     // A user who may assume it.
     iam.create_user().user_name("dev").send().await.unwrap();
@@ -94,22 +123,40 @@ async fn sdk_walkthrough_iam_sts_s3() {
         .send()
         .await
         .unwrap();
-    let key = iam.create_access_key().user_name("dev").send().await.unwrap();
+    let key = iam
+        .create_access_key()
+        .user_name("dev")
+        .send()
+        .await
+        .unwrap();
     let key = key.access_key().unwrap();
     let dev = config(&s, key.access_key_id(), key.secret_access_key(), None).await;
 
     // The user alone can't read the bucket or create users.
     let s3root = s3(&root);
-    s3root.create_bucket().bucket("my-app-bucket").send().await.unwrap();
+    s3root
+        .create_bucket()
+        .bucket("my-app-bucket")
+        .send()
+        .await
+        .unwrap();
     s3root
         .put_object()
         .bucket("my-app-bucket")
         .key("hello.txt")
-        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"hello keycard"))
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(
+            b"hello keycard",
+        ))
         .send()
         .await
         .unwrap();
-    let err = s3(&dev).get_object().bucket("my-app-bucket").key("hello.txt").send().await.unwrap_err();
+    let err = s3(&dev)
+        .get_object()
+        .bucket("my-app-bucket")
+        .key("hello.txt")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(err.into_service_error().meta().code(), Some("AccessDenied"));
 
     // Assume the role: the session reads the bucket, but can't write.
@@ -126,11 +173,33 @@ async fn sdk_walkthrough_iam_sts_s3() {
         assumed.assumed_role_user().unwrap().arn(),
         "arn:aws:sts::123456789012:assumed-role/AppRole/ci"
     );
-    let sess = config(&s, c.access_key_id(), c.secret_access_key(), Some(c.session_token().to_string())).await;
-    let who = aws_sdk_sts::Client::new(&sess).get_caller_identity().send().await.unwrap();
-    assert_eq!(who.arn(), Some("arn:aws:sts::123456789012:assumed-role/AppRole/ci"));
-    let got = s3(&sess).get_object().bucket("my-app-bucket").key("hello.txt").send().await.unwrap();
-    assert_eq!(got.body.collect().await.unwrap().into_bytes().as_ref(), b"hello keycard");
+    let sess = config(
+        &s,
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_string()),
+    )
+    .await;
+    let who = aws_sdk_sts::Client::new(&sess)
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        who.arn(),
+        Some("arn:aws:sts::123456789012:assumed-role/AppRole/ci")
+    );
+    let got = s3(&sess)
+        .get_object()
+        .bucket("my-app-bucket")
+        .key("hello.txt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.body.collect().await.unwrap().into_bytes().as_ref(),
+        b"hello keycard"
+    );
     let err = s3(&sess)
         .put_object()
         .bucket("my-app-bucket")
@@ -140,16 +209,45 @@ async fn sdk_walkthrough_iam_sts_s3() {
         .await
         .unwrap_err();
     assert_eq!(err.into_service_error().meta().code(), Some("AccessDenied"));
-    let err = aws_sdk_iam::Client::new(&sess).create_user().user_name("x").send().await.unwrap_err();
+    let err = aws_sdk_iam::Client::new(&sess)
+        .create_user()
+        .user_name("x")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(err.into_service_error().meta().code(), Some("AccessDenied"));
 
     // Detach: the very next request is denied.
-    iam.detach_role_policy().role_name("AppRole").policy_arn(&pol_arn).send().await.unwrap();
-    let err = s3(&sess).get_object().bucket("my-app-bucket").key("hello.txt").send().await.unwrap_err();
+    iam.detach_role_policy()
+        .role_name("AppRole")
+        .policy_arn(&pol_arn)
+        .send()
+        .await
+        .unwrap();
+    let err = s3(&sess)
+        .get_object()
+        .bucket("my-app-bucket")
+        .key("hello.txt")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(err.into_service_error().meta().code(), Some("AccessDenied"));
 
     // Bad secret.
-    let bad = config(&s, key.access_key_id(), "wrongwrongwrongwrongwrongwrongwrongwrong", None).await;
-    let err = aws_sdk_sts::Client::new(&bad).get_caller_identity().send().await.unwrap_err();
-    assert_eq!(err.into_service_error().meta().code(), Some("SignatureDoesNotMatch"));
+    let bad = config(
+        &s,
+        key.access_key_id(),
+        "wrongwrongwrongwrongwrongwrongwrongwrong",
+        None,
+    )
+    .await;
+    let err = aws_sdk_sts::Client::new(&bad)
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.into_service_error().meta().code(),
+        Some("SignatureDoesNotMatch")
+    );
 }
