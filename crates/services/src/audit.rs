@@ -13,6 +13,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::auth::{Caller, CallerKind};
 use crate::sts::iso8601;
 
+/// Most events written in one transaction.
+const MAX_BATCH: usize = 2000;
+
 enum Msg {
     Event(Box<AuditRow>),
     Flush(oneshot::Sender<()>),
@@ -151,13 +154,15 @@ impl AuditLog {
                 take(first, &mut batch, &mut waiters);
                 // Gather what else is waiting, briefly, to write in bulk.
                 let deadline = tokio::time::Instant::now() + Duration::from_millis(20);
-                while batch.len() < 2000 && waiters.is_empty() {
+                while batch.len() < MAX_BATCH && waiters.is_empty() {
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
                         Ok(Some(m)) => take(m, &mut batch, &mut waiters),
                         _ => break,
                     }
                 }
-                while let Ok(m) = rx.try_recv() {
+                while batch.len() < MAX_BATCH
+                    && let Ok(m) = rx.try_recv()
+                {
                     take(m, &mut batch, &mut waiters);
                 }
                 if !batch.is_empty() {
@@ -165,6 +170,8 @@ impl AuditLog {
                         tracing::error!(error = %e, events = batch.len(), "writing audit events failed");
                     }
                     batch.clear();
+                    // Don't keep a backlog's worth of capacity around.
+                    batch.shrink_to(MAX_BATCH);
                 }
                 for w in waiters.drain(..) {
                     let _ = w.send(());

@@ -174,29 +174,39 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        for r in rows {
-            let res = sqlx::query(
+        // Multi-row statements: one round trip per chunk, not per event.
+        for chunk in rows.chunks(200) {
+            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO audit (event_id, event_time_ms, event_name, event_source, username,
-                                    access_key_id, read_only, body)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&r.event_id)
-            .bind(r.event_time_ms)
-            .bind(&r.event_name)
-            .bind(&r.event_source)
-            .bind(&r.username)
-            .bind(&r.access_key_id)
-            .bind(r.read_only as i64)
-            .bind(&r.body)
-            .execute(&mut *tx)
-            .await?;
-            let seq = res.last_insert_rowid();
-            for name in &r.resource_names {
-                sqlx::query("INSERT OR IGNORE INTO audit_resource (seq, name) VALUES (?, ?)")
-                    .bind(seq)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
+                                    access_key_id, read_only, body) ",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(&r.event_id)
+                    .push_bind(r.event_time_ms)
+                    .push_bind(&r.event_name)
+                    .push_bind(&r.event_source)
+                    .push_bind(&r.username)
+                    .push_bind(&r.access_key_id)
+                    .push_bind(r.read_only as i64)
+                    .push_bind(&r.body);
+            });
+            let res = qb.build().execute(&mut *tx).await?;
+            // One statement assigns consecutive rowids inside the
+            // transaction, so the first row's seq follows from the last.
+            let last = res.last_insert_rowid();
+            let first = last - chunk.len() as i64 + 1;
+            let names: Vec<(i64, &String)> = chunk
+                .iter()
+                .enumerate()
+                .flat_map(|(i, r)| r.resource_names.iter().map(move |n| (first + i as i64, n)))
+                .collect();
+            for part in names.chunks(500) {
+                let mut qb: QueryBuilder<Sqlite> =
+                    QueryBuilder::new("INSERT OR IGNORE INTO audit_resource (seq, name) ");
+                qb.push_values(part, |mut b, (seq, name)| {
+                    b.push_bind(*seq).push_bind(*name);
+                });
+                qb.build().execute(&mut *tx).await?;
             }
         }
         tx.commit().await?;
