@@ -1,1 +1,281 @@
-//! keycard-imds
+//! The Instance Metadata Service. Every running instance gets listeners
+//! of its own, so the IMDS knows who is calling by where the connection
+//! arrived and answers no one else:
+//!
+//! - **loopback** (default, no privileges): `127.77.A.B:PORT`, one address
+//!   per instance; `keycard exec` points `AWS_EC2_METADATA_SERVICE_ENDPOINT`
+//!   at it.
+//! - **netns** (root): a network namespace per instance with its private
+//!   IP and `169.254.169.254:80` inside it, plus keycard's API on the
+//!   namespace's `127.0.0.1`.
+//!
+//! Listeners follow the instance records: they open when an instance
+//! runs and close when it stops or terminates.
+
+pub mod handler;
+pub mod identity;
+pub mod netns;
+pub mod token;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use keycard_services::Keycard;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// Serve keycard's API on a listener (used inside instance namespaces).
+pub type ApiServe = Arc<dyn Fn(TcpListener) + Send + Sync>;
+
+/// How instances reach their metadata service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    Loopback,
+    Netns,
+}
+
+#[derive(Clone)]
+pub struct Options {
+    pub network: Network,
+    /// Port of the loopback listeners; 0 picks one at the first bind.
+    pub port: u16,
+    /// Port the API listens on (also used inside namespaces).
+    pub api_port: u16,
+    pub api: Option<ApiServe>,
+}
+
+/// Listeners of one running instance; dropping it closes them.
+struct Live {
+    slot_addr: Ipv4Addr,
+    tasks: Vec<JoinHandle<()>>,
+    netns: Option<String>,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+pub struct Imds {
+    kc: Arc<Keycard>,
+    opts: Options,
+    live: Mutex<HashMap<String, Live>>,
+    port: Mutex<u16>,
+    /// Serializes reconciliations.
+    reconcile_lock: tokio::sync::Mutex<()>,
+}
+
+impl Imds {
+    pub fn new(kc: Arc<Keycard>, opts: Options) -> Arc<Imds> {
+        let port = opts.port;
+        Arc::new(Imds {
+            kc,
+            opts,
+            live: Mutex::new(HashMap::new()),
+            port: Mutex::new(port),
+            reconcile_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Follow instance changes until `shutdown` resolves, then close
+    /// every listener (and delete namespaces).
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        if self.opts.network == Network::Netns {
+            netns::cleanup_stale().await;
+        }
+        let mut rx = self.kc.watch_instances();
+        tokio::pin!(shutdown);
+        loop {
+            self.reconcile().await;
+            tokio::select! {
+                _ = &mut shutdown => break,
+                r = rx.changed() => if r.is_err() { break },
+            }
+        }
+        self.close_all().await;
+    }
+
+    async fn close_all(&self) {
+        let all: Vec<Live> = {
+            let mut m = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            m.drain().map(|(_, l)| l).collect()
+        };
+        for l in all {
+            if let Some(ns) = &l.netns {
+                netns::delete(ns).await;
+            }
+        }
+    }
+
+    /// Open listeners for running instances, close the rest.
+    pub async fn reconcile(&self) {
+        let _g = self.reconcile_lock.lock().await;
+        let desired: HashMap<String, (Ipv4Addr, String)> = {
+            let st = self.kc.state();
+            st.instances
+                .values()
+                .filter(|i| i.is_running())
+                .map(|i| {
+                    (
+                        i.id.clone(),
+                        (i.imds_addr(), i.private_ip.clone().unwrap_or_default()),
+                    )
+                })
+                .collect()
+        };
+        // Close first, so a reused address is free again.
+        let gone: Vec<(String, Live)> = {
+            let mut m = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            let ids: Vec<String> = m
+                .iter()
+                .filter(|(id, l)| desired.get(*id).is_none_or(|(a, _)| *a != l.slot_addr))
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| m.remove(&id).map(|l| (id, l)))
+                .collect()
+        };
+        for (id, l) in gone {
+            self.kc.forget_instance_credentials(&id);
+            if let Some(ns) = &l.netns {
+                netns::delete(ns).await;
+            }
+        }
+        let todo: Vec<(String, (Ipv4Addr, String))> = {
+            let m = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            desired
+                .into_iter()
+                .filter(|(id, _)| !m.contains_key(id))
+                .collect()
+        };
+        for (id, (addr, ip)) in todo {
+            let live = match self.opts.network {
+                Network::Loopback => self.open_loopback(&id, addr).await,
+                Network::Netns => self.open_netns(&id, addr, &ip).await,
+            };
+            match live {
+                Ok(l) => {
+                    self.live
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(id, l);
+                }
+                Err(e) => {
+                    tracing::error!(instance = %id, error = %e, "cannot open the instance's metadata service")
+                }
+            }
+        }
+    }
+
+    async fn open_loopback(&self, id: &str, addr: Ipv4Addr) -> std::io::Result<Live> {
+        let port = *self.port.lock().unwrap_or_else(|e| e.into_inner());
+        let l = TcpListener::bind(SocketAddr::from((addr, port))).await?;
+        if port == 0 {
+            let chosen = l.local_addr()?.port();
+            *self.port.lock().unwrap_or_else(|e| e.into_inner()) = chosen;
+            let mut rt = self.kc.runtime.write().unwrap_or_else(|e| e.into_inner());
+            rt.imds_port = Some(chosen);
+        }
+        Ok(Live {
+            slot_addr: addr,
+            tasks: vec![tokio::spawn(serve_imds(self.kc.clone(), l, id.to_string()))],
+            netns: None,
+        })
+    }
+
+    async fn open_netns(&self, id: &str, addr: Ipv4Addr, ip: &str) -> std::io::Result<Live> {
+        let name = netns::name(id);
+        netns::create(&name, ip).await?;
+        let n = name.clone();
+        let api_port = self.opts.api_port;
+        let (imds_l, api_l) = tokio::task::spawn_blocking(move || {
+            let imds = netns::bind_in(&n, SocketAddr::from(([169, 254, 169, 254], 80)))?;
+            let api = netns::bind_in(&n, SocketAddr::from(([127, 0, 0, 1], api_port)))?;
+            Ok::<_, std::io::Error>((imds, api))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        let mut tasks = vec![tokio::spawn(serve_imds(
+            self.kc.clone(),
+            TcpListener::from_std(imds_l)?,
+            id.to_string(),
+        ))];
+        if let Some(api) = &self.opts.api {
+            let api = api.clone();
+            let l = TcpListener::from_std(api_l)?;
+            tasks.push(tokio::spawn(async move { api(l) }));
+        }
+        Ok(Live {
+            slot_addr: addr,
+            tasks,
+            netns: Some(name),
+        })
+    }
+
+    /// The port the loopback listeners use (after the first bind).
+    pub fn port(&self) -> u16 {
+        *self.port.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether an instance's listeners are open.
+    pub fn is_serving(&self, id: &str) -> bool {
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(id)
+    }
+}
+
+/// Accept loop of one instance's metadata listener.
+async fn serve_imds(kc: Arc<Keycard>, l: TcpListener, id: String) {
+    loop {
+        let (stream, _peer) = match l.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(instance = %id, error = %e, "imds accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // The hop limit: responses leave with this IP TTL, so a caller
+        // more hops away (a container behind a bridge) never sees them.
+        let hop = kc
+            .state()
+            .instances
+            .get(&id)
+            .map(|i| i.metadata.hop_limit)
+            .unwrap_or(1);
+        let _ = stream.set_ttl(u32::from(hop));
+        let _ = stream.set_nodelay(true);
+        let kc = kc.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: http::Request<Incoming>| {
+                let r = handler::respond(
+                    &kc,
+                    &id,
+                    req.method(),
+                    req.uri().path(),
+                    req.headers(),
+                    keycard_services::now(),
+                );
+                async move { Ok::<_, Infallible>(r) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .max_buf_size(64 * 1024)
+                .serve_connection(TokioIo::new(stream), svc);
+            let _ = conn.await;
+        });
+    }
+}

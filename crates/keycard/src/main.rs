@@ -75,9 +75,40 @@ enum Command {
         /// `moto`: also answer moto_server's reset endpoints, auth off until reset-auth.
         #[arg(long)]
         compat: Option<String>,
-        /// Lifetime of instance-role credentials, seconds.
-        #[arg(long, default_value_t = 21600)]
+        /// Lifetime of instance-role credentials, seconds (EC2: about 6 h).
+        #[arg(long, default_value_t = 21600, value_parser = clap::value_parser!(i64).range(15..=43200))]
         instance_credential_lifetime: i64,
+        /// Serve a new set once the cached one has less than this left, seconds
+        /// (default: 1 h, or a quarter of a shorter lifetime).
+        #[arg(long, value_parser = clap::value_parser!(i64).range(1..=43200))]
+        instance_credential_refresh: Option<i64>,
+        /// How instances reach their metadata service: `loopback` (a
+        /// 127.77.x.y address per instance, no privileges) or `netns` (a
+        /// network namespace per instance with 169.254.169.254; root).
+        #[arg(long, default_value = "loopback", env = "KEYCARD_INSTANCE_NETWORK")]
+        instance_network: String,
+        /// Port of the per-instance loopback metadata listeners (0: pick one).
+        #[arg(long, default_value_t = 4569, env = "KEYCARD_IMDS_PORT")]
+        imds_port: u16,
+    },
+    /// Run a command "on" an instance: no static credentials, and the SDKs
+    /// find the instance role through the instance's metadata service.
+    Exec {
+        #[command(flatten)]
+        data: DataDir,
+        /// `imds` (as on EC2) or `container` (ECS / EKS style endpoint).
+        #[arg(long, default_value = "imds")]
+        via: String,
+        /// The instance (`i-…`).
+        instance_id: String,
+        /// The command and its arguments.
+        #[arg(trailing_var_arg = true, required = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// Print the public key that signs instance identity documents (PEM).
+    IdentityKey {
+        #[command(flatten)]
+        data: DataDir,
     },
     /// Evaluate and validate IAM policies offline.
     Policy {
@@ -220,6 +251,9 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             root_secret_access_key,
             compat,
             instance_credential_lifetime,
+            instance_credential_refresh,
+            instance_network,
+            imds_port,
         } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -234,6 +268,19 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             config.root_access_key_id = root_access_key_id;
             config.root_secret_access_key = root_secret_access_key;
             config.instance_credential_lifetime = instance_credential_lifetime;
+            config.instance_credential_refresh = instance_credential_refresh
+                .unwrap_or(3600.min(instance_credential_lifetime / 4))
+                .min(instance_credential_lifetime - 1);
+            let network = match instance_network.as_str() {
+                "loopback" => keycard_imds::Network::Loopback,
+                "netns" => {
+                    if !keycard_imds::netns::available() {
+                        bail!("--instance-network netns needs root and iproute2 (`ip netns`)");
+                    }
+                    keycard_imds::Network::Netns
+                }
+                other => bail!("unknown --instance-network {other} (known: loopback, netns)"),
+            };
             match compat.as_deref() {
                 None => {}
                 Some("moto") => config.compat_moto = true,
@@ -253,7 +300,39 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 dir.display(),
                 dir.join("credentials").display()
             );
-            let shutdown = async {
+            {
+                let mut rt = kc.runtime.write().unwrap_or_else(|e| e.into_inner());
+                rt.api_addr = Some(addr);
+                rt.netns = network == keycard_imds::Network::Netns;
+                rt.imds_port = (imds_port != 0).then_some(imds_port);
+            }
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let api_kc = kc.clone();
+            let api_stop = stop_rx.clone();
+            let api: keycard_imds::ApiServe = Arc::new(move |l| {
+                let kc = api_kc.clone();
+                let mut stop = api_stop.clone();
+                tokio::spawn(async move {
+                    let _ = keycard_server::serve(kc, l, async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+                });
+            });
+            let imds = keycard_imds::Imds::new(
+                kc.clone(),
+                keycard_imds::Options {
+                    network,
+                    port: imds_port,
+                    api_port: addr.port(),
+                    api: Some(api),
+                },
+            );
+            let mut imds_stop = stop_rx.clone();
+            let imds_task = tokio::spawn(imds.clone().run(async move {
+                let _ = imds_stop.wait_for(|s| *s).await;
+            }));
+            let shutdown = async move {
                 let ctrl_c = tokio::signal::ctrl_c();
                 #[cfg(unix)]
                 {
@@ -266,8 +345,11 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 {
                     let _ = ctrl_c.await;
                 }
+                let _ = stop_tx.send(true);
             };
             keycard_server::serve(kc.clone(), listener, shutdown).await?;
+            // Close instance listeners and delete namespaces.
+            let _ = imds_task.await;
             kc.audit.flush().await;
             let _ = std::fs::remove_file(dir.join("server.addr"));
             Ok(())
@@ -340,18 +422,167 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Exec {
+            data,
+            via,
+            instance_id,
+            command,
+        } => exec(&data.path(), &via, &instance_id, &command).await,
+        Command::IdentityKey { data } => {
+            let pem = keycard_imds::identity::public_key_pem_from_dir(&data.path())
+                .with_context(|| format!("reading master.key in {}", data.path().display()))?;
+            print!("{pem}");
+            Ok(())
+        }
         Command::Policy { .. } => unreachable!("handled without a runtime"),
     }
 }
 
+/// Settings a command on an instance may keep; every other `AWS_*`
+/// variable is removed, so no static credential source survives.
+const KEEP_ENV: &[&str] = &[
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_DEFAULT_OUTPUT",
+    "AWS_PAGER",
+    "AWS_MAX_ATTEMPTS",
+    "AWS_RETRY_MODE",
+    "AWS_CA_BUNDLE",
+    "AWS_EC2_METADATA_V1_DISABLED",
+    "AWS_METADATA_SERVICE_TIMEOUT",
+    "AWS_METADATA_SERVICE_NUM_ATTEMPTS",
+    "AWS_SDK_LOAD_CONFIG",
+];
+
+/// `keycard exec`: ask the running server how the instance is reached,
+/// then replace this process with the command in that environment.
+async fn exec(
+    dir: &std::path::Path,
+    via: &str,
+    id: &str,
+    command: &[String],
+) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    if !matches!(via, "imds" | "container") {
+        bail!("unknown --via {via} (known: imds, container)");
+    }
+    let addr = std::fs::read_to_string(dir.join("server.addr")).with_context(|| {
+        format!(
+            "no keycard server is running on {} (server.addr missing)",
+            dir.display()
+        )
+    })?;
+    let token = std::fs::read_to_string(dir.join("admin.token"))
+        .context("reading admin.token of the running server")?;
+    let info = admin_request(
+        addr.trim(),
+        "GET",
+        &format!("/_keycard/admin/instances/{id}"),
+        token.trim(),
+        "",
+    )
+    .await?;
+    let info: serde_json::Value = serde_json::from_str(&info)?;
+    let s = |k: &str| {
+        info.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    if s("state") != "running" {
+        bail!("instance {id} is {}, not running", s("state"));
+    }
+    let netns = info
+        .get("netns")
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    let imds = s("imdsEndpoint");
+    if netns.is_none() && via == "imds" {
+        // The listener opens right after launch; wait for it briefly.
+        let hostport = imds
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while tokio::net::TcpStream::connect(&hostport).await.is_err() {
+            if std::time::Instant::now() > deadline {
+                bail!("the metadata service of {id} at {hostport} does not answer");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let (program, args): (String, Vec<String>) = match &netns {
+        Some(ns) => (
+            "ip".into(),
+            ["netns", "exec", ns.as_str()]
+                .iter()
+                .map(|x| x.to_string())
+                .chain(command.iter().cloned())
+                .collect(),
+        ),
+        None => (command[0].clone(), command[1..].to_vec()),
+    };
+    let mut cmd = std::process::Command::new(&program);
+    cmd.args(&args);
+    for (k, _) in std::env::vars_os() {
+        let name = k.to_string_lossy();
+        if name.starts_with("AWS_") && !KEEP_ENV.contains(&name.as_ref()) {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_CONFIG_FILE", "/dev/null");
+    if std::env::var_os("AWS_ENDPOINT_URL").is_some() {
+        // Kept: the user chose an endpoint on purpose.
+        if let Some(v) = std::env::var_os("AWS_ENDPOINT_URL") {
+            cmd.env("AWS_ENDPOINT_URL", v);
+        }
+    } else {
+        cmd.env("AWS_ENDPOINT_URL", s("apiEndpoint"));
+    }
+    let region = s("region");
+    if std::env::var_os("AWS_REGION").is_none() {
+        cmd.env("AWS_REGION", &region);
+    }
+    if std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+        cmd.env("AWS_DEFAULT_REGION", &region);
+    }
+    if via == "container" {
+        cmd.env(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            s("containerCredentialsFullUri"),
+        )
+        .env(
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+            s("containerAuthorizationToken"),
+        )
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    } else if netns.is_none() {
+        cmd.env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds);
+    }
+    let err = cmd.exec();
+    bail!("running {program}: {err}")
+}
+
 /// A minimal HTTP/1.1 POST to the local admin endpoint.
 async fn admin_post(addr: &str, path: &str, token: &str, body: &str) -> anyhow::Result<String> {
+    admin_request(addr, "POST", path, token, body).await
+}
+
+/// A minimal HTTP/1.1 request to the local admin endpoint.
+async fn admin_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr)
         .await
         .with_context(|| format!("connecting to the running keycard at {addr}"))?;
     let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await?;

@@ -3,6 +3,7 @@
 //! route -> authenticate -> parse -> authorize -> execute -> audit -> render.
 
 mod cloudtrail;
+mod ec2;
 mod iam;
 mod moto;
 mod render;
@@ -26,6 +27,10 @@ use keycard_services::{Keycard, ServiceError};
 use serde_json::Value;
 
 pub use render::Protocol;
+
+/// Where the container credentials endpoint answers
+/// (`AWS_CONTAINER_CREDENTIALS_FULL_URI`).
+pub const CONTAINER_CREDENTIALS_PATH: &str = "/_keycard/container-credentials";
 
 /// Largest body for the query / JSON APIs (policies are at most 10 KiB).
 pub const MAX_API_BODY: usize = 1024 * 1024;
@@ -181,6 +186,9 @@ async fn handle(
     if parts.uri.path() == "/_keycard/health" {
         return Response::new(Body::from("ok"));
     }
+    if parts.uri.path() == CONTAINER_CREDENTIALS_PATH {
+        return keycard_imds::handler::container(&kc, &parts.headers).map(Body::new);
+    }
     if parts.uri.path().starts_with("/_keycard/admin/") {
         return admin(&kc, &parts, body).await;
     }
@@ -322,9 +330,7 @@ async fn handle(
         Protocol::Sts => sts::handle(&mut req).await,
         Protocol::S3 => s3::handle(&mut req).await,
         Protocol::CloudTrail => cloudtrail::handle(&mut req).await,
-        Protocol::Ec2 => Err(ServiceError::InvalidAction(
-            "The EC2 API is not served by this keycard build yet".into(),
-        )),
+        Protocol::Ec2 => ec2::handle(&mut req).await,
     };
     let (response, error) = match result {
         Ok(r) => (r, None),
@@ -427,6 +433,18 @@ async fn admin(kc: &Keycard, parts: &Parts, body: Body) -> Response<Body> {
     if !kc.check_admin_token(token) {
         return reply(403, serde_json::json!({"error": "bad admin token"}));
     }
+    if parts.method == http::Method::GET
+        && let Some(id) = parts.uri.path().strip_prefix("/_keycard/admin/instances/")
+    {
+        return match instance_access(kc, id) {
+            Some(v) => reply(200, v),
+            None => reply(
+                404,
+                serde_json::json!({"error": "InvalidInstanceID.NotFound",
+                    "message": format!("The instance ID '{id}' does not exist")}),
+            ),
+        };
+    }
     if parts.method != http::Method::POST || parts.uri.path() != "/_keycard/admin/accounts" {
         return reply(404, serde_json::json!({"error": "unknown admin path"}));
     }
@@ -446,4 +464,32 @@ async fn admin(kc: &Keycard, parts: &Parts, body: Body) -> Response<Body> {
             serde_json::json!({"error": e.code(), "message": e.message()}),
         ),
     }
+}
+
+/// How a process reaches an instance's identity: what `keycard exec`
+/// puts in the child's environment.
+fn instance_access(kc: &Keycard, id: &str) -> Option<Value> {
+    let inst = kc.state().instances.get(id).cloned()?;
+    let rt = kc.runtime.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let api = rt.api_addr?;
+    let api_url = if rt.netns {
+        format!("http://127.0.0.1:{}", api.port())
+    } else {
+        format!("http://{api}")
+    };
+    let imds = if rt.netns {
+        "http://169.254.169.254/".to_string()
+    } else {
+        format!("http://{}:{}/", inst.imds_addr(), rt.imds_port?)
+    };
+    Some(serde_json::json!({
+        "instanceId": inst.id,
+        "state": inst.state,
+        "region": inst.region,
+        "apiEndpoint": api_url,
+        "imdsEndpoint": imds,
+        "netns": rt.netns.then(|| keycard_imds::netns::name(&inst.id)),
+        "containerCredentialsFullUri": format!("{api_url}{CONTAINER_CREDENTIALS_PATH}"),
+        "containerAuthorizationToken": keycard_imds::token::mint_container(kc, &inst.id),
+    }))
 }

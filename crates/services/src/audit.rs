@@ -83,6 +83,9 @@ fn user_identity(c: Option<&Caller>) -> Value {
     let Some(c) = c else {
         return json!({"type": "AWSAccount", "principalId": "", "accountId": "anonymous"});
     };
+    if c.principal.kind == keycard_policy::PrincipalKind::Service {
+        return json!({"type": "AWSService", "invokedBy": c.principal.arn});
+    }
     let mut m = Map::new();
     m.insert("type".into(), c.identity_type().into());
     m.insert("principalId".into(), c.user_id().into());

@@ -59,7 +59,24 @@ impl Caller {
     }
 
     /// CloudTrail `userIdentity.type`.
+    /// An AWS service acting on its own (EC2 delivering instance roles).
+    pub fn service(name: &str) -> Caller {
+        Caller {
+            principal: Principal {
+                arn: name.into(),
+                account: String::new(),
+                kind: PrincipalKind::Service,
+            },
+            account: String::new(),
+            access_key_id: String::new(),
+            kind: CallerKind::Anonymous,
+        }
+    }
+
     pub fn identity_type(&self) -> &'static str {
+        if self.principal.kind == PrincipalKind::Service {
+            return "AWSService";
+        }
         match &self.kind {
             CallerKind::Root => "Root",
             CallerKind::User { .. } => "IAMUser",

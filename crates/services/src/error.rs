@@ -121,6 +121,10 @@ pub enum ServiceError {
     InvalidAssociationIdNotFound(String),
     #[error("{0}")]
     InvalidAmiIdMalformed(String),
+    #[error("{0}")]
+    InstanceLimitExceeded(String),
+    #[error("{0}")]
+    InvalidIpAddressInUse(String),
     // Server side
     #[error("{0}")]
     ServiceUnavailable(String),
@@ -188,6 +192,8 @@ impl ServiceError {
             IncorrectInstanceState(_) => "IncorrectInstanceState",
             InvalidAssociationIdNotFound(_) => "InvalidAssociationID.NotFound",
             InvalidAmiIdMalformed(_) => "InvalidAMIID.Malformed",
+            InstanceLimitExceeded(_) => "InstanceLimitExceeded",
+            InvalidIpAddressInUse(_) => "InvalidIPAddress.InUse",
             ServiceUnavailable(_) => "ServiceUnavailable",
             Internal(_) => "InternalFailure",
         }

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod auth;
 pub mod crypto;
+pub mod delivery;
 pub mod ec2;
 pub mod error;
 pub mod iam;
@@ -83,6 +84,22 @@ pub struct Keycard {
     no_auth_remaining: AtomicU64,
     /// Bearer token of the local admin endpoint (`<data-dir>/admin.token`).
     admin_token: SecretKey,
+    /// Instance role credentials handed out, per instance and channel.
+    pub(crate) deliveries: delivery::DeliveryCache,
+    /// Bumped whenever an instance record changes (the IMDS follows it).
+    instance_events: tokio::sync::watch::Sender<u64>,
+    /// Where this process serves (set by the binary once listening).
+    pub runtime: RwLock<Runtime>,
+}
+
+/// Addresses the running process serves on, for `keycard exec`.
+#[derive(Debug, Clone, Default)]
+pub struct Runtime {
+    pub api_addr: Option<std::net::SocketAddr>,
+    /// Port of the per-instance loopback IMDS listeners.
+    pub imds_port: Option<u16>,
+    /// Instances live in network namespaces (`--instance-network netns`).
+    pub netns: bool,
 }
 
 fn read_or_create_master(dir: &Path) -> std::io::Result<crypto::SealKey> {
@@ -174,6 +191,9 @@ impl Keycard {
             session_cache: Mutex::new(Default::default()),
             no_auth_remaining: AtomicU64::new(no_auth),
             admin_token: SecretKey::new(admin_token),
+            deliveries: Default::default(),
+            instance_events: tokio::sync::watch::channel(0).0,
+            runtime: RwLock::new(Runtime::default()),
         });
         managed::install(&kc).await?;
         kc.ensure_default_account().await?;
@@ -213,14 +233,34 @@ impl Keycard {
             })
             .collect();
         self.store.commit(&ops).await?;
-        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
-        for c in changes {
-            match c {
-                Change::Put(e) => st.put(e),
-                Change::Delete(kind, key) => st.delete(kind, &key),
+        let instances = changes.iter().any(|c| {
+            matches!(
+                c,
+                Change::Put(Entity::Instance(_)) | Change::Delete("instance", _)
+            )
+        });
+        {
+            let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+            for c in changes {
+                match c {
+                    Change::Put(e) => st.put(e),
+                    Change::Delete(kind, key) => st.delete(kind, &key),
+                }
             }
         }
+        if instances {
+            self.instance_events.send_modify(|n| *n += 1);
+        }
         Ok(())
+    }
+
+    /// Wakes when any instance changes (launch, state, profile, options).
+    pub fn watch_instances(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.instance_events.subscribe()
+    }
+
+    pub(crate) fn master_bytes(&self) -> &[u8] {
+        self.master.bytes()
     }
 
     /// Constant-time check of the admin endpoint's bearer token.

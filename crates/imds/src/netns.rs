@@ -1,0 +1,105 @@
+//! `--instance-network netns`: one Linux network namespace per running
+//! instance (`kc-i-…`), holding the instance's private address on a
+//! dummy `eth0` and `169.254.169.254` on its loopback. keycard binds the
+//! metadata listener and an API listener inside the namespace, so a
+//! process there reaches only its own instance's IMDS, at the address EC2
+//! uses, with no environment at all. Needs root and iproute2.
+
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+
+use tokio::process::Command;
+
+/// The namespace name of an instance.
+pub fn name(instance_id: &str) -> String {
+    format!("kc-{instance_id}")
+}
+
+async fn ip(args: &[&str]) -> std::io::Result<()> {
+    let out = Command::new("ip").args(args).output().await?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Create (or recreate) the namespace of an instance.
+pub async fn create(ns: &str, private_ip: &str) -> std::io::Result<()> {
+    let _ = ip(&["netns", "delete", ns]).await;
+    ip(&["netns", "add", ns]).await?;
+    let setup = async {
+        ip(&["-n", ns, "link", "set", "lo", "up"]).await?;
+        ip(&["-n", ns, "addr", "add", "169.254.169.254/32", "dev", "lo"]).await?;
+        ip(&["-n", ns, "link", "add", "eth0", "type", "dummy"]).await?;
+        if !private_ip.is_empty() {
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{private_ip}/16"),
+                "dev",
+                "eth0",
+            ])
+            .await?;
+        }
+        ip(&["-n", ns, "link", "set", "eth0", "up"]).await
+    };
+    if let Err(e) = setup.await {
+        let _ = ip(&["netns", "delete", ns]).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+pub async fn delete(ns: &str) {
+    if let Err(e) = ip(&["netns", "delete", ns]).await {
+        tracing::warn!(netns = ns, error = %e, "deleting namespace failed");
+    }
+}
+
+/// Remove namespaces a previous run left behind.
+pub async fn cleanup_stale() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output().await else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let n = line.split_whitespace().next().unwrap_or("");
+        if n.starts_with("kc-i-") {
+            delete(n).await;
+        }
+    }
+}
+
+/// Bind a listener inside namespace `ns`. The socket belongs to the
+/// namespace it was created in, so a short-lived thread enters the
+/// namespace, binds, and exits; the process stays where it was.
+pub fn bind_in(ns: &str, addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let f = std::fs::File::open(&path)?;
+            nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(std::io::Error::from)?;
+            let l = std::net::TcpListener::bind(addr)?;
+            l.set_nonblocking(true)?;
+            Ok(l)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("namespace thread panicked")))
+    })
+}
+
+/// Whether this process can manage namespaces (root and `ip` present).
+pub fn available() -> bool {
+    nix::unistd::geteuid().is_root()
+        && std::process::Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+}

@@ -1,0 +1,922 @@
+//! The EC2 query API, the instance and instance-profile part: `Name.N`
+//! lists, responses without a Result wrapper, `<Response><Errors>` errors,
+//! `DryRun`, and iam:PassRole when a profile is attached.
+
+use axum::body::Body;
+use http::Response;
+use keycard_proto::query::Params;
+use keycard_proto::xml::{XmlWriter, ec2_response};
+use keycard_services::ServiceError;
+use keycard_services::auth::ResourcePolicy;
+use keycard_services::ec2::{
+    self, Filter, Instance, MetadataOptions, MetadataOptionsInput, ProfileAssociation, ProfileRef,
+    RunInput, StateOp,
+};
+use keycard_services::model::{InstanceProfile, Tag};
+use keycard_services::sts::iso8601;
+
+use crate::iam::{audit_params, params};
+use crate::{Req, xml_response};
+
+type R = Result<Response<Body>, ServiceError>;
+
+/// Operations keycard serves, and whether they only read.
+const OPERATIONS: &[(&str, bool)] = &[
+    ("RunInstances", false),
+    ("DescribeInstances", true),
+    ("DescribeInstanceStatus", true),
+    ("StartInstances", false),
+    ("StopInstances", false),
+    ("TerminateInstances", false),
+    ("AssociateIamInstanceProfile", false),
+    ("DisassociateIamInstanceProfile", false),
+    ("ReplaceIamInstanceProfileAssociation", false),
+    ("DescribeIamInstanceProfileAssociations", true),
+    ("ModifyInstanceMetadataOptions", false),
+    ("DescribeInstanceAttribute", true),
+    ("CreateTags", false),
+    ("DeleteTags", false),
+];
+
+fn bad(msg: impl Into<String>) -> ServiceError {
+    ServiceError::InvalidParameterValue(msg.into())
+}
+
+fn ids(p: &Params, name: &str) -> Vec<String> {
+    p.list(name).into_iter().map(str::to_string).collect()
+}
+
+fn filters(p: &Params) -> Vec<Filter> {
+    p.structs("Filter")
+        .into_iter()
+        .map(|f| Filter {
+            name: f.get("Name").unwrap_or("").to_string(),
+            values: f.list("Value").into_iter().map(str::to_string).collect(),
+        })
+        .collect()
+}
+
+fn bool_param(p: &Params, name: &str) -> Result<bool, ServiceError> {
+    match p.get(name) {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+        Some(v) => Err(bad(format!(
+            "Invalid value '{v}' for {name}; expecting true or false"
+        ))),
+    }
+}
+
+fn profile_ref(p: &Params, prefix: &str) -> Result<Option<ProfileRef>, ServiceError> {
+    let s = p.sub(prefix);
+    match (s.get("Arn"), s.get("Name")) {
+        (Some(_), Some(_)) => Err(ServiceError::InvalidParameterCombination(
+            "The parameter 'iamInstanceProfile.arn' may not be used in combination with 'iamInstanceProfile.name'".into(),
+        )),
+        (Some(a), None) => Ok(Some(ProfileRef::Arn(a.to_string()))),
+        (None, Some(n)) => Ok(Some(ProfileRef::Name(n.to_string()))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn metadata_input(p: &Params) -> MetadataOptionsInput {
+    MetadataOptionsInput {
+        http_tokens: p.get("HttpTokens").map(str::to_string),
+        http_endpoint: p.get("HttpEndpoint").map(str::to_string),
+        hop_limit: p.get("HttpPutResponseHopLimit").map(str::to_string),
+        instance_metadata_tags: p.get("InstanceMetadataTags").map(str::to_string),
+    }
+}
+
+fn tags(list: Vec<Params>) -> Result<Vec<Tag>, ServiceError> {
+    list.into_iter()
+        .map(|t| {
+            Ok(Tag {
+                key: t
+                    .get("Key")
+                    .ok_or_else(|| ServiceError::MissingParameter("Tag key is missing".into()))?
+                    .to_string(),
+                value: t.get("Value").unwrap_or("").to_string(),
+            })
+        })
+        .collect()
+}
+
+fn count(p: &Params, name: &str) -> Result<u32, ServiceError> {
+    let v = p.get(name).ok_or_else(|| {
+        ServiceError::MissingParameter(format!("The request must contain the parameter {name}"))
+    })?;
+    v.parse::<u32>()
+        .map_err(|_| bad(format!("Invalid value '{v}' for {name}")))
+}
+
+impl Req {
+    fn ec2_resource(&self, kind: &str, id: &str) -> String {
+        format!(
+            "arn:aws:ec2:{}:{}:{kind}/{id}",
+            self.region, self.caller.account
+        )
+    }
+
+    /// Authorize an instance action; its tags are `ec2:ResourceTag/…`.
+    fn authorize_instance(&mut self, action: &str, i: &Instance) -> Result<(), ServiceError> {
+        for t in &i.tags {
+            self.ctx
+                .insert(&format!("ec2:ResourceTag/{}", t.key), t.value.clone());
+            self.ctx
+                .insert(&format!("aws:ResourceTag/{}", t.key), t.value.clone());
+        }
+        if let Some(a) = &i.profile {
+            self.ctx
+                .insert("ec2:InstanceProfile", a.profile_arn.clone());
+        }
+        self.ctx.insert("ec2:InstanceType", i.instance_type.clone());
+        self.ctx.insert("ec2:Region", self.region.clone());
+        let arn = i.arn();
+        self.audit
+            .resources
+            .push((arn.clone(), "AWS::EC2::Instance".into()));
+        self.authorize(action, &arn, Some(&i.account.clone()), ResourcePolicy::None)
+    }
+
+    /// iam:PassRole for each role in the profile, with the instance as
+    /// the associated resource, as EC2 checks it.
+    fn authorize_pass_role(
+        &mut self,
+        profile: &InstanceProfile,
+        instance_arn: &str,
+    ) -> Result<(), ServiceError> {
+        let roles = {
+            let st = self.kc.state();
+            ec2::profile_role_arns(&st, profile)
+        };
+        for role in roles {
+            self.ctx.insert("iam:PassedToService", "ec2.amazonaws.com");
+            self.ctx
+                .insert("iam:AssociatedResourceArn", instance_arn.to_string());
+            self.authorize(
+                "iam:PassRole",
+                &role,
+                Some(&profile.account.clone()),
+                ResourcePolicy::None,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// DryRun: permission checks passed, so say so and stop.
+fn dry_run_ok() -> ServiceError {
+    ServiceError::DryRunOperation("Request would have succeeded, but DryRun flag is set.".into())
+}
+
+pub async fn handle(req: &mut Req) -> R {
+    let p = params(req)?;
+    let action = p
+        .get("Action")
+        .ok_or_else(|| {
+            ServiceError::MissingAction("The request must contain the parameter Action".into())
+        })?
+        .to_string();
+    let Some(&(_, read_only)) = OPERATIONS.iter().find(|(n, _)| *n == action) else {
+        return Err(ServiceError::InvalidAction(format!(
+            "The action {action} is not valid for this web service."
+        )));
+    };
+    req.audit.event_name = action.clone();
+    req.audit.read_only = read_only;
+    req.audit.params = audit_params(&p);
+    if req.caller.account.is_empty() {
+        return Err(ServiceError::MissingAuthenticationToken(
+            "Request is missing Authentication Token".into(),
+        ));
+    }
+    let dry = bool_param(&p, "DryRun")?;
+    let body = match action.as_str() {
+        "RunInstances" => run_instances(req, &p, dry).await?,
+        "DescribeInstances" => describe_instances(req, &p, dry)?,
+        "DescribeInstanceStatus" => describe_status(req, &p, dry)?,
+        "StartInstances" => change_state(req, &p, dry, StateOp::Start).await?,
+        "StopInstances" => change_state(req, &p, dry, StateOp::Stop).await?,
+        "TerminateInstances" => change_state(req, &p, dry, StateOp::Terminate).await?,
+        "AssociateIamInstanceProfile" => associate(req, &p, dry).await?,
+        "DisassociateIamInstanceProfile" => disassociate(req, &p, dry).await?,
+        "ReplaceIamInstanceProfileAssociation" => replace(req, &p, dry).await?,
+        "DescribeIamInstanceProfileAssociations" => describe_associations(req, &p, dry)?,
+        "ModifyInstanceMetadataOptions" => modify_metadata(req, &p, dry).await?,
+        "DescribeInstanceAttribute" => describe_attribute(req, &p, dry)?,
+        "CreateTags" | "DeleteTags" => tag_ops(req, &p, dry, &action).await?,
+        _ => unreachable_action(&action)?,
+    };
+    Ok(xml_response(200, body))
+}
+
+fn unreachable_action(action: &str) -> Result<String, ServiceError> {
+    Err(ServiceError::InvalidAction(format!(
+        "The action {action} is not valid for this web service."
+    )))
+}
+
+async fn run_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, ServiceError> {
+    let mut tags_in = Vec::new();
+    for spec in p.structs("TagSpecification") {
+        let rt = spec.get("ResourceType").unwrap_or("");
+        let t = tags(spec.structs("Tag"))?;
+        match rt {
+            "instance" => tags_in.extend(t),
+            // Volumes, interfaces …: keycard has none to tag.
+            "volume" | "network-interface" | "spot-instances-request" | "elastic-gpu" => {}
+            other => {
+                return Err(bad(format!(
+                    "'{other}' is not a valid taggable resource type for this operation."
+                )));
+            }
+        }
+    }
+    let input = RunInput {
+        image_id: p.get("ImageId").unwrap_or("").to_string(),
+        instance_type: p.get("InstanceType").map(str::to_string),
+        min_count: count(p, "MinCount")?,
+        max_count: count(p, "MaxCount")?,
+        key_name: p.get("KeyName").map(str::to_string),
+        profile: profile_ref(p, "IamInstanceProfile")?,
+        metadata: metadata_input(&p.sub("MetadataOptions")),
+        user_data: p.get("UserData").map(str::to_string),
+        tags: tags_in,
+        private_ip: p.get("PrivateIpAddress").map(str::to_string),
+        client_token: p.get("ClientToken").map(str::to_string),
+    };
+    // Validate first: a bad request is refused the same way, dry or not.
+    let profile = req.kc.check_run(&req.caller.account, &input)?;
+    let m = input.metadata.apply(&MetadataOptions::default())?;
+    req.ctx.insert(
+        "ec2:InstanceType",
+        input
+            .instance_type
+            .clone()
+            .unwrap_or_else(|| "m1.small".into()),
+    );
+    req.ctx
+        .insert("ec2:MetadataHttpTokens", m.http_tokens.clone());
+    req.ctx
+        .insert("ec2:MetadataHttpEndpoint", m.http_endpoint.clone());
+    req.ctx.insert(
+        "ec2:MetadataHttpPutResponseHopLimit",
+        m.hop_limit.to_string(),
+    );
+    req.ctx
+        .insert("ec2:InstanceMetadataTags", m.instance_metadata_tags.clone());
+    req.ctx.insert("ec2:Region", req.region.clone());
+    req.ctx.insert("ec2:ImageID", input.image_id.clone());
+    if let Some(pr) = &profile {
+        req.ctx.insert("ec2:InstanceProfile", pr.arn());
+    }
+    for t in &input.tags {
+        req.ctx
+            .insert(&format!("aws:RequestTag/{}", t.key), t.value.clone());
+    }
+    if !input.tags.is_empty() {
+        req.ctx.insert_multi(
+            "aws:TagKeys",
+            input.tags.iter().map(|t| t.key.clone()).collect(),
+        );
+    }
+    let any_instance = req.ec2_resource("instance", "*");
+    let image = format!("arn:aws:ec2:{}::image/{}", req.region, input.image_id);
+    let account = req.caller.account.clone();
+    req.authorize(
+        "ec2:RunInstances",
+        &any_instance,
+        Some(&account),
+        ResourcePolicy::None,
+    )?;
+    req.authorize("ec2:RunInstances", &image, None, ResourcePolicy::None)?;
+    if !input.tags.is_empty() {
+        req.ctx.insert("ec2:CreateAction", "RunInstances");
+        req.authorize(
+            "ec2:CreateTags",
+            &any_instance,
+            Some(&account),
+            ResourcePolicy::None,
+        )?;
+    }
+    if let Some(pr) = &profile {
+        req.authorize_pass_role(pr, &any_instance)?;
+    }
+    if dry {
+        return Err(dry_run_ok());
+    }
+    let region = req.region.clone();
+    let (reservation, instances) = req.kc.run_instances(&account, &region, input).await?;
+    for i in &instances {
+        req.audit
+            .resources
+            .push((i.arn(), "AWS::EC2::Instance".into()));
+    }
+    req.audit.response = serde_json::json!({
+        "reservationId": reservation,
+        "instancesSet": {"items": instances.iter().map(|i| serde_json::json!({
+            "instanceId": i.id, "imageId": i.image_id, "instanceType": i.instance_type,
+        })).collect::<Vec<_>>()},
+    });
+    let rid = req.request_id.clone();
+    Ok(ec2_response("RunInstances", &rid, |w| {
+        w.elem("reservationId", &reservation)
+            .elem("ownerId", &account)
+            .empty("groupSet");
+        w.start("instancesSet");
+        for i in &instances {
+            instance_xml(w, i, Some("pending"));
+        }
+        w.end("instancesSet");
+    }))
+}
+
+fn state_xml(w: &mut XmlWriter, tag: &str, name: &str) {
+    w.start(tag)
+        .elem_display("code", ec2::state_code(name))
+        .elem("name", name)
+        .end(tag);
+}
+
+fn tag_set(w: &mut XmlWriter, tags: &[Tag]) {
+    if tags.is_empty() {
+        return;
+    }
+    w.start("tagSet");
+    for t in tags {
+        w.start("item")
+            .elem("key", &t.key)
+            .elem("value", &t.value)
+            .end("item");
+    }
+    w.end("tagSet");
+}
+
+fn metadata_xml(w: &mut XmlWriter, tag: &str, m: &MetadataOptions, state: &str) {
+    w.start(tag)
+        .elem("state", state)
+        .elem("httpTokens", &m.http_tokens)
+        .elem_display("httpPutResponseHopLimit", m.hop_limit)
+        .elem("httpEndpoint", &m.http_endpoint)
+        .elem("httpProtocolIpv6", "disabled")
+        .elem("instanceMetadataTags", &m.instance_metadata_tags)
+        .end(tag);
+}
+
+fn instance_xml(w: &mut XmlWriter, i: &Instance, shown_state: Option<&str>) {
+    let state = shown_state.unwrap_or(&i.state);
+    let live = !i.is_terminated();
+    w.start("item")
+        .elem("instanceId", &i.id)
+        .elem("imageId", &i.image_id);
+    state_xml(w, "instanceState", state);
+    w.elem(
+        "privateDnsName",
+        if live { i.private_dns() } else { String::new() }.as_str(),
+    )
+    .empty("dnsName")
+    .elem("reason", i.state_reason.as_deref().unwrap_or(""));
+    if let Some(k) = &i.key_name {
+        w.elem("keyName", k);
+    }
+    w.elem_display("amiLaunchIndex", i.launch_index)
+        .empty("productCodes")
+        .elem("instanceType", &i.instance_type)
+        .elem("launchTime", &iso8601_ms(i.launch_time))
+        .start("placement")
+        .elem("availabilityZone", &i.availability_zone())
+        .empty("groupName")
+        .elem("tenancy", "default")
+        .end("placement")
+        .start("monitoring")
+        .elem("state", "disabled")
+        .end("monitoring");
+    if live && let Some(ip) = &i.private_ip {
+        w.elem("privateIpAddress", ip);
+    }
+    w.empty("groupSet");
+    if let Some(r) = &i.state_reason {
+        let code = r.split(':').next().unwrap_or(r);
+        w.start("stateReason")
+            .elem("code", code)
+            .elem("message", r)
+            .end("stateReason");
+    }
+    w.elem("architecture", "x86_64")
+        .elem("rootDeviceType", "ebs")
+        .elem("rootDeviceName", "/dev/xvda")
+        .empty("blockDeviceMapping")
+        .elem("virtualizationType", "hvm");
+    if let Some(t) = &i.client_token {
+        w.elem("clientToken", t);
+    }
+    tag_set(w, &i.tags);
+    w.elem("hypervisor", "xen");
+    if let Some(a) = &i.profile {
+        w.start("iamInstanceProfile")
+            .elem("arn", &a.profile_arn)
+            .elem("id", &a.profile_id)
+            .end("iamInstanceProfile");
+    }
+    w.elem("ebsOptimized", "false").elem("enaSupport", "true");
+    metadata_xml(w, "metadataOptions", &i.metadata, "applied");
+    w.end("item");
+}
+
+fn iso8601_ms(t: i64) -> String {
+    let s = iso8601(t);
+    format!("{}.000Z", s.trim_end_matches('Z'))
+}
+
+fn page_params(p: &Params, min: usize) -> Result<(Option<String>, Option<usize>), ServiceError> {
+    let limit = ec2::max_results(p.get("MaxResults"), min, 1000)?;
+    let after = p.get("NextToken").map(ec2::parse_next_token).transpose()?;
+    Ok((after, limit))
+}
+
+fn describe_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, ServiceError> {
+    let account = req.caller.account.clone();
+    req.authorize("ec2:DescribeInstances", "*", None, ResourcePolicy::None)?;
+    if dry {
+        return Err(dry_run_ok());
+    }
+    let wanted = ids(p, "InstanceId");
+    if !wanted.is_empty() && p.contains("MaxResults") {
+        return Err(ServiceError::InvalidParameterCombination(
+            "The parameter instancesSet cannot be used with the parameter maxResults".into(),
+        ));
+    }
+    let (after, limit) = page_params(p, 5)?;
+    let (found, next) =
+        req.kc
+            .describe_instances(&account, &wanted, &filters(p), after.as_deref(), limit)?;
+    // Group into reservations, in the order instances come.
+    let mut groups: Vec<(String, Vec<&Instance>)> = Vec::new();
+    for i in &found {
+        match groups.iter_mut().find(|(r, _)| *r == i.reservation_id) {
+            Some((_, v)) => v.push(i),
+            None => groups.push((i.reservation_id.clone(), vec![i])),
+        }
+    }
+    let rid = req.request_id.clone();
+    Ok(ec2_response("DescribeInstances", &rid, |w| {
+        w.start("reservationSet");
+        for (r, list) in &groups {
+            w.start("item")
+                .elem("reservationId", r)
+                .elem("ownerId", &account)
+                .empty("groupSet")
+                .start("instancesSet");
+            for i in list {
+                instance_xml(w, i, None);
+            }
+            w.end("instancesSet").end("item");
+        }
+        w.end("reservationSet");
+        if let Some(n) = &next {
+            w.elem("nextToken", n);
+        }
+    }))
+}
+
+fn describe_status(req: &mut Req, p: &Params, dry: bool) -> Result<String, ServiceError> {
+    let account = req.caller.account.clone();
+    req.authorize(
+        "ec2:DescribeInstanceStatus",
+        "*",
+        None,
+        ResourcePolicy::None,
+    )?;
+    if dry {
+        return Err(dry_run_ok());
+    }
+    let wanted = ids(p, "InstanceId");
+    let all = bool_param(p, "IncludeAllInstances")?;
+    let mut fs = Vec::new();
+    for f in filters(p) {
+        // Status filters keycard can answer: state name and code; the
+        // health checks always pass.
+        match f.name.as_str() {
+            "instance-state-name" | "instance-state-code" | "availability-zone" => fs.push(f),
+            "instance-status.status" | "system-status.status" => {
+                if !f.values.iter().any(|v| ec2::wildcard(v, "ok")) {
+                    return Ok(ec2_response(
+                        "DescribeInstanceStatus",
+                        &req.request_id,
+                        |w| {
+                            w.empty("instanceStatusSet");
+                        },
+                    ));
+                }
+            }
+            other => return Err(bad(format!("The filter '{other}' is invalid"))),
+        }
+    }
+    let (after, limit) = page_params(p, 5)?;
+    let (found, next) =
+        req.kc
+            .describe_instances(&account, &wanted, &fs, after.as_deref(), limit)?;
+    let rid = req.request_id.clone();
+    Ok(ec2_response("DescribeInstanceStatus", &rid, |w| {
+        w.start("instanceStatusSet");
+        for i in found.iter().filter(|i| all || i.is_running()) {
+            let status = if i.is_running() {
+                "ok"
+            } else {
+                "not-applicable"
+            };
+            w.start("item")
+                .elem("instanceId", &i.id)
+                .elem("availabilityZone", &i.availability_zone());
+            state_xml(w, "instanceState", &i.state);
+            for tag in ["systemStatus", "instanceStatus"] {
+                w.start(tag).elem("status", status).start("details");
+                w.start("item")
+                    .elem("name", "reachability")
+                    .elem(
+                        "status",
+                        if i.is_running() {
+                            "passed"
+                        } else {
+                            "not-applicable"
+                        },
+                    )
+                    .end("item");
+                w.end("details").end(tag);
+            }
+            w.empty("eventsSet").end("item");
+        }
+        w.end("instanceStatusSet");
+        if let Some(n) = &next {
+            w.elem("nextToken", n);
+        }
+    }))
+}
+
+async fn change_state(
+    req: &mut Req,
+    p: &Params,
+    dry: bool,
+    op: StateOp,
+) -> Result<String, ServiceError> {
+    let account = req.caller.account.clone();
+    let wanted = ids(p, "InstanceId");
+    if wanted.is_empty() {
+        return Err(ServiceError::MissingParameter(
+            "The request must contain the parameter InstanceId".into(),
+        ));
+    }
+    let (action, tag) = match op {
+        StateOp::Start => ("ec2:StartInstances", "StartInstances"),
+        StateOp::Stop => ("ec2:StopInstances", "StopInstances"),
+        StateOp::Terminate => ("ec2:TerminateInstances", "TerminateInstances"),
+    };
+    let (found, _) = req
+        .kc
+        .describe_instances(&account, &wanted, &[], None, None)?;
+    for i in &found {
+        req.authorize_instance(action, i)?;
+    }
+    if dry {
+        return Err(dry_run_ok());
+    }
+    let changes = req.kc.change_state(&account, &wanted, op).await?;
+    let rid = req.request_id.clone();
+    Ok(ec2_response(tag, &rid, |w| {
+        w.start("instancesSet");
+        for c in &changes {
+            w.start("item").elem("instanceId", &c.id);
+            state_xml(w, "currentState", &c.current);
+            state_xml(w, "previousState", &c.previous);
+            w.end("item");
+        }
+        w.end("instancesSet");
+    }))
+}
+
+fn association_xml(
+    w: &mut XmlWriter,
+    tag: &str,
+    instance_id: &str,
+    a: &ProfileAssociation,
+    state: &str,
+) {
+    w.start(tag)
+        .elem("associationId", &a.id)
+        .elem("instanceId", instance_id)
+        .start("iamInstanceProfile")
+        .elem("arn", &a.profile_arn)
+        .elem("id", &a.profile_id)
+        .end("iamInstanceProfile")
+        .elem("state", state)
+        .elem("timestamp", &iso8601_ms(a.timestamp))
+        .end(tag);
+}
+
+fn need_profile(p: &Params) -> Result<ProfileRef, ServiceError> {
+    profile_ref(p, "IamInstanceProfile")?.ok_or_else(|| {
+        ServiceError::MissingParameter(
+            "The request must contain the parameter IamInstanceProfile".into(),
+        )
+    })
+}
+
+async fn associate(req: &mut Req, p: &Params, dry: bool) -> Result<String, ServiceError> {
+    let account = req.caller.account.clone();
+    let iid = p.get("InstanceId").ok_or_else(|| {
+        ServiceError::MissingParameter("The request must contain the parameter InstanceId".into())
+    })?;
+    let pref = need_profile(p)?;
+    let inst = req.kc.instance(&account, iid)?;
+    let profile = req.kc.find_profile(&account, &pref)?;
+    req.ctx.insert("ec2:NewInstanceProfile", profile.arn());
+    req.authorize_instance("ec2:AssociateIamInstanceProfile", &inst)?;
+    req.authorize_pass_role(&profile, &inst.arn())?;
+    if dry {
+        return Err(dry_run_ok());
+    }
+    let a = req.kc.associate_profile(&account, iid, &pref).await?;
+    let rid = req.request_id.clone();
+    Ok(ec2_response("AssociateIamInstanceProfile", &rid, |w| {
+        association_xml(
+            w,
+            "iamInstanceProfileAssociation",
+            &inst.id,
+            &a,
+            "associating",
+        );
+    }))
+}
+
+async fn disassociate(req: &mut Req, p: &Params, dry: bool) -> Result<String, ServiceError> {
+    let account = req.caller.account.clone();
+    let aid = p.get("AssociationId").ok_or_else(|| {
+        ServiceError::MissingParameter(
+            "The request must contain the parameter AssociationId".into(),
+        )
+    })?;
+    let inst = req.kc.association_instance(&account, aid)?;
+    req.authorize_instance("ec2:DisassociateIamInstanceProfile", &inst)?;
+    if dry {
+        return Err(dry_run_ok());
+    }
+    let (iid, a) = req.kc.disassociate_profile(&account, aid).await?;
+    let rid = req.request_id.clone();
+    Ok(ec2_response("DisassociateIamInstanceProfile", &rid, |w| {
+        association_xml(
+            w,
+            "iamInstanceProfileAssociation",
+            &iid,
+            &a,
+            "disassociating",
+        );
+    }))
+}
+
+async fn replace(req: &mut Req, p: &Params, dry: bool) -> Result<String, ServiceError> {
+    let account = req.caller.account.clone();
+    let aid = p.get("AssociationId").ok_or_else(|| {
+        ServiceError::MissingParameter(
+            "The request must contain the parameter AssociationId".into(),
+        )
+    })?;
+    let pref = need_profile(p)?;
+    let inst = req.kc.association_instance(&account, aid)?;
+    let profile = req.kc.find_profile(&account, &pref)?;
+    req.ctx.insert("ec2:NewInstanceProfile", profile.arn());
+    req.authorize_instance("ec2:ReplaceIamInstanceProfileAssociation", &inst)?;
+    req.authorize_pass_role(&profile, &inst.arn())?;
+    if dry {
+        return Err(dry_run_ok());
+    }
+    let (iid, a) = req.kc.replace_profile(&account, aid, &pref).await?;
+    let rid = req.request_id.clone();
+    Ok(ec2_response(
+        "ReplaceIamInstanceProfileAssociation",
+        &rid,
+        |w| {
+            association_xml(w, "iamInstanceProfileAssociation", &iid, &a, "associating");
+        },
+    ))
+}
+
+fn describe_associations(req: &mut Req, p: &Params, dry: bool) -> Result<String, ServiceError> {
+    let account = req.caller.account.clone();
+    req.authorize(
+        "ec2:DescribeIamInstanceProfileAssociations",
+        "*",
+        None,
+        ResourcePolicy::None,
+    )?;
+    if dry {
+        return Err(dry_run_ok());
+    }
+    let wanted = ids(p, "AssociationId");
+    if !wanted.is_empty() && p.contains("MaxResults") {
+        return Err(ServiceError::InvalidParameterCombination(
+            "The parameter AssociationIds cannot be used with the parameter MaxResults".into(),
+        ));
+    }
+    let (after, limit) = page_params(p, 5)?;
+    let all = req
+        .kc
+        .describe_associations(&account, &wanted, &filters(p))?;
+    let mut page: Vec<&(String, ProfileAssociation)> = all
+        .iter()
+        .filter(|(_, a)| after.as_deref().is_none_or(|x| a.id.as_str() > x))
+        .collect();
+    let mut next = None;
+    if let Some(l) = limit
+        && page.len() > l
+    {
+        page.truncate(l);
+        next = page.last().map(|(_, a)| ec2::next_token(&a.id));
+    }
+    let rid = req.request_id.clone();
+    Ok(ec2_response(
+        "DescribeIamInstanceProfileAssociations",
+        &rid,
+        |w| {
+            w.start("iamInstanceProfileAssociationSet");
+            for (iid, a) in &page {
+                association_xml(w, "item", iid, a, &a.state);
+            }
+            w.end("iamInstanceProfileAssociationSet");
+            if let Some(n) = &next {
+                w.elem("nextToken", n);
+            }
+        },
+    ))
+}
+
+async fn modify_metadata(req: &mut Req, p: &Params, dry: bool) -> Result<String, ServiceError> {
+    let account = req.caller.account.clone();
+    let iid = p.get("InstanceId").ok_or_else(|| {
+        ServiceError::MissingParameter("The request must contain the parameter InstanceId".into())
+    })?;
+    let input = metadata_input(p);
+    let inst = req.kc.instance(&account, iid)?;
+    let m = input.apply(&inst.metadata)?;
+    req.ctx
+        .insert("ec2:MetadataHttpTokens", m.http_tokens.clone());
+    req.ctx
+        .insert("ec2:MetadataHttpEndpoint", m.http_endpoint.clone());
+    req.ctx.insert(
+        "ec2:MetadataHttpPutResponseHopLimit",
+        m.hop_limit.to_string(),
+    );
+    req.ctx
+        .insert("ec2:InstanceMetadataTags", m.instance_metadata_tags.clone());
+    req.authorize_instance("ec2:ModifyInstanceMetadataOptions", &inst)?;
+    if dry {
+        return Err(dry_run_ok());
+    }
+    let m = req
+        .kc
+        .modify_metadata_options(&account, iid, &input)
+        .await?;
+    let rid = req.request_id.clone();
+    Ok(ec2_response("ModifyInstanceMetadataOptions", &rid, |w| {
+        w.elem("instanceId", iid);
+        metadata_xml(w, "instanceMetadataOptions", &m, "pending");
+    }))
+}
+
+fn describe_attribute(req: &mut Req, p: &Params, dry: bool) -> Result<String, ServiceError> {
+    let account = req.caller.account.clone();
+    let iid = p.get("InstanceId").ok_or_else(|| {
+        ServiceError::MissingParameter("The request must contain the parameter InstanceId".into())
+    })?;
+    let attr = p.get("Attribute").ok_or_else(|| {
+        ServiceError::MissingParameter("The request must contain the parameter Attribute".into())
+    })?;
+    let inst = req.kc.instance(&account, iid)?;
+    req.authorize_instance("ec2:DescribeInstanceAttribute", &inst)?;
+    if dry {
+        return Err(dry_run_ok());
+    }
+    let rid = req.request_id.clone();
+    let value = |w: &mut XmlWriter, tag: &str, v: Option<&str>| {
+        w.start(tag);
+        if let Some(v) = v {
+            w.elem("value", v);
+        }
+        w.end(tag);
+    };
+    let body = match attr {
+        "userData" => ec2_response("DescribeInstanceAttribute", &rid, |w| {
+            w.elem("instanceId", iid);
+            value(w, "userData", inst.user_data.as_deref());
+        }),
+        "instanceType" => ec2_response("DescribeInstanceAttribute", &rid, |w| {
+            w.elem("instanceId", iid);
+            value(w, "instanceType", Some(&inst.instance_type));
+        }),
+        "disableApiTermination" | "disableApiStop" | "ebsOptimized" | "enaSupport" => {
+            let v = if attr == "enaSupport" {
+                "true"
+            } else {
+                "false"
+            };
+            ec2_response("DescribeInstanceAttribute", &rid, |w| {
+                w.elem("instanceId", iid);
+                value(w, attr, Some(v));
+            })
+        }
+        "instanceInitiatedShutdownBehavior" => {
+            ec2_response("DescribeInstanceAttribute", &rid, |w| {
+                w.elem("instanceId", iid);
+                value(w, attr, Some("stop"));
+            })
+        }
+        "rootDeviceName" => ec2_response("DescribeInstanceAttribute", &rid, |w| {
+            w.elem("instanceId", iid);
+            value(w, attr, Some("/dev/xvda"));
+        }),
+        other => {
+            return Err(bad(format!(
+                "Value ({other}) for parameter attribute is invalid. Unknown attribute."
+            )));
+        }
+    };
+    Ok(body)
+}
+
+async fn tag_ops(
+    req: &mut Req,
+    p: &Params,
+    dry: bool,
+    action: &str,
+) -> Result<String, ServiceError> {
+    let account = req.caller.account.clone();
+    let resources = ids(p, "ResourceId");
+    if resources.is_empty() {
+        return Err(ServiceError::MissingParameter(
+            "The request must contain the parameter resourceIdSet".into(),
+        ));
+    }
+    for r in &resources {
+        if !r.starts_with("i-") {
+            return Err(bad(format!(
+                "Invalid id: \"{r}\" (keycard tags instances only)"
+            )));
+        }
+    }
+    let list = p.structs("Tag");
+    let (found, _) = req
+        .kc
+        .describe_instances(&account, &resources, &[], None, None)?;
+    let iam_action = format!("ec2:{action}");
+    if action == "CreateTags" {
+        let t = tags(list)?;
+        if t.is_empty() {
+            return Err(ServiceError::MissingParameter(
+                "The request must contain the parameter tagSet".into(),
+            ));
+        }
+        for x in &t {
+            req.ctx
+                .insert(&format!("aws:RequestTag/{}", x.key), x.value.clone());
+        }
+        req.ctx
+            .insert_multi("aws:TagKeys", t.iter().map(|x| x.key.clone()).collect());
+        for i in &found {
+            req.authorize_instance(&iam_action, i)?;
+        }
+        if dry {
+            return Err(dry_run_ok());
+        }
+        req.kc.tag_instances(&account, &resources, &t).await?;
+    } else {
+        let t: Vec<(String, Option<String>)> = list
+            .iter()
+            .filter_map(|x| {
+                x.get("Key")
+                    .map(|k| (k.to_string(), x.get("Value").map(str::to_string)))
+            })
+            .collect();
+        for i in &found {
+            req.authorize_instance(&iam_action, i)?;
+        }
+        if dry {
+            return Err(dry_run_ok());
+        }
+        if t.is_empty() {
+            // DeleteTags with no Tag removes every tag.
+            let all: Vec<(String, Option<String>)> = found
+                .iter()
+                .flat_map(|i| i.tags.iter().map(|t| (t.key.clone(), None)))
+                .collect();
+            if !all.is_empty() {
+                req.kc.untag_instances(&account, &resources, &all).await?;
+            }
+        } else {
+            req.kc.untag_instances(&account, &resources, &t).await?;
+        }
+    }
+    let rid = req.request_id.clone();
+    Ok(ec2_response(action, &rid, |w| {
+        w.elem("return", "true");
+    }))
+}

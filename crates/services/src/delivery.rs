@@ -1,0 +1,303 @@
+//! Delivering role credentials to instances, as EC2 does through the IMDS
+//! (and ECS / EKS through a container endpoint): one cached set per
+//! instance and delivery, renewed once it has less than the refresh window
+//! left, so each set a client holds stays valid until its own Expiration.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use keycard_policy::{Context, PolicyRef, PolicySet, Principal, PrincipalKind, Request};
+use keycard_proto::hmac_sha256;
+use serde_json::json;
+
+use crate::audit::EventInput;
+use crate::auth::Caller;
+use crate::ec2::Instance;
+use crate::sts::{Credentials, InstanceClaim};
+use crate::{Keycard, now};
+
+/// Which channel a set goes out on; the claim's `ec2:RoleDelivery`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Delivery {
+    /// IMDSv1: no session token.
+    ImdsV1,
+    /// IMDSv2: a PUT-obtained token.
+    ImdsV2,
+    /// The container credentials endpoint.
+    Container,
+}
+
+impl Delivery {
+    pub fn role_delivery(self) -> &'static str {
+        match self {
+            Delivery::ImdsV1 => "1.0",
+            Delivery::ImdsV2 | Delivery::Container => "2.0",
+        }
+    }
+}
+
+/// What the IMDS answers for an instance's role.
+#[derive(Debug, Clone)]
+pub enum RoleCredentials {
+    /// No profile, or a profile without a role: paths are 404.
+    NoRole,
+    /// EC2 may not assume the role (its trust policy does not allow
+    /// ec2.amazonaws.com): served as a JSON `Code`/`Message`, as AWS does.
+    Unassumable { role: String, message: String },
+    Issued {
+        role: String,
+        credentials: Credentials,
+        /// When this set was issued (`LastUpdated`).
+        issued: i64,
+    },
+}
+
+#[derive(Clone)]
+struct Cached {
+    association: String,
+    role_id: String,
+    credentials: Credentials,
+    issued: i64,
+}
+
+/// Per-instance credential cache.
+#[derive(Default)]
+pub struct DeliveryCache {
+    sets: Mutex<HashMap<(String, Delivery), Cached>>,
+}
+
+impl DeliveryCache {
+    /// Forget an instance (terminated).
+    pub fn forget(&self, instance_id: &str) {
+        let mut m = self.sets.lock().unwrap_or_else(|e| e.into_inner());
+        m.retain(|(id, _), _| id != instance_id);
+    }
+}
+
+/// The role name attached to an instance through its profile, if any.
+pub fn instance_role(kc: &Keycard, i: &Instance) -> Option<(String, String)> {
+    let a = i.profile.as_ref()?;
+    let st = kc.state();
+    let p = st
+        .instance_profiles
+        .values()
+        .find(|p| p.account == i.account && p.id == a.profile_id)?;
+    let name = p.roles.first()?;
+    let role = st.role(&i.account, name)?;
+    Some((role.name.clone(), role.id.clone()))
+}
+
+fn ec2_may_assume(kc: &Keycard, account: &str, role_name: &str) -> bool {
+    let st = kc.state();
+    let Some(role) = st.role(account, role_name) else {
+        return false;
+    };
+    let Some(trust) = role.trust.compiled.clone() else {
+        return false;
+    };
+    let principal = Principal {
+        arn: "ec2.amazonaws.com".into(),
+        account: String::new(),
+        kind: PrincipalKind::Service,
+    };
+    let mut ctx = Context::new();
+    ctx.insert("aws:PrincipalServiceName", "ec2.amazonaws.com");
+    ctx.insert("aws:PrincipalIsAWSService", "true");
+    let arn = role.arn();
+    let set = PolicySet {
+        identity: Vec::new(),
+        resource: None,
+        trust: Some(PolicyRef {
+            id: "trust-policy",
+            policy: &trust,
+        }),
+        boundary: None,
+        session: Vec::new(),
+        scps: Vec::new(),
+    };
+    keycard_policy::evaluate(
+        &Request {
+            principal: &principal,
+            action: "sts:AssumeRole",
+            resource: &arn,
+            resource_account: Some(account),
+            context: &ctx,
+        },
+        &set,
+    )
+    .is_allowed()
+}
+
+impl Keycard {
+    /// Drop cached sets of an instance that stopped or terminated, so a
+    /// restart gets a fresh session.
+    pub fn forget_instance_credentials(&self, instance_id: &str) {
+        self.deliveries.forget(instance_id);
+    }
+
+    /// The credentials an instance's metadata service serves now: the
+    /// cached set while it has more than the refresh window left, else a
+    /// fresh one (audited as EC2's AssumeRole).
+    pub fn instance_credentials(&self, instance_id: &str, delivery: Delivery) -> RoleCredentials {
+        let Some(inst) = self.state().instances.get(instance_id).cloned() else {
+            return RoleCredentials::NoRole;
+        };
+        let (Some(assoc), Some((role_name, role_id))) =
+            (inst.profile.clone(), instance_role(self, &inst))
+        else {
+            return RoleCredentials::NoRole;
+        };
+        if !inst.is_running() {
+            return RoleCredentials::NoRole;
+        }
+        let key = (instance_id.to_string(), delivery);
+        let t = now();
+        let refresh = self
+            .config
+            .instance_credential_refresh
+            .min(self.config.instance_credential_lifetime / 2);
+        {
+            let m = self
+                .deliveries
+                .sets
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = m.get(&key)
+                && c.association == assoc.id
+                && c.role_id == role_id
+                && c.credentials.expiration - t > refresh
+            {
+                return RoleCredentials::Issued {
+                    role: role_name,
+                    credentials: c.credentials.clone(),
+                    issued: c.issued,
+                };
+            }
+        }
+        if !ec2_may_assume(self, &inst.account, &role_name) {
+            return RoleCredentials::Unassumable {
+                message: format!(
+                    "EC2 cannot assume the role {role_name}.  Please see documentation at https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_switch-role-ec2.html#roles-usingrole-ec2instance-roles."
+                ),
+                role: role_name,
+            };
+        }
+        let role = {
+            let st = self.state();
+            match st.role(&inst.account, &role_name) {
+                Some(r) => r.clone(),
+                None => return RoleCredentials::NoRole,
+            }
+        };
+        let claim = InstanceClaim {
+            id: inst.id.clone(),
+            delivery: delivery.role_delivery().to_string(),
+            private_ip: inst.private_ip.clone(),
+            association: assoc.id.clone(),
+        };
+        let lifetime = self.config.instance_credential_lifetime;
+        let creds = self.issue_instance_session(&inst.account, &role, claim, lifetime);
+        let mut m = self
+            .deliveries
+            .sets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Another request may have raced us here; keep the newer set.
+        if let Some(c) = m.get(&key)
+            && c.association == assoc.id
+            && c.role_id == role_id
+            && c.credentials.expiration - t > refresh
+        {
+            return RoleCredentials::Issued {
+                role: role_name,
+                credentials: c.credentials.clone(),
+                issued: c.issued,
+            };
+        }
+        m.insert(
+            key,
+            Cached {
+                association: assoc.id.clone(),
+                role_id,
+                credentials: creds.clone(),
+                issued: t,
+            },
+        );
+        drop(m);
+        self.audit_instance_issue(&inst, &role.arn(), &creds, delivery);
+        RoleCredentials::Issued {
+            role: role_name,
+            credentials: creds,
+            issued: t,
+        }
+    }
+
+    /// CloudTrail shows EC2 assuming the role for the instance.
+    fn audit_instance_issue(
+        &self,
+        inst: &Instance,
+        role_arn: &str,
+        creds: &Credentials,
+        delivery: Delivery,
+    ) {
+        let caller = Caller::service("ec2.amazonaws.com");
+        self.audit.record(EventInput {
+            caller: Some(&caller),
+            event_source: "sts.amazonaws.com",
+            event_name: "AssumeRole",
+            region: &inst.region,
+            source_ip: "ec2.amazonaws.com",
+            user_agent: "ec2.amazonaws.com",
+            request_parameters: json!({
+                "roleArn": role_arn,
+                "roleSessionName": inst.id,
+                "durationSeconds": creds.expiration - now(),
+            }),
+            response_elements: json!({
+                "credentials": {
+                    "accessKeyId": creds.access_key_id,
+                    "expiration": crate::sts::iso8601(creds.expiration),
+                    "sessionToken": "HIDDEN_DUE_TO_SECURITY_REASONS",
+                },
+                "ec2RoleDelivery": delivery.role_delivery(),
+            }),
+            error_code: None,
+            error_message: None,
+            request_id: &uuid::Uuid::new_v4().to_string(),
+            read_only: true,
+            resources: vec![
+                (role_arn.to_string(), "AWS::IAM::Role".into()),
+                (inst.arn(), "AWS::EC2::Instance".into()),
+            ],
+            evaluation: None,
+            recipient_account: &inst.account,
+        });
+    }
+
+    /// A keyed MAC for tokens that must survive restarts (IMDSv2 session
+    /// tokens, container authorization tokens): a per-purpose key derived
+    /// from master.key.
+    pub fn mac(&self, label: &str, data: &[u8]) -> [u8; 32] {
+        derive_mac(self.master_bytes(), label, data)
+    }
+}
+
+/// `HMAC(HMAC(master, label), data)`: one key per purpose.
+pub fn derive_mac(master: &[u8], label: &str, data: &[u8]) -> [u8; 32] {
+    let derived = hmac_sha256(master, label.as_bytes());
+    hmac_sha256(&derived, data)
+}
+
+/// The same MAC from a data directory's master.key, for commands that run
+/// beside a server without opening the database.
+pub fn mac_from_data_dir(
+    dir: &std::path::Path,
+    label: &str,
+    data: &[u8],
+) -> std::io::Result<[u8; 32]> {
+    let text = std::fs::read_to_string(dir.join("master.key"))?;
+    let bytes = hex::decode(text.trim()).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "master.key is not hex")
+    })?;
+    Ok(derive_mac(&bytes, label, data))
+}
