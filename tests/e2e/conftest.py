@@ -185,6 +185,7 @@ class Keycard:
             f"127.0.0.1:{self.port}",
             "--data-dir",
             str(self.data_dir),
+            *([] if "--imds-port" in self.extra_args else ["--imds-port", "0"]),
             *self.extra_args,
         ]
         log = open(self.log_path, "ab")
@@ -379,6 +380,94 @@ class Keycard:
         if policy is not None:
             iam.put_role_policy(RoleName=name, PolicyName="inline", PolicyDocument=doc(policy))
         return role
+
+
+    # ---- instances ----------------------------------------------------------------
+
+    def instance_profile(self, policy=None, managed=(), name=None, trust=None):
+        """A role EC2 may assume (optional inline policy / managed ARNs) in
+        an instance profile of the same name. Returns (role, profile)."""
+        iam = self.client("iam")
+        name = name or unique("ec2role")
+        role = self.new_role(trust or EC2_TRUST, name=name, policy=policy)
+        for arn in managed:
+            iam.attach_role_policy(RoleName=name, PolicyArn=arn)
+        prof = iam.create_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+        iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+        return role, prof
+
+    def run_instance(self, profile=None, **kw) -> dict:
+        """Launch one instance (boto3, root); returns the instance dict."""
+        args = {"ImageId": "ami-0abcdef1234567890", "InstanceType": "t3.micro", "MinCount": 1, "MaxCount": 1}
+        if profile:
+            args["IamInstanceProfile"] = {"Name": profile}
+        args.update(kw)
+        return self.client("ec2").run_instances(**args)["Instances"][0]
+
+    def admin_get(self, path):
+        token = (self.data_dir / "admin.token").read_text().strip()
+        status, _, body = raw_http("GET", self.endpoint + path, headers={"Authorization": f"Bearer {token}"})
+        assert status == 200, body
+        return json.loads(body)
+
+    def instance_access(self, instance_id) -> dict:
+        """What ``keycard exec`` gives the instance: imdsEndpoint,
+        containerCredentialsFullUri, containerAuthorizationToken, ..."""
+        return self.admin_get(f"/_keycard/admin/instances/{instance_id}")
+
+    def imds(self, instance_id, path, method="GET", token=None, headers=None, ttl=None):
+        """One request to an instance's metadata service; (status, headers, body)."""
+        base = self.instance_access(instance_id)["imdsEndpoint"].rstrip("/")
+        h = dict(headers or {})
+        if token is not None:
+            h["X-aws-ec2-metadata-token"] = token
+        if ttl is not None:
+            h["X-aws-ec2-metadata-token-ttl-seconds"] = str(ttl)
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                return raw_http(method, base + path, headers=h)
+            except ConnectionRefusedError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def imds_token(self, instance_id, ttl=300) -> str:
+        status, _, body = self.imds(instance_id, "/latest/api/token", method="PUT", ttl=ttl)
+        assert status == 200, body
+        return body.decode()
+
+    def exec(self, instance_id, *cmd, via="imds", env_extra=None, timeout=120) -> subprocess.CompletedProcess:
+        """``keycard exec INSTANCE -- cmd...`` from an environment that
+        holds the root credentials (exec must strip them)."""
+        env = self.env
+        env.update(creds_env(self.root_creds))
+        env.pop("AWS_EC2_METADATA_DISABLED", None)
+        env.update(env_extra or {})
+        full = [str(keycard_bin()), "exec", "--data-dir", str(self.data_dir), "--via", via, instance_id, "--", *map(str, cmd)]
+        return subprocess.run(full, env=env, cwd=self.workdir, capture_output=True, text=True, timeout=timeout)
+
+    def exec_aws(self, instance_id, *args, via="imds", check=True, timeout=120):
+        """The real AWS CLI run on an instance through ``keycard exec``
+        (no --endpoint-url: exec sets AWS_ENDPOINT_URL)."""
+        p = self.exec(instance_id, sys.executable, "-m", "awscli", "--output", "json", *args, via=via, timeout=timeout)
+        if not check:
+            return p
+        if p.returncode != 0:
+            raise AwsCliError([str(a) for a in args], p.returncode, p.stdout, p.stderr)
+        out = p.stdout.strip()
+        if not out:
+            return None
+        try:
+            return json.loads(out)
+        except ValueError:
+            return p.stdout
+
+
+EC2_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
 
 
 def trust_for(*principal_arns, **condition) -> dict:

@@ -155,7 +155,7 @@ impl Keycard {
         let refresh = self
             .config
             .instance_credential_refresh
-            .min(self.config.instance_credential_lifetime / 2);
+            .min(self.config.instance_credential_lifetime - 1);
         {
             let m = self
                 .deliveries
