@@ -517,13 +517,29 @@ def make_keycard(tmp_path):
         kc.stop()
 
 
+@pytest.fixture(scope="module")
+def make_keycard_module(tmp_path_factory):
+    """``make_keycard`` whose servers live for the whole module."""
+    started = []
+    base = tmp_path_factory.mktemp("kcmod")
+
+    def make(*extra_args):
+        kc = _start(base / f"kc{len(started)}", extra_args)
+        started.append(kc)
+        return kc
+
+    yield make
+    for kc in started:
+        kc.stop()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     if rep.when == "call" and rep.failed:
         # Attach the server log to the failure report.
-        for name in ("keycard", "keycard_fresh"):
+        for name in ("keycard", "keycard_fresh", "kc"):
             kc = item.funcargs.get(name) if hasattr(item, "funcargs") else None
             if isinstance(kc, Keycard):
                 rep.sections.append((f"keycard log ({name})", kc.log_tail()))

@@ -187,7 +187,12 @@ impl Imds {
         }
         Ok(Live {
             slot_addr: addr,
-            tasks: vec![tokio::spawn(serve_imds(self.kc.clone(), l, id.to_string()))],
+            tasks: vec![tokio::spawn(serve_imds(
+                self.kc.clone(),
+                l,
+                id.to_string(),
+                None,
+            ))],
             netns: None,
         })
     }
@@ -208,6 +213,7 @@ impl Imds {
             self.kc.clone(),
             TcpListener::from_std(imds_l)?,
             id.to_string(),
+            ip.parse().ok(),
         ))];
         if let Some(api) = &self.opts.api {
             let api = api.clone();
@@ -235,10 +241,16 @@ impl Imds {
     }
 }
 
-/// Accept loop of one instance's metadata listener.
-async fn serve_imds(kc: Arc<Keycard>, l: TcpListener, id: String) {
+/// Accept loop of one instance's metadata listener. With `source`, only
+/// connections from that address are answered (netns mode).
+async fn serve_imds(
+    kc: Arc<Keycard>,
+    l: TcpListener,
+    id: String,
+    source: Option<std::net::IpAddr>,
+) {
     loop {
-        let (stream, _peer) = match l.accept().await {
+        let (stream, peer) = match l.accept().await {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(instance = %id, error = %e, "imds accept failed");
@@ -246,6 +258,10 @@ async fn serve_imds(kc: Arc<Keycard>, l: TcpListener, id: String) {
                 continue;
             }
         };
+        if source.is_some_and(|s| s != peer.ip()) {
+            tracing::warn!(instance = %id, peer = %peer, "imds connection from a foreign address refused");
+            continue;
+        }
         // The hop limit: responses leave with this IP TTL, so a caller
         // more hops away (a container behind a bridge) never sees them.
         let hop = kc

@@ -1,9 +1,11 @@
 //! `--instance-network netns`: one Linux network namespace per running
-//! instance (`kc-i-…`), holding the instance's private address on a
-//! dummy `eth0` and `169.254.169.254` on its loopback. keycard binds the
-//! metadata listener and an API listener inside the namespace, so a
-//! process there reaches only its own instance's IMDS, at the address EC2
-//! uses, with no environment at all. Needs root and iproute2.
+//! instance (`kc-i-…`), holding the instance's private address and
+//! `169.254.169.254` (routed with the private address as source). keycard
+//! binds the metadata listener and an API listener inside the namespace,
+//! so a process there reaches only its own instance's IMDS and keycard's
+//! API, at the addresses EC2 uses, with no environment at all; the IMDS
+//! also checks that the caller's source address is the instance's.
+//! Nothing else is reachable from the namespace. Needs root and iproute2.
 
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
@@ -34,21 +36,34 @@ pub async fn create(ns: &str, private_ip: &str) -> std::io::Result<()> {
     ip(&["netns", "add", ns]).await?;
     let setup = async {
         ip(&["-n", ns, "link", "set", "lo", "up"]).await?;
+        ip(&[
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{private_ip}/32"),
+            "dev",
+            "lo",
+        ])
+        .await?;
         ip(&["-n", ns, "addr", "add", "169.254.169.254/32", "dev", "lo"]).await?;
-        ip(&["-n", ns, "link", "add", "eth0", "type", "dummy"]).await?;
-        if !private_ip.is_empty() {
-            ip(&[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{private_ip}/16"),
-                "dev",
-                "eth0",
-            ])
-            .await?;
-        }
-        ip(&["-n", ns, "link", "set", "eth0", "up"]).await
+        // Connections to the IMDS leave from the instance's private
+        // address, which is how the IMDS tells its caller.
+        let route = [
+            "-n",
+            ns,
+            "route",
+            "replace",
+            "local",
+            "169.254.169.254",
+            "dev",
+            "lo",
+            "table",
+            "local",
+            "src",
+            private_ip,
+        ];
+        ip(&route).await
     };
     if let Err(e) = setup.await {
         let _ = ip(&["netns", "delete", ns]).await;

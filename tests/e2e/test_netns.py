@@ -1,0 +1,128 @@
+"""``--instance-network netns``: each running instance is a Linux network
+namespace with its private address and 169.254.169.254:80, so the seed's
+literal ``curl http://169.254.169.254/...`` works with no environment at
+all. Needs root and ``ip netns`` (CI has both; elsewhere the module is
+skipped unless CI=true)."""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from conftest import ACCOUNT, EC2_TRUST, keycard_bin
+
+
+def _netns_available() -> bool:
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        return False
+    return subprocess.run(["ip", "netns", "list"], capture_output=True).returncode == 0
+
+
+if not _netns_available():
+    if os.environ.get("CI") == "true":
+        raise RuntimeError("CI must run the netns tests: root and iproute2 are required")
+    pytest.skip("needs root and `ip netns`", allow_module_level=True)
+
+
+def namespaces() -> set:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {line.split()[0] for line in out.splitlines() if line.startswith("kc-i-")}
+
+
+def wait_for(pred, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+@pytest.fixture(scope="module")
+def kc(make_keycard_module):
+    return make_keycard_module("--instance-network", "netns")
+
+
+@pytest.fixture(scope="module")
+def seed_instance(kc):
+    work = kc.workdir
+    (work / "trust-policy.json").write_text(json.dumps(EC2_TRUST, indent=2))
+    kc.aws("iam", "create-role", "--role-name", "EC2S3AccessRole", "--assume-role-policy-document", "file://trust-policy.json")
+    kc.aws("iam", "attach-role-policy", "--role-name", "EC2S3AccessRole", "--policy-arn", "arn:aws:iam::aws:policy/IAMReadOnlyAccess")
+    kc.aws("iam", "create-instance-profile", "--instance-profile-name", "EC2S3InstanceProfile")
+    kc.aws("iam", "add-role-to-instance-profile", "--instance-profile-name", "EC2S3InstanceProfile", "--role-name", "EC2S3AccessRole")
+    iid = kc.aws(
+        "ec2", "run-instances", "--image-id", "ami-0abcdef1234567890", "--instance-type", "t3.micro",
+        "--iam-instance-profile", "Name=EC2S3InstanceProfile",
+    )["Instances"][0]["InstanceId"]
+    assert wait_for(lambda: f"kc-{iid}" in namespaces())
+    return iid
+
+
+def test_seed_curl_works_with_no_environment(kc, seed_instance):
+    curl = shutil.which("curl")
+    p = kc.exec(seed_instance, "env", "-i", curl, "-s", "http://169.254.169.254/latest/meta-data/iam/security-credentials/EC2S3AccessRole")
+    assert p.returncode == 0, p.stderr
+    c = json.loads(p.stdout)
+    assert c["Code"] == "Success" and c["AccessKeyId"].startswith("ASIA")
+    ident = kc.client("sts", creds={"AccessKeyId": c["AccessKeyId"], "SecretAccessKey": c["SecretAccessKey"], "SessionToken": c["Token"]}).get_caller_identity()
+    assert ident["Arn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/EC2S3AccessRole/{seed_instance}"
+
+
+def test_imdsv2_and_private_address_inside_the_namespace(kc, seed_instance):
+    script = (
+        'T=$(curl -s -X PUT http://169.254.169.254/latest/api/token -H "X-aws-ec2-metadata-token-ttl-seconds: 60") && '
+        'curl -s -H "X-aws-ec2-metadata-token: $T" http://169.254.169.254/latest/meta-data/local-ipv4'
+    )
+    p = kc.exec(seed_instance, "sh", "-c", script)
+    inst = kc.client("ec2").describe_instances(InstanceIds=[seed_instance])["Reservations"][0]["Instances"][0]
+    assert p.stdout == inst["PrivateIpAddress"]
+    p = kc.exec(seed_instance, "ip", "-4", "addr", "show", "dev", "lo")
+    assert inst["PrivateIpAddress"] in p.stdout
+
+
+def test_cli_in_the_namespace_uses_the_role(kc, seed_instance):
+    out = kc.exec_aws(seed_instance, "sts", "get-caller-identity")
+    assert out["Arn"].endswith(f"/EC2S3AccessRole/{seed_instance}")
+    kc.exec_aws(seed_instance, "iam", "list-users")
+    p = kc.exec_aws(seed_instance, "iam", "create-user", "--user-name", "x", check=False)
+    assert p.returncode != 0 and "AccessDenied" in p.stderr
+
+
+def test_namespaces_are_isolated(kc, seed_instance):
+    other = kc.run_instance()["InstanceId"]
+    assert wait_for(lambda: f"kc-{other}" in namespaces())
+    p = kc.exec(other, "curl", "-s", "http://169.254.169.254/latest/meta-data/instance-id")
+    assert p.stdout == other
+    p = kc.exec(seed_instance, "curl", "-s", "http://169.254.169.254/latest/meta-data/instance-id")
+    assert p.stdout == seed_instance
+    # The other instance has no role: nothing of the first one's leaks.
+    p = kc.exec(other, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://169.254.169.254/latest/meta-data/iam/security-credentials/EC2S3AccessRole")
+    assert p.stdout == "404"
+    # Nothing outside the namespace is reachable (the host's keycard port).
+    p = kc.exec(other, "curl", "-s", "-m", "2", f"http://127.0.0.1:{kc.port + 1}/")
+    assert p.returncode != 0
+
+
+def test_terminate_removes_the_namespace(kc):
+    iid = kc.run_instance()["InstanceId"]
+    assert wait_for(lambda: f"kc-{iid}" in namespaces())
+    kc.client("ec2").stop_instances(InstanceIds=[iid])
+    assert wait_for(lambda: f"kc-{iid}" not in namespaces())
+    kc.client("ec2").start_instances(InstanceIds=[iid])
+    assert wait_for(lambda: f"kc-{iid}" in namespaces())
+    kc.client("ec2").terminate_instances(InstanceIds=[iid])
+    assert wait_for(lambda: f"kc-{iid}" not in namespaces())
+
+
+def test_shutdown_removes_all_and_restart_recreates(kc, seed_instance):
+    assert f"kc-{seed_instance}" in namespaces()
+    kc.stop()
+    assert not namespaces(), namespaces()
+    kc.start()
+    assert wait_for(lambda: f"kc-{seed_instance}" in namespaces())
+    p = kc.exec(seed_instance, "curl", "-s", "http://169.254.169.254/latest/meta-data/instance-id")
+    assert p.stdout == seed_instance
