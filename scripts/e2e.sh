@@ -24,10 +24,19 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 
+[ "${E2E_SETUP_ONLY:-0}" = 1 ] && exit 0
+
 export KEYCARD_BIN="${KEYCARD_BIN:-${CARGO_TARGET_DIR:-target}/release/keycard}"
 if [ ! -x "$KEYCARD_BIN" ]; then
     echo "==> building $KEYCARD_BIN"
     cargo build --release -p keycard
+fi
+
+# The aws-sdk-rust program the tests run on instances.
+export SDK_PROBE_BIN="${SDK_PROBE_BIN:-${CARGO_TARGET_DIR:-target}/debug/sdk-probe}"
+if [ ! -x "$SDK_PROBE_BIN" ] && [ "${E2E_BUILD_PROBE:-1}" = 1 ]; then
+    echo "==> building $SDK_PROBE_BIN"
+    cargo build -p keycard-sdk-probe
 fi
 
 echo "==> e2e: pytest tests/e2e (KEYCARD_BIN=$KEYCARD_BIN)"
