@@ -9,6 +9,12 @@
 //!
 //! A second mode, `startup`, spawns `keycard serve` on a fresh data dir and
 //! measures the time to the first answered request and the idle RSS.
+//!
+//! A third, `imds`, fetches instance-role credentials (IMDSv2 token PUT +
+//! credentials GET) from many instances' metadata listeners round-robin; see
+//! `imds.rs`.
+
+mod imds;
 
 use std::net::{IpAddr, SocketAddr, TcpStream as StdTcpStream, ToSocketAddrs};
 use std::path::PathBuf;
@@ -51,6 +57,10 @@ enum Cmd {
     /// Spawn `keycard serve` on a fresh data dir, time the first answered
     /// request (GET /_keycard/health) and read the idle RSS.
     Startup(StartupArgs),
+    /// IMDSv2 credential fetches (token PUT + credentials GET) from many
+    /// instances' own metadata listeners, round-robin; a cold pass (each
+    /// instance's first fetch) or a timed warm loop.
+    Imds(imds::ImdsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -177,6 +187,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Some(Cmd::Startup(a)) => startup(a),
+        Some(Cmd::Imds(a)) => imds::run(a),
         None => load(cli.load),
     };
     match result {
@@ -252,16 +263,7 @@ fn load(a: LoadArgs) -> Result<()> {
         identity: creds.into(),
         template,
     });
-    let rt = if a.threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(a.threads)
-            .enable_all()
-            .build()?
-    };
+    let rt = runtime(a.threads)?;
     let concurrency = a.concurrency;
     let warmup = Duration::from_secs_f64(a.warmup);
     let duration = Duration::from_secs_f64(a.duration);
@@ -311,28 +313,56 @@ fn load(a: LoadArgs) -> Result<()> {
         "max_us": if h.is_empty() { 0 } else { h.max() },
         "duration_s": (elapsed * 1000.0).round() / 1000.0,
     });
-    if let (Some(s), Some(e)) = (cpu_start, cpu_end) {
-        let n = (total.ok + total.errors).max(1) as f64;
-        let tick_us = 1e6 / CLK_TCK;
-        let wall_ticks = (e.total - s.total).max(1) as f64;
-        let busy = e.busy.saturating_sub(s.busy) as f64;
-        let own = e.own.saturating_sub(s.own) as f64;
-        let server = match (s.server, e.server) {
-            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64),
-            _ => None,
-        };
-        out["loadgen_cpu_us_per_req"] = json!((own * tick_us / n).round());
-        if let Some(srv) = server {
-            out["server_cpu_us_per_req"] = json!((srv * tick_us / n).round());
-            // Share of all CPUs used by anything other than server and
-            // generator during the measured window: interference.
-            let other = (busy - srv - own).max(0.0) / (wall_ticks * e.ncpu as f64) * 100.0;
-            out["other_cpu_pct"] = json!((other * 10.0).round() / 10.0);
-            out["server_cpu_pct_of_one"] = json!((srv / wall_ticks * 100.0).round());
-        }
-    }
+    cpu_fields(&mut out, cpu_start, cpu_end, total.ok + total.errors, "req");
     println!("{out}");
     Ok(())
+}
+
+/// The load generator's runtime: current-thread for 1 thread.
+fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
+    Ok(if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?
+    })
+}
+
+/// Add the CPU used between two snapshots, per `unit` (req, fetch), to `out`:
+/// the generator's and the server's, and the share of the machine anything
+/// else used.
+fn cpu_fields(
+    out: &mut serde_json::Value,
+    start: Option<CpuSnapshot>,
+    end: Option<CpuSnapshot>,
+    count: u64,
+    unit: &str,
+) {
+    let (Some(s), Some(e)) = (start, end) else {
+        return;
+    };
+    let n = count.max(1) as f64;
+    let tick_us = 1e6 / CLK_TCK;
+    let wall_ticks = (e.total - s.total).max(1) as f64;
+    let busy = e.busy.saturating_sub(s.busy) as f64;
+    let own = e.own.saturating_sub(s.own) as f64;
+    let server = match (s.server, e.server) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64),
+        _ => None,
+    };
+    out[format!("loadgen_cpu_us_per_{unit}")] = json!((own * tick_us / n).round());
+    if let Some(srv) = server {
+        out[format!("server_cpu_us_per_{unit}")] = json!((srv * tick_us / n).round());
+        // Share of all CPUs used by anything other than server and
+        // generator during the measured window: interference.
+        let other = (busy - srv - own).max(0.0) / (wall_ticks * e.ncpu as f64) * 100.0;
+        out["other_cpu_pct"] = json!((other * 10.0).round() / 10.0);
+        out["server_cpu_pct_of_one"] = json!((srv / wall_ticks * 100.0).round());
+    }
 }
 
 /// USER_HZ: Linux reports process and system CPU times in 1/100 s.

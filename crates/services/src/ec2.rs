@@ -502,7 +502,7 @@ fn lookup<'a>(st: &'a State, account: &str, ids: &[String]) -> Result<Vec<&'a In
     }
     let missing: Vec<&str> = ids
         .iter()
-        .filter(|id| !st.instances.get(*id).is_some_and(|i| i.account == account))
+        .filter(|id| st.instances.get(*id).is_none_or(|i| i.account != account))
         .map(String::as_str)
         .collect();
     if !missing.is_empty() {

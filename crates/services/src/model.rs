@@ -295,6 +295,10 @@ pub struct Upload {
 
 /// Anything the store holds, for uniform write-through.
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "entities are short-lived and moved once; boxing buys nothing"
+)]
 pub enum Entity {
     Account(Account),
     User(User),
