@@ -87,6 +87,13 @@ def test_token_of_one_instance_is_rejected_by_another(keycard, two):
     assert status == 401
 
 
+def test_dns_rebinding_host_is_refused(keycard, two):
+    status, _, _ = keycard.imds(two["a"], "/latest/meta-data/instance-id", headers={"Host": "evil.example.com"})
+    assert status == 403
+    status, _, _ = keycard.imds(two["a"], "/latest/meta-data/instance-id", headers={"Host": "169.254.169.254"})
+    assert status == 200
+
+
 def test_other_methods_are_405(keycard, two):
     assert keycard.imds(two["a"], "/latest/meta-data/", method="POST")[0] == 405
     assert keycard.imds(two["a"], "/latest/meta-data/", method="DELETE")[0] == 405

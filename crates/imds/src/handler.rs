@@ -76,6 +76,9 @@ pub fn respond(
     if inst.metadata.http_endpoint != "enabled" {
         return error_page(403, "Forbidden");
     }
+    if !host_allowed(headers) {
+        return error_page(403, "Forbidden");
+    }
     let path = path.split('?').next().unwrap_or("");
     if *method == Method::PUT {
         return put_token(kc, &inst, path, headers, now);
@@ -109,6 +112,25 @@ pub fn respond(
         *r.body_mut() = Full::new(Bytes::new());
     }
     r
+}
+
+/// DNS-rebinding guard: a browser tricked into calling the IMDS sends the
+/// attacker's host name; SDKs and curl send the address they dialed.
+fn host_allowed(headers: &HeaderMap) -> bool {
+    let Some(h) = headers.get(http::header::HOST) else {
+        return true;
+    };
+    let Ok(h) = h.to_str() else {
+        return false;
+    };
+    let host = match h.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => h.rsplit_once(':').map_or(h, |(host, _)| host),
+    };
+    host.parse::<std::net::IpAddr>().is_ok()
+        || ["instance-data", "instance-data.ec2.internal", "localhost"]
+            .iter()
+            .any(|n| host.eq_ignore_ascii_case(n))
 }
 
 fn put_token(kc: &Keycard, inst: &Instance, path: &str, headers: &HeaderMap, now: i64) -> Reply {

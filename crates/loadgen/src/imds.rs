@@ -406,7 +406,13 @@ pub fn run(a: ImdsArgs) -> Result<()> {
         std::fs::write(path, s).with_context(|| format!("writing {}", path.display()))?;
     }
 
-    let q = |h: &Histogram<u64>, q: f64| if h.is_empty() { 0 } else { h.value_at_quantile(q) };
+    let q = |h: &Histogram<u64>, q: f64| {
+        if h.is_empty() {
+            0
+        } else {
+            h.value_at_quantile(q)
+        }
+    };
     let h = &total.h;
     let fetches = total.ok + total.errors;
     let mut out = json!({
@@ -598,7 +604,11 @@ async fn wait_ready(ctx: &Ctx, timeout: Duration) -> Result<()> {
             match r {
                 Ok(()) => break,
                 Err(e) if Instant::now() >= deadline => {
-                    bail!("metadata listener of {} at {} not ready: {e:#}", t.id, t.addr)
+                    bail!(
+                        "metadata listener of {} at {} not ready: {e:#}",
+                        t.id,
+                        t.addr
+                    )
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
