@@ -32,7 +32,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
-use super::{CpuSnapshot, Sender, cpu_fields, loopback_target, runtime};
+use super::{CpuSnapshot, Sender, cpu_fields, loopback_target, runtime, vm_rss_kb};
 
 const TOKEN_PATH: &str = "/latest/api/token";
 const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
@@ -455,6 +455,11 @@ pub fn run(a: ImdsArgs) -> Result<()> {
         out["key_mismatches"] = json!(total.key_mismatches);
     }
     cpu_fields(&mut out, cpu_start, cpu_end, fetches, "fetch");
+    if let Some(pid) = server_pid
+        && let Ok(kb) = vm_rss_kb(pid)
+    {
+        out["server_rss_kb"] = json!(kb);
+    }
     println!("{out}");
     Ok(())
 }

@@ -868,17 +868,7 @@ impl Keycard {
     /// Find the instance an association id belongs to.
     pub fn association_instance(&self, account: &str, association_id: &str) -> Result<Instance> {
         let st = self.state();
-        st.instances
-            .values()
-            .find(|i| {
-                i.account == account && i.profile.as_ref().is_some_and(|a| a.id == association_id)
-            })
-            .cloned()
-            .ok_or_else(|| {
-                ServiceError::InvalidAssociationIdNotFound(format!(
-                    "The association {association_id} does not exist"
-                ))
-            })
+        find_association(&st, account, association_id).map(|(i, _)| i.clone())
     }
 
     /// Remove an association; its instance's credentials stop working.
@@ -888,11 +878,8 @@ impl Keycard {
         association_id: &str,
     ) -> Result<(String, ProfileAssociation)> {
         self.mutate(|st| {
-            let i = find_association(st, account, association_id)?;
-            let mut a = i
-                .profile
-                .clone()
-                .unwrap_or_else(|| unreachable_assoc(association_id));
+            let (i, a) = find_association(st, account, association_id)?;
+            let mut a = a.clone();
             a.state = "disassociating".into();
             let mut n = i.clone();
             n.profile = None;
@@ -910,7 +897,7 @@ impl Keycard {
     ) -> Result<(String, ProfileAssociation)> {
         self.mutate(|st| {
             let p = resolve_profile(st, account, r)?;
-            let i = find_association(st, account, association_id)?;
+            let (i, _) = find_association(st, account, association_id)?;
             let a = new_association(p);
             let mut n = i.clone();
             n.profile = Some(a.clone());
@@ -1036,20 +1023,16 @@ impl Keycard {
     }
 }
 
-fn unreachable_assoc(id: &str) -> ProfileAssociation {
-    ProfileAssociation {
-        id: id.to_string(),
-        profile_arn: String::new(),
-        profile_id: String::new(),
-        state: "disassociated".into(),
-        timestamp: now(),
-    }
-}
-
-fn find_association<'a>(st: &'a State, account: &str, id: &str) -> Result<&'a Instance> {
+/// The instance holding association `id`, and the association.
+fn find_association<'a>(
+    st: &'a State,
+    account: &str,
+    id: &str,
+) -> Result<(&'a Instance, &'a ProfileAssociation)> {
     st.instances
         .values()
-        .find(|i| i.account == account && i.profile.as_ref().is_some_and(|a| a.id == id))
+        .filter(|i| i.account == account)
+        .find_map(|i| i.profile.as_ref().filter(|a| a.id == id).map(|a| (i, a)))
         .ok_or_else(|| {
             ServiceError::InvalidAssociationIdNotFound(format!(
                 "The association {id} does not exist"
