@@ -78,10 +78,12 @@ impl DeliveryCache {
 pub fn instance_role(kc: &Keycard, i: &Instance) -> Option<(String, String)> {
     let a = i.profile.as_ref()?;
     let st = kc.state();
+    // The ARN ends in the profile's name; the id tells a re-created
+    // profile of the same name apart.
+    let name = a.profile_arn.rsplit('/').next()?;
     let p = st
-        .instance_profiles
-        .values()
-        .find(|p| p.account == i.account && p.id == a.profile_id)?;
+        .instance_profile(&i.account, name)
+        .filter(|p| p.id == a.profile_id)?;
     let name = p.roles.first()?;
     let role = st.role(&i.account, name)?;
     Some((role.name.clone(), role.id.clone()))

@@ -512,7 +512,7 @@ fn lookup<'a>(st: &'a State, account: &str, ids: &[String]) -> Result<Vec<&'a In
     Ok(ids
         .iter()
         .filter(|id| seen.insert(id.as_str()))
-        .filter_map(|id| st.instances.get(id))
+        .filter_map(|id| st.instances.get(id).map(|i| &**i))
         .collect())
 }
 
@@ -660,7 +660,7 @@ impl Keycard {
                     .instances
                     .values()
                     .filter(|i| i.account == account && i.client_token.as_deref() == Some(tok))
-                    .cloned()
+                    .map(|i| (**i).clone())
                     .collect();
                 if !prior.is_empty() {
                     prior.sort_by_key(|i| i.launch_index);
@@ -733,6 +733,7 @@ impl Keycard {
             st.instances
                 .values()
                 .filter(|i| i.account == account)
+                .map(|i| &**i)
                 .collect()
         } else {
             let mut v = lookup(&st, account, ids)?;
@@ -1032,7 +1033,7 @@ fn find_association<'a>(
     st.instances
         .values()
         .filter(|i| i.account == account)
-        .find_map(|i| i.profile.as_ref().filter(|a| a.id == id).map(|a| (i, a)))
+        .find_map(|i| i.profile.as_ref().filter(|a| a.id == id).map(|a| (&**i, a)))
         .ok_or_else(|| {
             ServiceError::InvalidAssociationIdNotFound(format!(
                 "The association {id} does not exist"

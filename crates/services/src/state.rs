@@ -26,7 +26,7 @@ pub struct State {
     /// Bucket -> key -> object.
     pub objects: HashMap<String, BTreeMap<String, ObjectMeta>>,
     pub uploads: BTreeMap<String, Upload>,
-    pub instances: BTreeMap<String, Instance>,
+    pub instances: BTreeMap<String, std::sync::Arc<Instance>>,
 }
 
 fn compile_inline(m: &mut BTreeMap<String, PolicyDoc>) {
@@ -85,7 +85,7 @@ impl State {
                 self.uploads.insert(key, u);
             }
             Entity::Instance(i) => {
-                self.instances.insert(key, i);
+                self.instances.insert(key, std::sync::Arc::new(i));
             }
         }
     }
