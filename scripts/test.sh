@@ -21,7 +21,8 @@ soak_pid=""
 if [ "${KEYCARD_SOAK:-1}" = 1 ]; then
     E2E_SETUP_ONLY=1 ./scripts/e2e.sh
     echo "==> boto3 rotation soak (background, log: $target/soak.log)"
-    KEYCARD_SOAK=1 E2E_BUILD_PROBE=0 ./scripts/e2e.sh tests/e2e/test_boto3_soak.py -s >"$target/soak.log" 2>&1 &
+    KEYCARD_SOAK=1 PYTHONDONTWRITEBYTECODE=1 .venv/bin/python -m pytest tests/e2e/test_boto3_soak.py \
+        -q -s -p no:cacheprovider >"$target/soak.log" 2>&1 &
     soak_pid=$!
 fi
 

@@ -28,8 +28,14 @@ if not _netns_available():
 
 
 def namespaces() -> set:
+    """keycard's namespaces on this host (of any server)."""
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.startswith("kc-i-")}
+    names = {line.split()[0] for line in out.splitlines() if line.strip()}
+    return {n for n in names if n.startswith("kc") and "-i-" in n}
+
+
+def has_ns(iid) -> bool:
+    return any(n.endswith(f"-{iid}") for n in namespaces())
 
 
 def wait_for(pred, timeout=5.0):
@@ -58,7 +64,7 @@ def seed_instance(kc):
         "ec2", "run-instances", "--image-id", "ami-0abcdef1234567890", "--instance-type", "t3.micro",
         "--iam-instance-profile", "Name=EC2S3InstanceProfile",
     )["Instances"][0]["InstanceId"]
-    assert wait_for(lambda: f"kc-{iid}" in namespaces())
+    assert wait_for(lambda: has_ns(iid))
     return iid
 
 
@@ -94,7 +100,7 @@ def test_cli_in_the_namespace_uses_the_role(kc, seed_instance):
 
 def test_namespaces_are_isolated(kc, seed_instance):
     other = kc.run_instance()["InstanceId"]
-    assert wait_for(lambda: f"kc-{other}" in namespaces())
+    assert wait_for(lambda: has_ns(other))
     p = kc.exec(other, "curl", "-s", "http://169.254.169.254/latest/meta-data/instance-id")
     assert p.stdout == other
     p = kc.exec(seed_instance, "curl", "-s", "http://169.254.169.254/latest/meta-data/instance-id")
@@ -109,20 +115,22 @@ def test_namespaces_are_isolated(kc, seed_instance):
 
 def test_terminate_removes_the_namespace(kc):
     iid = kc.run_instance()["InstanceId"]
-    assert wait_for(lambda: f"kc-{iid}" in namespaces())
+    assert wait_for(lambda: has_ns(iid))
     kc.client("ec2").stop_instances(InstanceIds=[iid])
-    assert wait_for(lambda: f"kc-{iid}" not in namespaces())
+    assert wait_for(lambda: not has_ns(iid))
     kc.client("ec2").start_instances(InstanceIds=[iid])
-    assert wait_for(lambda: f"kc-{iid}" in namespaces())
+    assert wait_for(lambda: has_ns(iid))
     kc.client("ec2").terminate_instances(InstanceIds=[iid])
-    assert wait_for(lambda: f"kc-{iid}" not in namespaces())
+    assert wait_for(lambda: not has_ns(iid))
 
 
 def test_shutdown_removes_all_and_restart_recreates(kc, seed_instance):
-    assert f"kc-{seed_instance}" in namespaces()
+    ns = kc.instance_access(seed_instance)["netns"]
+    assert ns in namespaces() and ns.endswith(seed_instance)
+    prefix = ns[: -len(seed_instance)]
     kc.stop()
-    assert not namespaces(), namespaces()
+    assert not [n for n in namespaces() if n.startswith(prefix)], namespaces()
     kc.start()
-    assert wait_for(lambda: f"kc-{seed_instance}" in namespaces())
+    assert wait_for(lambda: has_ns(seed_instance))
     p = kc.exec(seed_instance, "curl", "-s", "http://169.254.169.254/latest/meta-data/instance-id")
     assert p.stdout == seed_instance

@@ -15,6 +15,8 @@ READ = allow(["s3:ListAllMyBuckets"])
 
 def probe_bin() -> Path:
     p = Path(os.environ.get("SDK_PROBE_BIN", REPO / "target/debug/sdk-probe"))
+    if not p.is_absolute():
+        p = REPO / p
     if not p.exists():
         if os.environ.get("CI") == "true":
             pytest.fail(f"{p} is missing: build it with cargo build -p keycard-sdk-probe")

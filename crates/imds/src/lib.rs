@@ -90,7 +90,7 @@ impl Imds {
     /// every listener (and delete namespaces).
     pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         if self.opts.network == Network::Netns {
-            netns::cleanup_stale().await;
+            netns::cleanup_stale(&netns::prefix(&self.kc)).await;
         }
         let mut rx = self.kc.watch_instances();
         tokio::pin!(shutdown);
@@ -198,7 +198,7 @@ impl Imds {
     }
 
     async fn open_netns(&self, id: &str, addr: Ipv4Addr, ip: &str) -> std::io::Result<Live> {
-        let name = netns::name(id);
+        let name = netns::name(&self.kc, id);
         netns::create(&name, ip).await?;
         let n = name.clone();
         let api_port = self.opts.api_port;

@@ -1,5 +1,5 @@
 //! `--instance-network netns`: one Linux network namespace per running
-//! instance (`kc-i-…`), holding the instance's private address and
+//! instance (`kc<tag>-i-…`), holding the instance's private address and
 //! `169.254.169.254` (routed with the private address as source). keycard
 //! binds the metadata listener and an API listener inside the namespace,
 //! so a process there reaches only its own instance's IMDS and keycard's
@@ -10,11 +10,21 @@
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 
+use keycard_services::Keycard;
 use tokio::process::Command;
 
-/// The namespace name of an instance.
-pub fn name(instance_id: &str) -> String {
-    format!("kc-{instance_id}")
+/// The namespace name of an instance: `kc<tag>-i-…`, where the tag is
+/// derived from the server's master key, so two keycard servers on one
+/// host never touch each other's namespaces.
+pub fn name(kc: &Keycard, instance_id: &str) -> String {
+    format!("{}{instance_id}", prefix(kc))
+}
+
+/// `kc<8 hex>-`: the prefix of every namespace this server owns.
+pub fn prefix(kc: &Keycard) -> String {
+    let tag = kc.mac("keycard netns tag v1", b"");
+    let hex: String = tag[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("kc{hex}-")
 }
 
 async fn ip(args: &[&str]) -> std::io::Result<()> {
@@ -78,14 +88,14 @@ pub async fn delete(ns: &str) {
     }
 }
 
-/// Remove namespaces a previous run left behind.
-pub async fn cleanup_stale() {
+/// Remove namespaces a previous run of this server left behind.
+pub async fn cleanup_stale(prefix: &str) {
     let Ok(out) = Command::new("ip").args(["netns", "list"]).output().await else {
         return;
     };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let n = line.split_whitespace().next().unwrap_or("");
-        if n.starts_with("kc-i-") {
+        if n.starts_with(prefix) {
             delete(n).await;
         }
     }

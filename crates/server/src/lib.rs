@@ -488,7 +488,7 @@ fn instance_access(kc: &Keycard, id: &str) -> Option<Value> {
         "region": inst.region,
         "apiEndpoint": api_url,
         "imdsEndpoint": imds,
-        "netns": rt.netns.then(|| keycard_imds::netns::name(&inst.id)),
+        "netns": rt.netns.then(|| keycard_imds::netns::name(kc, &inst.id)),
         "containerCredentialsFullUri": format!("{api_url}{CONTAINER_CREDENTIALS_PATH}"),
         "containerAuthorizationToken": keycard_imds::token::mint_container(kc, &inst.id),
     }))
