@@ -220,7 +220,6 @@ fn get(kc: &Keycard, inst: &Instance, path: &str, delivery: Delivery) -> Reply {
 
 fn meta_data(kc: &Keycard, inst: &Instance, path: &str, delivery: Delivery) -> Reply {
     let path = path.strip_prefix('/').unwrap_or(path);
-    let role = instance_role(kc, inst);
     let tags_on = inst.metadata.instance_metadata_tags == "enabled";
     // Leaves also answer with a trailing slash (botocore asks for
     // `placement/availability-zone/`).
@@ -284,7 +283,7 @@ fn meta_data(kc: &Keycard, inst: &Instance, path: &str, delivery: Delivery) -> R
         }
         "iam" if inst.profile.is_some() => listing(&["info", "security-credentials/"]),
         "iam/info" => iam_info(kc, inst),
-        "iam/security-credentials" => match role {
+        "iam/security-credentials" => match instance_role(kc, inst) {
             Some((name, _)) => text(name),
             None => not_found(),
         },

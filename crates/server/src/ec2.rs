@@ -102,10 +102,14 @@ fn tags(list: Vec<Params>) -> Result<Vec<Tag>, ServiceError> {
         .collect()
 }
 
+/// A required scalar parameter; EC2's `MissingParameter` when absent.
+fn required<'a>(p: &'a Params, name: &str) -> Result<&'a str, ServiceError> {
+    p.required(name)
+        .map_err(|e| ServiceError::MissingParameter(e.message))
+}
+
 fn count(p: &Params, name: &str) -> Result<u32, ServiceError> {
-    let v = p.get(name).ok_or_else(|| {
-        ServiceError::MissingParameter(format!("The request must contain the parameter {name}"))
-    })?;
+    let v = required(p, name)?;
     v.parse::<u32>()
         .map_err(|_| bad(format!("Invalid value '{v}' for {name}")))
 }
@@ -137,6 +141,18 @@ impl Req {
             .resources
             .push((arn.clone(), "AWS::EC2::Instance".into()));
         self.authorize(action, &arn, Some(&i.account.clone()), ResourcePolicy::None)
+    }
+
+    /// The `ec2:Metadata*` condition keys of the options a request asks for.
+    fn metadata_context(&mut self, m: &MetadataOptions) {
+        let c = &mut self.ctx;
+        c.insert("ec2:MetadataHttpTokens", m.http_tokens.clone());
+        c.insert("ec2:MetadataHttpEndpoint", m.http_endpoint.clone());
+        c.insert(
+            "ec2:MetadataHttpPutResponseHopLimit",
+            m.hop_limit.to_string(),
+        );
+        c.insert("ec2:InstanceMetadataTags", m.instance_metadata_tags.clone());
     }
 
     /// iam:PassRole for each role in the profile, with the instance as
@@ -179,9 +195,7 @@ pub async fn handle(req: &mut Req) -> R {
         })?
         .to_string();
     let Some(&(_, read_only)) = OPERATIONS.iter().find(|(n, _)| *n == action) else {
-        return Err(ServiceError::InvalidAction(format!(
-            "The action {action} is not valid for this web service."
-        )));
+        return Err(invalid_action(&action));
     };
     req.audit.event_name = action.clone();
     req.audit.read_only = read_only;
@@ -206,15 +220,16 @@ pub async fn handle(req: &mut Req) -> R {
         "ModifyInstanceMetadataOptions" => modify_metadata(req, &p, dry).await?,
         "DescribeInstanceAttribute" => describe_attribute(req, &p, dry)?,
         "CreateTags" | "DeleteTags" => tag_ops(req, &p, dry, &action).await?,
-        _ => unreachable_action(&action)?,
+        // OPERATIONS and this match list the same names.
+        _ => return Err(invalid_action(&action)),
     };
     Ok(xml_response(200, body))
 }
 
-fn unreachable_action(action: &str) -> Result<String, ServiceError> {
-    Err(ServiceError::InvalidAction(format!(
+fn invalid_action(action: &str) -> ServiceError {
+    ServiceError::InvalidAction(format!(
         "The action {action} is not valid for this web service."
-    )))
+    ))
 }
 
 async fn run_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, ServiceError> {
@@ -256,16 +271,7 @@ async fn run_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, S
             .clone()
             .unwrap_or_else(|| "m1.small".into()),
     );
-    req.ctx
-        .insert("ec2:MetadataHttpTokens", m.http_tokens.clone());
-    req.ctx
-        .insert("ec2:MetadataHttpEndpoint", m.http_endpoint.clone());
-    req.ctx.insert(
-        "ec2:MetadataHttpPutResponseHopLimit",
-        m.hop_limit.to_string(),
-    );
-    req.ctx
-        .insert("ec2:InstanceMetadataTags", m.instance_metadata_tags.clone());
+    req.metadata_context(&m);
     req.ctx.insert("ec2:Region", req.region.clone());
     req.ctx.insert("ec2:ImageID", input.image_id.clone());
     if let Some(pr) = &profile {
@@ -624,9 +630,7 @@ fn need_profile(p: &Params) -> Result<ProfileRef, ServiceError> {
 
 async fn associate(req: &mut Req, p: &Params, dry: bool) -> Result<String, ServiceError> {
     let account = req.caller.account.clone();
-    let iid = p.get("InstanceId").ok_or_else(|| {
-        ServiceError::MissingParameter("The request must contain the parameter InstanceId".into())
-    })?;
+    let iid = required(p, "InstanceId")?;
     let pref = need_profile(p)?;
     let inst = req.kc.instance(&account, iid)?;
     let profile = req.kc.find_profile(&account, &pref)?;
@@ -651,11 +655,7 @@ async fn associate(req: &mut Req, p: &Params, dry: bool) -> Result<String, Servi
 
 async fn disassociate(req: &mut Req, p: &Params, dry: bool) -> Result<String, ServiceError> {
     let account = req.caller.account.clone();
-    let aid = p.get("AssociationId").ok_or_else(|| {
-        ServiceError::MissingParameter(
-            "The request must contain the parameter AssociationId".into(),
-        )
-    })?;
+    let aid = required(p, "AssociationId")?;
     let inst = req.kc.association_instance(&account, aid)?;
     req.authorize_instance("ec2:DisassociateIamInstanceProfile", &inst)?;
     if dry {
@@ -676,11 +676,7 @@ async fn disassociate(req: &mut Req, p: &Params, dry: bool) -> Result<String, Se
 
 async fn replace(req: &mut Req, p: &Params, dry: bool) -> Result<String, ServiceError> {
     let account = req.caller.account.clone();
-    let aid = p.get("AssociationId").ok_or_else(|| {
-        ServiceError::MissingParameter(
-            "The request must contain the parameter AssociationId".into(),
-        )
-    })?;
+    let aid = required(p, "AssociationId")?;
     let pref = need_profile(p)?;
     let inst = req.kc.association_instance(&account, aid)?;
     let profile = req.kc.find_profile(&account, &pref)?;
@@ -752,22 +748,11 @@ fn describe_associations(req: &mut Req, p: &Params, dry: bool) -> Result<String,
 
 async fn modify_metadata(req: &mut Req, p: &Params, dry: bool) -> Result<String, ServiceError> {
     let account = req.caller.account.clone();
-    let iid = p.get("InstanceId").ok_or_else(|| {
-        ServiceError::MissingParameter("The request must contain the parameter InstanceId".into())
-    })?;
+    let iid = required(p, "InstanceId")?;
     let input = metadata_input(p);
     let inst = req.kc.instance(&account, iid)?;
     let m = input.apply(&inst.metadata)?;
-    req.ctx
-        .insert("ec2:MetadataHttpTokens", m.http_tokens.clone());
-    req.ctx
-        .insert("ec2:MetadataHttpEndpoint", m.http_endpoint.clone());
-    req.ctx.insert(
-        "ec2:MetadataHttpPutResponseHopLimit",
-        m.hop_limit.to_string(),
-    );
-    req.ctx
-        .insert("ec2:InstanceMetadataTags", m.instance_metadata_tags.clone());
+    req.metadata_context(&m);
     req.authorize_instance("ec2:ModifyInstanceMetadataOptions", &inst)?;
     if dry {
         return Err(dry_run_ok());
@@ -785,12 +770,8 @@ async fn modify_metadata(req: &mut Req, p: &Params, dry: bool) -> Result<String,
 
 fn describe_attribute(req: &mut Req, p: &Params, dry: bool) -> Result<String, ServiceError> {
     let account = req.caller.account.clone();
-    let iid = p.get("InstanceId").ok_or_else(|| {
-        ServiceError::MissingParameter("The request must contain the parameter InstanceId".into())
-    })?;
-    let attr = p.get("Attribute").ok_or_else(|| {
-        ServiceError::MissingParameter("The request must contain the parameter Attribute".into())
-    })?;
+    let iid = required(p, "InstanceId")?;
+    let attr = required(p, "Attribute")?;
     let inst = req.kc.instance(&account, iid)?;
     req.authorize_instance("ec2:DescribeInstanceAttribute", &inst)?;
     if dry {

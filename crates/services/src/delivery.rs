@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::audit::EventInput;
 use crate::auth::Caller;
 use crate::ec2::Instance;
+use crate::model::Role;
 use crate::sts::{Credentials, InstanceClaim};
 use crate::{Keycard, now};
 
@@ -89,11 +90,8 @@ pub fn instance_role(kc: &Keycard, i: &Instance) -> Option<(String, String)> {
     Some((role.name.clone(), role.id.clone()))
 }
 
-fn ec2_may_assume(kc: &Keycard, account: &str, role_name: &str) -> bool {
-    let st = kc.state();
-    let Some(role) = st.role(account, role_name) else {
-        return false;
-    };
+/// Whether the role's trust policy lets EC2 (`ec2.amazonaws.com`) assume it.
+fn ec2_may_assume(role: &Role) -> bool {
     let Some(trust) = role.trust.compiled.clone() else {
         return false;
     };
@@ -122,7 +120,7 @@ fn ec2_may_assume(kc: &Keycard, account: &str, role_name: &str) -> bool {
             principal: &principal,
             action: "sts:AssumeRole",
             resource: &arn,
-            resource_account: Some(account),
+            resource_account: Some(&role.account),
             context: &ctx,
         },
         &set,
@@ -145,7 +143,7 @@ impl Keycard {
             return RoleCredentials::NoRole;
         };
         let (Some(assoc), Some((role_name, role_id))) =
-            (inst.profile.clone(), instance_role(self, &inst))
+            (inst.profile.as_ref(), instance_role(self, &inst))
         else {
             return RoleCredentials::NoRole;
         };
@@ -158,25 +156,37 @@ impl Keycard {
             .config
             .instance_credential_refresh
             .min(self.config.instance_credential_lifetime - 1);
-        {
-            let m = self
-                .deliveries
-                .sets
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if let Some(c) = m.get(&key)
-                && c.association == assoc.id
+        // A cached set is served while it belongs to the current
+        // association and role and has more than the refresh window left.
+        let usable = |c: &Cached| {
+            c.association == assoc.id
                 && c.role_id == role_id
                 && c.credentials.expiration - t > refresh
-            {
-                return RoleCredentials::Issued {
-                    role: role_name,
-                    credentials: c.credentials.clone(),
-                    issued: c.issued,
-                };
-            }
+        };
+        let serve = |c: &Cached| RoleCredentials::Issued {
+            role: role_name.clone(),
+            credentials: c.credentials.clone(),
+            issued: c.issued,
+        };
+        if let Some(c) = self
+            .deliveries
+            .sets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            && usable(c)
+        {
+            return serve(c);
         }
-        if !ec2_may_assume(self, &inst.account, &role_name) {
+        let Some(role) = self
+            .state()
+            .role(&inst.account, &role_name)
+            .filter(|r| r.id == role_id)
+            .cloned()
+        else {
+            return RoleCredentials::NoRole;
+        };
+        if !ec2_may_assume(&role) {
             return RoleCredentials::Unassumable {
                 message: format!(
                     "EC2 cannot assume the role {role_name}.  Please see documentation at https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_use_switch-role-ec2.html#roles-usingrole-ec2instance-roles."
@@ -184,13 +194,6 @@ impl Keycard {
                 role: role_name,
             };
         }
-        let role = {
-            let st = self.state();
-            match st.role(&inst.account, &role_name) {
-                Some(r) => r.clone(),
-                None => return RoleCredentials::NoRole,
-            }
-        };
         let claim = InstanceClaim {
             id: inst.id.clone(),
             delivery: delivery.role_delivery().to_string(),
@@ -204,34 +207,24 @@ impl Keycard {
             .sets
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        // Another request may have raced us here; keep the newer set.
+        // A concurrent request may have cached a set since we looked: serve
+        // that one and drop ours, so each window hands out one set.
         if let Some(c) = m.get(&key)
-            && c.association == assoc.id
-            && c.role_id == role_id
-            && c.credentials.expiration - t > refresh
+            && usable(c)
         {
-            return RoleCredentials::Issued {
-                role: role_name,
-                credentials: c.credentials.clone(),
-                issued: c.issued,
-            };
+            return serve(c);
         }
-        m.insert(
-            key,
-            Cached {
-                association: assoc.id.clone(),
-                role_id,
-                credentials: creds.clone(),
-                issued: t,
-            },
-        );
-        drop(m);
-        self.audit_instance_issue(&inst, &role.arn(), &creds, delivery);
-        RoleCredentials::Issued {
-            role: role_name,
+        let cached = Cached {
+            association: assoc.id.clone(),
+            role_id: role_id.clone(),
             credentials: creds,
             issued: t,
-        }
+        };
+        let out = serve(&cached);
+        m.insert(key, cached);
+        drop(m);
+        self.audit_instance_issue(&inst, &role.arn(), delivery, &out);
+        out
     }
 
     /// CloudTrail shows EC2 assuming the role for the instance.
@@ -239,9 +232,15 @@ impl Keycard {
         &self,
         inst: &Instance,
         role_arn: &str,
-        creds: &Credentials,
         delivery: Delivery,
+        issued: &RoleCredentials,
     ) {
+        let RoleCredentials::Issued {
+            credentials: creds, ..
+        } = issued
+        else {
+            return;
+        };
         let caller = Caller::service("ec2.amazonaws.com");
         self.audit.record(EventInput {
             caller: Some(&caller),

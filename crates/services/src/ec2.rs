@@ -676,6 +676,7 @@ impl Keycard {
                         .into(),
                 ));
             }
+            let metadata = input.metadata.apply(&MetadataOptions::default())?;
             let reservation = hex_id("r-");
             let t = now();
             let mut out = Vec::with_capacity(count);
@@ -702,7 +703,7 @@ impl Keycard {
                     launch_index: n as u32,
                     user_data: input.user_data.clone(),
                     tags: input.tags.clone(),
-                    metadata: input.metadata.apply(&MetadataOptions::default())?,
+                    metadata: metadata.clone(),
                     slot,
                     client_token: input.client_token.clone(),
                     state_reason: None,
