@@ -105,6 +105,20 @@ class AwsCliError(AssertionError):
         )
 
 
+def cli_result(p: subprocess.CompletedProcess, args):
+    """What a finished AWS CLI run printed: parsed JSON, the text when it is
+    not JSON, None when empty; AwsCliError on a non-zero exit."""
+    if p.returncode != 0:
+        raise AwsCliError([str(a) for a in args], p.returncode, p.stdout, p.stderr)
+    out = p.stdout.strip()
+    if not out:
+        return None
+    try:
+        return json.loads(out)
+    except ValueError:
+        return p.stdout
+
+
 def raw_http(method, url, body=b"", headers=None, timeout=30):
     """A plain HTTP request (no AWS client). Returns (status, headers, body);
     HTTP errors are returned, not raised."""
@@ -309,17 +323,7 @@ class Keycard:
         ``cwd`` (default: a per-server work dir).
         """
         p = self.aws_raw(*args, creds=creds, env_extra=env_extra, cwd=cwd, timeout=timeout)
-        if not check:
-            return p
-        if p.returncode != 0:
-            raise AwsCliError([str(a) for a in args], p.returncode, p.stdout, p.stderr)
-        out = p.stdout.strip()
-        if not out:
-            return None
-        try:
-            return json.loads(out)
-        except ValueError:
-            return p.stdout
+        return cli_result(p, args) if check else p
 
     def aws_error(self, *args, code=None, **kw) -> AwsCliError:
         """Run the CLI expecting failure; check the AWS error code when
@@ -451,23 +455,28 @@ class Keycard:
         """The real AWS CLI run on an instance through ``keycard exec``
         (no --endpoint-url: exec sets AWS_ENDPOINT_URL)."""
         p = self.exec(instance_id, sys.executable, "-m", "awscli", "--output", "json", *args, via=via, timeout=timeout)
-        if not check:
-            return p
-        if p.returncode != 0:
-            raise AwsCliError([str(a) for a in args], p.returncode, p.stdout, p.stderr)
-        out = p.stdout.strip()
-        if not out:
-            return None
-        try:
-            return json.loads(out)
-        except ValueError:
-            return p.stdout
+        return cli_result(p, args) if check else p
 
 
 EC2_TRUST = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
 }
+
+# Seed 000's least-privilege policy: read one bucket.
+SEED_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Sid": "AllowS3ReadOnTargetBucket",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:ListBucket"],
+            "Resource": ["arn:aws:s3:::my-app-bucket", "arn:aws:s3:::my-app-bucket/*"],
+        }
+    ],
+}
+
+IAM_READ_ONLY = "arn:aws:iam::aws:policy/IAMReadOnlyAccess"
 
 
 def trust_for(*principal_arns, **condition) -> dict:

@@ -5,9 +5,8 @@ changes, errors, DryRun, and iam:PassRole."""
 import json
 
 import pytest
-from botocore.exceptions import ClientError
 
-from conftest import ACCOUNT, EC2_TRUST, allow, expect_error, unique
+from conftest import ACCOUNT, allow, expect_error
 
 AMI = "ami-0abcdef1234567890"
 

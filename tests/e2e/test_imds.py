@@ -15,9 +15,8 @@ import threading
 import time
 
 import pytest
-from botocore.exceptions import ClientError
 
-from conftest import ACCOUNT, REPO, allow, expect_error, keycard_bin, raw_http, unique
+from conftest import ACCOUNT, allow, expect_error, keycard_bin, raw_http, unique
 
 READ_BUCKETS = allow(["s3:ListAllMyBuckets", "iam:ListUsers"])
 
@@ -335,8 +334,7 @@ def test_stop_ends_credentials_and_imds(keycard):
     body2 = keycard.imds(iid, f"/latest/meta-data/iam/security-credentials/{role['RoleName']}")[2]
     assert json.loads(body2)["AccessKeyId"] != json.loads(body)["AccessKeyId"]
     keycard.client("s3", creds=creds_of(body2)).list_buckets()
-    # The old set stays dead: it belongs to the earlier run's association? No:
-    # same association, but stop ended it and start issued a new set.
+    # Terminating ends the set issued after the restart too.
     keycard.client("ec2").terminate_instances(InstanceIds=[iid])
     expect_error("ExpiredToken", keycard.client("s3", creds=creds_of(body2)).list_buckets)
 

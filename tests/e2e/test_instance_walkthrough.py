@@ -14,20 +14,7 @@ import json
 
 import pytest
 
-from conftest import ACCOUNT, EC2_TRUST
-
-SEED_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Sid": "AllowS3ReadOnTargetBucket",
-            "Effect": "Allow",
-            "Action": ["s3:GetObject", "s3:ListBucket"],
-            "Resource": ["arn:aws:s3:::my-app-bucket", "arn:aws:s3:::my-app-bucket/*"],
-        }
-    ],
-}
-IAM_READ_ONLY = "arn:aws:iam::aws:policy/IAMReadOnlyAccess"
+from conftest import ACCOUNT, EC2_TRUST, IAM_READ_ONLY, SEED_POLICY
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import ACCOUNT, EC2_TRUST, keycard_bin
+from conftest import ACCOUNT, EC2_TRUST
 
 
 def _netns_available() -> bool:

@@ -13,21 +13,10 @@ from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunspli
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import allow, doc, error_code, unique
+from conftest import SEED_POLICY, allow, doc, error_code, unique
 
 BUCKET = "my-app-bucket"
 
-SEED_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Sid": "AllowS3ReadOnTargetBucket",
-            "Effect": "Allow",
-            "Action": ["s3:GetObject", "s3:ListBucket"],
-            "Resource": ["arn:aws:s3:::my-app-bucket", "arn:aws:s3:::my-app-bucket/*"],
-        }
-    ],
-}
 
 
 def sha256(path) -> str:

@@ -11,32 +11,7 @@ import json
 
 import pytest
 
-from conftest import ACCOUNT
-
-SEED_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Sid": "AllowS3ReadOnTargetBucket",
-            "Effect": "Allow",
-            "Action": ["s3:GetObject", "s3:ListBucket"],
-            "Resource": ["arn:aws:s3:::my-app-bucket", "arn:aws:s3:::my-app-bucket/*"],
-        }
-    ],
-}
-
-EC2_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "ec2.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
-
-IAM_READ_ONLY = "arn:aws:iam::aws:policy/IAMReadOnlyAccess"
+from conftest import ACCOUNT, EC2_TRUST, IAM_READ_ONLY, SEED_POLICY
 
 
 @pytest.fixture(scope="module")
