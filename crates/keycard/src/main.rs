@@ -125,6 +125,12 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// List every operation keycard serves, from its operation tables.
+    Operations {
+        /// JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -170,6 +176,33 @@ enum AuditCommand {
     },
 }
 
+/// `keycard operations`: the rows of every service's operation table.
+fn operations(json: bool) {
+    for op in keycard_server::ops::all() {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "eventSource": op.event_source(),
+                    "operation": op.name,
+                    "actions": op.actions,
+                    "conditionalActions": op.conditional,
+                    "readOnly": op.read_only,
+                    "dataEvent": op.data_event,
+                })
+            );
+        } else {
+            println!(
+                "{:<26} {:<42} {:<5} {}",
+                op.event_source(),
+                op.name,
+                if op.read_only { "read" } else { "write" },
+                op.actions.join(",")
+            );
+        }
+    }
+}
+
 fn read_input(path: &str) -> anyhow::Result<String> {
     if path == "-" {
         let mut s = String::new();
@@ -184,6 +217,10 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Policy { command } => policy(command),
+        Command::Operations { json } => {
+            operations(json);
+            Ok(())
+        }
         other => {
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -434,7 +471,9 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             print!("{pem}");
             Ok(())
         }
-        Command::Policy { .. } => unreachable!("handled without a runtime"),
+        Command::Policy { .. } | Command::Operations { .. } => {
+            unreachable!("handled without a runtime")
+        }
     }
 }
 

@@ -1075,6 +1075,40 @@ pub fn payload_hash(
     }
 }
 
+/// The payload hash an S3 request was signed with, known from its headers
+/// (or presign query) alone, so the signature can be verified before a byte
+/// of the body is read. `None` when the body itself must be hashed (non-S3
+/// services without a declared hash). A declared hex hash is checked against
+/// the body later with [`check_body_hash`].
+pub fn header_payload_hash(
+    parts: &http::request::Parts,
+    auth: &ParsedAuth,
+) -> Result<Option<String>, AuthError> {
+    let declared = match auth.kind {
+        AuthKind::Header => declared_payload_hash(parts).map(str::to_owned),
+        AuthKind::Presigned { .. } => presign_params(parts.uri.query().unwrap_or(""))
+            .content_sha256
+            .map(|c| c.into_owned())
+            .or_else(|| auth.scope.is_s3().then(|| UNSIGNED_PAYLOAD.to_owned())),
+    };
+    match declared {
+        Some(d) if auth.scope.is_s3() => {
+            if is_special_payload_hash(&d) || is_hex_sha256(&d) {
+                Ok(Some(d))
+            } else {
+                // Let the body-time check produce AWS's error for it.
+                check_declared(&d, &[]).map(Some)
+            }
+        }
+        _ => Ok(None),
+    }
+}
+
+/// After the body is read: a declared hex hash must match it.
+pub fn check_body_hash(declared: &str, body: &[u8]) -> Result<(), AuthError> {
+    check_declared(declared, body).map(|_| ())
+}
+
 fn body_hash(body: &[u8]) -> String {
     if body.is_empty() {
         EMPTY_SHA256.to_owned()

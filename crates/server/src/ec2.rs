@@ -7,7 +7,7 @@ use http::Response;
 use keycard_proto::query::Params;
 use keycard_proto::xml::{XmlWriter, ec2_response};
 use keycard_services::ServiceError;
-use keycard_services::auth::ResourcePolicy;
+use keycard_services::auth::{Check, ResourcePolicy};
 use keycard_services::ec2::{
     self, Filter, Instance, MetadataOptions, MetadataOptionsInput, ProfileAssociation, ProfileRef,
     RunInput, StateOp,
@@ -19,24 +19,6 @@ use crate::iam::{audit_params, params};
 use crate::{Req, xml_response};
 
 type R = Result<Response<Body>, ServiceError>;
-
-/// Operations keycard serves, and whether they only read.
-const OPERATIONS: &[(&str, bool)] = &[
-    ("RunInstances", false),
-    ("DescribeInstances", true),
-    ("DescribeInstanceStatus", true),
-    ("StartInstances", false),
-    ("StopInstances", false),
-    ("TerminateInstances", false),
-    ("AssociateIamInstanceProfile", false),
-    ("DisassociateIamInstanceProfile", false),
-    ("ReplaceIamInstanceProfileAssociation", false),
-    ("DescribeIamInstanceProfileAssociations", true),
-    ("ModifyInstanceMetadataOptions", false),
-    ("DescribeInstanceAttribute", true),
-    ("CreateTags", false),
-    ("DeleteTags", false),
-];
 
 fn bad(msg: impl Into<String>) -> ServiceError {
     ServiceError::InvalidParameterValue(msg.into())
@@ -122,37 +104,33 @@ impl Req {
         )
     }
 
-    /// Authorize an instance action; its tags are `ec2:ResourceTag/…`.
+    /// Authorize an instance action. The instance's tags, profile and
+    /// type are keys of this check alone.
     fn authorize_instance(&mut self, action: &str, i: &Instance) -> Result<(), ServiceError> {
-        for t in &i.tags {
-            self.ctx
-                .insert(&format!("ec2:ResourceTag/{}", t.key), t.value.clone());
-            self.ctx
-                .insert(&format!("aws:ResourceTag/{}", t.key), t.value.clone());
-        }
-        if let Some(a) = &i.profile {
-            self.ctx
-                .insert("ec2:InstanceProfile", a.profile_arn.clone());
-        }
-        self.ctx.insert("ec2:InstanceType", i.instance_type.clone());
-        self.ctx.insert("ec2:Region", self.region.clone());
         let arn = i.arn();
         self.audit
             .resources
             .push((arn.clone(), "AWS::EC2::Instance".into()));
-        self.authorize(action, &arn, Some(&i.account.clone()), ResourcePolicy::None)
+        let mut c = Check::new(action, arn)
+            .account(i.account.clone())
+            .tags(Some("ec2"), &i.tags)
+            .key("ec2:InstanceType", i.instance_type.clone())
+            .key("ec2:Region", self.region.clone());
+        if let Some(a) = &i.profile {
+            c = c.key("ec2:InstanceProfile", a.profile_arn.clone());
+        }
+        self.check(c)
     }
 
     /// The `ec2:Metadata*` condition keys of the options a request asks for.
     fn metadata_context(&mut self, m: &MetadataOptions) {
-        let c = &mut self.ctx;
-        c.insert("ec2:MetadataHttpTokens", m.http_tokens.clone());
-        c.insert("ec2:MetadataHttpEndpoint", m.http_endpoint.clone());
-        c.insert(
+        self.request_key("ec2:MetadataHttpTokens", m.http_tokens.clone());
+        self.request_key("ec2:MetadataHttpEndpoint", m.http_endpoint.clone());
+        self.request_key(
             "ec2:MetadataHttpPutResponseHopLimit",
             m.hop_limit.to_string(),
         );
-        c.insert("ec2:InstanceMetadataTags", m.instance_metadata_tags.clone());
+        self.request_key("ec2:InstanceMetadataTags", m.instance_metadata_tags.clone());
     }
 
     /// iam:PassRole for each role in the profile, with the instance as
@@ -167,14 +145,11 @@ impl Req {
             ec2::profile_role_arns(&st, profile)
         };
         for role in roles {
-            self.ctx.insert("iam:PassedToService", "ec2.amazonaws.com");
-            self.ctx
-                .insert("iam:AssociatedResourceArn", instance_arn.to_string());
-            self.authorize(
-                "iam:PassRole",
-                &role,
-                Some(&profile.account.clone()),
-                ResourcePolicy::None,
+            self.check(
+                Check::new("iam:PassRole", role)
+                    .account(profile.account.clone())
+                    .key("iam:PassedToService", "ec2.amazonaws.com")
+                    .key("iam:AssociatedResourceArn", instance_arn.to_string()),
             )?;
         }
         Ok(())
@@ -188,25 +163,10 @@ fn dry_run_ok() -> ServiceError {
 
 pub async fn handle(req: &mut Req) -> R {
     let p = params(req)?;
-    let action = p
-        .get("Action")
-        .ok_or_else(|| {
-            ServiceError::MissingAction("The request must contain the parameter Action".into())
-        })?
-        .to_string();
-    let Some(&(_, read_only)) = OPERATIONS.iter().find(|(n, _)| *n == action) else {
-        return Err(invalid_action(&action));
-    };
-    req.audit.event_name = action.clone();
-    req.audit.read_only = read_only;
+    let action = req.op.name;
     req.audit.params = audit_params(&p);
-    if req.caller.account.is_empty() {
-        return Err(ServiceError::MissingAuthenticationToken(
-            "Request is missing Authentication Token".into(),
-        ));
-    }
     let dry = bool_param(&p, "DryRun")?;
-    let body = match action.as_str() {
+    let body = match action {
         "RunInstances" => run_instances(req, &p, dry).await?,
         "DescribeInstances" => describe_instances(req, &p, dry)?,
         "DescribeInstanceStatus" => describe_status(req, &p, dry)?,
@@ -219,17 +179,15 @@ pub async fn handle(req: &mut Req) -> R {
         "DescribeIamInstanceProfileAssociations" => describe_associations(req, &p, dry)?,
         "ModifyInstanceMetadataOptions" => modify_metadata(req, &p, dry).await?,
         "DescribeInstanceAttribute" => describe_attribute(req, &p, dry)?,
-        "CreateTags" | "DeleteTags" => tag_ops(req, &p, dry, &action).await?,
-        // OPERATIONS and this match list the same names.
-        _ => return Err(invalid_action(&action)),
+        "CreateTags" | "DeleteTags" => tag_ops(req, &p, dry, action).await?,
+        // A row without an arm: the table and this match disagree.
+        other => {
+            return Err(ServiceError::Internal(format!(
+                "operation {other} has a row but no handler"
+            )));
+        }
     };
     Ok(xml_response(200, body))
-}
-
-fn invalid_action(action: &str) -> ServiceError {
-    ServiceError::InvalidAction(format!(
-        "The action {action} is not valid for this web service."
-    ))
 }
 
 async fn run_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, ServiceError> {
@@ -264,7 +222,7 @@ async fn run_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, S
     // Validate first: a bad request is refused the same way, dry or not.
     let profile = req.kc.check_run(&req.caller.account, &input)?;
     let m = input.metadata.apply(&MetadataOptions::default())?;
-    req.ctx.insert(
+    req.request_key(
         "ec2:InstanceType",
         input
             .instance_type
@@ -272,21 +230,18 @@ async fn run_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, S
             .unwrap_or_else(|| "m1.small".into()),
     );
     req.metadata_context(&m);
-    req.ctx.insert("ec2:Region", req.region.clone());
-    req.ctx.insert("ec2:ImageID", input.image_id.clone());
+    let region = req.region.clone();
+    req.request_key("ec2:Region", region);
+    req.request_key("ec2:ImageID", input.image_id.clone());
     if let Some(pr) = &profile {
-        req.ctx.insert("ec2:InstanceProfile", pr.arn());
+        req.request_key("ec2:InstanceProfile", pr.arn());
     }
-    for t in &input.tags {
-        req.ctx
-            .insert(&format!("aws:RequestTag/{}", t.key), t.value.clone());
-    }
-    if !input.tags.is_empty() {
-        req.ctx.insert_multi(
-            "aws:TagKeys",
-            input.tags.iter().map(|t| t.key.clone()).collect(),
-        );
-    }
+    req.request_tags(
+        input
+            .tags
+            .iter()
+            .map(|t| (t.key.as_str(), t.value.as_str())),
+    );
     let any_instance = req.ec2_resource("instance", "*");
     let image = format!("arn:aws:ec2:{}::image/{}", req.region, input.image_id);
     let account = req.caller.account.clone();
@@ -298,12 +253,10 @@ async fn run_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, S
     )?;
     req.authorize("ec2:RunInstances", &image, None, ResourcePolicy::None)?;
     if !input.tags.is_empty() {
-        req.ctx.insert("ec2:CreateAction", "RunInstances");
-        req.authorize(
-            "ec2:CreateTags",
-            &any_instance,
-            Some(&account),
-            ResourcePolicy::None,
+        req.check(
+            Check::new("ec2:CreateTags", any_instance.clone())
+                .account(account.clone())
+                .key("ec2:CreateAction", "RunInstances"),
         )?;
     }
     if let Some(pr) = &profile {
@@ -634,7 +587,7 @@ async fn associate(req: &mut Req, p: &Params, dry: bool) -> Result<String, Servi
     let pref = need_profile(p)?;
     let inst = req.kc.instance(&account, iid)?;
     let profile = req.kc.find_profile(&account, &pref)?;
-    req.ctx.insert("ec2:NewInstanceProfile", profile.arn());
+    req.request_key("ec2:NewInstanceProfile", profile.arn());
     req.authorize_instance("ec2:AssociateIamInstanceProfile", &inst)?;
     req.authorize_pass_role(&profile, &inst.arn())?;
     if dry {
@@ -680,7 +633,7 @@ async fn replace(req: &mut Req, p: &Params, dry: bool) -> Result<String, Service
     let pref = need_profile(p)?;
     let inst = req.kc.association_instance(&account, aid)?;
     let profile = req.kc.find_profile(&account, &pref)?;
-    req.ctx.insert("ec2:NewInstanceProfile", profile.arn());
+    req.request_key("ec2:NewInstanceProfile", profile.arn());
     req.authorize_instance("ec2:ReplaceIamInstanceProfileAssociation", &inst)?;
     req.authorize_pass_role(&profile, &inst.arn())?;
     if dry {
@@ -856,12 +809,7 @@ async fn tag_ops(
                 "The request must contain the parameter tagSet".into(),
             ));
         }
-        for x in &t {
-            req.ctx
-                .insert(&format!("aws:RequestTag/{}", x.key), x.value.clone());
-        }
-        req.ctx
-            .insert_multi("aws:TagKeys", t.iter().map(|x| x.key.clone()).collect());
+        req.request_tags(t.iter().map(|x| (x.key.as_str(), x.value.as_str())));
         for i in &found {
             req.authorize_instance(&iam_action, i)?;
         }
@@ -877,6 +825,9 @@ async fn tag_ops(
                     .map(|k| (k.to_string(), x.get("Value").map(str::to_string)))
             })
             .collect();
+        if !t.is_empty() {
+            req.request_key_multi("aws:TagKeys", t.iter().map(|(k, _)| k.clone()).collect());
+        }
         for i in &found {
             req.authorize_instance(&iam_action, i)?;
         }

@@ -6,7 +6,7 @@ use http::Response;
 use keycard_proto::query::Params;
 use keycard_proto::xml::{IAM_XMLNS, XmlWriter, query_response};
 use keycard_services::ServiceError;
-use keycard_services::auth::ResourcePolicy;
+use keycard_services::auth::Check;
 use keycard_services::iam::{Holder, NewRole};
 use keycard_services::model::*;
 use keycard_services::sts::iso8601;
@@ -239,26 +239,39 @@ fn holder_of(action: &str) -> Holder {
     }
 }
 
-/// Handle one IAM request.
+/// The tags of the IAM resource an ARN names (users, roles, managed
+/// policies and instance profiles carry tags), for `aws:ResourceTag/…` and
+/// `iam:ResourceTag/…`.
+fn resource_tags(kc: &keycard_services::Keycard, acct: &str, arn: &str) -> Vec<Tag> {
+    let st = kc.state();
+    let Some(rest) = arn.split(':').nth(5) else {
+        return Vec::new();
+    };
+    let name = rest.rsplit('/').next().unwrap_or("");
+    let tags = if rest.starts_with("user/") {
+        st.user(acct, name).map(|u| u.tags.clone())
+    } else if rest.starts_with("role/") {
+        st.role(acct, name).map(|r| r.tags.clone())
+    } else if rest.starts_with("policy/") {
+        st.policies.get(arn).map(|p| p.tags.clone())
+    } else if rest.starts_with("instance-profile/") {
+        st.instance_profile(acct, name).map(|p| p.tags.clone())
+    } else {
+        None
+    };
+    tags.unwrap_or_default()
+}
+
+/// Handle one IAM request: its row is `req.op`.
 pub async fn handle(req: &mut Req) -> R {
     let p = params(req)?;
-    let action = p
-        .get("Action")
-        .ok_or_else(|| ServiceError::MissingAction("Missing Action".into()))?
-        .to_string();
-    req.audit.event_name = action.clone();
-    req.audit.read_only = action.starts_with("Get") || action.starts_with("List");
+    let action = req.op.name;
     req.audit.params = audit_params(&p);
-    if req.caller.account.is_empty() {
-        return Err(ServiceError::MissingAuthenticationToken(
-            "Request is missing Authentication Token".into(),
-        ));
-    }
     let kc = req.kc.clone();
     let acct = req.caller.account.clone();
     let rid = req.request_id.clone();
     let ok = |body: String| -> R { Ok(xml_response(200, body)) };
-    let respond = |f: &dyn Fn(&mut XmlWriter)| query_response(&action, IAM_XMLNS, &rid, |w| f(w));
+    let respond = |f: &dyn Fn(&mut XmlWriter)| query_response(action, IAM_XMLNS, &rid, |w| f(w));
     let st_path = |h: Holder, name: &str| -> String {
         let st = kc.state();
         match h {
@@ -270,17 +283,34 @@ pub async fn handle(req: &mut Req) -> R {
     };
     let ent_arn = |h: Holder, name: &str| arn(&acct, h.label(), &st_path(h, name), name);
     let iam_action = format!("iam:{action}");
+    // Each resource is one check with that resource's own tags.
     macro_rules! authz {
-        ($res:expr) => {{
+        ($res:expr) => {{ authz!($res, &iam_action) }};
+        ($res:expr, $act:expr) => {{
             let res: String = $res;
             req.audit
                 .resources
                 .push((res.clone(), "AWS::IAM::Resource".into()));
-            req.authorize(&iam_action, &res, Some(&acct), ResourcePolicy::None)?;
+            let tags = resource_tags(&kc, &acct, &res);
+            req.check(
+                Check::new($act, res)
+                    .account(acct.clone())
+                    .tags(Some("iam"), &tags),
+            )?;
+        }};
+    }
+    // Creating with tags also needs the Tag action, with the request tags.
+    macro_rules! tag_on_create {
+        ($tags:expr, $res:expr, $act:literal) => {{
+            let tags: &[Tag] = $tags;
+            if !tags.is_empty() {
+                req.request_tags(tags.iter().map(|t| (t.key.as_str(), t.value.as_str())));
+                authz!($res, $act);
+            }
         }};
     }
 
-    match action.as_str() {
+    match action {
         // ------------------------------------------------------------ users
         "CreateUser" => {
             let name = need(&p, "UserName")?;
@@ -288,9 +318,10 @@ pub async fn handle(req: &mut Req) -> R {
             let tags = tags_in(&p)?;
             let boundary = p.get("PermissionsBoundary").map(str::to_string);
             if let Some(b) = &boundary {
-                req.ctx.insert("iam:PermissionsBoundary", b.clone());
+                req.request_key("iam:PermissionsBoundary", b.clone());
             }
             authz!(arn(&acct, "user", path, name));
+            tag_on_create!(&tags, arn(&acct, "user", path, name), "iam:TagUser");
             let u = kc.create_user(&acct, name, path, tags, boundary).await?;
             ok(respond(&|w| {
                 w.start("User");
@@ -385,7 +416,7 @@ pub async fn handle(req: &mut Req) -> R {
             };
             authz!(res);
             let display = user.clone().unwrap_or_default();
-            match action.as_str() {
+            match action {
                 "CreateAccessKey" => {
                     let (k, secret) = kc.create_access_key(&acct, user.as_deref()).await?;
                     req.audit.response = serde_json::json!({"accessKey": {"accessKeyId": k.id, "status": "Active", "userName": display}});
@@ -547,9 +578,11 @@ pub async fn handle(req: &mut Req) -> R {
             };
             let boundary = p.get("PermissionsBoundary").map(str::to_string);
             if let Some(b) = &boundary {
-                req.ctx.insert("iam:PermissionsBoundary", b.clone());
+                req.request_key("iam:PermissionsBoundary", b.clone());
             }
             authz!(arn(&acct, "role", path, name));
+            let tags = tags_in(&p)?;
+            tag_on_create!(&tags, arn(&acct, "role", path, name), "iam:TagRole");
             let r = kc
                 .create_role(
                     &acct,
@@ -559,7 +592,7 @@ pub async fn handle(req: &mut Req) -> R {
                         trust: trust.into(),
                         description: p.get("Description").map(str::to_string),
                         max_session_duration: max,
-                        tags: tags_in(&p)?,
+                        tags,
                         boundary,
                     },
                 )
@@ -634,29 +667,30 @@ pub async fn handle(req: &mut Req) -> R {
         }
         // ------------------------------------------------------------- tags
         "TagUser" | "TagRole" | "UntagUser" | "UntagRole" | "ListUserTags" | "ListRoleTags" => {
-            let h = holder_of(&action);
+            let h = holder_of(action);
             let key = if h == Holder::Role {
                 "RoleName"
             } else {
                 "UserName"
             };
             let name = need(&p, key)?;
+            let tags = tags_in(&p)?;
+            let untag: Vec<String> = p
+                .list("TagKeys.member")
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+            if action.starts_with("Tag") {
+                req.request_tags(tags.iter().map(|t| (t.key.as_str(), t.value.as_str())));
+            } else if action.starts_with("Untag") {
+                req.request_key_multi("aws:TagKeys", untag.clone());
+            }
             authz!(ent_arn(h, name));
             if action.starts_with("Tag") {
-                let tags = tags_in(&p)?;
-                for t in &tags {
-                    req.ctx
-                        .insert(&format!("aws:RequestTag/{}", t.key), t.value.clone());
-                }
                 kc.tag(&acct, h, name, tags).await?;
                 ok(respond(&|_| {}))
             } else if action.starts_with("Untag") {
-                let keys = p
-                    .list("TagKeys.member")
-                    .into_iter()
-                    .map(str::to_string)
-                    .collect();
-                kc.untag(&acct, h, name, keys).await?;
+                kc.untag(&acct, h, name, untag).await?;
                 ok(respond(&|_| {}))
             } else {
                 let tags = if h == Holder::Role {
@@ -683,6 +717,8 @@ pub async fn handle(req: &mut Req) -> R {
             let path = p.get("Path").unwrap_or("/");
             let doc = need(&p, "PolicyDocument")?;
             authz!(arn(&acct, "policy", path, name));
+            let tags = tags_in(&p)?;
+            tag_on_create!(&tags, arn(&acct, "policy", path, name), "iam:TagPolicy");
             let pol = kc
                 .create_policy(
                     &acct,
@@ -690,7 +726,7 @@ pub async fn handle(req: &mut Req) -> R {
                     path,
                     doc,
                     p.get("Description").map(str::to_string),
-                    tags_in(&p)?,
+                    tags,
                 )
                 .await?;
             ok(respond(&|w| {
@@ -823,7 +859,7 @@ pub async fn handle(req: &mut Req) -> R {
         }
         "AttachUserPolicy" | "AttachGroupPolicy" | "AttachRolePolicy" | "DetachUserPolicy"
         | "DetachGroupPolicy" | "DetachRolePolicy" => {
-            let h = holder_of(&action);
+            let h = holder_of(action);
             let key = match h {
                 Holder::User => "UserName",
                 Holder::Group => "GroupName",
@@ -831,7 +867,7 @@ pub async fn handle(req: &mut Req) -> R {
             };
             let name = need(&p, key)?;
             let a = need(&p, "PolicyArn")?.to_string();
-            req.ctx.insert("iam:PolicyARN", a.clone());
+            req.request_key("iam:PolicyARN", a.clone());
             authz!(ent_arn(h, name));
             if action.starts_with("Attach") {
                 kc.attach_policy(&acct, h, name, &a).await?;
@@ -841,7 +877,7 @@ pub async fn handle(req: &mut Req) -> R {
             ok(respond(&|_| {}))
         }
         "ListAttachedUserPolicies" | "ListAttachedGroupPolicies" | "ListAttachedRolePolicies" => {
-            let h = holder_of(&action);
+            let h = holder_of(action);
             let key = match h {
                 Holder::User => "UserName",
                 Holder::Group => "GroupName",
@@ -866,7 +902,7 @@ pub async fn handle(req: &mut Req) -> R {
         "PutUserPolicy" | "PutGroupPolicy" | "PutRolePolicy" | "GetUserPolicy"
         | "GetGroupPolicy" | "GetRolePolicy" | "DeleteUserPolicy" | "DeleteGroupPolicy"
         | "DeleteRolePolicy" | "ListUserPolicies" | "ListGroupPolicies" | "ListRolePolicies" => {
-            let h = holder_of(&action);
+            let h = holder_of(action);
             let key = match h {
                 Holder::User => "UserName",
                 Holder::Group => "GroupName",
@@ -907,7 +943,7 @@ pub async fn handle(req: &mut Req) -> R {
         | "PutRolePermissionsBoundary"
         | "DeleteUserPermissionsBoundary"
         | "DeleteRolePermissionsBoundary" => {
-            let h = holder_of(&action);
+            let h = holder_of(action);
             let key = if h == Holder::Role {
                 "RoleName"
             } else {
@@ -916,7 +952,7 @@ pub async fn handle(req: &mut Req) -> R {
             let name = need(&p, key)?;
             let b = if action.starts_with("Put") {
                 let b = need(&p, "PermissionsBoundary")?.to_string();
-                req.ctx.insert("iam:PermissionsBoundary", b.clone());
+                req.request_key("iam:PermissionsBoundary", b.clone());
                 Some(b)
             } else {
                 None
@@ -930,9 +966,13 @@ pub async fn handle(req: &mut Req) -> R {
             let name = need(&p, "InstanceProfileName")?;
             let path = p.get("Path").unwrap_or("/");
             authz!(arn(&acct, "instance-profile", path, name));
-            let ip = kc
-                .create_instance_profile(&acct, name, path, tags_in(&p)?)
-                .await?;
+            let tags = tags_in(&p)?;
+            tag_on_create!(
+                &tags,
+                arn(&acct, "instance-profile", path, name),
+                "iam:TagInstanceProfile"
+            );
+            let ip = kc.create_instance_profile(&acct, name, path, tags).await?;
             ok(respond(&|w| {
                 w.start("InstanceProfile");
                 profile_xml(w, &ip, &[]);
@@ -950,7 +990,7 @@ pub async fn handle(req: &mut Req) -> R {
                 .map(|x| x.path.clone())
                 .unwrap_or_else(|| "/".into());
             authz!(arn(&acct, "instance-profile", &path, name));
-            match action.as_str() {
+            match action {
                 "GetInstanceProfile" => {
                     let (ip, roles) = kc.get_instance_profile(&acct, name)?;
                     ok(respond(&|w| {
@@ -1113,8 +1153,9 @@ pub async fn handle(req: &mut Req) -> R {
                 w.elem("IsTruncated", "false");
             }))
         }
-        other => Err(ServiceError::InvalidAction(format!(
-            "Could not find operation {other} for version 2010-05-08"
+        // A row without an arm: the table and this match disagree.
+        other => Err(ServiceError::Internal(format!(
+            "operation {other} has a row but no handler"
         ))),
     }
 }

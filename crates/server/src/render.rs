@@ -1,12 +1,14 @@
-//! Error rendering per protocol: the one place where a service error
-//! becomes AWS's wire format for the API that was called.
+//! Error rendering per protocol: a service error becomes AWS's wire format
+//! for the API that was called. Which code and status each protocol uses
+//! is decided in one table, `ServiceError::wire`.
 
 use axum::body::Body;
+use http::request::Parts;
 use http::{Response, StatusCode};
 use keycard_proto::xml;
-use keycard_services::ServiceError;
+use keycard_services::{ServiceError, Wire};
 
-/// The wire protocols keycard speaks.
+/// The wire protocols keycard speaks, and the shapes of those it doesn't.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     Iam,
@@ -14,16 +16,21 @@ pub enum Protocol {
     S3,
     Ec2,
     CloudTrail,
+    /// A service keycard does not serve, answered in its own family's shape.
+    Other(Wire),
 }
 
 impl Protocol {
-    pub fn for_service(service: &str) -> Protocol {
+    /// The protocol of a signed request's service (`scope.service`); for a
+    /// service keycard does not serve, guessed from the request's shape.
+    pub fn for_service(service: &str, parts: &Parts) -> Protocol {
         match service {
+            "iam" => Protocol::Iam,
             "sts" => Protocol::Sts,
             "s3" => Protocol::S3,
             "ec2" => Protocol::Ec2,
             "cloudtrail" => Protocol::CloudTrail,
-            _ => Protocol::Iam,
+            _ => Protocol::Other(shape_of(parts)),
         }
     }
 
@@ -34,93 +41,81 @@ impl Protocol {
             Protocol::S3 => "s3.amazonaws.com",
             Protocol::Ec2 => "ec2.amazonaws.com",
             Protocol::CloudTrail => "cloudtrail.amazonaws.com",
+            Protocol::Other(_) => "",
+        }
+    }
+
+    /// The error family this protocol answers in.
+    pub fn wire(self) -> Wire {
+        match self {
+            Protocol::Iam | Protocol::Sts => Wire::Query,
+            Protocol::Ec2 => Wire::Ec2,
+            Protocol::S3 => Wire::S3,
+            Protocol::CloudTrail => Wire::CloudTrail,
+            Protocol::Other(w) => w,
         }
     }
 }
 
-/// S3 names some authentication failures differently.
-fn s3_code(e: &ServiceError) -> (&'static str, u16, String) {
-    match e {
-        ServiceError::InvalidClientTokenId(_) => (
-            "InvalidAccessKeyId",
-            403,
-            "The AWS Access Key Id you provided does not exist in our records.".into(),
-        ),
-        ServiceError::ExpiredToken(_) => (
-            "ExpiredToken",
-            400,
-            "The provided token has expired.".into(),
-        ),
-        ServiceError::MissingAuthenticationToken(m) => ("AccessDenied", 403, m.clone()),
-        ServiceError::IncompleteSignature(m) => ("AccessDenied", 403, m.clone()),
-        ServiceError::ValidationError(m) => ("InvalidArgument", 400, m.clone()),
-        ServiceError::InvalidInput(m) => ("InvalidArgument", 400, m.clone()),
-        ServiceError::MalformedPolicyDocument(m) => ("MalformedPolicy", 400, m.clone()),
-        other => (other.code(), other.status(), other.message()),
+/// JSON services carry `X-Amz-Target`; query services a form body or an
+/// `Action` parameter; REST-XML is S3's; everything else is REST-JSON.
+pub fn shape_of(parts: &Parts) -> Wire {
+    if parts.headers.contains_key("x-amz-target") {
+        return Wire::Json;
     }
+    let ct = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let q = parts.uri.query().unwrap_or("");
+    if ct.starts_with("application/x-www-form-urlencoded")
+        || q.starts_with("Action=")
+        || q.contains("&Action=")
+    {
+        return Wire::Query;
+    }
+    Wire::Json
 }
 
 pub fn error(protocol: Protocol, e: &ServiceError, request_id: &str, path: &str) -> Response<Body> {
     if matches!(e, ServiceError::Internal(_)) {
         tracing::error!(request_id, error = %e, "internal error");
     }
-    let (status, body, ctype) = match protocol {
-        Protocol::Iam | Protocol::Sts => {
-            let ns = if protocol == Protocol::Iam {
-                xml::IAM_XMLNS
-            } else {
-                xml::STS_XMLNS
-            };
-            let fault = if e.is_sender_fault() {
-                "Sender"
-            } else {
-                "Receiver"
-            };
+    let namespace = match protocol {
+        Protocol::Sts => xml::STS_XMLNS,
+        _ => xml::IAM_XMLNS,
+    };
+    let w = e.wire(protocol.wire());
+    let (body, ctype) = match protocol.wire() {
+        Wire::Query => {
+            let fault = if w.status < 500 { "Sender" } else { "Receiver" };
             (
-                e.status(),
-                xml::query_error(ns, fault, e.code(), &e.message(), request_id),
+                xml::query_error(namespace, fault, w.code, &w.message, request_id),
                 "text/xml",
             )
         }
-        Protocol::Ec2 => {
-            let (code, status) = match e {
-                ServiceError::AccessDenied(_) => ("UnauthorizedOperation", 403),
-                ServiceError::InvalidClientTokenId(_) | ServiceError::SignatureDoesNotMatch(_) => {
-                    ("AuthFailure", 401)
-                }
-                other => (other.code(), other.status()),
-            };
-            (
-                status,
-                xml::ec2_error(code, &e.message(), request_id),
-                "text/xml",
-            )
-        }
-        Protocol::S3 => {
-            let (code, status, msg) = s3_code(e);
-            (
-                status,
-                xml::s3_error(code, &msg, Some(path), request_id),
-                "application/xml",
-            )
-        }
-        Protocol::CloudTrail => {
-            let code = match e {
-                ServiceError::ValidationError(_) | ServiceError::InvalidInput(_) => {
-                    "InvalidLookupAttributesException"
-                }
-                other => other.code(),
-            };
-            let body = serde_json::json!({"__type": code, "message": e.message()}).to_string();
-            (e.status(), body, "application/x-amz-json-1.1")
-        }
+        Wire::Ec2 => (xml::ec2_error(w.code, &w.message, request_id), "text/xml"),
+        Wire::S3 => (
+            xml::s3_error(w.code, &w.message, Some(path), request_id),
+            "application/xml",
+        ),
+        Wire::CloudTrail | Wire::Json => (
+            serde_json::json!({"__type": w.code, "message": w.message}).to_string(),
+            "application/x-amz-json-1.1",
+        ),
     };
     let mut r = Response::new(Body::from(body));
-    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    *r.status_mut() = StatusCode::from_u16(w.status).unwrap_or(StatusCode::BAD_REQUEST);
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static(ctype),
     );
+    if protocol.wire() == Wire::Json
+        && let Ok(v) = http::HeaderValue::from_str(w.code)
+    {
+        r.headers_mut().insert("x-amzn-errortype", v);
+    }
     if let Ok(v) = http::HeaderValue::from_str(request_id) {
         r.headers_mut().insert("x-amz-request-id", v.clone());
         r.headers_mut().insert("x-amzn-requestid", v);

@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use axum::body::Body;
-use http::{HeaderName, HeaderValue, Method, Response, StatusCode};
+use http::request::Parts;
+use http::{HeaderName, HeaderValue, Response, StatusCode};
 use keycard_proto::chunked::{ChunkMode, DecodedBody, decode_aws_chunked, decode_body};
 use keycard_proto::sigv4;
 use keycard_proto::xml::{S3_XMLNS, XmlNode, XmlWriter, parse_xml};
 use keycard_services::ServiceError;
-use keycard_services::auth::ResourcePolicy;
+use keycard_services::auth::{Check, ResourcePolicy};
 use keycard_services::model::{Bucket, ObjectMeta};
 use keycard_services::s3 as svc;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
@@ -182,11 +183,13 @@ fn virtual_bucket(host: &str) -> Option<String> {
 }
 
 /// The Host, lower-cased, without the port.
-fn host_of(req: &Req) -> String {
-    let raw = req
-        .header("host")
+fn host_of(parts: &Parts) -> String {
+    let raw = parts
+        .headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
         .map(str::to_string)
-        .or_else(|| req.parts.uri.authority().map(|a| a.as_str().to_string()))
+        .or_else(|| parts.uri.authority().map(|a| a.as_str().to_string()))
         .unwrap_or_default();
     let raw = raw.trim().to_ascii_lowercase();
     if raw.starts_with('[') {
@@ -206,8 +209,8 @@ fn decode_path(s: &str) -> Result<String, ServiceError> {
 }
 
 /// (bucket, key) from the Host and path.
-fn route(req: &Req, host: &str) -> Result<(Option<String>, Option<String>), ServiceError> {
-    let path = req.parts.uri.path();
+fn route(parts: &Parts, host: &str) -> Result<(Option<String>, Option<String>), ServiceError> {
+    let path = parts.uri.path();
     let path = path.strip_prefix('/').unwrap_or(path);
     if let Some(b) = virtual_bucket(host) {
         let key = (!path.is_empty()).then(|| decode_path(path)).transpose()?;
@@ -349,13 +352,16 @@ fn authorize_in(
     };
     match req.kc.bucket(bucket).ok() {
         Some(b) => {
-            req.ctx.insert("s3:ResourceAccount", b.account.clone());
-            req.ctx.insert("aws:ResourceAccount", b.account.clone());
             let rp = match &b.policy {
                 Some(p) => ResourcePolicy::Resource(p),
                 None => ResourcePolicy::None,
             };
-            match req.authorize(action, &arn, Some(&b.account), rp) {
+            let check = Check::new(action, arn)
+                .account(b.account.clone())
+                .key("s3:ResourceAccount", b.account.clone())
+                .key("aws:ResourceAccount", b.account.clone())
+                .policy(rp);
+            match req.check(check) {
                 Ok(()) => match req.header(owner_header) {
                     Some(o) if o.trim() != b.account => Err(access_denied()),
                     _ => Ok(b),
@@ -369,8 +375,6 @@ fn authorize_in(
             }
         }
         None => {
-            req.ctx.remove("s3:ResourceAccount");
-            req.ctx.remove("aws:ResourceAccount");
             req.authorize(action, &arn, None, ResourcePolicy::None)?;
             Err(ServiceError::NoSuchBucket(
                 "The specified bucket does not exist".into(),
@@ -382,23 +386,17 @@ fn authorize_in(
 /// Whether the caller may list the bucket (decides NoSuchKey vs
 /// AccessDenied for a missing key), without touching the audit record.
 fn may_list(req: &Req, b: &Bucket) -> bool {
-    if !req.enforce {
-        return true;
-    }
     let rp = match &b.policy {
         Some(p) => ResourcePolicy::Resource(p),
         None => ResourcePolicy::None,
     };
-    req.kc
-        .authorize(
-            &req.caller,
-            "s3:ListBucket",
-            &bucket_arn(&b.name),
-            Some(&b.account),
-            &req.ctx,
-            rp,
-        )
-        .is_allowed()
+    req.would_allow(
+        &Check::new("s3:ListBucket", bucket_arn(&b.name))
+            .account(b.account.clone())
+            .key("s3:ResourceAccount", b.account.clone())
+            .key("aws:ResourceAccount", b.account.clone())
+            .policy(rp),
+    )
 }
 
 fn add_bucket_resource(req: &mut Req, bucket: &str) {
@@ -420,8 +418,8 @@ fn add_request_context(req: &mut Req) {
         let age_ms = (time::OffsetDateTime::now_utc() - a.timestamp)
             .whole_milliseconds()
             .max(0);
-        req.ctx.insert("s3:signatureversion", "AWS4-HMAC-SHA256");
-        req.ctx.insert(
+        req.request_key("s3:signatureversion", "AWS4-HMAC-SHA256");
+        req.request_key(
             "s3:authType",
             if presigned {
                 "REST-QUERY-STRING"
@@ -429,7 +427,7 @@ fn add_request_context(req: &mut Req) {
                 "REST-HEADER"
             },
         );
-        req.ctx.insert("s3:signatureAge", age_ms.to_string());
+        req.request_key("s3:signatureAge", age_ms.to_string());
     }
     for h in [
         "x-amz-content-sha256",
@@ -445,17 +443,109 @@ fn add_request_context(req: &mut Req) {
         "x-amz-object-ownership",
     ] {
         if let Some(v) = req.header(h).map(str::to_string) {
-            req.ctx.insert(&format!("s3:{h}"), v);
+            req.request_key(&format!("s3:{h}"), v);
         }
     }
 }
 
 // -------------------------------------------------------------- dispatch
 
+/// Whether the request names a bucket, and a key in it, without decoding
+/// them (a bad encoding is the handler's error to report).
+fn shape(parts: &Parts, host: &str) -> (bool, bool) {
+    let path = parts.uri.path();
+    let path = path.strip_prefix('/').unwrap_or(path);
+    if virtual_bucket(host).is_some() {
+        return (true, !path.is_empty());
+    }
+    match path.split_once('/') {
+        _ if path.is_empty() => (false, false),
+        Some((_, k)) => (true, !k.is_empty()),
+        None => (true, false),
+    }
+}
+
+/// The operation an S3 request is: its row's name, or for a sub-resource
+/// keycard doesn't serve, the name AWS gives it (`GetBucketCors`).
+pub(crate) fn op_name(parts: &Parts) -> String {
+    let host = host_of(parts);
+    let q = Query::parse(parts.uri.query());
+    let method = parts.method.as_str();
+    let sub = q.subresource();
+    let copy = parts.headers.contains_key("x-amz-copy-source");
+    let name = match shape(parts, &host) {
+        (false, _) => match method {
+            "GET" => "ListBuckets",
+            _ => "Unknown",
+        },
+        (true, false) => match (method, sub) {
+            ("GET", None) if q.get("list-type") == Some("2") => "ListObjectsV2",
+            ("GET", None) => "ListObjects",
+            ("GET", Some("location")) => "GetBucketLocation",
+            ("GET", Some("policy")) => "GetBucketPolicy",
+            ("GET", Some("uploads")) => "ListMultipartUploads",
+            ("GET", Some("versions")) => "ListObjectVersions",
+            ("GET", Some("acl")) => "GetBucketAcl",
+            ("GET", Some("versioning")) => "GetBucketVersioning",
+            ("GET", Some("encryption")) => "GetBucketEncryption",
+            ("GET", Some("requestPayment")) => "GetBucketRequestPayment",
+            ("HEAD", _) => "HeadBucket",
+            ("PUT", None) => "CreateBucket",
+            ("PUT", Some("policy")) => "PutBucketPolicy",
+            ("DELETE", None) => "DeleteBucket",
+            ("DELETE", Some("policy")) => "DeleteBucketPolicy",
+            ("POST", Some("delete")) => "DeleteObjects",
+            ("POST", None) => "PostObject",
+            (m, Some(s)) => return sub_name(m, "Bucket", s),
+            _ => "Unknown",
+        },
+        (true, true) => match (method, sub) {
+            ("GET", None) if q.has("uploadId") => "ListParts",
+            ("GET", None) => "GetObject",
+            ("HEAD", None) => "HeadObject",
+            ("GET", Some("acl")) => "GetObjectAcl",
+            ("GET", Some("tagging")) => "GetObjectTagging",
+            ("PUT", None) if q.has("uploadId") || q.has("partNumber") => {
+                if copy {
+                    "UploadPartCopy"
+                } else {
+                    "UploadPart"
+                }
+            }
+            ("PUT", None) if copy => "CopyObject",
+            ("PUT", None) => "PutObject",
+            ("POST", Some("uploads")) => "CreateMultipartUpload",
+            ("POST", None) if q.has("uploadId") => "CompleteMultipartUpload",
+            ("DELETE", None) if q.has("uploadId") => "AbortMultipartUpload",
+            ("DELETE", None) => "DeleteObject",
+            (m, Some(s)) => return sub_name(m, "Object", s),
+            _ => "Unknown",
+        },
+    };
+    name.to_string()
+}
+
+/// AWS's name for a sub-resource operation: `GET ?cors` on a bucket is
+/// `GetBucketCors`.
+fn sub_name(method: &str, level: &str, sub: &str) -> String {
+    let mut s = sub.chars();
+    let sub_name = match s.next() {
+        Some(c) => c.to_ascii_uppercase().to_string() + s.as_str(),
+        None => String::new(),
+    };
+    let verb = match method {
+        "GET" | "HEAD" => "Get",
+        "PUT" => "Put",
+        "DELETE" => "Delete",
+        _ => "Post",
+    };
+    format!("{verb}{level}{sub_name}")
+}
+
 pub async fn handle(req: &mut Req) -> R {
-    let host = host_of(req);
+    let host = host_of(&req.parts);
     let q = Query::parse(req.parts.uri.query());
-    let (bucket, key) = route(req, &host)?;
+    let (bucket, key) = route(&req.parts, &host)?;
     add_request_context(req);
 
     let mut params = Map::new();
@@ -474,133 +564,51 @@ pub async fn handle(req: &mut Req) -> R {
     }
     req.audit.params = Value::Object(params);
 
-    let method = req.parts.method.clone();
-    let sub = q.subresource().map(str::to_string);
-    let sub = sub.as_deref();
-    match (bucket, key) {
-        (None, _) => match method {
-            Method::GET => list_buckets(req, &q).await,
-            _ => {
-                req.audit.event_name = "Unknown".into();
-                Err(ServiceError::MethodNotAllowed(
-                    "The specified method is not allowed against this resource.".into(),
-                ))
-            }
-        },
-        (Some(b), None) => bucket_op(req, &method, sub, &b, &q, &host).await,
-        (Some(b), Some(k)) => object_op(req, &method, sub, &b, &k, &q, &host).await,
-    }
-}
-
-fn name_op(req: &mut Req, name: &str) {
-    req.audit.event_name = name.to_string();
-    req.audit.read_only =
-        name.starts_with("Get") || name.starts_with("Head") || name.starts_with("List");
-}
-
-fn not_implemented(req: &mut Req, method: &Method, level: &str, sub: &str) -> R {
-    let mut s = sub.chars();
-    let sub_name = match s.next() {
-        Some(c) => c.to_ascii_uppercase().to_string() + s.as_str(),
-        None => String::new(),
-    };
-    let verb = match *method {
-        Method::GET | Method::HEAD => "Get",
-        Method::PUT => "Put",
-        Method::DELETE => "Delete",
-        _ => "Post",
-    };
-    name_op(req, &format!("{verb}{level}{sub_name}"));
-    Err(ServiceError::NotImplemented(format!(
-        "keycard does not implement the {sub} sub-resource for this method"
-    )))
-}
-
-async fn bucket_op(
-    req: &mut Req,
-    method: &Method,
-    sub: Option<&str>,
-    b: &str,
-    q: &Query,
-    host: &str,
-) -> R {
-    match (method.as_str(), sub) {
-        ("GET", None) if q.get("list-type") == Some("2") => list_objects(req, b, q, true).await,
-        ("GET", None) => list_objects(req, b, q, false).await,
-        ("GET", Some("location")) => get_bucket_location(req, b).await,
-        ("GET", Some("policy")) => get_bucket_policy(req, b).await,
-        ("GET", Some("uploads")) => list_uploads(req, b, q).await,
-        ("GET", Some("versions")) => list_versions(req, b, q).await,
-        ("GET", Some("acl")) => get_acl(req, b, None).await,
-        ("GET", Some("versioning")) => get_bucket_versioning(req, b).await,
-        ("GET", Some("encryption")) => get_bucket_encryption(req, b).await,
-        ("GET", Some("requestPayment")) => get_request_payment(req, b).await,
-        ("HEAD", _) => head_bucket(req, b).await,
-        ("PUT", None) => create_bucket(req, b, host).await,
-        ("PUT", Some("policy")) => put_bucket_policy(req, b).await,
-        ("DELETE", None) => delete_bucket(req, b).await,
-        ("DELETE", Some("policy")) => delete_bucket_policy(req, b).await,
-        ("POST", Some("delete")) => delete_objects(req, b).await,
-        ("POST", None) => {
-            name_op(req, "PostObject");
-            add_bucket_resource(req, b);
-            Err(ServiceError::NotImplemented(
-                "keycard does not implement browser-based (POST form) uploads".into(),
-            ))
-        }
-        (_, Some(s)) => not_implemented(req, method, "Bucket", s),
-        (_, None) => {
-            name_op(req, "Unknown");
-            Err(ServiceError::MethodNotAllowed(
-                "The specified method is not allowed against this resource.".into(),
-            ))
-        }
-    }
-}
-
-async fn object_op(
-    req: &mut Req,
-    method: &Method,
-    sub: Option<&str>,
-    b: &str,
-    k: &str,
-    q: &Query,
-    host: &str,
-) -> R {
-    let copy = req.header("x-amz-copy-source").is_some();
-    match (method.as_str(), sub) {
-        ("GET", None) if q.has("uploadId") => list_parts(req, b, k, q).await,
-        ("GET", None) => get_object(req, b, k, q, false).await,
-        ("HEAD", None) => get_object(req, b, k, q, true).await,
-        ("GET", Some("acl")) => get_acl(req, b, Some(k)).await,
-        ("GET", Some("tagging")) => get_object_tagging(req, b, k).await,
-        ("PUT", None) if q.has("uploadId") || q.has("partNumber") => {
-            if copy {
-                upload_part_copy(req, b, k, q).await
-            } else {
-                upload_part(req, b, k, q).await
-            }
-        }
-        ("PUT", None) if copy => copy_object(req, b, k).await,
-        ("PUT", None) => put_object(req, b, k).await,
-        ("POST", Some("uploads")) => create_multipart(req, b, k).await,
-        ("POST", None) if q.has("uploadId") => complete_multipart(req, b, k, q, host).await,
-        ("DELETE", None) if q.has("uploadId") => abort_multipart(req, b, k, q).await,
-        ("DELETE", None) => delete_object(req, b, k).await,
-        (_, Some(s)) => not_implemented(req, method, "Object", s),
-        (_, None) => {
-            name_op(req, "Unknown");
-            Err(ServiceError::MethodNotAllowed(
-                "The specified method is not allowed against this resource.".into(),
-            ))
-        }
+    let b = bucket.as_deref().unwrap_or("");
+    let k = key.as_deref().unwrap_or("");
+    match req.op.name {
+        "ListBuckets" => list_buckets(req, &q).await,
+        "ListObjectsV2" => list_objects(req, b, &q, true).await,
+        "ListObjects" => list_objects(req, b, &q, false).await,
+        "GetBucketLocation" => get_bucket_location(req, b).await,
+        "GetBucketPolicy" => get_bucket_policy(req, b).await,
+        "ListMultipartUploads" => list_uploads(req, b, &q).await,
+        "ListObjectVersions" => list_versions(req, b, &q).await,
+        "GetBucketAcl" => get_acl(req, b, None).await,
+        "GetBucketVersioning" => get_bucket_versioning(req, b).await,
+        "GetBucketEncryption" => get_bucket_encryption(req, b).await,
+        "GetBucketRequestPayment" => get_request_payment(req, b).await,
+        "HeadBucket" => head_bucket(req, b).await,
+        "CreateBucket" => create_bucket(req, b, &host).await,
+        "PutBucketPolicy" => put_bucket_policy(req, b).await,
+        "DeleteBucket" => delete_bucket(req, b).await,
+        "DeleteBucketPolicy" => delete_bucket_policy(req, b).await,
+        "DeleteObjects" => delete_objects(req, b).await,
+        "ListParts" => list_parts(req, b, k, &q).await,
+        "GetObject" => get_object(req, b, k, &q, false).await,
+        "HeadObject" => get_object(req, b, k, &q, true).await,
+        "GetObjectAcl" => get_acl(req, b, Some(k)).await,
+        "GetObjectTagging" => get_object_tagging(req, b, k).await,
+        "UploadPartCopy" => upload_part_copy(req, b, k, &q).await,
+        "UploadPart" => upload_part(req, b, k, &q).await,
+        "CopyObject" => copy_object(req, b, k).await,
+        "PutObject" => put_object(req, b, k).await,
+        "CreateMultipartUpload" => create_multipart(req, b, k).await,
+        "CompleteMultipartUpload" => complete_multipart(req, b, k, &q, &host).await,
+        "AbortMultipartUpload" => abort_multipart(req, b, k, &q).await,
+        "DeleteObject" => delete_object(req, b, k).await,
+        // A row without an arm: the table and this match disagree.
+        other => Err(ServiceError::Internal(format!(
+            "operation {other} has a row but no handler"
+        ))),
     }
 }
 
 // ------------------------------------------------------------ body helpers
 
 /// The payload, aws-chunked decoded (signatures verified) as needed.
-fn decoded_body(req: &Req) -> Result<DecodedBody, ServiceError> {
+async fn decoded_body(req: &mut Req) -> Result<DecodedBody, ServiceError> {
+    req.load_body().await?;
     let streaming = matches!(
         sigv4::declared_payload_hash(&req.parts),
         Some(sigv4::STREAMING_PAYLOAD | sigv4::STREAMING_PAYLOAD_TRAILER)
@@ -911,7 +919,6 @@ fn parse_max(q: &Query, name: &str, default: usize) -> Result<usize, ServiceErro
 // ---------------------------------------------------------------- buckets
 
 async fn list_buckets(req: &mut Req, q: &Query) -> R {
-    name_op(req, "ListBuckets");
     req.authorize("s3:ListAllMyBuckets", "*", None, ResourcePolicy::None)?;
     let account = acting_account(req);
     let prefix = q.get("prefix").unwrap_or("");
@@ -962,7 +969,6 @@ async fn list_buckets(req: &mut Req, q: &Query) -> R {
 }
 
 async fn create_bucket(req: &mut Req, b: &str, _host: &str) -> R {
-    name_op(req, "CreateBucket");
     add_bucket_resource(req, b);
     req.authorize(
         "s3:CreateBucket",
@@ -972,7 +978,7 @@ async fn create_bucket(req: &mut Req, b: &str, _host: &str) -> R {
     )?;
     svc::validate_bucket_name(b)?;
     check_acl_header(req)?;
-    let body = decoded_body(req)?;
+    let body = decoded_body(req).await?;
     let mut region = req.region.clone();
     if !body.data.iter().all(u8::is_ascii_whitespace) {
         let n = parse_body_xml(&body.data, "CreateBucketConfiguration")?;
@@ -1017,7 +1023,6 @@ async fn create_bucket(req: &mut Req, b: &str, _host: &str) -> R {
 }
 
 async fn head_bucket(req: &mut Req, b: &str) -> R {
-    name_op(req, "HeadBucket");
     add_bucket_resource(req, b);
     let bucket = authorize_on(req, "s3:ListBucket", b, None)?;
     let mut r = empty(req, 200);
@@ -1027,7 +1032,6 @@ async fn head_bucket(req: &mut Req, b: &str) -> R {
 }
 
 async fn delete_bucket(req: &mut Req, b: &str) -> R {
-    name_op(req, "DeleteBucket");
     add_bucket_resource(req, b);
     authorize_on(req, "s3:DeleteBucket", b, None)?;
     req.kc.delete_bucket(b).await?;
@@ -1035,7 +1039,6 @@ async fn delete_bucket(req: &mut Req, b: &str) -> R {
 }
 
 async fn get_bucket_location(req: &mut Req, b: &str) -> R {
-    name_op(req, "GetBucketLocation");
     add_bucket_resource(req, b);
     let bucket = authorize_on(req, "s3:GetBucketLocation", b, None)?;
     let mut w = XmlWriter::new();
@@ -1064,7 +1067,12 @@ fn authorize_policy_op(req: &mut Req, action: &str, b: &str) -> Result<Bucket, S
             Ok(bucket)
         }
         Err(ServiceError::AccessDenied(m)) => match req.kc.bucket(b) {
+            // The owner's root user can always manage the bucket policy
+            // (AWS's lock-out protection); the event says so.
             Ok(bucket) if req.caller.is_root() && bucket.account == req.caller.account => {
+                if let Some(d) = req.audit.decided.last_mut() {
+                    d.overridden_by = Some("bucket owner's root user");
+                }
                 Ok(bucket)
             }
             _ => Err(ServiceError::AccessDenied(m)),
@@ -1074,7 +1082,6 @@ fn authorize_policy_op(req: &mut Req, action: &str, b: &str) -> Result<Bucket, S
 }
 
 async fn get_bucket_policy(req: &mut Req, b: &str) -> R {
-    name_op(req, "GetBucketPolicy");
     add_bucket_resource(req, b);
     let bucket = authorize_policy_op(req, "s3:GetBucketPolicy", b)?;
     let Some(p) = bucket.policy else {
@@ -1088,10 +1095,9 @@ async fn get_bucket_policy(req: &mut Req, b: &str) -> R {
 }
 
 async fn put_bucket_policy(req: &mut Req, b: &str) -> R {
-    name_op(req, "PutBucketPolicy");
     add_bucket_resource(req, b);
     authorize_policy_op(req, "s3:PutBucketPolicy", b)?;
-    let body = decoded_body(req)?;
+    let body = decoded_body(req).await?;
     integrity(req, &body)?;
     let text = std::str::from_utf8(&body.data)
         .map_err(|_| ServiceError::MalformedPolicyDocument("Policies must be valid JSON".into()))?;
@@ -1105,7 +1111,6 @@ async fn put_bucket_policy(req: &mut Req, b: &str) -> R {
 }
 
 async fn delete_bucket_policy(req: &mut Req, b: &str) -> R {
-    name_op(req, "DeleteBucketPolicy");
     add_bucket_resource(req, b);
     authorize_policy_op(req, "s3:DeleteBucketPolicy", b)?;
     req.kc.delete_bucket_policy(b).await?;
@@ -1115,12 +1120,10 @@ async fn delete_bucket_policy(req: &mut Req, b: &str) -> R {
 async fn get_acl(req: &mut Req, b: &str, key: Option<&str>) -> R {
     let bucket = match key {
         None => {
-            name_op(req, "GetBucketAcl");
             add_bucket_resource(req, b);
             authorize_on(req, "s3:GetBucketAcl", b, None)?
         }
         Some(k) => {
-            name_op(req, "GetObjectAcl");
             add_bucket_resource(req, b);
             add_object_resource(req, b, k);
             let bucket = authorize_on(req, "s3:GetObjectAcl", b, Some(k))?;
@@ -1151,7 +1154,6 @@ async fn get_acl(req: &mut Req, b: &str, key: Option<&str>) -> R {
 }
 
 async fn get_bucket_versioning(req: &mut Req, b: &str) -> R {
-    name_op(req, "GetBucketVersioning");
     add_bucket_resource(req, b);
     authorize_on(req, "s3:GetBucketVersioning", b, None)?;
     let mut w = XmlWriter::new();
@@ -1161,7 +1163,6 @@ async fn get_bucket_versioning(req: &mut Req, b: &str) -> R {
 }
 
 async fn get_bucket_encryption(req: &mut Req, b: &str) -> R {
-    name_op(req, "GetBucketEncryption");
     add_bucket_resource(req, b);
     authorize_on(req, "s3:GetEncryptionConfiguration", b, None)?;
     let mut w = XmlWriter::new();
@@ -1177,7 +1178,6 @@ async fn get_bucket_encryption(req: &mut Req, b: &str) -> R {
 }
 
 async fn get_request_payment(req: &mut Req, b: &str) -> R {
-    name_op(req, "GetBucketRequestPayment");
     add_bucket_resource(req, b);
     authorize_on(req, "s3:GetBucketRequestPayment", b, None)?;
     let mut w = XmlWriter::new();
@@ -1225,7 +1225,7 @@ fn list_params(req: &mut Req, q: &Query) -> Result<ListParams, ServiceError> {
         ("max-keys", "s3:max-keys"),
     ] {
         if let Some(v) = q.get(param) {
-            req.ctx.insert(ctx_key, v.to_string());
+            req.request_key(ctx_key, v.to_string());
         }
     }
     Ok(ListParams {
@@ -1253,7 +1253,6 @@ fn decode_token(t: &str) -> Result<String, ServiceError> {
 }
 
 async fn list_objects(req: &mut Req, b: &str, q: &Query, v2: bool) -> R {
-    name_op(req, if v2 { "ListObjectsV2" } else { "ListObjects" });
     add_bucket_resource(req, b);
     let p = list_params(req, q)?;
     let bucket = authorize_on(req, "s3:ListBucket", b, None)?;
@@ -1343,7 +1342,6 @@ async fn list_objects(req: &mut Req, b: &str, q: &Query, v2: bool) -> R {
 }
 
 async fn list_versions(req: &mut Req, b: &str, q: &Query) -> R {
-    name_op(req, "ListObjectVersions");
     add_bucket_resource(req, b);
     let p = list_params(req, q)?;
     let bucket = authorize_on(req, "s3:ListBucketVersions", b, None)?;
@@ -1425,7 +1423,6 @@ fn object_headers(r: &mut Response<Body>, meta: &ObjectMeta, with_checksums: boo
 }
 
 async fn get_object(req: &mut Req, b: &str, k: &str, q: &Query, head: bool) -> R {
-    name_op(req, if head { "HeadObject" } else { "GetObject" });
     add_bucket_resource(req, b);
     add_object_resource(req, b, k);
     let bucket = authorize_on(req, "s3:GetObject", b, Some(k))?;
@@ -1557,13 +1554,12 @@ fn write_preconditions(req: &Req, b: &str, k: &str) -> Result<(), ServiceError> 
 }
 
 async fn put_object(req: &mut Req, b: &str, k: &str) -> R {
-    name_op(req, "PutObject");
     add_bucket_resource(req, b);
     add_object_resource(req, b, k);
     authorize_on(req, "s3:PutObject", b, Some(k))?;
     svc::validate_key(k)?;
     check_acl_header(req)?;
-    let body = decoded_body(req)?;
+    let body = decoded_body(req).await?;
     let checksums = integrity(req, &body)?;
     let metadata = user_metadata(req)?;
     let mut headers = stored_headers(req);
@@ -1586,7 +1582,6 @@ async fn put_object(req: &mut Req, b: &str, k: &str) -> R {
 }
 
 async fn delete_object(req: &mut Req, b: &str, k: &str) -> R {
-    name_op(req, "DeleteObject");
     add_bucket_resource(req, b);
     add_object_resource(req, b, k);
     authorize_on(req, "s3:DeleteObject", b, Some(k))?;
@@ -1601,9 +1596,8 @@ async fn delete_object(req: &mut Req, b: &str, k: &str) -> R {
 }
 
 async fn delete_objects(req: &mut Req, b: &str) -> R {
-    name_op(req, "DeleteObjects");
     add_bucket_resource(req, b);
-    let body = decoded_body(req)?;
+    let body = decoded_body(req).await?;
     integrity(req, &body)?;
     let n = parse_body_xml(&body.data, "Delete")?;
     let quiet = n
@@ -1702,7 +1696,6 @@ fn copy_source_meta(req: &mut Req) -> Result<ObjectMeta, ServiceError> {
 }
 
 async fn copy_object(req: &mut Req, b: &str, k: &str) -> R {
-    name_op(req, "CopyObject");
     add_bucket_resource(req, b);
     add_object_resource(req, b, k);
     authorize_on(req, "s3:PutObject", b, Some(k))?;
@@ -1781,7 +1774,6 @@ fn checksum_tag(alg: &str) -> String {
 }
 
 async fn get_object_tagging(req: &mut Req, b: &str, k: &str) -> R {
-    name_op(req, "GetObjectTagging");
     add_bucket_resource(req, b);
     add_object_resource(req, b, k);
     authorize_on(req, "s3:GetObjectTagging", b, Some(k))?;
@@ -1813,7 +1805,6 @@ fn part_number(q: &Query) -> Result<u32, ServiceError> {
 }
 
 async fn create_multipart(req: &mut Req, b: &str, k: &str) -> R {
-    name_op(req, "CreateMultipartUpload");
     add_bucket_resource(req, b);
     add_object_resource(req, b, k);
     let bucket = authorize_on(req, "s3:PutObject", b, Some(k))?;
@@ -1846,13 +1837,12 @@ async fn create_multipart(req: &mut Req, b: &str, k: &str) -> R {
 }
 
 async fn upload_part(req: &mut Req, b: &str, k: &str, q: &Query) -> R {
-    name_op(req, "UploadPart");
     add_bucket_resource(req, b);
     add_object_resource(req, b, k);
     authorize_on(req, "s3:PutObject", b, Some(k))?;
     let n = part_number(q)?;
     let id = upload_id(q)?.to_string();
-    let body = decoded_body(req)?;
+    let body = decoded_body(req).await?;
     let checksums = integrity(req, &body)?;
     let part = req.kc.upload_part(b, k, &id, n, &body.data).await?;
     let mut r = empty(req, 200);
@@ -1865,7 +1855,6 @@ async fn upload_part(req: &mut Req, b: &str, k: &str, q: &Query) -> R {
 }
 
 async fn upload_part_copy(req: &mut Req, b: &str, k: &str, q: &Query) -> R {
-    name_op(req, "UploadPartCopy");
     add_bucket_resource(req, b);
     add_object_resource(req, b, k);
     authorize_on(req, "s3:PutObject", b, Some(k))?;
@@ -1904,12 +1893,11 @@ async fn upload_part_copy(req: &mut Req, b: &str, k: &str, q: &Query) -> R {
 }
 
 async fn complete_multipart(req: &mut Req, b: &str, k: &str, q: &Query, host: &str) -> R {
-    name_op(req, "CompleteMultipartUpload");
     add_bucket_resource(req, b);
     add_object_resource(req, b, k);
     authorize_on(req, "s3:PutObject", b, Some(k))?;
     let id = upload_id(q)?.to_string();
-    let body = decoded_body(req)?;
+    let body = decoded_body(req).await?;
     integrity(req, &body)?;
     let n = parse_body_xml(&body.data, "CompleteMultipartUpload")?;
     let mut parts = Vec::new();
@@ -1941,7 +1929,6 @@ async fn complete_multipart(req: &mut Req, b: &str, k: &str, q: &Query, host: &s
 }
 
 async fn abort_multipart(req: &mut Req, b: &str, k: &str, q: &Query) -> R {
-    name_op(req, "AbortMultipartUpload");
     add_bucket_resource(req, b);
     add_object_resource(req, b, k);
     authorize_on(req, "s3:AbortMultipartUpload", b, Some(k))?;
@@ -1951,7 +1938,6 @@ async fn abort_multipart(req: &mut Req, b: &str, k: &str, q: &Query) -> R {
 }
 
 async fn list_parts(req: &mut Req, b: &str, k: &str, q: &Query) -> R {
-    name_op(req, "ListParts");
     add_bucket_resource(req, b);
     add_object_resource(req, b, k);
     let bucket = authorize_on(req, "s3:ListMultipartUploadParts", b, Some(k))?;
@@ -1997,7 +1983,6 @@ async fn list_parts(req: &mut Req, b: &str, k: &str, q: &Query) -> R {
 }
 
 async fn list_uploads(req: &mut Req, b: &str, q: &Query) -> R {
-    name_op(req, "ListMultipartUploads");
     add_bucket_resource(req, b);
     let p = list_params(req, q)?;
     let bucket = authorize_on(req, "s3:ListBucketMultipartUploads", b, None)?;

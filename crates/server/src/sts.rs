@@ -32,25 +32,15 @@ fn duration(p: &keycard_proto::query::Params) -> Result<Option<i64>, ServiceErro
 
 pub async fn handle(req: &mut Req) -> Result<Response<Body>, ServiceError> {
     let p = params(req)?;
-    let action = p
-        .get("Action")
-        .ok_or_else(|| ServiceError::MissingAction("Missing Action".into()))?
-        .to_string();
-    req.audit.event_name = action.clone();
-    req.audit.read_only = action.starts_with("Get");
+    let action = req.op.name;
     req.audit.params = audit_params(&p);
-    if req.caller.account.is_empty() {
-        return Err(ServiceError::MissingAuthenticationToken(
-            "Request is missing Authentication Token".into(),
-        ));
-    }
     let kc = req.kc.clone();
     let rid = req.request_id.clone();
-    let body = match action.as_str() {
+    let body = match action {
         // Always allowed, even under an explicit deny, as in AWS.
         "GetCallerIdentity" => {
             let c = &req.caller;
-            query_response(&action, STS_XMLNS, &rid, |w| {
+            query_response(action, STS_XMLNS, &rid, |w| {
                 w.elem("UserId", &c.user_id())
                     .elem("Account", &c.account)
                     .elem("Arn", &c.principal.arn);
@@ -84,12 +74,15 @@ pub async fn handle(req: &mut Req) -> Result<Response<Body>, ServiceError> {
             req.audit
                 .resources
                 .push((input.role_arn.clone(), "AWS::IAM::Role".into()));
-            let r = kc.assume_role(&req.caller, input, &req.ctx, req.enforce)?;
+            let mut decided = Vec::new();
+            let r = kc.assume_role(&req.caller, input, &req.ctx, req.enforce, &mut decided);
+            req.audit.decided.append(&mut decided);
+            let r = r?;
             req.audit.response = serde_json::json!({
                 "credentials": {"accessKeyId": r.credentials.access_key_id, "expiration": iso8601(r.credentials.expiration)},
                 "assumedRoleUser": {"assumedRoleId": r.assumed_role_id, "arn": r.arn},
             });
-            query_response(&action, STS_XMLNS, &rid, |w| {
+            query_response(action, STS_XMLNS, &rid, |w| {
                 credentials_xml(w, &r.credentials);
                 w.start("AssumedRoleUser")
                     .elem("AssumedRoleId", &r.assumed_role_id)
@@ -108,7 +101,7 @@ pub async fn handle(req: &mut Req) -> Result<Response<Body>, ServiceError> {
             req.audit.response = serde_json::json!({
                 "credentials": {"accessKeyId": c.access_key_id, "expiration": iso8601(c.expiration)},
             });
-            query_response(&action, STS_XMLNS, &rid, |w| credentials_xml(w, &c))
+            query_response(action, STS_XMLNS, &rid, |w| credentials_xml(w, &c))
         }
         "GetAccessKeyInfo" => {
             let id = need(&p, "AccessKeyId")?;
@@ -123,13 +116,26 @@ pub async fn handle(req: &mut Req) -> Result<Response<Body>, ServiceError> {
                 None,
                 keycard_services::auth::ResourcePolicy::None,
             )?;
-            query_response(&action, STS_XMLNS, &rid, |w| {
+            query_response(action, STS_XMLNS, &rid, |w| {
                 w.elem("Account", &account);
             })
         }
+        "DecodeAuthorizationMessage" => {
+            let msg = need(&p, "EncodedMessage")?;
+            req.authorize(
+                "sts:DecodeAuthorizationMessage",
+                "*",
+                None,
+                keycard_services::auth::ResourcePolicy::None,
+            )?;
+            let decoded = kc.decode_authorization_message(&req.caller, msg)?;
+            query_response(action, STS_XMLNS, &rid, |w| {
+                w.elem("DecodedMessage", &decoded);
+            })
+        }
         other => {
-            return Err(ServiceError::InvalidAction(format!(
-                "Could not find operation {other} for version 2011-06-15"
+            return Err(ServiceError::Internal(format!(
+                "operation {other} has a row but no handler"
             )));
         }
     };

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use keycard_policy::{Decision, Evaluation};
+use keycard_policy::Decision;
 use keycard_store::{AuditRow, Store};
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::auth::{Caller, CallerKind};
+use crate::auth::{Caller, CallerKind, Decided};
 use crate::sts::iso8601;
 
 /// Most events written in one transaction.
@@ -43,7 +43,10 @@ pub struct EventInput<'a> {
     pub read_only: bool,
     /// (ARN or name, type) of the resources touched.
     pub resources: Vec<(String, String)>,
-    pub evaluation: Option<&'a Evaluation>,
+    /// Every authorization decided for the call.
+    pub decided: &'a [Decided],
+    /// CloudTrail data event (object-level S3) rather than management.
+    pub data_event: bool,
     pub recipient_account: &'a str,
 }
 
@@ -128,14 +131,35 @@ fn user_identity(c: Option<&Caller>) -> Value {
     Value::Object(m)
 }
 
-fn decision_json(e: &Evaluation) -> Value {
-    json!({
-        "decision": match e.decision { Decision::Allow => "Allow", Decision::ExplicitDeny => "ExplicitDeny", Decision::ImplicitDeny => "ImplicitDeny" },
+/// One decided check as the event's `keycardAuthorization` lists it.
+fn decision_json(d: &Decided) -> Value {
+    let e = &d.evaluation;
+    let mut v = json!({
+        "action": d.action,
+        "resource": d.resource,
+        "decision": e.decision.as_str(),
         "matchedStatements": e.matched.iter().map(|m| json!({
-            "policyId": m.policy_id, "sid": m.sid, "index": m.index,
+            "policyId": m.policy_id, "policyType": format!("{:?}", m.kind),
+            "sid": m.sid, "index": m.index,
             "effect": format!("{:?}", m.effect),
         })).collect::<Vec<_>>(),
-    })
+    });
+    if e.decision == Decision::ImplicitDeny
+        && let Some(m) = v.as_object_mut()
+    {
+        m.insert(
+            "missing".into(),
+            e.missing
+                .iter()
+                .map(|k| k.description())
+                .collect::<Vec<_>>()
+                .into(),
+        );
+    }
+    if let (Some(o), Some(m)) = (d.overridden_by, v.as_object_mut()) {
+        m.insert("overriddenBy".into(), o.into());
+    }
+    v
 }
 
 impl AuditLog {
@@ -232,14 +256,21 @@ impl AuditLog {
             );
         }
         body.insert("eventType".into(), "AwsApiCall".into());
-        body.insert(
-            "managementEvent".into(),
-            (ev.event_source != "s3.amazonaws.com" || !ev.event_name.ends_with("Object")).into(),
-        );
+        body.insert("managementEvent".into(), (!ev.data_event).into());
         body.insert("recipientAccountId".into(), ev.recipient_account.into());
-        body.insert("eventCategory".into(), "Management".into());
-        if let Some(e) = ev.evaluation {
-            body.insert("keycardAuthorization".into(), decision_json(e));
+        body.insert(
+            "eventCategory".into(),
+            if ev.data_event { "Data" } else { "Management" }.into(),
+        );
+        if !ev.decided.is_empty() {
+            body.insert(
+                "keycardAuthorization".into(),
+                ev.decided
+                    .iter()
+                    .map(decision_json)
+                    .collect::<Vec<_>>()
+                    .into(),
+            );
         }
         let username = ev.caller.map(|c| c.username()).unwrap_or_default();
         let mut resource_names: Vec<String> = Vec::new();

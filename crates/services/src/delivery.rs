@@ -270,7 +270,8 @@ impl Keycard {
                 (role_arn.to_string(), "AWS::IAM::Role".into()),
                 (inst.arn(), "AWS::EC2::Instance".into()),
             ],
-            evaluation: None,
+            decided: &[],
+            data_event: false,
             recipient_account: &inst.account,
         });
     }

@@ -62,6 +62,8 @@ pub enum ServiceError {
     #[error("{0}")]
     PackedPolicyTooLarge(String),
     #[error("{0}")]
+    InvalidAuthorizationMessage(String),
+    #[error("{0}")]
     RegionDisabled(String),
     // S3
     #[error("{0}")]
@@ -163,6 +165,7 @@ impl ServiceError {
             MissingAction(_) => "MissingAction",
             InvalidAction(_) => "InvalidAction",
             PackedPolicyTooLarge(_) => "PackedPolicyTooLarge",
+            InvalidAuthorizationMessage(_) => "InvalidAuthorizationMessageException",
             RegionDisabled(_) => "RegionDisabledException",
             NoSuchBucket(_) => "NoSuchBucket",
             NoSuchKey(_) => "NoSuchKey",
@@ -235,7 +238,48 @@ impl ServiceError {
         }
     }
 
-    /// Query-protocol error type: the client's fault or ours.
+    /// The code, status and message a protocol family puts on the wire.
+    /// The per-protocol names AWS uses for the same failure (EC2's
+    /// `UnauthorizedOperation` and `AuthFailure`, S3's `InvalidAccessKeyId`,
+    /// CloudTrail's exception names) live here and nowhere else.
+    pub fn wire(&self, w: Wire) -> WireError {
+        use ServiceError::*;
+        let own = |code: &'static str, status: u16| WireError {
+            code,
+            status,
+            message: self.message(),
+        };
+        match (w, self) {
+            (Wire::Ec2, AccessDenied(_)) => own("UnauthorizedOperation", 403),
+            (Wire::Ec2, InvalidClientTokenId(_) | SignatureDoesNotMatch(_)) => WireError {
+                code: "AuthFailure",
+                status: 401,
+                message: "AWS was not able to validate the provided access credentials".into(),
+            },
+            (Wire::S3, InvalidClientTokenId(_)) => WireError {
+                code: "InvalidAccessKeyId",
+                status: 403,
+                message: "The AWS Access Key Id you provided does not exist in our records.".into(),
+            },
+            (Wire::S3, ExpiredToken(_)) => WireError {
+                code: "ExpiredToken",
+                status: 400,
+                message: "The provided token has expired.".into(),
+            },
+            (Wire::S3, MissingAuthenticationToken(_) | IncompleteSignature(_)) => {
+                own("AccessDenied", 403)
+            }
+            (Wire::S3, ValidationError(_) | InvalidInput(_)) => own("InvalidArgument", 400),
+            (Wire::S3, MalformedPolicyDocument(_)) => own("MalformedPolicy", 400),
+            (Wire::CloudTrail, ValidationError(_) | InvalidInput(_)) => {
+                own("InvalidLookupAttributesException", 400)
+            }
+            (Wire::Json, InvalidAction(_)) => own("UnknownOperationException", 400),
+            _ => own(self.code(), self.status()),
+        }
+    }
+
+    /// Query-protocol error type: the client's fault or ours.    /// Query-protocol error type: the client's fault or ours.
     pub fn is_sender_fault(&self) -> bool {
         self.status() < 500
     }
@@ -265,3 +309,26 @@ impl From<PolicyError> for ServiceError {
 }
 
 pub type Result<T> = std::result::Result<T, ServiceError>;
+
+/// The families of error shapes AWS protocols use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// IAM, STS and other query APIs: `<ErrorResponse><Error><Type>`.
+    Query,
+    /// EC2's query dialect: `<Response><Errors><Error>`.
+    Ec2,
+    /// S3's REST-XML `<Error>`.
+    S3,
+    /// CloudTrail's JSON 1.1 exceptions.
+    CloudTrail,
+    /// Any other JSON or REST-JSON service: `__type` and `x-amzn-ErrorType`.
+    Json,
+}
+
+/// An error as one protocol spells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireError {
+    pub code: &'static str,
+    pub status: u16,
+    pub message: String,
+}

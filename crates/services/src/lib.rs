@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use keycard_proto::secret::SecretKey;
 use keycard_store::{Op, Store};
 
-pub use error::{Result, ServiceError};
+pub use error::{Result, ServiceError, Wire, WireError};
 use model::{Account, Change, Entity};
 use state::State;
 

@@ -9,7 +9,7 @@ use keycard_policy::{Context, Policy, PolicyKind, policy_size};
 use keycard_proto::secret::SecretKey;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{Caller, CallerKind, ResourcePolicy};
+use crate::auth::{Caller, CallerKind, Check, Decided, ResourcePolicy};
 use crate::crypto;
 use crate::error::{Result, ServiceError};
 use crate::model::Tag;
@@ -222,8 +222,9 @@ impl Keycard {
         &self,
         caller: &Caller,
         input: AssumeRoleInput,
-        request_ctx: &Context,
+        request_ctx: &Arc<Context>,
         enforce: bool,
+        decided: &mut Vec<Decided>,
     ) -> Result<AssumedRole> {
         validate_session_name(&input.session_name)?;
         if input.role_arn.len() < 20 || input.role_arn.len() > 2048 {
@@ -292,21 +293,23 @@ impl Keycard {
         if input.tags.len() > 50 {
             return Err(validation("Cannot exceed quota for SessionTags: 50".into()));
         }
-        // Trust policy + identity side.
-        let mut ctx = request_ctx.clone();
-        self.add_caller_context(caller, &mut ctx);
-        ctx.insert("sts:RoleSessionName", input.session_name.clone());
+        // Trust policy + identity side, one decision per action, each in
+        // the audit event.
+        let mut check = Check::new("sts:AssumeRole", input.role_arn.clone())
+            .account(role_account.clone())
+            .policy(ResourcePolicy::Trust(&role.trust))
+            .key("sts:RoleSessionName", input.session_name.clone());
         if let Some(e) = &input.external_id {
-            ctx.insert("sts:ExternalId", e.clone());
+            check = check.key("sts:ExternalId", e.clone());
         }
         if let Some(s) = &input.source_identity {
-            ctx.insert("sts:SourceIdentity", s.clone());
+            check = check.key("sts:SourceIdentity", s.clone());
         }
         for t in &input.tags {
-            ctx.insert(&format!("aws:RequestTag/{}", t.key), t.value.clone());
+            check = check.key(format!("aws:RequestTag/{}", t.key), t.value.clone());
         }
         if !input.tags.is_empty() {
-            ctx.insert_multi(
+            check = check.key_multi(
                 "aws:TagKeys",
                 input.tags.iter().map(|t| t.key.clone()).collect(),
             );
@@ -318,22 +321,24 @@ impl Keycard {
         if input.source_identity.is_some() {
             actions.push("sts:SetSourceIdentity");
         }
-        for action in actions.into_iter().filter(|_| enforce) {
-            let eval = self.authorize(
-                caller,
-                action,
-                &input.role_arn,
-                Some(&role_account),
-                &ctx,
-                ResourcePolicy::Trust(&role.trust),
-            );
-            if !eval.is_allowed() {
-                return Err(ServiceError::AccessDenied(format!(
+        for action in actions {
+            check.action = action;
+            let mut d = self.decide(caller, request_ctx, &check);
+            if !enforce && !d.evaluation.is_allowed() {
+                d.overridden_by = Some("enforcement off");
+            }
+            let allowed = d.permits();
+            let msg = (!allowed).then(|| {
+                format!(
                     "User: {} is not authorized to perform: {action} on resource: {} {}",
                     caller.principal.arn,
                     input.role_arn,
-                    eval.reason(action)
-                )));
+                    d.evaluation.reason(action)
+                )
+            });
+            decided.push(d);
+            if let Some(m) = msg {
+                return Err(ServiceError::AccessDenied(m));
             }
         }
         // Transitive source identity: a chained session keeps it.
@@ -443,6 +448,80 @@ impl Keycard {
             chained: false,
             instance: Some(instance),
         })
+    }
+}
+
+/// Additional authenticated data of encoded authorization messages.
+const AUTHZ_MESSAGE_AAD: &[u8] = b"authorization-message";
+
+impl Keycard {
+    /// EC2's "Encoded authorization failure message": the decision, the
+    /// statements that made it and the request's context, sealed so only
+    /// `sts:DecodeAuthorizationMessage` in the same account can read it.
+    pub fn encode_authorization_message(
+        &self,
+        caller: &Caller,
+        decided: &Decided,
+        context: &Context,
+    ) -> String {
+        let e = &decided.evaluation;
+        let conditions: Vec<serde_json::Value> = context
+            .iter()
+            .map(|(k, v)| {
+                serde_json::json!({"key": k, "values": {"items": v.iter()
+                    .map(|x| serde_json::json!({"value": x})).collect::<Vec<_>>()}})
+            })
+            .collect();
+        let body = serde_json::json!({
+            "account": caller.account,
+            "message": {
+                "allowed": e.is_allowed(),
+                "explicitDeny": e.decision == keycard_policy::Decision::ExplicitDeny,
+                "matchedStatements": {"items": e.matched.iter().map(|m| serde_json::json!({
+                    "statementId": m.sid.clone().unwrap_or_default(),
+                    "effect": format!("{:?}", m.effect).to_uppercase(),
+                    "principals": {"items": [{"value": caller.user_id()}]},
+                    "policyName": m.policy_id,
+                    "policyType": format!("{:?}", m.kind),
+                    "index": m.index,
+                })).collect::<Vec<_>>()},
+                "failures": {"items": []},
+                "context": {
+                    "principal": {"id": caller.user_id(), "arn": caller.principal.arn},
+                    "action": decided.action,
+                    "resource": decided.resource,
+                    "conditions": {"items": conditions},
+                },
+            },
+        });
+        let sealed = self
+            .token_ring()
+            .seal(body.to_string().as_bytes(), AUTHZ_MESSAGE_AAD);
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, sealed)
+    }
+
+    /// `sts:DecodeAuthorizationMessage`: the JSON of a message encoded for
+    /// the caller's account.
+    pub fn decode_authorization_message(&self, caller: &Caller, encoded: &str) -> Result<String> {
+        let invalid = || {
+            ServiceError::InvalidAuthorizationMessage(
+                "The message provided is invalid or was not found.".into(),
+            )
+        };
+        let sealed = base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            encoded.trim(),
+        )
+        .map_err(|_| invalid())?;
+        let plain = self
+            .token_ring()
+            .open(&sealed, AUTHZ_MESSAGE_AAD)
+            .ok_or_else(invalid)?;
+        let v: serde_json::Value = serde_json::from_slice(&plain).map_err(|_| invalid())?;
+        if v.get("account").and_then(|a| a.as_str()) != Some(caller.account.as_str()) {
+            return Err(invalid());
+        }
+        Ok(v.get("message").cloned().unwrap_or_default().to_string())
     }
 }
 

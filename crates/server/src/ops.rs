@@ -1,0 +1,371 @@
+//! Operations as data: one table per service. Each row says what an
+//! operation is called, which IAM actions every successful call of it must
+//! have decided, which it may also need, whether it only reads, and whether
+//! CloudTrail counts it as a data event. Routing ("does this operation
+//! exist"), the audit event's name, source and read-only flag, the
+//! dispatcher's authorization guard, `keycard operations` and the coverage
+//! document all come from these rows.
+
+use crate::render::Protocol;
+
+/// One operation of one service.
+#[derive(Debug, PartialEq, Eq)]
+pub struct OpDef {
+    pub protocol: Protocol,
+    /// AWS's operation name (the audit event name).
+    pub name: &'static str,
+    /// Actions decided on every successful call. Empty only where AWS
+    /// requires no permission (`sts:GetCallerIdentity`, `GetSessionToken`).
+    pub actions: &'static [&'static str],
+    /// Actions decided only for some inputs (`iam:PassRole` when a role is
+    /// passed, `sts:TagSession` when tags are given, …).
+    pub conditional: &'static [&'static str],
+    pub read_only: bool,
+    /// CloudTrail data event (object-level S3) rather than management.
+    pub data_event: bool,
+}
+
+impl OpDef {
+    /// The service's event source, e.g. `iam.amazonaws.com`.
+    pub fn event_source(&self) -> &'static str {
+        self.protocol.event_source()
+    }
+}
+
+/// A row whose one required action is `<prefix>:<name>`.
+macro_rules! same {
+    ($p:ident, $prefix:literal, $name:literal, $ro:expr) => {
+        OpDef {
+            protocol: Protocol::$p,
+            name: $name,
+            actions: &[concat!($prefix, ":", $name)],
+            conditional: &[],
+            read_only: $ro,
+            data_event: false,
+        }
+    };
+    ($p:ident, $prefix:literal, $name:literal, $ro:expr, [$($c:literal),*]) => {
+        OpDef {
+            protocol: Protocol::$p,
+            name: $name,
+            actions: &[concat!($prefix, ":", $name)],
+            conditional: &[$($c),*],
+            read_only: $ro,
+            data_event: false,
+        }
+    };
+}
+
+const RO: bool = true;
+const RW: bool = false;
+
+/// IAM: every operation's action is `iam:<Operation>`.
+pub static IAM: &[OpDef] = &[
+    same!(Iam, "iam", "CreateUser", RW, ["iam:TagUser"]),
+    same!(Iam, "iam", "GetUser", RO),
+    same!(Iam, "iam", "ListUsers", RO),
+    same!(Iam, "iam", "UpdateUser", RW),
+    same!(Iam, "iam", "DeleteUser", RW),
+    same!(Iam, "iam", "CreateAccessKey", RW),
+    same!(Iam, "iam", "ListAccessKeys", RO),
+    same!(Iam, "iam", "UpdateAccessKey", RW),
+    same!(Iam, "iam", "DeleteAccessKey", RW),
+    same!(Iam, "iam", "GetAccessKeyLastUsed", RO),
+    same!(Iam, "iam", "CreateGroup", RW),
+    same!(Iam, "iam", "GetGroup", RO),
+    same!(Iam, "iam", "ListGroups", RO),
+    same!(Iam, "iam", "ListGroupsForUser", RO),
+    same!(Iam, "iam", "DeleteGroup", RW),
+    same!(Iam, "iam", "AddUserToGroup", RW),
+    same!(Iam, "iam", "RemoveUserFromGroup", RW),
+    same!(Iam, "iam", "CreateRole", RW, ["iam:TagRole"]),
+    same!(Iam, "iam", "GetRole", RO),
+    same!(Iam, "iam", "ListRoles", RO),
+    same!(Iam, "iam", "UpdateRole", RW),
+    same!(Iam, "iam", "UpdateRoleDescription", RW),
+    same!(Iam, "iam", "UpdateAssumeRolePolicy", RW),
+    same!(Iam, "iam", "DeleteRole", RW),
+    same!(Iam, "iam", "TagUser", RW),
+    same!(Iam, "iam", "UntagUser", RW),
+    same!(Iam, "iam", "ListUserTags", RO),
+    same!(Iam, "iam", "TagRole", RW),
+    same!(Iam, "iam", "UntagRole", RW),
+    same!(Iam, "iam", "ListRoleTags", RO),
+    same!(Iam, "iam", "CreatePolicy", RW, ["iam:TagPolicy"]),
+    same!(Iam, "iam", "GetPolicy", RO),
+    same!(Iam, "iam", "ListPolicies", RO),
+    same!(Iam, "iam", "CreatePolicyVersion", RW),
+    same!(Iam, "iam", "GetPolicyVersion", RO),
+    same!(Iam, "iam", "ListPolicyVersions", RO),
+    same!(Iam, "iam", "SetDefaultPolicyVersion", RW),
+    same!(Iam, "iam", "DeletePolicyVersion", RW),
+    same!(Iam, "iam", "DeletePolicy", RW),
+    same!(Iam, "iam", "ListEntitiesForPolicy", RO),
+    same!(Iam, "iam", "AttachUserPolicy", RW),
+    same!(Iam, "iam", "AttachGroupPolicy", RW),
+    same!(Iam, "iam", "AttachRolePolicy", RW),
+    same!(Iam, "iam", "DetachUserPolicy", RW),
+    same!(Iam, "iam", "DetachGroupPolicy", RW),
+    same!(Iam, "iam", "DetachRolePolicy", RW),
+    same!(Iam, "iam", "ListAttachedUserPolicies", RO),
+    same!(Iam, "iam", "ListAttachedGroupPolicies", RO),
+    same!(Iam, "iam", "ListAttachedRolePolicies", RO),
+    same!(Iam, "iam", "PutUserPolicy", RW),
+    same!(Iam, "iam", "PutGroupPolicy", RW),
+    same!(Iam, "iam", "PutRolePolicy", RW),
+    same!(Iam, "iam", "GetUserPolicy", RO),
+    same!(Iam, "iam", "GetGroupPolicy", RO),
+    same!(Iam, "iam", "GetRolePolicy", RO),
+    same!(Iam, "iam", "DeleteUserPolicy", RW),
+    same!(Iam, "iam", "DeleteGroupPolicy", RW),
+    same!(Iam, "iam", "DeleteRolePolicy", RW),
+    same!(Iam, "iam", "ListUserPolicies", RO),
+    same!(Iam, "iam", "ListGroupPolicies", RO),
+    same!(Iam, "iam", "ListRolePolicies", RO),
+    same!(Iam, "iam", "PutUserPermissionsBoundary", RW),
+    same!(Iam, "iam", "PutRolePermissionsBoundary", RW),
+    same!(Iam, "iam", "DeleteUserPermissionsBoundary", RW),
+    same!(Iam, "iam", "DeleteRolePermissionsBoundary", RW),
+    same!(
+        Iam,
+        "iam",
+        "CreateInstanceProfile",
+        RW,
+        ["iam:TagInstanceProfile"]
+    ),
+    same!(Iam, "iam", "GetInstanceProfile", RO),
+    same!(Iam, "iam", "DeleteInstanceProfile", RW),
+    same!(Iam, "iam", "AddRoleToInstanceProfile", RW),
+    same!(Iam, "iam", "RemoveRoleFromInstanceProfile", RW),
+    same!(Iam, "iam", "ListInstanceProfiles", RO),
+    same!(Iam, "iam", "ListInstanceProfilesForRole", RO),
+    same!(Iam, "iam", "GetAccountSummary", RO),
+    same!(Iam, "iam", "GetAccountAuthorizationDetails", RO),
+];
+
+/// STS. GetCallerIdentity and GetSessionToken need no permission on AWS.
+pub static STS: &[OpDef] = &[
+    OpDef {
+        protocol: Protocol::Sts,
+        name: "GetCallerIdentity",
+        actions: &[],
+        conditional: &[],
+        read_only: RO,
+        data_event: false,
+    },
+    OpDef {
+        protocol: Protocol::Sts,
+        name: "GetSessionToken",
+        actions: &[],
+        conditional: &[],
+        read_only: RO,
+        data_event: false,
+    },
+    same!(
+        Sts,
+        "sts",
+        "AssumeRole",
+        RW,
+        ["sts:TagSession", "sts:SetSourceIdentity"]
+    ),
+    same!(Sts, "sts", "GetAccessKeyInfo", RO),
+    same!(Sts, "sts", "DecodeAuthorizationMessage", RO),
+];
+
+/// EC2's instance and instance-profile operations.
+pub static EC2: &[OpDef] = &[
+    same!(
+        Ec2,
+        "ec2",
+        "RunInstances",
+        RW,
+        ["iam:PassRole", "ec2:CreateTags"]
+    ),
+    same!(Ec2, "ec2", "DescribeInstances", RO),
+    same!(Ec2, "ec2", "DescribeInstanceStatus", RO),
+    same!(Ec2, "ec2", "StartInstances", RW),
+    same!(Ec2, "ec2", "StopInstances", RW),
+    same!(Ec2, "ec2", "TerminateInstances", RW),
+    same!(
+        Ec2,
+        "ec2",
+        "AssociateIamInstanceProfile",
+        RW,
+        ["iam:PassRole"]
+    ),
+    same!(Ec2, "ec2", "DisassociateIamInstanceProfile", RW),
+    same!(
+        Ec2,
+        "ec2",
+        "ReplaceIamInstanceProfileAssociation",
+        RW,
+        ["iam:PassRole"]
+    ),
+    same!(Ec2, "ec2", "DescribeIamInstanceProfileAssociations", RO),
+    same!(Ec2, "ec2", "ModifyInstanceMetadataOptions", RW),
+    same!(Ec2, "ec2", "DescribeInstanceAttribute", RO),
+    same!(Ec2, "ec2", "CreateTags", RW),
+    same!(Ec2, "ec2", "DeleteTags", RW),
+];
+
+/// An S3 row: its operation name and the action it needs.
+macro_rules! s3 {
+    ($name:literal, $action:literal, $ro:expr, $data:expr) => {
+        OpDef {
+            protocol: Protocol::S3,
+            name: $name,
+            actions: &[$action],
+            conditional: &[],
+            read_only: $ro,
+            data_event: $data,
+        }
+    };
+    ($name:literal, $action:literal, $ro:expr, $data:expr, [$($c:literal),*]) => {
+        OpDef {
+            protocol: Protocol::S3,
+            name: $name,
+            actions: &[$action],
+            conditional: &[$($c),*],
+            read_only: $ro,
+            data_event: $data,
+        }
+    };
+}
+
+const DATA: bool = true;
+const MGMT: bool = false;
+
+/// S3. Several operations share an action (every upload step is
+/// `s3:PutObject`, HeadBucket is `s3:ListBucket`).
+pub static S3: &[OpDef] = &[
+    s3!("ListBuckets", "s3:ListAllMyBuckets", RO, MGMT),
+    s3!("CreateBucket", "s3:CreateBucket", RW, MGMT),
+    s3!("HeadBucket", "s3:ListBucket", RO, MGMT),
+    s3!("DeleteBucket", "s3:DeleteBucket", RW, MGMT),
+    s3!("GetBucketLocation", "s3:GetBucketLocation", RO, MGMT),
+    s3!("GetBucketPolicy", "s3:GetBucketPolicy", RO, MGMT),
+    s3!("PutBucketPolicy", "s3:PutBucketPolicy", RW, MGMT),
+    s3!("DeleteBucketPolicy", "s3:DeleteBucketPolicy", RW, MGMT),
+    s3!("GetBucketAcl", "s3:GetBucketAcl", RO, MGMT),
+    s3!("GetBucketVersioning", "s3:GetBucketVersioning", RO, MGMT),
+    s3!(
+        "GetBucketEncryption",
+        "s3:GetEncryptionConfiguration",
+        RO,
+        MGMT
+    ),
+    s3!(
+        "GetBucketRequestPayment",
+        "s3:GetBucketRequestPayment",
+        RO,
+        MGMT
+    ),
+    s3!("ListObjects", "s3:ListBucket", RO, DATA),
+    s3!("ListObjectsV2", "s3:ListBucket", RO, DATA),
+    s3!("ListObjectVersions", "s3:ListBucketVersions", RO, DATA),
+    s3!(
+        "ListMultipartUploads",
+        "s3:ListBucketMultipartUploads",
+        RO,
+        DATA
+    ),
+    s3!("GetObject", "s3:GetObject", RO, DATA),
+    s3!("HeadObject", "s3:GetObject", RO, DATA),
+    s3!("GetObjectAcl", "s3:GetObjectAcl", RO, DATA),
+    s3!("GetObjectTagging", "s3:GetObjectTagging", RO, DATA),
+    s3!("PutObject", "s3:PutObject", RW, DATA),
+    s3!("CopyObject", "s3:PutObject", RW, DATA, ["s3:GetObject"]),
+    s3!("DeleteObject", "s3:DeleteObject", RW, DATA),
+    s3!("DeleteObjects", "s3:DeleteObject", RW, DATA),
+    s3!("CreateMultipartUpload", "s3:PutObject", RW, DATA),
+    s3!("UploadPart", "s3:PutObject", RW, DATA),
+    s3!("UploadPartCopy", "s3:PutObject", RW, DATA, ["s3:GetObject"]),
+    s3!("CompleteMultipartUpload", "s3:PutObject", RW, DATA),
+    s3!("AbortMultipartUpload", "s3:AbortMultipartUpload", RW, DATA),
+    s3!("ListParts", "s3:ListMultipartUploadParts", RO, DATA),
+];
+
+/// CloudTrail.
+pub static CLOUDTRAIL: &[OpDef] = &[same!(CloudTrail, "cloudtrail", "LookupEvents", RO)];
+
+/// Every table, for `keycard operations` and the tests that walk them.
+pub fn all() -> impl Iterator<Item = &'static OpDef> {
+    IAM.iter().chain(STS).chain(EC2).chain(S3).chain(CLOUDTRAIL)
+}
+
+/// The table of a protocol.
+pub fn table(p: Protocol) -> &'static [OpDef] {
+    match p {
+        Protocol::Iam => IAM,
+        Protocol::Sts => STS,
+        Protocol::Ec2 => EC2,
+        Protocol::S3 => S3,
+        Protocol::CloudTrail => CLOUDTRAIL,
+        Protocol::Other(_) => &[],
+    }
+}
+
+/// Look an operation up by name.
+pub fn find(p: Protocol, name: &str) -> Option<&'static OpDef> {
+    table(p).iter().find(|o| o.name == name)
+}
+
+/// Whether a successful call decided every action its row requires; the
+/// first one it did not, otherwise.
+pub fn missing_action<'a>(
+    op: &'static OpDef,
+    decided: impl Iterator<Item = &'a str> + Clone,
+) -> Option<&'static str> {
+    op.actions
+        .iter()
+        .copied()
+        .find(|a| !decided.clone().any(|d| d.eq_ignore_ascii_case(a)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_per_service() {
+        for p in [
+            Protocol::Iam,
+            Protocol::Sts,
+            Protocol::Ec2,
+            Protocol::S3,
+            Protocol::CloudTrail,
+        ] {
+            let t = table(p);
+            for (i, a) in t.iter().enumerate() {
+                assert!(
+                    t.iter().skip(i + 1).all(|b| b.name != a.name),
+                    "{} twice",
+                    a.name
+                );
+                assert_eq!(a.protocol, p);
+            }
+        }
+    }
+
+    #[test]
+    fn only_sts_identity_calls_need_no_permission() {
+        let free: Vec<&str> = all()
+            .filter(|o| o.actions.is_empty())
+            .map(|o| o.name)
+            .collect();
+        assert_eq!(free, ["GetCallerIdentity", "GetSessionToken"]);
+    }
+
+    #[test]
+    fn the_guard_names_the_undecided_action() {
+        let op = find(Protocol::Ec2, "StopInstances").expect("row");
+        assert_eq!(
+            missing_action(op, [].iter().copied()),
+            Some("ec2:StopInstances")
+        );
+        assert_eq!(
+            missing_action(op, ["iam:PassRole", "ec2:stopinstances"].iter().copied()),
+            None
+        );
+    }
+}

@@ -1,0 +1,619 @@
+"""Authorization by construction, driven through boto3.
+
+- Every row of every operation table (``keycard operations --json``) is
+  called by a principal with no permissions: it is refused, and the refusal
+  names the row's action and the resource.
+- The StopInstances bypass (one instance's tags leaking into the next
+  instance's check) is a regression test, and the same shape is checked for
+  every multi-resource operation: a call is allowed exactly when each
+  single-resource call would be.
+- Every decision of a call reaches its audit event.
+- EC2's encoded authorization failure message opens with
+  sts:DecodeAuthorizationMessage.
+- Calls to operations and services keycard does not serve are recorded
+  under their real source and name, and answered in their own protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import time
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import ACCOUNT, EC2_TRUST, REGION, allow, doc, error_code, expect_error, keycard_bin, unique
+
+AMI = "ami-0abcdef1234567890"
+
+
+def operations():
+    out = subprocess.run([str(keycard_bin()), "operations", "--json"], capture_output=True, text=True, check=True)
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+def events(kc, name, *, source=None, want=1, timeout=10.0):
+    """Audit events named ``name`` (newest first), polling until ``want`` exist."""
+    ct = kc.client("cloudtrail")
+    deadline = time.monotonic() + timeout
+    while True:
+        found = ct.lookup_events(LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": name}], MaxResults=50)[
+            "Events"
+        ]
+        bodies = [json.loads(e["CloudTrailEvent"]) for e in found]
+        if source:
+            bodies = [b for b in bodies if b["eventSource"] == source]
+        if len(bodies) >= want or time.monotonic() > deadline:
+            return bodies
+        time.sleep(0.1)
+
+
+def event_for(kc, name, request_id):
+    deadline = time.monotonic() + 10
+    while True:
+        for b in events(kc, name, timeout=0):
+            if b.get("requestID") == request_id:
+                return b
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {name} event with request id {request_id}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def estate(keycard):
+    """Resources for every operation to act on, made by root, and a user
+    with no permissions at all."""
+    iam, s3, ec2 = keycard.client("iam"), keycard.client("s3"), keycard.client("ec2")
+    e = {
+        "user": unique("target"),
+        "group": unique("group"),
+        "role": unique("role"),
+        "profile": unique("profile"),
+        "bucket": unique("authz"),
+        "key": "obj.txt",
+    }
+    iam.create_user(UserName=e["user"])
+    iam.create_group(GroupName=e["group"])
+    iam.create_role(RoleName=e["role"], AssumeRolePolicyDocument=doc(EC2_TRUST))
+    iam.put_role_policy(RoleName=e["role"], PolicyName="p", PolicyDocument=doc(allow("s3:ListBucket")))
+    e["policy_arn"] = iam.create_policy(PolicyName=unique("pol"), PolicyDocument=doc(allow("s3:GetObject")))["Policy"][
+        "Arn"
+    ]
+    iam.create_instance_profile(InstanceProfileName=e["profile"])
+    iam.add_role_to_instance_profile(InstanceProfileName=e["profile"], RoleName=e["role"])
+    e["key_id"] = iam.create_access_key(UserName=e["user"])["AccessKey"]["AccessKeyId"]
+    s3.create_bucket(Bucket=e["bucket"])
+    s3.put_object(Bucket=e["bucket"], Key=e["key"], Body=b"hello")
+    e["upload"] = s3.create_multipart_upload(Bucket=e["bucket"], Key="mp.bin")["UploadId"]
+    inst = keycard.run_instance(profile=e["profile"])
+    e["instance"] = inst["InstanceId"]
+    e["association"] = ec2.describe_iam_instance_profile_associations()["IamInstanceProfileAssociations"][0][
+        "AssociationId"
+    ]
+    nobody, creds = keycard.new_user(name=unique("nobody"))
+    e["nobody"] = nobody
+    e["creds"] = creds
+    return e
+
+
+def samples(e):
+    """One call per operation: (client, boto3 method, params, resource the
+    refusal must name). A row without a sample fails the test."""
+    a = ACCOUNT
+    u, g, r, b, k = e["user"], e["group"], e["role"], e["bucket"], e["key"]
+    user_arn = f"arn:aws:iam::{a}:user/{u}"
+    group_arn = f"arn:aws:iam::{a}:group/{g}"
+    role_arn = f"arn:aws:iam::{a}:role/{r}"
+    prof_arn = f"arn:aws:iam::{a}:instance-profile/{e['profile']}"
+    pol = e["policy_arn"]
+    inst_arn = f"arn:aws:ec2:{REGION}:{a}:instance/{e['instance']}"
+    obj = f"arn:aws:s3:::{b}/{k}"
+    bucket = f"arn:aws:s3:::{b}"
+    doc_text = doc(allow("s3:GetObject"))
+    return {
+        # IAM
+        "CreateUser": ("iam", "create_user", {"UserName": "newuser"}, f"arn:aws:iam::{a}:user/newuser"),
+        "GetUser": ("iam", "get_user", {"UserName": u}, user_arn),
+        "ListUsers": ("iam", "list_users", {}, f"arn:aws:iam::{a}:user/"),
+        "UpdateUser": ("iam", "update_user", {"UserName": u, "NewPath": "/x/"}, user_arn),
+        "DeleteUser": ("iam", "delete_user", {"UserName": u}, user_arn),
+        "CreateAccessKey": ("iam", "create_access_key", {"UserName": u}, user_arn),
+        "ListAccessKeys": ("iam", "list_access_keys", {"UserName": u}, user_arn),
+        "UpdateAccessKey": (
+            "iam",
+            "update_access_key",
+            {"UserName": u, "AccessKeyId": e["key_id"], "Status": "Inactive"},
+            user_arn,
+        ),
+        "DeleteAccessKey": ("iam", "delete_access_key", {"UserName": u, "AccessKeyId": e["key_id"]}, user_arn),
+        "GetAccessKeyLastUsed": ("iam", "get_access_key_last_used", {"AccessKeyId": e["key_id"]}, user_arn),
+        "CreateGroup": ("iam", "create_group", {"GroupName": "g2"}, f"arn:aws:iam::{a}:group/g2"),
+        "GetGroup": ("iam", "get_group", {"GroupName": g}, group_arn),
+        "ListGroups": ("iam", "list_groups", {}, f"arn:aws:iam::{a}:group/"),
+        "ListGroupsForUser": ("iam", "list_groups_for_user", {"UserName": u}, user_arn),
+        "DeleteGroup": ("iam", "delete_group", {"GroupName": g}, group_arn),
+        "AddUserToGroup": ("iam", "add_user_to_group", {"GroupName": g, "UserName": u}, group_arn),
+        "RemoveUserFromGroup": ("iam", "remove_user_from_group", {"GroupName": g, "UserName": u}, group_arn),
+        "CreateRole": (
+            "iam",
+            "create_role",
+            {"RoleName": "r2", "AssumeRolePolicyDocument": doc(EC2_TRUST)},
+            f"arn:aws:iam::{a}:role/r2",
+        ),
+        "GetRole": ("iam", "get_role", {"RoleName": r}, role_arn),
+        "ListRoles": ("iam", "list_roles", {}, f"arn:aws:iam::{a}:role/"),
+        "UpdateRole": ("iam", "update_role", {"RoleName": r, "Description": "d"}, role_arn),
+        "UpdateRoleDescription": ("iam", "update_role_description", {"RoleName": r, "Description": "d"}, role_arn),
+        "UpdateAssumeRolePolicy": (
+            "iam",
+            "update_assume_role_policy",
+            {"RoleName": r, "PolicyDocument": doc(EC2_TRUST)},
+            role_arn,
+        ),
+        "DeleteRole": ("iam", "delete_role", {"RoleName": r}, role_arn),
+        "TagUser": ("iam", "tag_user", {"UserName": u, "Tags": [{"Key": "k", "Value": "v"}]}, user_arn),
+        "UntagUser": ("iam", "untag_user", {"UserName": u, "TagKeys": ["k"]}, user_arn),
+        "ListUserTags": ("iam", "list_user_tags", {"UserName": u}, user_arn),
+        "TagRole": ("iam", "tag_role", {"RoleName": r, "Tags": [{"Key": "k", "Value": "v"}]}, role_arn),
+        "UntagRole": ("iam", "untag_role", {"RoleName": r, "TagKeys": ["k"]}, role_arn),
+        "ListRoleTags": ("iam", "list_role_tags", {"RoleName": r}, role_arn),
+        "CreatePolicy": (
+            "iam",
+            "create_policy",
+            {"PolicyName": "p2", "PolicyDocument": doc_text},
+            f"arn:aws:iam::{a}:policy/p2",
+        ),
+        "GetPolicy": ("iam", "get_policy", {"PolicyArn": pol}, pol),
+        "ListPolicies": ("iam", "list_policies", {}, f"arn:aws:iam::{a}:policy/"),
+        "CreatePolicyVersion": ("iam", "create_policy_version", {"PolicyArn": pol, "PolicyDocument": doc_text}, pol),
+        "GetPolicyVersion": ("iam", "get_policy_version", {"PolicyArn": pol, "VersionId": "v1"}, pol),
+        "ListPolicyVersions": ("iam", "list_policy_versions", {"PolicyArn": pol}, pol),
+        "SetDefaultPolicyVersion": ("iam", "set_default_policy_version", {"PolicyArn": pol, "VersionId": "v1"}, pol),
+        "DeletePolicyVersion": ("iam", "delete_policy_version", {"PolicyArn": pol, "VersionId": "v1"}, pol),
+        "DeletePolicy": ("iam", "delete_policy", {"PolicyArn": pol}, pol),
+        "ListEntitiesForPolicy": ("iam", "list_entities_for_policy", {"PolicyArn": pol}, pol),
+        "AttachUserPolicy": ("iam", "attach_user_policy", {"UserName": u, "PolicyArn": pol}, user_arn),
+        "AttachGroupPolicy": ("iam", "attach_group_policy", {"GroupName": g, "PolicyArn": pol}, group_arn),
+        "AttachRolePolicy": ("iam", "attach_role_policy", {"RoleName": r, "PolicyArn": pol}, role_arn),
+        "DetachUserPolicy": ("iam", "detach_user_policy", {"UserName": u, "PolicyArn": pol}, user_arn),
+        "DetachGroupPolicy": ("iam", "detach_group_policy", {"GroupName": g, "PolicyArn": pol}, group_arn),
+        "DetachRolePolicy": ("iam", "detach_role_policy", {"RoleName": r, "PolicyArn": pol}, role_arn),
+        "ListAttachedUserPolicies": ("iam", "list_attached_user_policies", {"UserName": u}, user_arn),
+        "ListAttachedGroupPolicies": ("iam", "list_attached_group_policies", {"GroupName": g}, group_arn),
+        "ListAttachedRolePolicies": ("iam", "list_attached_role_policies", {"RoleName": r}, role_arn),
+        "PutUserPolicy": (
+            "iam",
+            "put_user_policy",
+            {"UserName": u, "PolicyName": "i", "PolicyDocument": doc_text},
+            user_arn,
+        ),
+        "PutGroupPolicy": (
+            "iam",
+            "put_group_policy",
+            {"GroupName": g, "PolicyName": "i", "PolicyDocument": doc_text},
+            group_arn,
+        ),
+        "PutRolePolicy": (
+            "iam",
+            "put_role_policy",
+            {"RoleName": r, "PolicyName": "i", "PolicyDocument": doc_text},
+            role_arn,
+        ),
+        "GetUserPolicy": ("iam", "get_user_policy", {"UserName": u, "PolicyName": "i"}, user_arn),
+        "GetGroupPolicy": ("iam", "get_group_policy", {"GroupName": g, "PolicyName": "i"}, group_arn),
+        "GetRolePolicy": ("iam", "get_role_policy", {"RoleName": r, "PolicyName": "p"}, role_arn),
+        "DeleteUserPolicy": ("iam", "delete_user_policy", {"UserName": u, "PolicyName": "i"}, user_arn),
+        "DeleteGroupPolicy": ("iam", "delete_group_policy", {"GroupName": g, "PolicyName": "i"}, group_arn),
+        "DeleteRolePolicy": ("iam", "delete_role_policy", {"RoleName": r, "PolicyName": "p"}, role_arn),
+        "ListUserPolicies": ("iam", "list_user_policies", {"UserName": u}, user_arn),
+        "ListGroupPolicies": ("iam", "list_group_policies", {"GroupName": g}, group_arn),
+        "ListRolePolicies": ("iam", "list_role_policies", {"RoleName": r}, role_arn),
+        "PutUserPermissionsBoundary": (
+            "iam",
+            "put_user_permissions_boundary",
+            {"UserName": u, "PermissionsBoundary": pol},
+            user_arn,
+        ),
+        "PutRolePermissionsBoundary": (
+            "iam",
+            "put_role_permissions_boundary",
+            {"RoleName": r, "PermissionsBoundary": pol},
+            role_arn,
+        ),
+        "DeleteUserPermissionsBoundary": ("iam", "delete_user_permissions_boundary", {"UserName": u}, user_arn),
+        "DeleteRolePermissionsBoundary": ("iam", "delete_role_permissions_boundary", {"RoleName": r}, role_arn),
+        "CreateInstanceProfile": (
+            "iam",
+            "create_instance_profile",
+            {"InstanceProfileName": "ip2"},
+            f"arn:aws:iam::{a}:instance-profile/ip2",
+        ),
+        "GetInstanceProfile": ("iam", "get_instance_profile", {"InstanceProfileName": e["profile"]}, prof_arn),
+        "DeleteInstanceProfile": ("iam", "delete_instance_profile", {"InstanceProfileName": e["profile"]}, prof_arn),
+        "AddRoleToInstanceProfile": (
+            "iam",
+            "add_role_to_instance_profile",
+            {"InstanceProfileName": e["profile"], "RoleName": r},
+            prof_arn,
+        ),
+        "RemoveRoleFromInstanceProfile": (
+            "iam",
+            "remove_role_from_instance_profile",
+            {"InstanceProfileName": e["profile"], "RoleName": r},
+            prof_arn,
+        ),
+        "ListInstanceProfiles": ("iam", "list_instance_profiles", {}, f"arn:aws:iam::{a}:instance-profile/"),
+        "ListInstanceProfilesForRole": ("iam", "list_instance_profiles_for_role", {"RoleName": r}, role_arn),
+        "GetAccountSummary": ("iam", "get_account_summary", {}, "*"),
+        "GetAccountAuthorizationDetails": ("iam", "get_account_authorization_details", {}, "*"),
+        # STS
+        "AssumeRole": ("sts", "assume_role", {"RoleArn": role_arn, "RoleSessionName": "s"}, role_arn),
+        "GetAccessKeyInfo": ("sts", "get_access_key_info", {"AccessKeyId": e["key_id"]}, "*"),
+        "DecodeAuthorizationMessage": ("sts", "decode_authorization_message", {"EncodedMessage": "abc"}, "*"),
+        # EC2
+        "RunInstances": (
+            "ec2",
+            "run_instances",
+            {"ImageId": AMI, "MinCount": 1, "MaxCount": 1},
+            f"arn:aws:ec2:{REGION}:{a}:instance/*",
+        ),
+        "DescribeInstances": ("ec2", "describe_instances", {}, "*"),
+        "DescribeInstanceStatus": ("ec2", "describe_instance_status", {}, "*"),
+        "StartInstances": ("ec2", "start_instances", {"InstanceIds": [e["instance"]]}, inst_arn),
+        "StopInstances": ("ec2", "stop_instances", {"InstanceIds": [e["instance"]]}, inst_arn),
+        "TerminateInstances": ("ec2", "terminate_instances", {"InstanceIds": [e["instance"]]}, inst_arn),
+        "AssociateIamInstanceProfile": (
+            "ec2",
+            "associate_iam_instance_profile",
+            {"InstanceId": e["instance"], "IamInstanceProfile": {"Name": e["profile"]}},
+            inst_arn,
+        ),
+        "DisassociateIamInstanceProfile": (
+            "ec2",
+            "disassociate_iam_instance_profile",
+            {"AssociationId": e["association"]},
+            inst_arn,
+        ),
+        "ReplaceIamInstanceProfileAssociation": (
+            "ec2",
+            "replace_iam_instance_profile_association",
+            {"AssociationId": e["association"], "IamInstanceProfile": {"Name": e["profile"]}},
+            inst_arn,
+        ),
+        "DescribeIamInstanceProfileAssociations": ("ec2", "describe_iam_instance_profile_associations", {}, "*"),
+        "ModifyInstanceMetadataOptions": (
+            "ec2",
+            "modify_instance_metadata_options",
+            {"InstanceId": e["instance"], "HttpTokens": "required"},
+            inst_arn,
+        ),
+        "DescribeInstanceAttribute": (
+            "ec2",
+            "describe_instance_attribute",
+            {"InstanceId": e["instance"], "Attribute": "instanceType"},
+            inst_arn,
+        ),
+        "CreateTags": (
+            "ec2",
+            "create_tags",
+            {"Resources": [e["instance"]], "Tags": [{"Key": "k", "Value": "v"}]},
+            inst_arn,
+        ),
+        "DeleteTags": ("ec2", "delete_tags", {"Resources": [e["instance"]], "Tags": [{"Key": "k"}]}, inst_arn),
+        # S3
+        "ListBuckets": ("s3", "list_buckets", {}, "*"),
+        "CreateBucket": ("s3", "create_bucket", {"Bucket": "newbucket-authz"}, "arn:aws:s3:::newbucket-authz"),
+        "HeadBucket": ("s3", "head_bucket", {"Bucket": b}, None),
+        "DeleteBucket": ("s3", "delete_bucket", {"Bucket": b}, bucket),
+        "GetBucketLocation": ("s3", "get_bucket_location", {"Bucket": b}, bucket),
+        "GetBucketPolicy": ("s3", "get_bucket_policy", {"Bucket": b}, bucket),
+        "PutBucketPolicy": (
+            "s3",
+            "put_bucket_policy",
+            {"Bucket": b, "Policy": doc(allow("s3:GetObject", f"{bucket}/*", Principal="*"))},
+            bucket,
+        ),
+        "DeleteBucketPolicy": ("s3", "delete_bucket_policy", {"Bucket": b}, bucket),
+        "GetBucketAcl": ("s3", "get_bucket_acl", {"Bucket": b}, bucket),
+        "GetBucketVersioning": ("s3", "get_bucket_versioning", {"Bucket": b}, bucket),
+        "GetBucketEncryption": ("s3", "get_bucket_encryption", {"Bucket": b}, bucket),
+        "GetBucketRequestPayment": ("s3", "get_bucket_request_payment", {"Bucket": b}, bucket),
+        "ListObjects": ("s3", "list_objects", {"Bucket": b}, bucket),
+        "ListObjectsV2": ("s3", "list_objects_v2", {"Bucket": b}, bucket),
+        "ListObjectVersions": ("s3", "list_object_versions", {"Bucket": b}, bucket),
+        "ListMultipartUploads": ("s3", "list_multipart_uploads", {"Bucket": b}, bucket),
+        "GetObject": ("s3", "get_object", {"Bucket": b, "Key": k}, obj),
+        "HeadObject": ("s3", "head_object", {"Bucket": b, "Key": k}, None),
+        "GetObjectAcl": ("s3", "get_object_acl", {"Bucket": b, "Key": k}, obj),
+        "GetObjectTagging": ("s3", "get_object_tagging", {"Bucket": b, "Key": k}, obj),
+        "PutObject": ("s3", "put_object", {"Bucket": b, "Key": "new.txt", "Body": b"x"}, f"{bucket}/new.txt"),
+        "CopyObject": (
+            "s3",
+            "copy_object",
+            {"Bucket": b, "Key": "copy.txt", "CopySource": {"Bucket": b, "Key": k}},
+            f"{bucket}/copy.txt",
+        ),
+        "DeleteObject": ("s3", "delete_object", {"Bucket": b, "Key": k}, obj),
+        "DeleteObjects": ("s3", "delete_objects", {"Bucket": b, "Delete": {"Objects": [{"Key": k}]}}, "PARTIAL"),
+        "CreateMultipartUpload": ("s3", "create_multipart_upload", {"Bucket": b, "Key": "m2"}, f"{bucket}/m2"),
+        "UploadPart": (
+            "s3",
+            "upload_part",
+            {"Bucket": b, "Key": "mp.bin", "UploadId": e["upload"], "PartNumber": 1, "Body": b"x"},
+            f"{bucket}/mp.bin",
+        ),
+        "UploadPartCopy": (
+            "s3",
+            "upload_part_copy",
+            {
+                "Bucket": b,
+                "Key": "mp.bin",
+                "UploadId": e["upload"],
+                "PartNumber": 1,
+                "CopySource": {"Bucket": b, "Key": k},
+            },
+            f"{bucket}/mp.bin",
+        ),
+        "CompleteMultipartUpload": (
+            "s3",
+            "complete_multipart_upload",
+            {
+                "Bucket": b,
+                "Key": "mp.bin",
+                "UploadId": e["upload"],
+                "MultipartUpload": {"Parts": [{"ETag": '"x"', "PartNumber": 1}]},
+            },
+            f"{bucket}/mp.bin",
+        ),
+        "AbortMultipartUpload": (
+            "s3",
+            "abort_multipart_upload",
+            {"Bucket": b, "Key": "mp.bin", "UploadId": e["upload"]},
+            f"{bucket}/mp.bin",
+        ),
+        "ListParts": ("s3", "list_parts", {"Bucket": b, "Key": "mp.bin", "UploadId": e["upload"]}, f"{bucket}/mp.bin"),
+        # CloudTrail
+        "LookupEvents": ("cloudtrail", "lookup_events", {}, "*"),
+    }
+
+
+def test_every_operation_refuses_a_principal_without_permissions(keycard, estate):
+    rows = operations()
+    table = samples(estate)
+    assert {r["operation"] for r in rows} == set(table), "every row needs a sample call, and only rows"
+    clients = {}
+    refused = 0
+    for row in rows:
+        service, method, params, resource = table[row["operation"]]
+        c = clients.setdefault(service, keycard.client(service, creds=estate["creds"]))
+        call = getattr(c, method)
+        if not row["actions"]:
+            call(**params)  # AWS requires no permission for these
+            continue
+        action = row["actions"][0]
+        if resource == "PARTIAL":
+            # DeleteObjects answers 200 with a per-key AccessDenied.
+            out = call(**params)
+            assert [x["Code"] for x in out.get("Errors", [])] == ["AccessDenied"], out
+            assert not out.get("Deleted")
+            refused += 1
+            continue
+        try:
+            out = call(**params)
+        except ClientError as e:
+            code = error_code(e)
+            want = "UnauthorizedOperation" if service == "ec2" else "AccessDenied"
+            if resource is None:  # HEAD: no body, so the code is the status
+                assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 403, row
+            else:
+                assert code == want, (row["operation"], code, e.response["Error"].get("Message"))
+                msg = e.response["Error"]["Message"]
+                assert f"perform: {action} on resource: {resource} " in msg, (row["operation"], msg)
+            refused += 1
+            continue
+        raise AssertionError(f"{row['operation']} succeeded for a principal with no permissions: {out}")
+    assert refused == sum(1 for r in rows if r["actions"])
+    # Nothing was changed by the refused calls.
+    iam = keycard.client("iam")
+    iam.get_user(UserName=estate["user"])
+    iam.get_role(RoleName=estate["role"])
+    assert keycard.client("s3").get_object(Bucket=estate["bucket"], Key=estate["key"])["Body"].read() == b"hello"
+    st = keycard.client("ec2").describe_instances(InstanceIds=[estate["instance"]])
+    assert st["Reservations"][0]["Instances"][0]["State"]["Name"] == "running"
+
+
+# ---------------------------------------------------------------- multi-resource
+
+
+def stop_dev_only_user(kc):
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["ec2:StopInstances", "ec2:StartInstances", "ec2:TerminateInstances", "ec2:CreateTags",
+                           "ec2:DeleteTags"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"ec2:ResourceTag/env": "dev"}},
+            }
+        ],
+    }
+    _, creds = kc.new_user(policy=policy)
+    return kc.client("ec2", creds=creds)
+
+
+def test_stop_instances_bypass_is_closed(keycard):
+    """The issue's reproduction: a tag on the first instance must not
+    authorize the second."""
+    ec2 = stop_dev_only_user(keycard)
+    dev = keycard.run_instance(TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "env", "Value": "dev"}]}])
+    bare = keycard.run_instance()
+    ids = [dev["InstanceId"], bare["InstanceId"]]
+    e = expect_error("UnauthorizedOperation", ec2.stop_instances, InstanceIds=ids)
+    assert f"instance/{bare['InstanceId']}" in e.response["Error"]["Message"]
+    states = keycard.client("ec2").describe_instances(InstanceIds=ids)["Reservations"]
+    names = {i["InstanceId"]: i["State"]["Name"] for r in states for i in r["Instances"]}
+    assert names == {ids[0]: "running", ids[1]: "running"}, "a refused call changed nothing"
+    expect_error("UnauthorizedOperation", ec2.stop_instances, InstanceIds=[bare["InstanceId"]])
+    ec2.stop_instances(InstanceIds=[dev["InstanceId"]])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_multi_resource_calls_equal_the_conjunction_of_single_calls(keycard, seed):
+    """For every multi-instance operation and random tag layouts, DryRun of
+    the whole call is allowed exactly when DryRun of each instance alone is."""
+    rng = random.Random(seed)
+    ec2 = stop_dev_only_user(keycard)
+    root = keycard.client("ec2")
+    pool = []
+    for _ in range(5):
+        env = rng.choice(["dev", "prod", None])
+        tags = [{"ResourceType": "instance", "Tags": [{"Key": "env", "Value": env}]}] if env else []
+        pool.append(keycard.run_instance(**({"TagSpecifications": tags} if tags else {}))["InstanceId"])
+
+    def dry(op, ids):
+        kw = {"DryRun": True}
+        if op in ("create_tags", "delete_tags"):
+            kw.update(Resources=ids, Tags=[{"Key": "owner", "Value": "x"}])
+        else:
+            kw.update(InstanceIds=ids)
+        try:
+            getattr(ec2, op)(**kw)
+        except ClientError as e:
+            code = error_code(e)
+            assert code in ("DryRunOperation", "UnauthorizedOperation"), code
+            return code == "DryRunOperation"
+        raise AssertionError("DryRun never succeeds")
+
+    for _ in range(8):
+        op = rng.choice(["stop_instances", "start_instances", "terminate_instances", "create_tags", "delete_tags"])
+        ids = rng.sample(pool, rng.randint(2, len(pool)))
+        singles = [dry(op, [i]) for i in ids]
+        assert dry(op, ids) == all(singles), (op, ids, singles)
+    assert root.describe_instances(InstanceIds=pool)["Reservations"]
+
+
+def test_delete_objects_decides_each_key(keycard):
+    s3 = keycard.client("s3")
+    b = unique("multi")
+    s3.create_bucket(Bucket=b)
+    for k in ("open/a", "open/b", "closed/c"):
+        s3.put_object(Bucket=b, Key=k, Body=b"1")
+    _, creds = keycard.new_user(policy=allow("s3:DeleteObject", f"arn:aws:s3:::{b}/open/*"))
+    out = keycard.client("s3", creds=creds).delete_objects(
+        Bucket=b, Delete={"Objects": [{"Key": "open/a"}, {"Key": "closed/c"}, {"Key": "open/b"}]}
+    )
+    assert sorted(d["Key"] for d in out["Deleted"]) == ["open/a", "open/b"]
+    assert [(x["Key"], x["Code"]) for x in out["Errors"]] == [("closed/c", "AccessDenied")]
+    rid = out["ResponseMetadata"]["RequestId"]
+    ev = event_for(keycard, "DeleteObjects", rid)
+    got = [(d["resource"].rsplit("/", 1)[-1], d["decision"]) for d in ev["keycardAuthorization"]]
+    assert got == [("a", "Allow"), ("c", "ImplicitDeny"), ("b", "Allow")]
+
+
+# ---------------------------------------------------------------- every decision
+
+
+def test_copy_object_records_source_and_destination(keycard):
+    s3 = keycard.client("s3")
+    b = unique("copy")
+    s3.create_bucket(Bucket=b)
+    s3.put_object(Bucket=b, Key="src", Body=b"data")
+    out = s3.copy_object(Bucket=b, Key="dst", CopySource={"Bucket": b, "Key": "src"})
+    ev = event_for(keycard, "CopyObject", out["ResponseMetadata"]["RequestId"])
+    pairs = {(d["action"], d["resource"]) for d in ev["keycardAuthorization"]}
+    assert (f"s3:GetObject", f"arn:aws:s3:::{b}/src") in pairs
+    assert (f"s3:PutObject", f"arn:aws:s3:::{b}/dst") in pairs
+
+
+def test_run_instances_records_pass_role(keycard):
+    role, prof = keycard.instance_profile(name=unique("passrole"))
+    ec2 = keycard.client("ec2")
+    out = ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, IamInstanceProfile={"Name": prof["InstanceProfileName"]})
+    ev = event_for(keycard, "RunInstances", out["ResponseMetadata"]["RequestId"])
+    actions = [d["action"] for d in ev["keycardAuthorization"]]
+    assert actions.count("ec2:RunInstances") == 2  # the instance and the image
+    assert ("iam:PassRole", role["Arn"]) in {(d["action"], d["resource"]) for d in ev["keycardAuthorization"]}
+
+
+def test_assume_role_records_the_trust_decision(keycard):
+    user, creds = keycard.new_user(policy=allow("sts:AssumeRole"))
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": "TrustUser", "Effect": "Allow", "Principal": {"AWS": user["Arn"]}, "Action": "sts:AssumeRole"}],
+    }
+    role = keycard.new_role(trust)
+    sts = keycard.client("sts", creds=creds)
+    out = sts.assume_role(RoleArn=role["Arn"], RoleSessionName="audit")
+    ev = event_for(keycard, "AssumeRole", out["ResponseMetadata"]["RequestId"])
+    [d] = ev["keycardAuthorization"]
+    assert (d["action"], d["resource"], d["decision"]) == ("sts:AssumeRole", role["Arn"], "Allow")
+    kinds = {m["policyType"] for m in d["matchedStatements"]}
+    assert {"Trust", "Identity"} <= kinds, d
+    # A refused AssumeRole records its decision too.
+    other = keycard.new_role(EC2_TRUST)
+    e = expect_error("AccessDenied", sts.assume_role, RoleArn=other["Arn"], RoleSessionName="x")
+    ev = event_for(keycard, "AssumeRole", e.response["ResponseMetadata"]["RequestId"])
+    assert [d["decision"] for d in ev["keycardAuthorization"]] == ["ImplicitDeny"]
+
+
+def test_root_override_of_a_denying_bucket_policy_is_recorded(keycard):
+    s3 = keycard.client("s3")
+    b = unique("lockout")
+    s3.create_bucket(Bucket=b)
+    deny_all = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": [f"arn:aws:s3:::{b}", f"arn:aws:s3:::{b}/*"]}],
+    }
+    s3.put_bucket_policy(Bucket=b, Policy=doc(deny_all))
+    out = s3.get_bucket_policy(Bucket=b)
+    ev = event_for(keycard, "GetBucketPolicy", out["ResponseMetadata"]["RequestId"])
+    [d] = ev["keycardAuthorization"]
+    assert d["decision"] == "ExplicitDeny" and d["overriddenBy"] == "bucket owner's root user"
+    s3.delete_bucket_policy(Bucket=b)
+
+
+# ---------------------------------------------------------------- EC2's encoded message
+
+
+def test_decode_authorization_message(keycard):
+    _, creds = keycard.new_user(policy=allow("ec2:DescribeInstances"))
+    inst = keycard.run_instance()
+    ec2 = keycard.client("ec2", creds=creds)
+    e = expect_error("UnauthorizedOperation", ec2.stop_instances, InstanceIds=[inst["InstanceId"]])
+    msg = e.response["Error"]["Message"]
+    assert msg.startswith("You are not authorized to perform this operation. User: ")
+    encoded = msg.split("Encoded authorization failure message: ", 1)[1]
+    # The user may not decode it; root may.
+    expect_error("AccessDenied", keycard.client("sts", creds=creds).decode_authorization_message, EncodedMessage=encoded)
+    decoded = json.loads(keycard.client("sts").decode_authorization_message(EncodedMessage=encoded)["DecodedMessage"])
+    assert decoded["allowed"] is False and decoded["explicitDeny"] is False
+    assert decoded["context"]["action"] == "ec2:StopInstances"
+    assert decoded["context"]["resource"].endswith(f"instance/{inst['InstanceId']}")
+    keys = {c["key"] for c in decoded["context"]["conditions"]["items"]}
+    assert "ec2:instancetype" in keys and "aws:sourceip" in keys
+    expect_error(
+        "InvalidAuthorizationMessageException",
+        keycard.client("sts").decode_authorization_message,
+        EncodedMessage="bm90IGEgbWVzc2FnZQ",
+    )
+
+
+# ---------------------------------------------------------------- what keycard doesn't serve
+
+
+def test_unknown_operations_and_services_are_recorded_in_their_own_shape(keycard):
+    user, creds = keycard.new_user(name=unique("scanner"))
+    ec2 = keycard.client("ec2", creds=creds)
+    e = expect_error("InvalidAction", ec2.describe_key_pairs)
+    assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    ev = events(keycard, "DescribeKeyPairs", source="ec2.amazonaws.com")
+    assert ev and ev[0]["userIdentity"]["userName"] == user["UserName"]
+    assert ev[0]["recipientAccountId"] == ACCOUNT and ev[0]["errorCode"] == "InvalidAction"
+    ddb = keycard.client("dynamodb", creds=creds)
+    e = expect_error("UnknownOperationException", ddb.list_tables)
+    ev = events(keycard, "ListTables", source="dynamodb.amazonaws.com")
+    assert ev and ev[0]["userIdentity"]["arn"] == user["Arn"]
+    assert ev[0]["recipientAccountId"] == ACCOUNT
