@@ -73,7 +73,7 @@ def test_inactive_and_deleted_key(keycard):
     expect_error("InvalidClientTokenId", keycard.client("iam", creds).get_user)
     with pytest.raises(ClientError) as ei:
         keycard.client("s3", creds).list_buckets()
-    assert error_code(ei.value) in ("InvalidAccessKeyId", "AccessDenied")
+    assert error_code(ei.value) == "InvalidAccessKeyId"  # S3's name for an unknown or inactive key
 
     iam.update_access_key(UserName=name, AccessKeyId=key_id, Status="Active")
     assert sts.get_caller_identity()["Arn"] == user["Arn"]
@@ -190,7 +190,7 @@ def test_unauthenticated_garbage_is_4xx_xml(keycard):
 
     status, _, body = raw_http("POST", keycard.endpoint + "/", b"Action=ListUsers&Version=2010-05-08", FORM)
     assert status == 403, (status, body)
-    assert xml_code(body) in ("MissingAuthenticationToken", "AccessDenied"), body
+    assert xml_code(body) == "MissingAuthenticationToken", body
     assert b"ListUsersResult" not in body
 
 
@@ -255,7 +255,7 @@ def test_clock_skew_refused(keycard, monkeypatch):
     status, _, body = signed("POST", keycard.endpoint + "/", keycard.root_creds, "iam",
                              b"Action=ListUsers&Version=2010-05-08", FORM)
     assert status == 403, (status, body)
-    assert xml_code(body) in ("SignatureDoesNotMatch", "RequestExpired", "RequestTimeTooSkewed"), body
+    assert xml_code(body) == "SignatureDoesNotMatch", body  # IAM: "Signature expired: ..."
     status, _, body = signed("GET", keycard.endpoint + "/", keycard.root_creds, "s3",
                              headers={"x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
     assert status == 403, (status, body)

@@ -80,3 +80,35 @@ def test_moto_api_absent_without_flag(keycard):
     with pytest.raises(ClientError) as ei:
         keycard.client("iam", UNKNOWN).list_users()
     assert error_code(ei.value) == "InvalidClientTokenId"
+
+
+def _reset_auth(kc, value):
+    """POST /moto-api/reset-auth exactly as moto's
+    ``set_initial_no_auth_action_count`` does: ``str(value)`` as the body,
+    returning the previous count it reads back."""
+    status, _, body = raw_http("POST", kc.endpoint + "/moto-api/reset-auth", str(value).encode("utf-8"))
+    assert status == 200, body
+    return json.loads(body)["PREVIOUS_INITIAL_NO_AUTH_ACTION_COUNT"]
+
+
+def test_reset_auth_round_trip_restores_no_enforcement(moto_kc):
+    """moto's decorator sets a count, runs the test, then posts back the
+    previous value it read (``inf`` at start); enforcement is off again."""
+    kc = moto_kc
+    iam = kc.client("iam", UNKNOWN)
+
+    original = _reset_auth(kc, 0)  # the decorator's first call
+    assert original == "inf"
+    with pytest.raises(ClientError) as ei:
+        iam.list_users()
+    assert error_code(ei.value) == "InvalidClientTokenId"
+
+    assert _reset_auth(kc, original) == "0"  # the decorator's `finally`
+    iam.create_user(UserName="after-restore")
+    assert "after-restore" in [u["UserName"] for u in iam.list_users()["Users"]]
+
+    # moto's own spelling of infinity after float() round trips too.
+    _reset_auth(kc, 3)
+    assert _reset_auth(kc, float("inf")) == "3"
+    assert _reset_auth(kc, "Infinity") == "inf"
+    iam.get_user(UserName="after-restore")

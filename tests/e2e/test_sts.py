@@ -219,17 +219,12 @@ def test_session_token_tampered_is_refused(keycard, assumer):
     sess["SessionToken"] = tok[:mid] + ("A" if tok[mid] != "A" else "B") + tok[mid + 1 :]
     with pytest.raises(ClientError) as ei:
         keycard.client("sts", sess).get_caller_identity()
-    assert error_code(ei.value) in ("InvalidClientTokenId", "ExpiredToken", "SignatureDoesNotMatch")
+    assert error_code(ei.value) == "InvalidClientTokenId"
     # Without its token an ASIA key is no credential at all.
     del sess["SessionToken"]
     with pytest.raises(ClientError) as ei:
         keycard.client("sts", sess).get_caller_identity()
-    assert error_code(ei.value) in ("InvalidClientTokenId", "SignatureDoesNotMatch")
-
-
-@pytest.mark.skip(reason="expiry needs DurationSeconds=900 to pass: too slow for the e2e suite")
-def test_expired_session_credentials():
-    pass
+    assert error_code(ei.value) == "InvalidClientTokenId"
 
 
 # ---- cross-account (seed 004) -------------------------------------------------
@@ -237,22 +232,15 @@ def test_expired_session_credentials():
 
 def create_account(keycard):
     """`keycard accounts create --data-dir DIR` -> JSON
-    {accountId, accessKeyId, secretAccessKey}; skip when the binary lacks it."""
-    try:
-        p = subprocess.run(
-            [str(keycard_bin()), "accounts", "create", "--data-dir", str(keycard.data_dir)],
-            capture_output=True,
-            text=True,
-            timeout=20,
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        pytest.skip(f"keycard accounts create unavailable: {e}")
-    if p.returncode != 0:
-        pytest.skip(f"keycard accounts create unavailable: {p.stderr.strip()[:300]}")
-    try:
-        out = json.loads(p.stdout)
-    except ValueError:
-        pytest.skip(f"keycard accounts create printed no JSON: {p.stdout[:300]}")
+    {accountId, accessKeyId, secretAccessKey}. A failure fails the test."""
+    p = subprocess.run(
+        [str(keycard_bin()), "accounts", "create", "--data-dir", str(keycard.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert p.returncode == 0, f"keycard accounts create failed: {p.stderr.strip()[:300]}"
+    out = json.loads(p.stdout)
     return out["accountId"], {"AccessKeyId": out["accessKeyId"], "SecretAccessKey": out["secretAccessKey"]}
 
 

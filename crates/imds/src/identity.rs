@@ -99,6 +99,7 @@ mod tests {
             slot: 1,
             client_token: None,
             state_reason: None,
+            imds: Default::default(),
         };
         let d = document(&i);
         let v: serde_json::Value = serde_json::from_str(&d).unwrap();

@@ -27,6 +27,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use keycard_services::Keycard;
+use keycard_services::ec2::ImdsHealth;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -50,9 +51,16 @@ pub struct Options {
     pub api: Option<ApiServe>,
 }
 
+/// How many other loopback blocks an instance's listener tries when its
+/// slot's address is taken (by another keycard server on the host).
+const FALLBACK_BLOCKS: u8 = 8;
+
 /// Listeners of one running instance; dropping it closes them.
 struct Live {
+    /// The address the instance's slot picks (what reconciling compares).
     slot_addr: Ipv4Addr,
+    /// Where the loopback listener really is (`None` in netns mode).
+    bound: Option<Ipv4Addr>,
     tasks: Vec<JoinHandle<()>>,
     netns: Option<String>,
 }
@@ -127,7 +135,7 @@ impl Imds {
                 .map(|i| {
                     (
                         i.id.clone(),
-                        (i.imds_addr(), i.private_ip.clone().unwrap_or_default()),
+                        (i.slot_imds_addr(), i.private_ip.clone().unwrap_or_default()),
                     )
                 })
                 .collect()
@@ -146,6 +154,7 @@ impl Imds {
         };
         for (id, l) in gone {
             self.kc.forget_instance_credentials(&id);
+            self.kc.record_imds(&id, ImdsHealth::Unknown);
             if let Some(ns) = &l.netns {
                 netns::delete(ns).await;
             }
@@ -170,13 +179,93 @@ impl Imds {
                         .insert(id, l);
                 }
                 Err(e) => {
-                    tracing::error!(instance = %id, error = %e, "cannot open the instance's metadata service")
+                    tracing::error!(instance = %id, error = %e, "cannot open the instance's metadata service");
+                    let reason = format!("The instance metadata service could not open: {e}");
+                    self.kc.record_imds(
+                        &id,
+                        ImdsHealth::Failed {
+                            since: keycard_services::now(),
+                            reason,
+                        },
+                    );
                 }
             }
         }
+        self.record_bound();
     }
 
-    async fn open_loopback(&self, id: &str, addr: Ipv4Addr) -> std::io::Result<Live> {
+    /// Put each open listener's address on its instance record (again:
+    /// a write of the instance made from an older copy drops it).
+    fn record_bound(&self) {
+        let bound: Vec<(String, Ipv4Addr)> = self
+            .live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(|(id, l)| l.bound.map(|a| (id.clone(), a)))
+            .collect();
+        for (id, a) in bound {
+            self.kc.record_imds(&id, ImdsHealth::Serving(a));
+        }
+    }
+
+    /// Addresses an instance's listener tries, in order: its slot's
+    /// `127.77.A.B`, then `127.X.A.B` in blocks this server derives from
+    /// its master key, so two servers falling back rarely meet again.
+    fn candidates(&self, slot_addr: Ipv4Addr) -> Vec<Ipv4Addr> {
+        let [_, _, a, b] = slot_addr.octets();
+        let tag = self.kc.mac("keycard imds block v1", b"");
+        let start = tag.first().copied().unwrap_or(0);
+        std::iter::once(slot_addr)
+            .chain((0..FALLBACK_BLOCKS).map(|k| {
+                // Blocks 78..=253: clear of 127.0.x.x and of 127.77.
+                let x = 78 + (u16::from(start) + u16::from(k) * 37) % 176;
+                Ipv4Addr::new(127, x as u8, a, b)
+            }))
+            .collect()
+    }
+
+    /// Open the instance's listener at the first free candidate address;
+    /// only "address in use" moves on to the next.
+    async fn open_loopback(&self, id: &str, slot_addr: Ipv4Addr) -> std::io::Result<Live> {
+        let mut tried = Vec::new();
+        for addr in self.candidates(slot_addr) {
+            match self.bind_loopback(addr).await {
+                Ok(l) => {
+                    if addr != slot_addr {
+                        tracing::warn!(instance = %id, taken = %slot_addr, using = %addr,
+                            "metadata address in use (another server?): listening elsewhere");
+                    }
+                    return Ok(Live {
+                        slot_addr,
+                        bound: Some(addr),
+                        tasks: vec![tokio::spawn(serve_imds(
+                            self.kc.clone(),
+                            l,
+                            id.to_string(),
+                            None,
+                        ))],
+                        netns: None,
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => tried.push(addr),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!(
+                "port {} is in use at {} and {} other loopback addresses",
+                self.port(),
+                slot_addr,
+                tried.len().saturating_sub(1)
+            ),
+        ))
+    }
+
+    /// Bind one loopback address on the server's IMDS port (the first
+    /// bind picks the port when it is 0).
+    async fn bind_loopback(&self, addr: Ipv4Addr) -> std::io::Result<TcpListener> {
         let port = *self.port.lock().unwrap_or_else(|e| e.into_inner());
         let l = TcpListener::bind(SocketAddr::from((addr, port))).await?;
         if port == 0 {
@@ -185,16 +274,7 @@ impl Imds {
             let mut rt = self.kc.runtime.write().unwrap_or_else(|e| e.into_inner());
             rt.imds_port = Some(chosen);
         }
-        Ok(Live {
-            slot_addr: addr,
-            tasks: vec![tokio::spawn(serve_imds(
-                self.kc.clone(),
-                l,
-                id.to_string(),
-                None,
-            ))],
-            netns: None,
-        })
+        Ok(l)
     }
 
     async fn open_netns(&self, id: &str, addr: Ipv4Addr, ip: &str) -> std::io::Result<Live> {
@@ -222,6 +302,7 @@ impl Imds {
         }
         Ok(Live {
             slot_addr: addr,
+            bound: None,
             tasks,
             netns: Some(name),
         })

@@ -213,6 +213,10 @@ fn read_input(path: &str) -> anyhow::Result<String> {
     }
 }
 
+/// How often access-key and role last-used data reach the store (and at
+/// shutdown); a crash loses at most this much of it.
+const LAST_USED_FLUSH: Duration = Duration::from_secs(10);
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -369,6 +373,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let imds_task = tokio::spawn(imds.clone().run(async move {
                 let _ = imds_stop.wait_for(|s| *s).await;
             }));
+            let flusher = kc.spawn_last_used_flusher(LAST_USED_FLUSH);
             let shutdown = async move {
                 let ctrl_c = tokio::signal::ctrl_c();
                 #[cfg(unix)]
@@ -387,6 +392,10 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             keycard_server::serve(kc.clone(), listener, shutdown).await?;
             // Close instance listeners and delete namespaces.
             let _ = imds_task.await;
+            flusher.abort();
+            if let Err(e) = kc.flush_last_used().await {
+                tracing::error!(error = %e, "persisting last-used data at shutdown failed");
+            }
             kc.audit.flush().await;
             let _ = std::fs::remove_file(dir.join("server.addr"));
             Ok(())

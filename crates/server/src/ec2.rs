@@ -453,22 +453,14 @@ fn describe_status(req: &mut Req, p: &Params, dry: bool) -> Result<String, Servi
     let wanted = ids(p, "InstanceId");
     let all = bool_param(p, "IncludeAllInstances")?;
     let mut fs = Vec::new();
+    // Status filters keycard answers after the lookup: (which status,
+    // accepted values).
+    let mut status_fs: Vec<(&'static str, Vec<String>)> = Vec::new();
     for f in filters(p) {
-        // Status filters keycard can answer: state name and code; the
-        // health checks always pass.
         match f.name.as_str() {
             "instance-state-name" | "instance-state-code" | "availability-zone" => fs.push(f),
-            "instance-status.status" | "system-status.status" => {
-                if !f.values.iter().any(|v| ec2::wildcard(v, "ok")) {
-                    return Ok(ec2_response(
-                        "DescribeInstanceStatus",
-                        &req.request_id,
-                        |w| {
-                            w.empty("instanceStatusSet");
-                        },
-                    ));
-                }
-            }
+            "instance-status.status" => status_fs.push(("instance", f.values)),
+            "system-status.status" => status_fs.push(("system", f.values)),
             other => return Err(bad(format!("The filter '{other}' is invalid"))),
         }
     }
@@ -476,34 +468,40 @@ fn describe_status(req: &mut Req, p: &Params, dry: bool) -> Result<String, Servi
     let (found, next) =
         req.kc
             .describe_instances(&account, &wanted, &fs, after.as_deref(), limit)?;
+    let shown: Vec<_> = found
+        .iter()
+        .filter(|i| all || i.is_running())
+        .filter(|i| {
+            let h = health(i);
+            status_fs.iter().all(|(which, values)| {
+                let v = if *which == "instance" {
+                    h.instance
+                } else {
+                    h.system
+                };
+                values.iter().any(|p| ec2::wildcard(p, v))
+            })
+        })
+        .collect();
     let rid = req.request_id.clone();
     Ok(ec2_response("DescribeInstanceStatus", &rid, |w| {
         w.start("instanceStatusSet");
-        for i in found.iter().filter(|i| all || i.is_running()) {
-            let status = if i.is_running() {
-                "ok"
-            } else {
-                "not-applicable"
-            };
+        for i in &shown {
+            let h = health(i);
             w.start("item")
                 .elem("instanceId", &i.id)
                 .elem("availabilityZone", &i.availability_zone());
             state_xml(w, "instanceState", &i.state);
-            for tag in ["systemStatus", "instanceStatus"] {
-                w.start(tag).elem("status", status).start("details");
-                w.start("item")
-                    .elem("name", "reachability")
-                    .elem(
-                        "status",
-                        if i.is_running() {
-                            "passed"
-                        } else {
-                            "not-applicable"
-                        },
-                    )
-                    .end("item");
-                w.end("details").end(tag);
-            }
+            w.start("systemStatus")
+                .elem("status", h.system)
+                .start("details");
+            reachability_xml(w, h.system_check, None);
+            w.end("details").end("systemStatus");
+            w.start("instanceStatus")
+                .elem("status", h.instance)
+                .start("details");
+            reachability_xml(w, h.instance_check, h.impaired_since);
+            w.end("details").end("instanceStatus");
             w.empty("eventsSet").end("item");
         }
         w.end("instanceStatusSet");
@@ -511,6 +509,48 @@ fn describe_status(req: &mut Req, p: &Params, dry: bool) -> Result<String, Servi
             w.elem("nextToken", n);
         }
     }))
+}
+
+/// An instance's status checks as DescribeInstanceStatus reports them.
+struct Health {
+    system: &'static str,
+    system_check: &'static str,
+    instance: &'static str,
+    instance_check: &'static str,
+    impaired_since: Option<i64>,
+}
+
+/// The host (keycard) is always fine; the instance is impaired when its
+/// metadata service could not open (the reason is in the server log and
+/// on the instance record).
+fn health(i: &ec2::Instance) -> Health {
+    if !i.is_running() {
+        return Health {
+            system: "not-applicable",
+            system_check: "not-applicable",
+            instance: "not-applicable",
+            instance_check: "not-applicable",
+            impaired_since: None,
+        };
+    }
+    let failed = i.imds_failure().map(|(since, _)| since);
+    Health {
+        system: "ok",
+        system_check: "passed",
+        instance: if failed.is_some() { "impaired" } else { "ok" },
+        instance_check: if failed.is_some() { "failed" } else { "passed" },
+        impaired_since: failed,
+    }
+}
+
+fn reachability_xml(w: &mut XmlWriter, status: &str, since: Option<i64>) {
+    w.start("item")
+        .elem("name", "reachability")
+        .elem("status", status);
+    if let Some(t) = since {
+        w.elem("impairedSince", &iso8601(t));
+    }
+    w.end("item");
 }
 
 async fn change_state(

@@ -172,17 +172,20 @@ fn role_xml(w: &mut XmlWriter, r: &Role) {
     if let Some(t) = r.last_used {
         w.elem("LastUsedDate", &iso8601(t));
     }
+    if let Some(region) = &r.last_used_region {
+        w.elem("Region", region);
+    }
     w.end("RoleLastUsed");
 }
 
-fn policy_xml(w: &mut XmlWriter, p: &ManagedPolicy, attachments: usize) {
+fn policy_xml(w: &mut XmlWriter, p: &ManagedPolicy, usage: PolicyUsage) {
     w.elem("PolicyName", &p.name)
         .elem("PolicyId", &p.id)
         .elem("Arn", &p.arn())
         .elem("Path", &p.path)
         .elem("DefaultVersionId", &p.default_version)
-        .elem_display("AttachmentCount", attachments)
-        .elem("PermissionsBoundaryUsageCount", "0")
+        .elem_display("AttachmentCount", usage.attachments)
+        .elem_display("PermissionsBoundaryUsageCount", usage.boundaries)
         .elem("IsAttachable", "true")
         .opt_elem("Description", p.description.as_deref())
         .elem("CreateDate", &iso8601(p.created))
@@ -698,16 +701,17 @@ pub async fn handle(req: &mut Req) -> R {
                 } else {
                     kc.get_user(&acct, name)?.tags
                 };
+                let (page, next) = paginate(tags, &p)?;
                 ok(respond(&|w| {
                     w.start("Tags");
-                    for t in &tags {
+                    for t in &page {
                         w.start("member")
                             .elem("Key", &t.key)
                             .elem("Value", &t.value)
                             .end("member");
                     }
                     w.end("Tags");
-                    w.elem("IsTruncated", "false");
+                    truncation(w, &next);
                 }))
             }
         }
@@ -731,7 +735,7 @@ pub async fn handle(req: &mut Req) -> R {
                 .await?;
             ok(respond(&|w| {
                 w.start("Policy");
-                policy_xml(w, &pol, 0);
+                policy_xml(w, &pol, PolicyUsage::default());
                 w.end("Policy");
             }))
         }
@@ -829,32 +833,53 @@ pub async fn handle(req: &mut Req) -> R {
             let a = need(&p, "PolicyArn")?.to_string();
             authz!(a.clone());
             let (users, groups, roles) = kc.entities_for_policy(&a)?;
+            /// One entity of the answer: the pages run over groups, users,
+            /// then roles, as the three lists are rendered.
+            enum Ent<'a> {
+                Group(&'a Group),
+                User(&'a User),
+                Role(&'a Role),
+            }
+            let all: Vec<Ent> = groups
+                .iter()
+                .filter(|g| g.account == acct)
+                .map(Ent::Group)
+                .chain(users.iter().filter(|u| u.account == acct).map(Ent::User))
+                .chain(roles.iter().filter(|r| r.account == acct).map(Ent::Role))
+                .collect();
+            let (page, next) = paginate(all, &p)?;
             ok(respond(&|w| {
                 w.start("PolicyGroups");
-                for g in groups.iter().filter(|g| g.account == acct) {
-                    w.start("member")
-                        .elem("GroupName", &g.name)
-                        .elem("GroupId", &g.id)
-                        .end("member");
+                for e in &page {
+                    if let Ent::Group(g) = e {
+                        w.start("member")
+                            .elem("GroupName", &g.name)
+                            .elem("GroupId", &g.id)
+                            .end("member");
+                    }
                 }
                 w.end("PolicyGroups");
                 w.start("PolicyUsers");
-                for u in users.iter().filter(|u| u.account == acct) {
-                    w.start("member")
-                        .elem("UserName", &u.name)
-                        .elem("UserId", &u.id)
-                        .end("member");
+                for e in &page {
+                    if let Ent::User(u) = e {
+                        w.start("member")
+                            .elem("UserName", &u.name)
+                            .elem("UserId", &u.id)
+                            .end("member");
+                    }
                 }
                 w.end("PolicyUsers");
                 w.start("PolicyRoles");
-                for r in roles.iter().filter(|r| r.account == acct) {
-                    w.start("member")
-                        .elem("RoleName", &r.name)
-                        .elem("RoleId", &r.id)
-                        .end("member");
+                for e in &page {
+                    if let Ent::Role(r) = e {
+                        w.start("member")
+                            .elem("RoleName", &r.name)
+                            .elem("RoleId", &r.id)
+                            .end("member");
+                    }
                 }
                 w.end("PolicyRoles");
-                w.elem("IsTruncated", "false");
+                truncation(w, &next);
             }))
         }
         "AttachUserPolicy" | "AttachGroupPolicy" | "AttachRolePolicy" | "DetachUserPolicy"
@@ -1082,10 +1107,41 @@ pub async fn handle(req: &mut Req) -> R {
                 }
                 w.end("AttachedManagedPolicies");
             };
+            /// One entry of the answer: pages run over users, groups,
+            /// roles, then policies, as the four lists are rendered.
+            enum Detail<'a> {
+                User(&'a User),
+                Group(&'a Group),
+                Role(&'a Role, &'a [InstanceProfile]),
+                Policy(&'a ManagedPolicy, PolicyUsage),
+            }
+            let mut all: Vec<Detail> = Vec::new();
+            if want("User") {
+                all.extend(users.iter().map(Detail::User));
+            }
+            if want("Group") {
+                all.extend(groups.iter().map(Detail::Group));
+            }
+            if want("Role") {
+                all.extend(roles.iter().map(|(r, ips)| Detail::Role(r, ips)));
+            }
+            all.extend(
+                policies
+                    .iter()
+                    .filter(|(pol, _)| {
+                        want(if pol.account == "aws" {
+                            "AWSManagedPolicy"
+                        } else {
+                            "LocalManagedPolicy"
+                        })
+                    })
+                    .map(|(pol, n)| Detail::Policy(pol, *n)),
+            );
+            let (page, next) = paginate(all, &p)?;
             ok(respond(&|w| {
                 w.start("UserDetailList");
-                if want("User") {
-                    for u in &users {
+                for d in &page {
+                    if let Detail::User(u) = d {
                         w.start("member");
                         user_xml(w, u);
                         inline_xml(w, "UserPolicyList", &u.inline);
@@ -1100,8 +1156,8 @@ pub async fn handle(req: &mut Req) -> R {
                 }
                 w.end("UserDetailList");
                 w.start("GroupDetailList");
-                if want("Group") {
-                    for g in &groups {
+                for d in &page {
+                    if let Detail::Group(g) = d {
                         w.start("member");
                         group_xml(w, g);
                         inline_xml(w, "GroupPolicyList", &g.inline);
@@ -1111,14 +1167,14 @@ pub async fn handle(req: &mut Req) -> R {
                 }
                 w.end("GroupDetailList");
                 w.start("RoleDetailList");
-                if want("Role") {
-                    for (r, profiles) in &roles {
+                for d in &page {
+                    if let Detail::Role(r, profiles) = d {
                         w.start("member");
                         role_xml(w, r);
                         w.start("InstanceProfileList");
-                        for ip in profiles {
+                        for ip in profiles.iter() {
                             w.start("member");
-                            profile_xml(w, ip, std::slice::from_ref(r));
+                            profile_xml(w, ip, std::slice::from_ref(*r));
                             w.end("member");
                         }
                         w.end("InstanceProfileList");
@@ -1129,14 +1185,8 @@ pub async fn handle(req: &mut Req) -> R {
                 }
                 w.end("RoleDetailList");
                 w.start("Policies");
-                if want("LocalManagedPolicy") || want("AWSManagedPolicy") {
-                    for (pol, n) in &policies {
-                        let aws = pol.account == "aws";
-                        if (aws && !want("AWSManagedPolicy"))
-                            || (!aws && !want("LocalManagedPolicy"))
-                        {
-                            continue;
-                        }
+                for d in &page {
+                    if let Detail::Policy(pol, n) = d {
                         w.start("member");
                         policy_xml(w, pol, *n);
                         w.start("PolicyVersionList");
@@ -1150,7 +1200,7 @@ pub async fn handle(req: &mut Req) -> R {
                     }
                 }
                 w.end("Policies");
-                w.elem("IsTruncated", "false");
+                truncation(w, &next);
             }))
         }
         // A row without an arm: the table and this match disagree.

@@ -442,6 +442,24 @@ impl Keycard {
         for t in tags {
             ctx.insert(&format!("aws:PrincipalTag/{}", t.key), t.value);
         }
+        drop(st);
+        self.touch_session_role(caller, ctx);
+    }
+
+    /// A call signed with a role session is the role being used: its
+    /// `RoleLastUsed` moves, with the region the call was made in.
+    fn touch_session_role(&self, caller: &Caller, ctx: &Context) {
+        let CallerKind::Session(s) = &caller.kind else {
+            return;
+        };
+        let Some(role) = &s.claims.role else {
+            return;
+        };
+        let region = ctx
+            .get("aws:RequestedRegion")
+            .and_then(|v| v.first())
+            .map_or(self.config.region.as_str(), String::as_str);
+        self.touch_role(&s.claims.account, &role.name, &role.id, region);
     }
 
     /// Decide a request: the caller's identity policies, boundary and

@@ -150,6 +150,27 @@ pub struct Instance {
     /// Why the instance last changed state (`User initiated (…)`).
     #[serde(default)]
     pub state_reason: Option<String>,
+    /// How its metadata service is doing. Runtime only: listeners are
+    /// opened again at every start.
+    #[serde(skip)]
+    pub imds: ImdsHealth,
+}
+
+/// The state of an instance's loopback metadata listener.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ImdsHealth {
+    /// Not opened (yet), or not a loopback listener.
+    #[default]
+    Unknown,
+    /// Listening at this address: the slot's own, or another one when a
+    /// different server on the host already holds the slot's address.
+    Serving(Ipv4Addr),
+    /// Could not open: DescribeInstanceStatus shows the instance impaired.
+    Failed {
+        /// Epoch seconds of the first failure.
+        since: i64,
+        reason: String,
+    },
 }
 
 impl Instance {
@@ -193,10 +214,27 @@ impl Instance {
         )
     }
 
-    /// The loopback address whose IMDS answers this instance alone.
+    /// The loopback address whose IMDS answers this instance alone: where
+    /// its listener really is, else the one its slot picks.
     pub fn imds_addr(&self) -> Ipv4Addr {
+        match &self.imds {
+            ImdsHealth::Serving(a) => *a,
+            _ => self.slot_imds_addr(),
+        }
+    }
+
+    /// The address the instance's slot picks (`127.77.A.B`); taken first.
+    pub fn slot_imds_addr(&self) -> Ipv4Addr {
         let (a, b) = slot_octets(self.slot);
         Ipv4Addr::new(127, 77, a, b)
+    }
+
+    /// Why the instance's metadata service is down, if it is.
+    pub fn imds_failure(&self) -> Option<(i64, &str)> {
+        match &self.imds {
+            ImdsHealth::Failed { since, reason } => Some((*since, reason.as_str())),
+            _ => None,
+        }
     }
 
     /// The role delivered to this instance, if associated and running.
@@ -707,6 +745,7 @@ impl Keycard {
                     slot,
                     client_token: input.client_token.clone(),
                     state_reason: None,
+                    imds: ImdsHealth::Unknown,
                 });
             }
             let changes = out
@@ -1117,6 +1156,30 @@ fn validate_run(st: &State, account: &str, input: &RunInput) -> Result<Option<In
         .as_ref()
         .map(|r| resolve_profile(st, account, r).cloned())
         .transpose()
+}
+
+impl Keycard {
+    /// Record how an instance's metadata listener is doing (memory only;
+    /// wakes no watcher, so the IMDS reconciler does not loop on it). A
+    /// failure keeps the time it first happened.
+    pub fn record_imds(&self, id: &str, health: ImdsHealth) {
+        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let Some(inst) = st.instances.get_mut(id) else {
+            return;
+        };
+        let health = match (&inst.imds, health) {
+            (ImdsHealth::Failed { since, .. }, ImdsHealth::Failed { reason, .. }) => {
+                ImdsHealth::Failed {
+                    since: *since,
+                    reason,
+                }
+            }
+            (_, h) => h,
+        };
+        if inst.imds != health {
+            std::sync::Arc::make_mut(inst).imds = health;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -117,8 +117,16 @@ pub type AuthorizationDetails = (
     Vec<User>,
     Vec<Group>,
     Vec<(Role, Vec<InstanceProfile>)>,
-    Vec<(ManagedPolicy, usize)>,
+    Vec<(ManagedPolicy, PolicyUsage)>,
 );
+
+/// Access keys (by id) and roles (by state key) whose last use changed
+/// since the last flush to the store.
+#[derive(Debug, Clone, Default)]
+pub struct LastUsedDirty {
+    pub keys: std::collections::BTreeSet<String>,
+    pub roles: std::collections::BTreeSet<String>,
+}
 
 /// Summary counts for GetAccountSummary.
 pub type Summary = BTreeMap<&'static str, usize>;
@@ -380,8 +388,9 @@ impl Keycard {
         })
     }
 
-    /// Record that a key was used (in memory; persisted lazily with the
-    /// next write of the key). Cheap enough for the hot path.
+    /// Record that a key was used: in memory at once (at most once a
+    /// minute per key and service), in the store with the next
+    /// [`Keycard::flush_last_used`]. Cheap enough for the hot path.
     pub fn touch_access_key(&self, id: &str, service: &str, region: &str) {
         let t = now();
         let needs = {
@@ -400,8 +409,91 @@ impl Keycard {
                     service: service.into(),
                     region: region.into(),
                 });
+                self.dirty_last_used().keys.insert(id.to_string());
             }
         }
+    }
+
+    /// Record that a role made a call (through one of its sessions), as
+    /// GetRole's `RoleLastUsed` reports: in memory at once (at most once a
+    /// minute per role and region), in the store with the next flush. A
+    /// role deleted and re-created under the same name is not touched by
+    /// the old one's sessions.
+    pub fn touch_role(&self, account: &str, name: &str, role_id: &str, region: &str) {
+        let t = now();
+        let key = name_key(account, name);
+        let needs = self.state().roles.get(&key).is_some_and(|r| {
+            r.id == role_id
+                && (r.last_used.is_none_or(|d| t - d >= 60)
+                    || r.last_used_region.as_deref() != Some(region))
+        });
+        if !needs {
+            return;
+        }
+        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = st.roles.get_mut(&key).filter(|r| r.id == role_id) {
+            r.last_used = Some(t);
+            r.last_used_region = Some(region.to_string());
+            self.dirty_last_used().roles.insert(key);
+        }
+    }
+
+    fn dirty_last_used(&self) -> std::sync::MutexGuard<'_, LastUsedDirty> {
+        self.last_used_dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Write the last-used data touched since the previous flush to the
+    /// store, in one commit. Entities deleted meanwhile are skipped; on a
+    /// failed commit the set stays dirty for the next try.
+    pub async fn flush_last_used(&self) -> Result<()> {
+        let dirty = std::mem::take(&mut *self.dirty_last_used());
+        if dirty.keys.is_empty() && dirty.roles.is_empty() {
+            return Ok(());
+        }
+        let d = dirty.clone();
+        let res = self
+            .mutate(move |st| {
+                let keys = d
+                    .keys
+                    .iter()
+                    .filter_map(|id| st.access_keys.get(id))
+                    .map(|k| Change::Put(Entity::AccessKey(k.clone())));
+                let roles = d
+                    .roles
+                    .iter()
+                    .filter_map(|key| st.roles.get(key))
+                    .map(|r| Change::Put(Entity::Role(r.clone())));
+                Ok((keys.chain(roles).collect(), ()))
+            })
+            .await;
+        if res.is_err() {
+            let mut cur = self.dirty_last_used();
+            cur.keys.extend(dirty.keys);
+            cur.roles.extend(dirty.roles);
+        }
+        res
+    }
+
+    /// Flush last-used data every `period` until the keycard is dropped.
+    pub fn spawn_last_used_flusher(
+        self: &std::sync::Arc<Self>,
+        period: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let weak = std::sync::Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(kc) = weak.upgrade() else { return };
+                if let Err(e) = kc.flush_last_used().await {
+                    tracing::warn!(error = %e, "persisting last-used data failed; will retry");
+                }
+            }
+        })
     }
 
     // --------------------------------------------------------------- groups
@@ -565,6 +657,7 @@ impl Keycard {
             inline: BTreeMap::new(),
             attached: Vec::new(),
             last_used: None,
+            last_used_region: None,
         };
         self.mutate(|st| {
             if st.role(account, &role.name).is_some() {
@@ -766,11 +859,11 @@ impl Keycard {
         })
     }
 
-    /// The policy and how many identities it is attached to.
-    pub fn get_policy(&self, arn: &str) -> Result<(ManagedPolicy, usize)> {
+    /// The policy and how it is used (attachments, boundaries).
+    pub fn get_policy(&self, arn: &str) -> Result<(ManagedPolicy, PolicyUsage)> {
         let st = self.state();
         let p = Self::policy_in(&st, arn)?;
-        Ok((p, st.attachment_count(arn)))
+        Ok((p, st.policy_usage(arn)))
     }
 
     /// Scope: "All" | "AWS" | "Local".
@@ -780,7 +873,7 @@ impl Keycard {
         scope: &str,
         only_attached: bool,
         path_prefix: &str,
-    ) -> Vec<(ManagedPolicy, usize)> {
+    ) -> Vec<(ManagedPolicy, PolicyUsage)> {
         let st = self.state();
         st.policies
             .values()
@@ -790,8 +883,8 @@ impl Keycard {
                 _ => p.account == "aws" || p.account == account,
             })
             .filter(|p| p.path.starts_with(path_prefix))
-            .map(|p| (p.clone(), st.attachment_count(&p.arn())))
-            .filter(|(_, n)| !only_attached || *n > 0)
+            .map(|p| (p.clone(), st.policy_usage(&p.arn())))
+            .filter(|(_, n)| !only_attached || n.attachments > 0)
             .collect()
     }
 
@@ -1368,7 +1461,7 @@ impl Keycard {
             .filter(|p| {
                 p.account == account || (p.account == "aws" && st.attachment_count(&p.arn()) > 0)
             })
-            .map(|p| (p.clone(), st.attachment_count(&p.arn())))
+            .map(|p| (p.clone(), st.policy_usage(&p.arn())))
             .collect();
         (users, groups, roles, policies)
     }

@@ -90,6 +90,8 @@ pub struct Keycard {
     instance_events: tokio::sync::watch::Sender<u64>,
     /// Where this process serves (set by the binary once listening).
     pub runtime: RwLock<Runtime>,
+    /// Last-used data changed in memory and not yet in the store.
+    last_used_dirty: Mutex<iam::LastUsedDirty>,
 }
 
 /// Addresses the running process serves on, for `keycard exec`.
@@ -194,6 +196,7 @@ impl Keycard {
             deliveries: Default::default(),
             instance_events: tokio::sync::watch::channel(0).0,
             runtime: RwLock::new(Runtime::default()),
+            last_used_dirty: Mutex::new(Default::default()),
         });
         managed::install(&kc).await?;
         kc.ensure_default_account().await?;

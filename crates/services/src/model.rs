@@ -129,6 +129,9 @@ pub struct Role {
     pub attached: Vec<String>,
     #[serde(default)]
     pub last_used: Option<Epoch>,
+    /// The region of the last call made with one of the role's sessions.
+    #[serde(default)]
+    pub last_used_region: Option<String>,
 }
 
 impl Role {
@@ -384,4 +387,14 @@ impl Entity {
 pub enum Change {
     Put(Entity),
     Delete(&'static str, String),
+}
+
+/// How a managed policy is used: the counts GetPolicy and ListPolicies
+/// report as `AttachmentCount` and `PermissionsBoundaryUsageCount`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PolicyUsage {
+    /// Users, groups and roles the policy is attached to.
+    pub attachments: usize,
+    /// Users and roles using the policy as their permissions boundary.
+    pub boundaries: usize,
 }

@@ -156,6 +156,14 @@ impl State {
             + self.roles.values().map(|r| a(&r.attached)).sum::<usize>()
     }
 
+    /// Both counts of a policy's use, as GetPolicy reports them.
+    pub fn policy_usage(&self, arn: &str) -> crate::model::PolicyUsage {
+        crate::model::PolicyUsage {
+            attachments: self.attachment_count(arn),
+            boundaries: self.boundary_count(arn),
+        }
+    }
+
     /// How many users and roles use the policy as permissions boundary.
     pub fn boundary_count(&self, arn: &str) -> usize {
         self.users
