@@ -212,9 +212,11 @@ async fn handle(
         Ok(Some(a)) => a.scope.region.clone(),
         _ => kc.config.region.clone(),
     };
-    let fail = |e: ServiceError, caller: Option<&Caller>, name: &str| {
-        kc.audit.record(EventInput {
-            caller,
+    // A refusal before a caller is known; `account` owns the key id when
+    // that is known. Answered only once its event is committed (else 503).
+    let fail = async |e: ServiceError, account: &str, name: &str| {
+        let recorded = kc.audit.record(EventInput {
+            caller: None,
             event_source: protocol.event_source(),
             event_name: name,
             region: &region,
@@ -228,13 +230,16 @@ async fn handle(
             read_only: false,
             resources: Vec::new(),
             evaluation: None,
-            recipient_account: caller.map(|c| c.account.as_str()).unwrap_or(""),
+            recipient_account: account,
         });
-        render::error(protocol, &e, &rid, parts.uri.path())
+        match recorded.await {
+            Ok(()) => render::error(protocol, &e, &rid, parts.uri.path()),
+            Err(u) => render::error(protocol, &ServiceError::from(u), &rid, parts.uri.path()),
+        }
     };
     let auth = match parsed {
         Ok(a) => a,
-        Err(e) => return fail(auth_error(e), None, "Unauthenticated"),
+        Err(e) => return fail(auth_error(e), "", "Unauthenticated").await,
     };
     if !matches!(
         service.as_str(),
@@ -242,9 +247,10 @@ async fn handle(
     ) {
         return fail(
             ServiceError::InvalidAction(format!("keycard does not serve the {service} API")),
-            None,
+            "",
             "Unknown",
-        );
+        )
+        .await;
     }
     // Read the body within the service's limit; a declared length over it
     // is refused before anything is read.
@@ -270,26 +276,33 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return fail(too_large(), None, "Unauthenticated");
+        return fail(too_large(), "", "Unauthenticated").await;
     }
     let body = match http_body_util::Limited::new(body, limit).collect().await {
         Ok(c) => c.to_bytes(),
-        Err(_) => return fail(too_large(), None, "Unauthenticated"),
+        Err(_) => return fail(too_large(), "", "Unauthenticated").await,
     };
     // Authenticate.
     let enforce = !kc.enforcement_off();
     let (caller, verified) = match authenticate(&kc, &parts, auth.as_ref(), &body, enforce) {
         Ok(x) => x,
-        Err(e) => return fail(e, None, "Unauthenticated"),
+        Err(e) => {
+            let account = auth
+                .as_ref()
+                .and_then(|a| kc.key_account(&a.access_key_id, a.session_token.as_deref()))
+                .unwrap_or_default();
+            return fail(e, &account, "Unauthenticated").await;
+        }
     };
     if auth.is_none() && protocol != Protocol::S3 && enforce {
         return fail(
             ServiceError::MissingAuthenticationToken(
                 "Request is missing Authentication Token".into(),
             ),
-            None,
+            "",
             "Unauthenticated",
-        );
+        )
+        .await;
     }
     let mut ctx = Context::new();
     let now = time::OffsetDateTime::now_utc();
@@ -345,7 +358,7 @@ async fn handle(
         req.audit.event_name.clone()
     };
     let msg = error.as_ref().map(|e| e.message());
-    kc.audit.record(EventInput {
+    let recorded = kc.audit.record(EventInput {
         caller: Some(&req.caller),
         event_source: protocol.event_source(),
         event_name: &name,
@@ -362,6 +375,10 @@ async fn handle(
         evaluation: req.audit.eval.as_ref(),
         recipient_account: &req.caller.account,
     });
+    // Fail closed: no answer for a request whose event is not committed.
+    if let Err(u) = recorded.await {
+        return render::error(protocol, &ServiceError::from(u), &rid, req.parts.uri.path());
+    }
     response
 }
 
