@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use keycard_policy::PolicyKind;
 use keycard_services::{Config, Keycard};
-use keycard_store::{AuditQuery, SqliteStore, Store};
+use keycard_store::{AuditQuery, Durability, SqliteStore, Store};
 
 #[derive(Parser)]
 #[command(
@@ -90,6 +90,13 @@ enum Command {
         /// Port of the per-instance loopback metadata listeners (0: pick one).
         #[arg(long, default_value_t = 4569, env = "KEYCARD_IMDS_PORT")]
         imds_port: u16,
+        /// Whether each commit (audit events and the changes they go with)
+        /// is fsynced: `never` survives a crash of keycard (kill -9) but not
+        /// a power loss; `always` survives both, at the cost measured in
+        /// docs/benchmarks.md.
+        #[arg(long, alias = "audit-fsync", default_value = "never", env = "KEYCARD_FSYNC",
+              value_parser = ["always", "never"])]
+        fsync: String,
     },
     /// Run a command "on" an instance: no static credentials, and the SDKs
     /// find the instance role through the instance's metadata service.
@@ -275,8 +282,15 @@ fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
 }
 
 async fn open_store(dir: &std::path::Path) -> anyhow::Result<Arc<dyn Store>> {
+    open_store_with(dir, Durability::default()).await
+}
+
+async fn open_store_with(
+    dir: &std::path::Path,
+    durability: Durability,
+) -> anyhow::Result<Arc<dyn Store>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let store = SqliteStore::open(&dir.join("keycard.db"))
+    let store = SqliteStore::open_with(&dir.join("keycard.db"), durability)
         .await
         .with_context(|| format!("opening database in {}", dir.display()))?;
     Ok(Arc::new(store))
@@ -295,6 +309,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             instance_credential_refresh,
             instance_network,
             imds_port,
+            fsync,
         } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -327,7 +342,12 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 Some("moto") => config.compat_moto = true,
                 Some(other) => bail!("unknown --compat mode {other} (known: moto)"),
             }
-            let store = open_store(&dir).await?;
+            let durability = if fsync == "always" {
+                Durability::PowerLoss
+            } else {
+                Durability::Crash
+            };
+            let store = open_store_with(&dir, durability).await?;
             let kc = Keycard::open(config, store)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -22,7 +22,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use keycard_policy::Context;
 use keycard_proto::sigv4::{self, AuthError, AuthErrorCode, ParsedAuth, Verified};
-use keycard_services::audit::EventInput;
+use keycard_services::audit::{self, EventInput, PendingEvent};
 use keycard_services::auth::{Caller, Check, Decided, ResourcePolicy};
 use keycard_services::{Keycard, ServiceError, Wire};
 use serde_json::Value;
@@ -271,16 +271,19 @@ struct Envelope {
 }
 
 impl Envelope {
-    /// Record a call that ends before its handler runs, and render its error.
-    fn fail(
+    /// Record a call that ends before its handler runs, and render its
+    /// error once the event is committed (503 if it cannot be). `account`
+    /// attributes a failure whose caller is unknown to the key's owner.
+    async fn fail(
         &self,
         kc: &Keycard,
         e: ServiceError,
         caller: Option<&Caller>,
+        account: &str,
         name: &str,
         path: &str,
     ) -> Response<Body> {
-        kc.audit.record(EventInput {
+        let recorded = kc.audit.record(EventInput {
             caller,
             event_source: &self.event_source,
             event_name: name,
@@ -296,9 +299,12 @@ impl Envelope {
             data_event: false,
             resources: Vec::new(),
             decided: &[],
-            recipient_account: caller.map(|c| c.account.as_str()).unwrap_or(""),
+            recipient_account: caller.map(|c| c.account.as_str()).unwrap_or(account),
         });
-        render::error(self.protocol, &e, &self.rid, path)
+        match recorded.await {
+            Ok(()) => render::error(self.protocol, &e, &self.rid, path),
+            Err(u) => render::error(self.protocol, &ServiceError::from(u), &self.rid, path),
+        }
     }
 }
 
@@ -362,7 +368,11 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
     let path = parts.uri.path().to_string();
     let auth = match parsed {
         Ok(a) => a,
-        Err(e) => return env.fail(&kc, auth_error(e), None, "Unauthenticated", &path),
+        Err(e) => {
+            return env
+                .fail(&kc, auth_error(e), None, "", "Unauthenticated", &path)
+                .await;
+        }
     };
     let enforce = !kc.enforcement_off();
     // Nothing unauthenticated is read: a request with no signature outside
@@ -371,7 +381,7 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
         let e = ServiceError::MissingAuthenticationToken(
             "Request is missing Authentication Token".into(),
         );
-        return env.fail(&kc, e, None, "Unauthenticated", &path);
+        return env.fail(&kc, e, None, "", "Unauthenticated", &path).await;
     }
     let limit = if protocol == Protocol::S3 {
         MAX_S3_BODY
@@ -384,34 +394,49 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return env.fail(
-            &kc,
-            too_large(protocol, limit),
-            None,
-            "Unauthenticated",
-            &path,
-        );
+        return env
+            .fail(
+                &kc,
+                too_large(protocol, limit),
+                None,
+                "",
+                "Unauthenticated",
+                &path,
+            )
+            .await;
     }
     let authn = match authenticate(&kc, &parts, auth.as_ref(), body, protocol, enforce).await {
         Ok(a) => a,
         Err((e, caller)) => {
-            return env.fail(&kc, e, caller.as_ref(), "Unauthenticated", &path);
+            let account = auth
+                .as_ref()
+                .and_then(|a| kc.key_account(&a.access_key_id, a.session_token.as_deref()))
+                .unwrap_or_default();
+            return env
+                .fail(&kc, e, caller.as_ref(), &account, "Unauthenticated", &path)
+                .await;
         }
     };
     // Route: the operation's row.
     let name = match op_name(protocol, &parts, &authn.body) {
         Ok(n) => n,
-        Err(e) => return env.fail(&kc, e, Some(&authn.caller), "Unknown", &path),
+        Err(e) => {
+            return env
+                .fail(&kc, e, Some(&authn.caller), "", "Unknown", &path)
+                .await;
+        }
     };
     let Some(op) = ops::find(protocol, &name) else {
         let e = unknown_operation(protocol, &name);
-        return env.fail(&kc, e, Some(&authn.caller), &name, &path);
+        return env
+            .fail(&kc, e, Some(&authn.caller), "", &name, &path)
+            .await;
     };
     if authn.caller.account.is_empty() && protocol != Protocol::S3 {
         let e = ServiceError::MissingAuthenticationToken(
             "Request is missing Authentication Token".into(),
         );
-        return env.fail(&kc, e, None, op.name, &path);
+        return env.fail(&kc, e, None, "", op.name, &path).await;
     }
     let ctx = request_context(&kc, &authn.caller, &env);
     if !authn.caller.access_key_id.is_empty() && !authn.caller.access_key_id.starts_with("ASIA") {
@@ -435,13 +460,41 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
         enforce,
         audit: AuditInfo::default(),
     };
-    let mut result = match protocol {
-        Protocol::Iam => iam::handle(&mut req).await,
-        Protocol::Sts => sts::handle(&mut req).await,
-        Protocol::S3 => s3::handle(&mut req).await,
-        Protocol::CloudTrail => cloudtrail::handle(&mut req).await,
-        Protocol::Ec2 => ec2::handle(&mut req).await,
-        Protocol::Other(_) => Err(unknown_operation(protocol, &name)),
+    // A write's draft event commits in the same transaction as its
+    // changes, so a crash between the two still leaves the call's event.
+    let pending = (!op.read_only).then(|| {
+        PendingEvent::new(EventInput {
+            caller: Some(&req.caller),
+            event_source: &env.event_source,
+            event_name: op.name,
+            region: &req.region,
+            source_ip: &req.source_ip,
+            user_agent: &req.user_agent,
+            request_parameters: Value::Null,
+            response_elements: Value::Null,
+            error_code: None,
+            error_message: None,
+            request_id: &env.rid,
+            read_only: op.read_only,
+            data_event: op.data_event,
+            resources: Vec::new(),
+            decided: &[],
+            recipient_account: &req.caller.account,
+        })
+    });
+    let run = async {
+        match protocol {
+            Protocol::Iam => iam::handle(&mut req).await,
+            Protocol::Sts => sts::handle(&mut req).await,
+            Protocol::S3 => s3::handle(&mut req).await,
+            Protocol::CloudTrail => cloudtrail::handle(&mut req).await,
+            Protocol::Ec2 => ec2::handle(&mut req).await,
+            Protocol::Other(_) => Err(unknown_operation(protocol, &name)),
+        }
+    };
+    let mut result = match &pending {
+        Some(p) => audit::with_pending(p.clone(), run).await,
+        None => run.await,
     };
     // The guard: a call that succeeded without deciding every action its
     // row requires is withheld. Walking the tables in the tests finds it.
@@ -466,7 +519,7 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
         Err(e) => (render::error(protocol, &e, &env.rid, &path), Some(e)),
     };
     let msg = error.as_ref().map(|e| e.message());
-    kc.audit.record(EventInput {
+    let event = EventInput {
         caller: Some(&req.caller),
         event_source: &env.event_source,
         event_name: op.name,
@@ -483,8 +536,16 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
         resources: std::mem::take(&mut req.audit.resources),
         decided: &req.audit.decided,
         recipient_account: &req.caller.account,
-    });
-    response
+    };
+    let recorded = match &pending {
+        Some(p) => kc.audit.record_final(p, event).await,
+        None => kc.audit.record(event).await,
+    };
+    // Fail closed: no answer for a call whose event is not committed.
+    match recorded {
+        Ok(()) => response,
+        Err(u) => render::error(protocol, &ServiceError::from(u), &env.rid, &path),
+    }
 }
 
 /// EC2 words a denial its own way and appends the encoded authorization

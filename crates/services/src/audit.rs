@@ -1,9 +1,12 @@
 //! The audit trail: every request, allowed or denied, as a CloudTrail
-//! event. Events go through a channel to one writer task that commits them
-//! in batches, so recording costs the request path almost nothing.
+//! event. `record` hands the event to one writer task through a bounded
+//! queue and resolves once the transaction holding it has committed, so a
+//! response released after `record` implies a stored event. The writer
+//! commits whatever accumulated while it was busy in one transaction (group
+//! commit): no timer, and the batch grows with the load.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use keycard_policy::Decision;
 use keycard_store::{AuditRow, Store};
@@ -16,15 +19,32 @@ use crate::sts::iso8601;
 /// Most events written in one transaction.
 const MAX_BATCH: usize = 2000;
 
+/// Events waiting for the writer before `record` waits for room (the
+/// backpressure bound; each request has at most one event in the queue).
+pub const DEFAULT_QUEUE: usize = 4096;
+
+/// Value CloudTrail puts in place of a secret request or response field.
+pub const HIDDEN: &str = "HIDDEN_DUE_TO_SECURITY_REASONS";
+/// Value EC2's CloudTrail events put in place of user data.
+pub const SENSITIVE_DATA_REMOVED: &str = "<sensitiveDataRemoved>";
+
+/// The audit store failed (or its writer is gone): the request must not be
+/// answered as if it were recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the audit trail could not record the request")]
+pub struct AuditUnavailable;
+
+type Done = oneshot::Sender<Result<(), AuditUnavailable>>;
+
 enum Msg {
-    Event(Box<AuditRow>),
+    Event(Box<AuditRow>, Done),
     Flush(oneshot::Sender<()>),
 }
 
 /// Handle to the audit writer.
 #[derive(Clone)]
 pub struct AuditLog {
-    tx: mpsc::UnboundedSender<Msg>,
+    tx: mpsc::Sender<Msg>,
 }
 
 /// What the server knows about a finished request.
@@ -50,7 +70,9 @@ pub struct EventInput<'a> {
     pub recipient_account: &'a str,
 }
 
-/// Keys whose values never enter an audit record.
+/// Keys whose values never enter an audit record (compared in lower
+/// case; CloudTrail's camelCase and the APIs' PascalCase both match).
+/// Policy documents are not among them: CloudTrail records those.
 const SECRET_KEYS: &[&str] = &[
     "secretaccesskey",
     "sessiontoken",
@@ -65,13 +87,20 @@ const SECRET_KEYS: &[&str] = &[
     "x-amz-signature",
 ];
 
-/// Remove secret-bearing fields anywhere in a JSON value.
+/// Keys EC2 records as `<sensitiveDataRemoved>` (RunInstances,
+/// ModifyInstanceAttribute, launch templates).
+const REMOVED_KEYS: &[&str] = &["userdata"];
+
+/// Replace secret-bearing fields anywhere in a JSON value, as CloudTrail does.
 pub fn redact(v: &mut Value) {
     match v {
         Value::Object(m) => {
             for (k, val) in m.iter_mut() {
-                if SECRET_KEYS.contains(&k.to_ascii_lowercase().as_str()) {
-                    *val = Value::String("HIDDEN_DUE_TO_SECURITY_REASONS".into());
+                let key = k.to_ascii_lowercase();
+                if SECRET_KEYS.contains(&key.as_str()) {
+                    *val = Value::String(HIDDEN.into());
+                } else if REMOVED_KEYS.contains(&key.as_str()) {
+                    *val = Value::String(SENSITIVE_DATA_REMOVED.into());
                 } else {
                     redact(val);
                 }
@@ -162,154 +191,243 @@ fn decision_json(d: &Decided) -> Value {
     v
 }
 
-impl AuditLog {
-    /// Start the writer task.
-    pub fn start(store: Arc<dyn Store>) -> AuditLog {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
-        tokio::spawn(async move {
-            let mut batch: Vec<AuditRow> = Vec::new();
-            let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
-            loop {
-                let first = match rx.recv().await {
-                    Some(m) => m,
-                    None => break,
-                };
-                let take = |m: Msg, batch: &mut Vec<AuditRow>, waiters: &mut Vec<_>| match m {
-                    Msg::Event(r) => batch.push(*r),
-                    Msg::Flush(w) => waiters.push(w),
-                };
-                take(first, &mut batch, &mut waiters);
-                // Gather what else is waiting, briefly, to write in bulk.
-                let deadline = tokio::time::Instant::now() + Duration::from_millis(20);
-                while batch.len() < MAX_BATCH && waiters.is_empty() {
-                    match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(m)) => take(m, &mut batch, &mut waiters),
-                        _ => break,
-                    }
+/// Build the stored row of an event. `event_id` is given for a request
+/// whose draft was written already; `pending` marks a draft.
+fn build_row(ev: EventInput<'_>, event_id: Option<String>, pending: bool) -> AuditRow {
+    let now = time::OffsetDateTime::now_utc();
+    let ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+    let event_id = event_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let mut params = ev.request_parameters;
+    redact(&mut params);
+    let mut response = ev.response_elements;
+    redact(&mut response);
+    let mut body = Map::new();
+    body.insert("eventVersion".into(), "1.09".into());
+    body.insert("userIdentity".into(), user_identity(ev.caller));
+    body.insert("eventTime".into(), iso8601(now.unix_timestamp()).into());
+    body.insert("eventSource".into(), ev.event_source.into());
+    body.insert("eventName".into(), ev.event_name.into());
+    body.insert("awsRegion".into(), ev.region.into());
+    body.insert("sourceIPAddress".into(), ev.source_ip.into());
+    body.insert("userAgent".into(), ev.user_agent.into());
+    if let Some(c) = ev.error_code {
+        body.insert("errorCode".into(), c.into());
+        body.insert(
+            "errorMessage".into(),
+            ev.error_message.unwrap_or_default().into(),
+        );
+    }
+    body.insert("requestParameters".into(), params);
+    body.insert("responseElements".into(), response);
+    if pending {
+        // What a crash between the mutation and the final event leaves.
+        body.insert(
+            "additionalEventData".into(),
+            json!({"keycardOutcome": "Pending"}),
+        );
+    }
+    body.insert("requestID".into(), ev.request_id.into());
+    body.insert("eventID".into(), event_id.clone().into());
+    body.insert("readOnly".into(), ev.read_only.into());
+    if !ev.resources.is_empty() {
+        body.insert(
+            "resources".into(),
+            ev.resources
+                .iter()
+                .map(|(arn, t)| json!({"ARN": arn, "type": t, "accountId": ev.recipient_account}))
+                .collect::<Vec<_>>()
+                .into(),
+        );
+    }
+    body.insert("eventType".into(), "AwsApiCall".into());
+    body.insert("managementEvent".into(), (!ev.data_event).into());
+    body.insert("recipientAccountId".into(), ev.recipient_account.into());
+    body.insert(
+        "eventCategory".into(),
+        if ev.data_event { "Data" } else { "Management" }.into(),
+    );
+    if !ev.decided.is_empty() {
+        body.insert(
+            "keycardAuthorization".into(),
+            ev.decided
+                .iter()
+                .map(decision_json)
+                .collect::<Vec<_>>()
+                .into(),
+        );
+    }
+    AuditRow {
+        seq: 0,
+        event_id,
+        event_time_ms: ms,
+        event_name: ev.event_name.into(),
+        event_source: ev.event_source.into(),
+        username: ev.caller.map(|c| c.username()).unwrap_or_default(),
+        access_key_id: ev
+            .caller
+            .map(|c| c.access_key_id.clone())
+            .unwrap_or_default(),
+        account: ev.recipient_account.into(),
+        resource_names: resource_names(&ev.resources),
+        read_only: ev.read_only,
+        body: Value::Object(body).to_string(),
+    }
+}
+
+/// Each resource's ARN and its last path or colon segment, searchable.
+fn resource_names(resources: &[(String, String)]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for (arn, _) in resources {
+        names.push(arn.clone());
+        if let Some(last) = arn.rsplit(['/', ':']).next()
+            && last != arn
+            && !last.is_empty()
+        {
+            names.push(last.to_string());
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The writer: wait for the first message, take everything else queued
+/// (up to `MAX_BATCH`), commit it in one transaction, answer every waiter.
+/// What arrives during a commit forms the next batch.
+async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Msg>) {
+    let mut msgs: Vec<Msg> = Vec::new();
+    let mut rows: Vec<AuditRow> = Vec::new();
+    let mut done: Vec<Done> = Vec::new();
+    let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+    while rx.recv_many(&mut msgs, MAX_BATCH).await > 0 {
+        for m in msgs.drain(..) {
+            match m {
+                Msg::Event(row, d) => {
+                    rows.push(*row);
+                    done.push(d);
                 }
-                while batch.len() < MAX_BATCH
-                    && let Ok(m) = rx.try_recv()
-                {
-                    take(m, &mut batch, &mut waiters);
-                }
-                if !batch.is_empty() {
-                    if let Err(e) = store.append_audit(&batch).await {
-                        tracing::error!(error = %e, events = batch.len(), "writing audit events failed");
-                    }
-                    batch.clear();
-                    // Don't keep a backlog's worth of capacity around.
-                    batch.shrink_to(MAX_BATCH);
-                }
-                for w in waiters.drain(..) {
-                    let _ = w.send(());
-                }
+                Msg::Flush(f) => flushes.push(f),
             }
-        });
+        }
+        if !rows.is_empty() {
+            let result = store.append_audit(&rows).await.map_err(|e| {
+                tracing::error!(error = %e, events = rows.len(), "writing audit events failed");
+                AuditUnavailable
+            });
+            for d in done.drain(..) {
+                let _ = d.send(result);
+            }
+            rows.clear();
+        }
+        for f in flushes.drain(..) {
+            let _ = f.send(());
+        }
+        // Don't keep a backlog's worth of capacity around.
+        msgs.shrink_to(MAX_BATCH);
+        rows.shrink_to(MAX_BATCH);
+        done.shrink_to(MAX_BATCH);
+    }
+}
+
+impl AuditLog {
+    /// Start the writer task with the default queue bound.
+    pub fn start(store: Arc<dyn Store>) -> AuditLog {
+        Self::start_with(store, DEFAULT_QUEUE)
+    }
+
+    /// Start the writer task; at most `queue` events wait for it.
+    pub fn start_with(store: Arc<dyn Store>, queue: usize) -> AuditLog {
+        let (tx, rx) = mpsc::channel::<Msg>(queue.max(1));
+        tokio::spawn(write_loop(store, rx));
         AuditLog { tx }
     }
 
-    /// Record one event.
-    pub fn record(&self, ev: EventInput<'_>) {
-        let now = time::OffsetDateTime::now_utc();
-        let ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
-        let event_id = uuid::Uuid::new_v4().to_string();
-        let mut params = ev.request_parameters;
-        redact(&mut params);
-        let mut response = ev.response_elements;
-        redact(&mut response);
-        let mut body = Map::new();
-        body.insert("eventVersion".into(), "1.09".into());
-        body.insert("userIdentity".into(), user_identity(ev.caller));
-        body.insert("eventTime".into(), iso8601(now.unix_timestamp()).into());
-        body.insert("eventSource".into(), ev.event_source.into());
-        body.insert("eventName".into(), ev.event_name.into());
-        body.insert("awsRegion".into(), ev.region.into());
-        body.insert("sourceIPAddress".into(), ev.source_ip.into());
-        body.insert("userAgent".into(), ev.user_agent.into());
-        if let Some(c) = ev.error_code {
-            body.insert("errorCode".into(), c.into());
-            body.insert(
-                "errorMessage".into(),
-                ev.error_message.unwrap_or_default().into(),
-            );
-        }
-        body.insert(
-            "requestParameters".into(),
-            if params.is_null() {
-                Value::Null
-            } else {
-                params
-            },
-        );
-        body.insert("responseElements".into(), response);
-        body.insert("requestID".into(), ev.request_id.into());
-        body.insert("eventID".into(), event_id.clone().into());
-        body.insert("readOnly".into(), ev.read_only.into());
-        if !ev.resources.is_empty() {
-            body.insert(
-                "resources".into(),
-                ev.resources
-                    .iter()
-                    .map(|(arn, t)| json!({"ARN": arn, "type": t, "accountId": ev.recipient_account}))
-                    .collect::<Vec<_>>()
-                    .into(),
-            );
-        }
-        body.insert("eventType".into(), "AwsApiCall".into());
-        body.insert("managementEvent".into(), (!ev.data_event).into());
-        body.insert("recipientAccountId".into(), ev.recipient_account.into());
-        body.insert(
-            "eventCategory".into(),
-            if ev.data_event { "Data" } else { "Management" }.into(),
-        );
-        if !ev.decided.is_empty() {
-            body.insert(
-                "keycardAuthorization".into(),
-                ev.decided
-                    .iter()
-                    .map(decision_json)
-                    .collect::<Vec<_>>()
-                    .into(),
-            );
-        }
-        let username = ev.caller.map(|c| c.username()).unwrap_or_default();
-        let mut resource_names: Vec<String> = Vec::new();
-        for (arn, _) in &ev.resources {
-            resource_names.push(arn.clone());
-            if let Some(last) = arn.rsplit(['/', ':']).next()
-                && last != arn
-                && !last.is_empty()
-            {
-                resource_names.push(last.to_string());
-            }
-        }
-        resource_names.sort();
-        resource_names.dedup();
-        let row = AuditRow {
-            seq: 0,
-            event_id,
-            event_time_ms: ms,
-            event_name: ev.event_name.into(),
-            event_source: ev.event_source.into(),
-            username,
-            access_key_id: ev
-                .caller
-                .map(|c| c.access_key_id.clone())
-                .unwrap_or_default(),
-            resource_names,
-            read_only: ev.read_only,
-            body: Value::Object(body).to_string(),
-        };
-        let _ = self.tx.send(Msg::Event(Box::new(row)));
+    /// Record one event: resolves once it is committed, or with
+    /// `AuditUnavailable` if it could not be (answer 503 then). The row is
+    /// built before the future is returned, so the future borrows nothing.
+    pub fn record(
+        &self,
+        ev: EventInput<'_>,
+    ) -> impl Future<Output = Result<(), AuditUnavailable>> + Send + use<> {
+        self.submit(build_row(ev, None, false))
     }
 
-    /// Wait until everything recorded so far is in the store.
+    /// Record the final event of a request whose draft is `pending`: it
+    /// takes the draft's event id and replaces the draft in the store.
+    pub fn record_final(
+        &self,
+        pending: &PendingEvent,
+        ev: EventInput<'_>,
+    ) -> impl Future<Output = Result<(), AuditUnavailable>> + Send + use<> {
+        self.submit(build_row(ev, Some(pending.event_id().to_string()), false))
+    }
+
+    fn submit(
+        &self,
+        row: AuditRow,
+    ) -> impl Future<Output = Result<(), AuditUnavailable>> + Send + use<> {
+        let tx = self.tx.clone();
+        async move {
+            let (done, committed) = oneshot::channel();
+            // Waits for room when the queue is full (backpressure).
+            tx.send(Msg::Event(Box::new(row), done))
+                .await
+                .map_err(|_| AuditUnavailable)?;
+            committed.await.map_err(|_| AuditUnavailable)?
+        }
+    }
+
+    /// Wait until everything queued so far has been written (or failed).
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(Msg::Flush(tx)).is_ok() {
+        if self.tx.send(Msg::Flush(tx)).await.is_ok() {
             let _ = rx.await;
         }
     }
+}
+
+/// A request's event before its outcome is known. Any mutation the request
+/// commits (`Keycard::mutate` inside `with_pending`) writes this draft in
+/// the same transaction, marked `additionalEventData.keycardOutcome =
+/// "Pending"`; `AuditLog::record_final` later replaces it by event id. A
+/// crash between the two still leaves the call's event next to its change.
+#[derive(Debug, Clone)]
+pub struct PendingEvent {
+    draft: Arc<AuditRow>,
+}
+
+impl PendingEvent {
+    /// The draft of the event from what is known before the handler runs.
+    pub fn new(ev: EventInput<'_>) -> PendingEvent {
+        PendingEvent {
+            draft: Arc::new(build_row(ev, None, true)),
+        }
+    }
+
+    /// The event id the draft and the final event share.
+    pub fn event_id(&self) -> &str {
+        &self.draft.event_id
+    }
+
+    /// The draft as it is stored.
+    pub fn draft(&self) -> &AuditRow {
+        &self.draft
+    }
+}
+
+tokio::task_local! {
+    static PENDING: PendingEvent;
+}
+
+/// Run `fut` with `pending` as the event of the request it serves: every
+/// `Keycard::mutate` inside commits the draft with its changes.
+pub async fn with_pending<F: Future>(pending: PendingEvent, fut: F) -> F::Output {
+    PENDING.scope(pending, fut).await
+}
+
+/// The draft of the request being served, if the caller declared one.
+pub fn pending_draft() -> Option<AuditRow> {
+    PENDING.try_with(|p| p.draft().clone()).ok()
 }
 
 #[cfg(test)]

@@ -242,7 +242,7 @@ impl Keycard {
             return;
         };
         let caller = Caller::service("ec2.amazonaws.com");
-        self.audit.record(EventInput {
+        let recorded = self.audit.record(EventInput {
             caller: Some(&caller),
             event_source: "sts.amazonaws.com",
             event_name: "AssumeRole",
@@ -274,6 +274,18 @@ impl Keycard {
             data_event: false,
             recipient_account: &inst.account,
         });
+        // The metadata service answers synchronously: the event is
+        // committed in the background (not awaited before the answer).
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    if recorded.await.is_err() {
+                        tracing::error!("instance credential event not recorded");
+                    }
+                });
+            }
+            Err(_) => tracing::error!("instance credential event not recorded: no runtime"),
+        }
     }
 
     /// A keyed MAC for tokens that must survive restarts (IMDSv2 session

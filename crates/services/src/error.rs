@@ -296,6 +296,15 @@ impl From<StoreError> for ServiceError {
     }
 }
 
+/// A request whose event could not be recorded is refused (fail closed).
+impl From<crate::audit::AuditUnavailable> for ServiceError {
+    fn from(_: crate::audit::AuditUnavailable) -> Self {
+        ServiceError::ServiceUnavailable(
+            "The request has failed due to a temporary failure of the server.".into(),
+        )
+    }
+}
+
 impl From<PolicyError> for ServiceError {
     fn from(e: PolicyError) -> Self {
         match e.code {

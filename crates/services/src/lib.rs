@@ -44,6 +44,8 @@ pub struct Config {
     pub instance_credential_refresh: i64,
     /// `--compat moto`: reset endpoints and auth-off start.
     pub compat_moto: bool,
+    /// Most audit events waiting for the writer; `record` waits beyond it.
+    pub audit_queue: usize,
 }
 
 impl Config {
@@ -56,6 +58,7 @@ impl Config {
             instance_credential_lifetime: 6 * 3600,
             instance_credential_refresh: 3600,
             compat_moto: false,
+            audit_queue: audit::DEFAULT_QUEUE,
         }
     }
 }
@@ -181,7 +184,7 @@ impl Keycard {
             }
         };
         let no_auth = if config.compat_moto { u64::MAX } else { 0 };
-        let audit = audit::AuditLog::start(store.clone());
+        let audit = audit::AuditLog::start_with(store.clone(), config.audit_queue);
         let kc = Arc::new(Keycard {
             config,
             store,
@@ -210,7 +213,9 @@ impl Keycard {
 
     /// Apply changes computed from a consistent view of the state. `plan`
     /// runs under the writer lock; its changes reach the store atomically,
-    /// then memory. An error from `plan` changes nothing.
+    /// then memory. An error from `plan` changes nothing. Inside
+    /// `audit::with_pending`, the request's draft event commits in the
+    /// same transaction as the changes.
     pub async fn mutate<T>(
         &self,
         plan: impl FnOnce(&State) -> Result<(Vec<Change>, T)>,
@@ -225,6 +230,11 @@ impl Keycard {
     }
 
     async fn commit(&self, changes: Vec<Change>) -> Result<()> {
+        let draft = if changes.is_empty() {
+            None
+        } else {
+            audit::pending_draft()
+        };
         let ops: Vec<Op> = changes
             .iter()
             .map(|c| match c {
@@ -235,7 +245,7 @@ impl Keycard {
                 Change::Delete(kind, key) => Op::delete(kind, key.clone()),
             })
             .collect();
-        self.store.commit(&ops).await?;
+        self.store.commit(&ops, draft.as_slice()).await?;
         let instances = changes.iter().any(|c| {
             matches!(
                 c,
@@ -255,6 +265,22 @@ impl Keycard {
             self.instance_events.send_modify(|n| *n += 1);
         }
         Ok(())
+    }
+
+    /// The account that owns access key id `key_id`, to attribute a failed
+    /// authentication: a long-term key's account from the state, a session
+    /// key's from its token's claims when the token opens and belongs to
+    /// that key id. None when it is not known.
+    pub fn key_account(&self, key_id: &str, session_token: Option<&str>) -> Option<String> {
+        if key_id.starts_with("ASIA") {
+            let session = self.open_session(session_token?).ok()?;
+            return (session.claims.access_key_id == key_id)
+                .then(|| session.claims.account.clone());
+        }
+        self.state()
+            .access_keys
+            .get(key_id)
+            .map(|k| k.account.clone())
     }
 
     /// Wakes when any instance changes (launch, state, profile, options).
@@ -498,7 +524,7 @@ impl Keycard {
                     kind: k.to_string(),
                 })
                 .collect();
-            self.store.commit(&ops).await?;
+            self.store.commit(&ops, &[]).await?;
             self.store.clear_audit().await?;
             *self.state.write().unwrap_or_else(|e| e.into_inner()) = State::default();
             self.session_cache

@@ -8,7 +8,7 @@
 
 mod sqlite;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{Durability, SqliteStore};
 
 use async_trait::async_trait;
 
@@ -90,6 +90,9 @@ pub struct AuditRow {
     pub event_source: String,
     pub username: String,
     pub access_key_id: String,
+    /// The account the event belongs to (CloudTrail's `recipientAccountId`),
+    /// empty when no account is known; `LookupEvents` filters on it.
+    pub account: String,
     /// Resource names the event touched, each one searchable.
     pub resource_names: Vec<String>,
     pub read_only: bool,
@@ -99,6 +102,8 @@ pub struct AuditRow {
 /// A `LookupEvents`-style query. Results are newest first.
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
+    /// Only events of this account (`recipientAccountId`).
+    pub account: Option<String>,
     pub event_name: Option<String>,
     pub event_source: Option<String>,
     pub username: Option<String>,
@@ -122,9 +127,14 @@ pub trait Store: Send + Sync + 'static {
     async fn load_all(&self) -> Result<Vec<Record>>;
     /// Records of one kind.
     async fn load_kind(&self, kind: &str) -> Result<Vec<Record>>;
-    /// Apply a batch atomically: all of it or none of it.
-    async fn commit(&self, ops: &[Op]) -> Result<()>;
-    /// Append audit events in one transaction, in order.
+    /// Apply a batch atomically, together with audit events: all of it or
+    /// none of it. An event here is inserted unless one with its
+    /// `event_id` is already stored (a request's draft event never
+    /// replaces its final one).
+    async fn commit(&self, ops: &[Op], audit: &[AuditRow]) -> Result<()>;
+    /// Append audit events in one transaction, in order. An event whose
+    /// `event_id` is already stored replaces it in place (keeping its
+    /// `seq`): that is how a request's final event supersedes its draft.
     async fn append_audit(&self, rows: &[AuditRow]) -> Result<()>;
     /// Look audit events up. With `after_seq` the order is oldest first,
     /// otherwise newest first.

@@ -1,5 +1,6 @@
 //! The embedded SQLite backend (WAL, one writer, several readers).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use crate::{AuditQuery, AuditRow, Op, Record, Result, Store};
 
@@ -29,20 +30,54 @@ const SCHEMA: &[&str] = &[
         username TEXT NOT NULL,
         access_key_id TEXT NOT NULL,
         read_only INTEGER NOT NULL,
-        body TEXT NOT NULL
+        body TEXT NOT NULL,
+        account TEXT NOT NULL DEFAULT ''
     )",
-    "CREATE INDEX IF NOT EXISTS audit_time ON audit (event_time_ms)",
-    "CREATE INDEX IF NOT EXISTS audit_name ON audit (event_name)",
-    "CREATE INDEX IF NOT EXISTS audit_user ON audit (username)",
-    "CREATE INDEX IF NOT EXISTS audit_key ON audit (access_key_id)",
-    "CREATE INDEX IF NOT EXISTS audit_source ON audit (event_source)",
-    "CREATE INDEX IF NOT EXISTS audit_event_id ON audit (event_id)",
     "CREATE TABLE IF NOT EXISTS audit_resource (
         seq INTEGER NOT NULL,
         name TEXT NOT NULL,
         PRIMARY KEY (name, seq)
     ) WITHOUT ROWID",
 ];
+
+/// Indexes of the audit table, created after the migration. LookupEvents
+/// always filters by account and pages newest first, so every lookup
+/// attribute is indexed behind the account (the rowid `seq` follows each
+/// index key, which gives the order for free). The event id is unique: a
+/// request's final event replaces its draft by it.
+const AUDIT_INDEXES: &[&str] = &[
+    "CREATE UNIQUE INDEX IF NOT EXISTS audit_event_id_unique ON audit (event_id)",
+    "CREATE INDEX IF NOT EXISTS audit_account ON audit (account)",
+    "CREATE INDEX IF NOT EXISTS audit_account_name ON audit (account, event_name)",
+    "CREATE INDEX IF NOT EXISTS audit_account_user ON audit (account, username)",
+    "CREATE INDEX IF NOT EXISTS audit_account_key ON audit (account, access_key_id)",
+    "CREATE INDEX IF NOT EXISTS audit_account_source ON audit (account, event_source)",
+    "CREATE INDEX IF NOT EXISTS audit_account_time ON audit (account, event_time_ms)",
+];
+
+/// Indexes of data dirs written before the account column; each is
+/// superseded by one in `AUDIT_INDEXES`.
+const DROP_OLD_AUDIT_INDEXES: &[&str] = &[
+    "DROP INDEX IF EXISTS audit_time",
+    "DROP INDEX IF EXISTS audit_name",
+    "DROP INDEX IF EXISTS audit_user",
+    "DROP INDEX IF EXISTS audit_key",
+    "DROP INDEX IF EXISTS audit_source",
+    "DROP INDEX IF EXISTS audit_event_id",
+];
+
+/// Whether each commit waits for the disk. Both survive a crash of the
+/// keycard process (kill -9): in WAL mode a commit is in the OS's page
+/// cache before it returns. Only `PowerLoss` survives losing the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=NORMAL`: no fsync per commit (the WAL is synced at
+    /// checkpoints).
+    #[default]
+    Crash,
+    /// `synchronous=FULL`: every commit fsyncs the WAL.
+    PowerLoss,
+}
 
 /// SQLite store. `open` creates the file and schema when missing.
 #[derive(Clone)]
@@ -53,11 +88,21 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Open (or create) the database file at `path`.
     pub async fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, Durability::default()).await
+    }
+
+    /// Open (or create) the database file at `path` with the given
+    /// commit durability.
+    pub async fn open_with(path: &Path, durability: Durability) -> Result<Self> {
+        let sync = match durability {
+            Durability::Crash => SqliteSynchronous::Normal,
+            Durability::PowerLoss => SqliteSynchronous::Full,
+        };
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(sync)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
@@ -82,8 +127,106 @@ impl SqliteStore {
         for stmt in SCHEMA {
             sqlx::query(*stmt).execute(&pool).await?;
         }
+        migrate_audit(&pool).await?;
+        for stmt in AUDIT_INDEXES {
+            sqlx::query(*stmt).execute(&pool).await?;
+        }
         Ok(SqliteStore { pool })
     }
+}
+
+/// Bring an audit table written by an older keycard up to date: add the
+/// account column (filled from each event's `recipientAccountId`), drop
+/// duplicate event ids so the id can be unique, and drop the old indexes.
+async fn migrate_audit(pool: &SqlitePool) -> Result<()> {
+    let cols = sqlx::query("SELECT name FROM pragma_table_info('audit')")
+        .fetch_all(pool)
+        .await?;
+    let has_account = cols.iter().any(|r| r.get::<String, _>("name") == "account");
+    let mut tx = pool.begin().await?;
+    if !has_account {
+        sqlx::query("ALTER TABLE audit ADD COLUMN account TEXT NOT NULL DEFAULT ''")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE audit SET account = CASE WHEN json_valid(body)
+                 THEN COALESCE(json_extract(body, '$.recipientAccountId'), '') ELSE '' END",
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    let unique = sqlx::query(
+        "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'audit_event_id_unique'",
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .is_some();
+    if !unique {
+        sqlx::query(
+            "DELETE FROM audit WHERE seq NOT IN (SELECT MIN(seq) FROM audit GROUP BY event_id)",
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    for stmt in DROP_OLD_AUDIT_INDEXES {
+        sqlx::query(*stmt).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Insert audit events on `conn`. With `replace`, an event whose id is
+/// stored replaces it (same `seq`); without, it is skipped.
+async fn insert_audit(conn: &mut SqliteConnection, rows: &[AuditRow], replace: bool) -> Result<()> {
+    // Multi-row statements: one round trip per chunk, not per event.
+    for chunk in rows.chunks(200) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO audit (event_id, event_time_ms, event_name, event_source, username,
+                                access_key_id, account, read_only, body) ",
+        );
+        qb.push_values(chunk, |mut b, r| {
+            b.push_bind(&r.event_id)
+                .push_bind(r.event_time_ms)
+                .push_bind(&r.event_name)
+                .push_bind(&r.event_source)
+                .push_bind(&r.username)
+                .push_bind(&r.access_key_id)
+                .push_bind(&r.account)
+                .push_bind(r.read_only as i64)
+                .push_bind(&r.body);
+        });
+        if replace {
+            qb.push(
+                " ON CONFLICT (event_id) DO UPDATE SET event_time_ms = excluded.event_time_ms,
+                  event_name = excluded.event_name, event_source = excluded.event_source,
+                  username = excluded.username, access_key_id = excluded.access_key_id,
+                  account = excluded.account, read_only = excluded.read_only,
+                  body = excluded.body",
+            );
+        } else {
+            qb.push(" ON CONFLICT (event_id) DO NOTHING");
+        }
+        qb.push(" RETURNING seq, event_id");
+        let written = qb.build().fetch_all(&mut *conn).await?;
+        let seqs: HashMap<String, i64> = written
+            .iter()
+            .map(|r| (r.get::<String, _>("event_id"), r.get::<i64, _>("seq")))
+            .collect();
+        let names: Vec<(i64, &String)> = chunk
+            .iter()
+            .filter_map(|r| seqs.get(&r.event_id).map(|seq| (*seq, r)))
+            .flat_map(|(seq, r)| r.resource_names.iter().map(move |n| (seq, n)))
+            .collect();
+        for part in names.chunks(500) {
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new("INSERT OR IGNORE INTO audit_resource (seq, name) ");
+            qb.push_values(part, |mut b, (seq, name)| {
+                b.push_bind(*seq).push_bind(*name);
+            });
+            qb.build().execute(&mut *conn).await?;
+        }
+    }
+    Ok(())
 }
 
 fn row_to_audit(r: &sqlx::sqlite::SqliteRow) -> AuditRow {
@@ -95,6 +238,7 @@ fn row_to_audit(r: &sqlx::sqlite::SqliteRow) -> AuditRow {
         event_source: r.get("event_source"),
         username: r.get("username"),
         access_key_id: r.get("access_key_id"),
+        account: r.get("account"),
         resource_names: Vec::new(),
         read_only: r.get::<i64, _>("read_only") != 0,
         body: r.get("body"),
@@ -132,8 +276,8 @@ impl Store for SqliteStore {
             .collect())
     }
 
-    async fn commit(&self, ops: &[Op]) -> Result<()> {
-        if ops.is_empty() {
+    async fn commit(&self, ops: &[Op], audit: &[AuditRow]) -> Result<()> {
+        if ops.is_empty() && audit.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
@@ -165,6 +309,7 @@ impl Store for SqliteStore {
                 }
             }
         }
+        insert_audit(&mut tx, audit, false).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -174,47 +319,16 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        // Multi-row statements: one round trip per chunk, not per event.
-        for chunk in rows.chunks(200) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO audit (event_id, event_time_ms, event_name, event_source, username,
-                                    access_key_id, read_only, body) ",
-            );
-            qb.push_values(chunk, |mut b, r| {
-                b.push_bind(&r.event_id)
-                    .push_bind(r.event_time_ms)
-                    .push_bind(&r.event_name)
-                    .push_bind(&r.event_source)
-                    .push_bind(&r.username)
-                    .push_bind(&r.access_key_id)
-                    .push_bind(r.read_only as i64)
-                    .push_bind(&r.body);
-            });
-            let res = qb.build().execute(&mut *tx).await?;
-            // One statement assigns consecutive rowids inside the
-            // transaction, so the first row's seq follows from the last.
-            let last = res.last_insert_rowid();
-            let first = last - chunk.len() as i64 + 1;
-            let names: Vec<(i64, &String)> = chunk
-                .iter()
-                .enumerate()
-                .flat_map(|(i, r)| r.resource_names.iter().map(move |n| (first + i as i64, n)))
-                .collect();
-            for part in names.chunks(500) {
-                let mut qb: QueryBuilder<Sqlite> =
-                    QueryBuilder::new("INSERT OR IGNORE INTO audit_resource (seq, name) ");
-                qb.push_values(part, |mut b, (seq, name)| {
-                    b.push_bind(*seq).push_bind(*name);
-                });
-                qb.build().execute(&mut *tx).await?;
-            }
-        }
+        insert_audit(&mut tx, rows, true).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRow>> {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT a.* FROM audit a WHERE 1=1");
+        if let Some(v) = &q.account {
+            qb.push(" AND a.account = ").push_bind(v.clone());
+        }
         if let Some(v) = &q.event_name {
             qb.push(" AND a.event_name = ").push_bind(v.clone());
         }
@@ -261,12 +375,23 @@ impl Store for SqliteStore {
         qb.push(" LIMIT ").push_bind(limit as i64);
         let rows = qb.build().fetch_all(&self.pool).await?;
         let mut out: Vec<AuditRow> = rows.iter().map(row_to_audit).collect();
+        if out.is_empty() {
+            return Ok(out);
+        }
+        // The resource names of the whole page in one query.
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT seq, name FROM audit_resource WHERE seq IN (");
+        let mut list = qb.separated(", ");
+        for row in &out {
+            list.push_bind(row.seq);
+        }
+        qb.push(") ORDER BY name");
+        let mut names: HashMap<i64, Vec<String>> = HashMap::new();
+        for r in qb.build().fetch_all(&self.pool).await? {
+            names.entry(r.get("seq")).or_default().push(r.get("name"));
+        }
         for row in &mut out {
-            let names = sqlx::query("SELECT name FROM audit_resource WHERE seq = ? ORDER BY name")
-                .bind(row.seq)
-                .fetch_all(&self.pool)
-                .await?;
-            row.resource_names = names.iter().map(|r| r.get("name")).collect();
+            row.resource_names = names.remove(&row.seq).unwrap_or_default();
         }
         Ok(out)
     }
