@@ -312,4 +312,11 @@ fn secrets_never_reach_debug_output() {
     let logged = format!("{sk:?} {sk} {auth:?} {err:?} {err} {verified:?} {mode:?}");
     assert!(!logged.contains(secret), "{logged}");
     assert!(!logged.contains(&hex::encode(key)), "{logged}");
+    let with_token = ParsedAuth {
+        session_token: Some("FwoGZXIvYXdzEXAMPLEtoken".to_owned()),
+        ..auth
+    };
+    let logged = format!("{with_token:?}");
+    assert!(!logged.contains("FwoGZXIvYXdzEXAMPLEtoken"), "{logged}");
+    assert!(logged.contains("session_token: Some(\"***\")"), "{logged}");
 }
