@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use keycard_policy::PolicyKind;
+use keycard_proto::SecretKey;
 use keycard_services::{Config, Keycard};
 use keycard_store::{AuditQuery, Durability, SqliteStore, Store};
 
@@ -58,20 +59,27 @@ enum Command {
         #[arg(long, default_value = "us-east-1", env = "KEYCARD_REGION")]
         region: String,
         /// Root access key id of the default account.
-        #[arg(
-            long,
-            env = "KEYCARD_ROOT_ACCESS_KEY_ID",
-            requires = "root_secret_access_key"
-        )]
+        #[arg(long, env = "KEYCARD_ROOT_ACCESS_KEY_ID", requires = "root_secret")]
         root_access_key_id: Option<String>,
-        /// Root secret access key of the default account.
+        /// Root secret access key of the default account. Other local users can
+        /// read argv: prefer the file or the environment variable.
         #[arg(
             long,
             env = "KEYCARD_ROOT_SECRET_ACCESS_KEY",
             hide_env_values = true,
+            group = "root_secret",
             requires = "root_access_key_id"
         )]
         root_secret_access_key: Option<String>,
+        /// File whose content is the root secret access key (surrounding
+        /// whitespace ignored).
+        #[arg(
+            long,
+            value_name = "PATH",
+            group = "root_secret",
+            requires = "root_access_key_id"
+        )]
+        root_secret_access_key_file: Option<PathBuf>,
         /// `moto`: also answer moto_server's reset endpoints, auth off until reset-auth.
         #[arg(long)]
         compat: Option<String>,
@@ -281,6 +289,26 @@ fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
     }
 }
 
+/// The root secret from `--root-secret-access-key` (or its environment
+/// variable) or from `--root-secret-access-key-file` (clap allows only one).
+fn root_secret(
+    given: Option<String>,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<SecretKey>> {
+    let Some(path) = file else {
+        return Ok(given.map(SecretKey::new));
+    };
+    let raw = SecretKey::new(
+        std::fs::read_to_string(path)
+            .with_context(|| format!("reading the root secret from {}", path.display()))?,
+    );
+    let secret = raw.expose().trim();
+    if secret.is_empty() {
+        bail!("{} holds no root secret access key", path.display());
+    }
+    Ok(Some(SecretKey::new(secret.to_owned())))
+}
+
 async fn open_store(dir: &std::path::Path) -> anyhow::Result<Arc<dyn Store>> {
     open_store_with(dir, Durability::default()).await
 }
@@ -304,6 +332,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             region,
             root_access_key_id,
             root_secret_access_key,
+            root_secret_access_key_file,
             compat,
             instance_credential_lifetime,
             instance_credential_refresh,
@@ -322,7 +351,10 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let mut config = Config::new(&dir);
             config.region = region;
             config.root_access_key_id = root_access_key_id;
-            config.root_secret_access_key = root_secret_access_key;
+            config.root_secret_access_key = root_secret(
+                root_secret_access_key,
+                root_secret_access_key_file.as_deref(),
+            )?;
             config.instance_credential_lifetime = instance_credential_lifetime;
             config.instance_credential_refresh = instance_credential_refresh
                 .unwrap_or(3600.min(instance_credential_lifetime / 4))
@@ -664,4 +696,76 @@ async fn admin_request(
         );
     }
     Ok(body.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> Result<(Option<String>, Option<PathBuf>), clap::Error> {
+        let argv = ["keycard", "serve"].iter().chain(args).copied();
+        match Cli::try_parse_from(argv)?.command {
+            Command::Serve {
+                root_secret_access_key,
+                root_secret_access_key_file,
+                ..
+            } => Ok((root_secret_access_key, root_secret_access_key_file)),
+            _ => unreachable!("serve parses as Serve"),
+        }
+    }
+
+    #[test]
+    fn root_secret_from_a_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("root.secret");
+        std::fs::write(&path, "keycardTestRootSecretKey0123456789abcdef\n").expect("write");
+        let p = path.to_str().expect("utf-8 path");
+        let (given, file) = serve(&[
+            "--root-access-key-id",
+            "AKIAKEYCARDTESTROOT1",
+            "--root-secret-access-key-file",
+            p,
+        ])
+        .expect("parses");
+        let secret = root_secret(given, file.as_deref())
+            .expect("reads")
+            .expect("some");
+        assert_eq!(secret.expose(), "keycardTestRootSecretKey0123456789abcdef");
+        assert_eq!(format!("{secret:?}"), "***");
+    }
+
+    #[test]
+    fn root_secret_sources_are_exclusive_and_need_the_key_id() {
+        let both = serve(&[
+            "--root-access-key-id",
+            "AKIA1",
+            "--root-secret-access-key",
+            "s",
+            "--root-secret-access-key-file",
+            "/nonexistent",
+        ]);
+        assert!(both.is_err());
+        assert!(serve(&["--root-secret-access-key-file", "/x"]).is_err());
+        assert!(serve(&["--root-access-key-id", "AKIA1"]).is_err());
+        let (given, file) = serve(&[
+            "--root-access-key-id",
+            "AKIA1",
+            "--root-secret-access-key",
+            "s",
+        ])
+        .expect("ok");
+        let s = root_secret(given, file.as_deref())
+            .expect("ok")
+            .expect("some");
+        assert_eq!(s.expose(), "s");
+    }
+
+    #[test]
+    fn empty_or_missing_secret_file_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("empty");
+        std::fs::write(&path, " \n").expect("write");
+        assert!(root_secret(None, Some(&path)).is_err());
+        assert!(root_secret(None, Some(&dir.path().join("missing"))).is_err());
+    }
 }

@@ -5,12 +5,13 @@ use std::fmt;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
-/// A secret access key.
+/// A secret access key (or any other secret string).
 ///
 /// The memory is zeroized on drop, `Debug` and `Display` print `***`, and
 /// there is deliberately no `PartialEq`: compare with [`ct_eq`] on
-/// [`SecretKey::expose`] if you must.
-#[derive(Clone)]
+/// [`SecretKey::expose`] if you must. Serde reads and writes the plain string,
+/// so a struct that used a `String` keeps its wire format (sealed session tokens).
+#[derive(Clone, Default)]
 pub struct SecretKey(String);
 
 impl SecretKey {
@@ -28,6 +29,18 @@ impl SecretKey {
 impl From<String> for SecretKey {
     fn from(secret: String) -> Self {
         Self::new(secret)
+    }
+}
+
+impl serde::Serialize for SecretKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SecretKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self)
     }
 }
 
@@ -67,6 +80,25 @@ mod tests {
         assert_eq!(s.expose(), "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
         let c = s.clone();
         assert_eq!(c.expose(), s.expose());
+    }
+
+    #[test]
+    fn serde_is_the_plain_string() {
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct Claims {
+            s: SecretKey,
+        }
+        #[derive(serde::Serialize, serde::Deserialize)]
+        struct OldClaims {
+            s: String,
+        }
+        let old = OldClaims {
+            s: "wJalrXUtnFEMI/K7MDENG".to_owned(),
+        };
+        let bytes = serde_json::to_vec(&old).expect("ser");
+        let new: Claims = serde_json::from_slice(&bytes).expect("old form reads");
+        assert_eq!(new.s.expose(), "wJalrXUtnFEMI/K7MDENG");
+        assert_eq!(serde_json::to_vec(&new).expect("ser"), bytes);
     }
 
     #[test]

@@ -240,7 +240,7 @@ pub enum AuthKind {
 }
 
 /// What a SigV4 request claims, before verification.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ParsedAuth {
     /// The access key id from the credential.
     pub access_key_id: String,
@@ -256,6 +256,21 @@ pub struct ParsedAuth {
     pub session_token: Option<String>,
     /// Header or presigned.
     pub kind: AuthKind,
+}
+
+/// The session token is a credential: `Debug` shows only whether there is one.
+impl fmt::Debug for ParsedAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ParsedAuth")
+            .field("access_key_id", &self.access_key_id)
+            .field("scope", &self.scope)
+            .field("signed_headers", &self.signed_headers)
+            .field("signature", &self.signature)
+            .field("timestamp", &self.timestamp)
+            .field("session_token", &self.session_token.as_ref().map(|_| "***"))
+            .field("kind", &self.kind)
+            .finish()
+    }
 }
 
 impl ParsedAuth {

@@ -281,6 +281,10 @@ pub const MAX_XML_BYTES: usize = 4 << 20;
 pub const MAX_XML_DEPTH: usize = 32;
 /// Most elements [`parse_xml`] accepts.
 pub const MAX_XML_NODES: usize = 100_000;
+/// Most attributes on one element. S3 bodies carry at most a few (`xmlns`,
+/// `xmlns:xsi`, `xsi:type`); the cap also keeps the duplicate-attribute check
+/// constant per attribute, so parsing stays linear in the input.
+pub const MAX_XML_ATTRS: usize = 16;
 
 /// An element: name as written (with any prefix), attributes, direct text, children.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -422,8 +426,10 @@ fn unescape_into(out: &mut String, raw: &str) -> Result<(), QueryError> {
 /// `CreateBucketConfiguration`, `Delete`, tagging, …) into its root element.
 ///
 /// Rejects DOCTYPE / entity declarations, unknown entities, mismatched tags,
-/// invalid UTF-8, more than [`MAX_XML_BYTES`], deeper than [`MAX_XML_DEPTH`] or
-/// more than [`MAX_XML_NODES`] elements — all as `MalformedXML`.
+/// invalid UTF-8, more than [`MAX_XML_BYTES`], deeper than [`MAX_XML_DEPTH`],
+/// more than [`MAX_XML_NODES`] elements or more than [`MAX_XML_ATTRS`]
+/// attributes on one element — all as `MalformedXML`. Every step consumes what it
+/// scans, so the cost is linear in the input.
 /// Comments and processing instructions are skipped.
 pub fn parse_xml(body: &[u8]) -> Result<XmlNode, QueryError> {
     if body.len() > MAX_XML_BYTES {
@@ -536,7 +542,7 @@ pub fn parse_xml(body: &[u8]) -> Result<XmlNode, QueryError> {
                 let raw = r.until(quote)?;
                 let mut v = String::with_capacity(raw.len());
                 unescape_into(&mut v, raw)?;
-                if node.attrs.iter().any(|(k, _)| k == an) {
+                if node.attrs.len() >= MAX_XML_ATTRS || node.attrs.iter().any(|(k, _)| k == an) {
                     return Err(malformed_xml());
                 }
                 node.attrs.push((an.to_owned(), v));
@@ -709,6 +715,27 @@ mod tests {
         }
         let ok = "<a>".repeat(MAX_XML_DEPTH) + &"</a>".repeat(MAX_XML_DEPTH);
         assert!(parse_xml(ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn attribute_limit() {
+        let attrs = |n: usize| (0..n).map(|i| format!(" a{i}='v'")).collect::<String>();
+        let ok = format!("<a{}/>", attrs(MAX_XML_ATTRS));
+        assert_eq!(
+            parse_xml(ok.as_bytes()).map(|n| n.attrs.len()),
+            Ok(MAX_XML_ATTRS)
+        );
+        let over = format!("<a{}/>", attrs(MAX_XML_ATTRS + 1));
+        assert_eq!(
+            parse_xml(over.as_bytes()).map_err(|e| e.code),
+            Err("MalformedXML")
+        );
+        // A 1 MB element of attributes is refused, not checked pairwise.
+        let huge = format!("<a{}/>", attrs(100_000));
+        assert_eq!(
+            parse_xml(huge.as_bytes()).map_err(|e| e.code),
+            Err("MalformedXML")
+        );
     }
 
     #[test]

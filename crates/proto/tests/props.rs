@@ -133,6 +133,107 @@ proptest! {
     }
 
     #[test]
+    fn query_structured_never_panics(
+        parts in proptest::collection::vec(
+            prop_oneof![
+                Just("&".to_owned()), Just("=".to_owned()), Just(".".to_owned()),
+                Just("%".to_owned()), Just("+".to_owned()), Just("member".to_owned()),
+                "[0-9]{1,12}", "[A-Za-z]{1,3}", "%[0-9A-Fa-f]{2}",
+            ],
+            0..80,
+        ),
+        prefix in prop_oneof![Just("A.member".to_owned()), Just("A".to_owned()), "[A-Za-z.0-9]{0,8}"],
+    ) {
+        let body = parts.concat();
+        if let Ok(p) = Params::parse(body.as_bytes()) {
+            let _ = p.list(&prefix);
+            for s in p.structs(&prefix) {
+                let _ = s.list("member");
+            }
+            let _ = p.sub(&prefix);
+        }
+    }
+
+    /// `Params` against a model: a list of pairs where a repeated key keeps its
+    /// first position and takes the last value; list/struct/sub views agree with
+    /// naive scans of the model.
+    #[test]
+    fn query_matches_model(
+        pairs in proptest::collection::vec(
+            (
+                prop_oneof![
+                    "[A-C]{1,2}",
+                    ("[A-B]", 0u32..6).prop_map(|(k, n)| format!("{k}.{n}")),
+                    ("[A-B]", 0u32..4, "[K-L]").prop_map(|(k, n, f)| format!("{k}.{n}.{f}")),
+                ],
+                "[a-z0-9 ]{0,4}",
+            ),
+            0..40,
+        ),
+    ) {
+        let mut model: Vec<(String, String)> = Vec::new();
+        let mut ser = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &pairs {
+            ser.append_pair(k, v);
+            match model.iter_mut().find(|(mk, _)| mk == k) {
+                Some(slot) => slot.1.clone_from(v),
+                None => model.push((k.clone(), v.clone())),
+            }
+        }
+        let p = Params::parse(ser.finish().as_bytes()).expect("parse");
+        let got: Vec<(&str, &str)> = p.iter().collect();
+        let want: Vec<(&str, &str)> = model.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        prop_assert_eq!(&got, &want);
+        prop_assert_eq!(p.len(), model.len());
+        for (k, v) in &model {
+            prop_assert_eq!(p.get(k), Some(v.as_str()));
+        }
+        for prefix in ["A", "B"] {
+            // list: members `prefix.N`, numeric order, stable for equal N.
+            let mut items: Vec<(u32, &str)> = model
+                .iter()
+                .filter_map(|(k, v)| {
+                    let n = k.strip_prefix(prefix)?.strip_prefix('.')?.parse().ok()?;
+                    Some((n, v.as_str()))
+                })
+                .collect();
+            items.sort_by_key(|(n, _)| *n);
+            let want: Vec<&str> = items.into_iter().map(|(_, v)| v).collect();
+            prop_assert_eq!(p.list(prefix), want);
+            // structs: one group per N in numeric order, fields in first-seen order.
+            let mut groups: Vec<(u32, Vec<(String, String)>)> = Vec::new();
+            for (k, v) in &model {
+                let Some(rest) = k.strip_prefix(prefix).and_then(|r| r.strip_prefix('.')) else { continue };
+                let Some((n, field)) = rest.split_once('.') else { continue };
+                let Ok(n) = n.parse::<u32>() else { continue };
+                match groups.iter_mut().find(|(g, _)| *g == n) {
+                    Some((_, fs)) => fs.push((field.to_owned(), v.clone())),
+                    None => groups.push((n, vec![(field.to_owned(), v.clone())])),
+                }
+            }
+            groups.sort_by_key(|(n, _)| *n);
+            let got: Vec<Vec<(String, String)>> = p
+                .structs(prefix)
+                .iter()
+                .map(|s| s.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+                .collect();
+            let want: Vec<Vec<(String, String)>> = groups.into_iter().map(|(_, fs)| fs).collect();
+            prop_assert_eq!(got, want);
+            // sub: everything under `prefix.`, in order.
+            let got: Vec<(String, String)> =
+                p.sub(prefix).iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+            let want: Vec<(String, String)> = model
+                .iter()
+                .filter_map(|(k, v)| {
+                    let r = k.strip_prefix(prefix)?.strip_prefix('.')?;
+                    Some((r.to_owned(), v.clone()))
+                })
+                .collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
     fn xml_never_panics(body in proptest::collection::vec(any::<u8>(), 0..300)) {
         let _ = parse_xml(&body);
     }
@@ -211,4 +312,11 @@ fn secrets_never_reach_debug_output() {
     let logged = format!("{sk:?} {sk} {auth:?} {err:?} {err} {verified:?} {mode:?}");
     assert!(!logged.contains(secret), "{logged}");
     assert!(!logged.contains(&hex::encode(key)), "{logged}");
+    let with_token = ParsedAuth {
+        session_token: Some("FwoGZXIvYXdzEXAMPLEtoken".to_owned()),
+        ..auth
+    };
+    let logged = format!("{with_token:?}");
+    assert!(!logged.contains("FwoGZXIvYXdzEXAMPLEtoken"), "{logged}");
+    assert!(logged.contains("session_token: Some(\"***\")"), "{logged}");
 }

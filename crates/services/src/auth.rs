@@ -604,3 +604,108 @@ impl Keycard {
         )
     }
 }
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+    use crate::Config;
+    use crate::sts::{Credentials, RoleRef, SessionClaims};
+
+    const ROOT_SECRET: &str = "rootSecretwJalrXUtnFEMIK7MDENGbPxRfiCY";
+    const SESSION_SECRET: &str = "sessionSecretZZtnFEMIK7MDENGbPxRfiCYab";
+    const SESSION_TOKEN: &str = "FwoGZXIvYXdzEXAMPLEsessiontoken";
+
+    fn claims(role: Option<RoleRef>, user: Option<String>) -> SessionClaims {
+        SessionClaims {
+            access_key_id: "ASIAEXAMPLE".into(),
+            secret: SecretKey::new(SESSION_SECRET.into()),
+            account: "123456789012".into(),
+            issued: 0,
+            expires: 3600,
+            role,
+            user,
+            session_name: "s".into(),
+            policy: None,
+            policy_arns: Vec::new(),
+            tags: Vec::new(),
+            source_identity: None,
+            chained: false,
+            instance: None,
+        }
+    }
+
+    fn session_caller(claims: SessionClaims) -> Caller {
+        let mut c = Caller::root("123456789012", "ASIAEXAMPLE");
+        c.kind = CallerKind::Session(Arc::new(Session {
+            secret: claims.secret.clone(),
+            claims,
+            session_policy: None,
+        }));
+        c
+    }
+
+    fn assert_no_secret(what: &str, text: &str) {
+        for secret in [ROOT_SECRET, SESSION_SECRET, SESSION_TOKEN] {
+            assert!(!text.contains(secret), "{what} shows a secret: {text}");
+        }
+    }
+
+    #[test]
+    fn debug_of_every_caller_kind_and_config_shows_no_secret() {
+        let role = RoleRef {
+            name: "r".into(),
+            id: "AROAEXAMPLE".into(),
+            arn: "arn:aws:iam::123456789012:role/r".into(),
+        };
+        let mut user = Caller::root("123456789012", "AKIAEXAMPLE");
+        user.kind = CallerKind::User {
+            name: "alice".into(),
+            id: "AIDAEXAMPLE".into(),
+        };
+        let callers = [
+            ("root", Caller::root("123456789012", "AKIAEXAMPLE")),
+            ("user", user),
+            ("role session", session_caller(claims(Some(role), None))),
+            (
+                "user session",
+                session_caller(claims(None, Some("alice".into()))),
+            ),
+            ("root session", session_caller(claims(None, None))),
+            ("anonymous", Caller::anonymous()),
+            ("service", Caller::service("ec2.amazonaws.com")),
+        ];
+        for (what, caller) in &callers {
+            assert_no_secret(what, &format!("{caller:?}"));
+            assert_no_secret(what, &format!("{caller:#?}"));
+        }
+        // The session callers do carry the secret, only not in Debug.
+        let (_, role_session) = &callers[2];
+        let session = role_session.session().expect("session");
+        assert_eq!(session.secret.expose(), SESSION_SECRET);
+        assert_eq!(session.claims.secret.expose(), SESSION_SECRET);
+
+        let mut config = Config::new("/tmp/kc");
+        config.root_access_key_id = Some("AKIAEXAMPLE".into());
+        config.root_secret_access_key = Some(SecretKey::new(ROOT_SECRET.into()));
+        let text = format!("{config:?}");
+        assert_no_secret("config", &text);
+        assert!(text.contains("root_secret_access_key: Some(***)"), "{text}");
+
+        let creds = Credentials {
+            access_key_id: "ASIAEXAMPLE".into(),
+            secret_access_key: SecretKey::new(SESSION_SECRET.into()),
+            session_token: SESSION_TOKEN.into(),
+            expiration: 0,
+        };
+        assert_no_secret("credentials", &format!("{creds:?}"));
+    }
+
+    #[test]
+    fn session_claims_keep_their_wire_format() {
+        let c = claims(None, None);
+        let json = serde_json::to_value(&c).expect("ser");
+        assert_eq!(json["s"], SESSION_SECRET);
+        let back: SessionClaims = serde_json::from_value(json).expect("de");
+        assert_eq!(back.secret.expose(), SESSION_SECRET);
+    }
+}

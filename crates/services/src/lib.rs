@@ -37,7 +37,8 @@ pub struct Config {
     pub region: String,
     /// Root credentials for the default account, when given explicitly.
     pub root_access_key_id: Option<String>,
-    pub root_secret_access_key: Option<String>,
+    /// Typed so that `Debug` of the config prints `***`.
+    pub root_secret_access_key: Option<SecretKey>,
     /// Lifetime of instance-role credentials served by the IMDS, seconds.
     pub instance_credential_lifetime: i64,
     /// Serve a new set once the current one has less than this left.
@@ -406,7 +407,7 @@ impl Keycard {
             let (key_id, secret) = self.new_key_material(
                 DEFAULT_ACCOUNT,
                 given_id.as_deref(),
-                given_secret.as_deref(),
+                given_secret.as_ref().map(SecretKey::expose),
             );
             self.install_root_account(DEFAULT_ACCOUNT, &key_id, &secret)
                 .await?;
@@ -414,7 +415,7 @@ impl Keycard {
             // Explicit root credentials replace the stored root key.
             let known = self.state().access_keys.contains_key(&id);
             if !known {
-                self.install_root_account(DEFAULT_ACCOUNT, &id, &secret)
+                self.install_root_account(DEFAULT_ACCOUNT, &id, secret.expose())
                     .await?;
             }
         }

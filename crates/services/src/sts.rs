@@ -33,12 +33,12 @@ pub struct InstanceClaim {
     pub association: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionClaims {
     #[serde(rename = "k")]
     pub access_key_id: String,
     #[serde(rename = "s")]
-    pub secret: String,
+    pub secret: SecretKey,
     #[serde(rename = "a")]
     pub account: String,
     #[serde(rename = "i")]
@@ -86,12 +86,24 @@ impl Session {
 }
 
 /// Credentials as STS returns them.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Credentials {
     pub access_key_id: String,
     pub secret_access_key: SecretKey,
     pub session_token: String,
     pub expiration: i64,
+}
+
+/// The session token is a bearer credential too: `Debug` shows neither it nor the secret.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key)
+            .field("session_token", &"***")
+            .field("expiration", &self.expiration)
+            .finish()
+    }
 }
 
 /// The answer to AssumeRole.
@@ -184,7 +196,7 @@ impl Keycard {
             None => None,
         };
         let s = Arc::new(Session {
-            secret: SecretKey::new(claims.secret.clone()),
+            secret: claims.secret.clone(),
             claims,
             session_policy,
         });
@@ -203,12 +215,14 @@ impl Keycard {
             &claims.account,
             &crypto::random_bytes::<16>(),
         );
-        claims.secret = keycard_proto::ids::secret_access_key(&crypto::random_bytes::<30>());
+        claims.secret = SecretKey::new(keycard_proto::ids::secret_access_key(
+            &crypto::random_bytes::<30>(),
+        ));
         let json = serde_json::to_vec(&claims).unwrap_or_default();
         let token = crypto::encode_token(&self.token_ring(), &json);
         Credentials {
             access_key_id: claims.access_key_id.clone(),
-            secret_access_key: SecretKey::new(claims.secret.clone()),
+            secret_access_key: claims.secret.clone(),
             session_token: token,
             expiration: claims.expires,
         }
@@ -350,7 +364,7 @@ impl Keycard {
         let t = now();
         let claims = SessionClaims {
             access_key_id: String::new(),
-            secret: String::new(),
+            secret: SecretKey::default(),
             account: role_account.clone(),
             issued: t,
             expires: t + duration,
@@ -402,7 +416,7 @@ impl Keycard {
         let t = now();
         Ok(self.issue(SessionClaims {
             access_key_id: String::new(),
-            secret: String::new(),
+            secret: SecretKey::default(),
             account: caller.account.clone(),
             issued: t,
             expires: t + d,
@@ -430,7 +444,7 @@ impl Keycard {
         let t = now();
         self.issue(SessionClaims {
             access_key_id: String::new(),
-            secret: String::new(),
+            secret: SecretKey::default(),
             account: account.to_string(),
             issued: t,
             expires: t + lifetime,
