@@ -248,8 +248,10 @@ def samples(e):
         "ListInstanceProfilesForRole": ("iam", "list_instance_profiles_for_role", {"RoleName": r}, role_arn),
         "GetAccountSummary": ("iam", "get_account_summary", {}, "*"),
         "GetAccountAuthorizationDetails": ("iam", "get_account_authorization_details", {}, "*"),
-        # STS
-        "AssumeRole": ("sts", "assume_role", {"RoleArn": role_arn, "RoleSessionName": "s"}, role_arn),
+        # STS (AWS requires no permission for the first two)
+        "GetCallerIdentity": ("sts", "get_caller_identity", {}, None),
+        "GetSessionToken": ("sts", "get_session_token", {}, None),
+        "AssumeRole": ("sts", "assume_role", {"RoleArn": role_arn, "RoleSessionName": "sess"}, role_arn),
         "GetAccessKeyInfo": ("sts", "get_access_key_info", {"AccessKeyId": e["key_id"]}, "*"),
         "DecodeAuthorizationMessage": ("sts", "decode_authorization_message", {"EncodedMessage": "abc"}, "*"),
         # EC2
@@ -554,7 +556,7 @@ def test_assume_role_records_the_trust_decision(keycard):
     assert {"Trust", "Identity"} <= kinds, d
     # A refused AssumeRole records its decision too.
     other = keycard.new_role(EC2_TRUST)
-    e = expect_error("AccessDenied", sts.assume_role, RoleArn=other["Arn"], RoleSessionName="x")
+    e = expect_error("AccessDenied", sts.assume_role, RoleArn=other["Arn"], RoleSessionName="xx")
     ev = event_for(keycard, "AssumeRole", e.response["ResponseMetadata"]["RequestId"])
     assert [d["decision"] for d in ev["keycardAuthorization"]] == ["ImplicitDeny"]
 

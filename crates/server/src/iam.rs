@@ -32,6 +32,7 @@ pub(crate) fn encode_doc(doc: &str) -> String {
 pub(crate) fn params(req: &Req) -> Result<Params, ServiceError> {
     Params::from_request(&req.parts, &req.body).map_err(|e| match e.code {
         "MissingParameter" => ServiceError::MissingParameter(e.message),
+        "InvalidQueryParameter" => ServiceError::InvalidQueryParameter(e.message),
         _ => ServiceError::ValidationError(e.message),
     })
 }

@@ -58,6 +58,8 @@ pub enum ServiceError {
     #[error("{0}")]
     MissingAction(String),
     #[error("{0}")]
+    InvalidQueryParameter(String),
+    #[error("{0}")]
     InvalidAction(String),
     #[error("{0}")]
     PackedPolicyTooLarge(String),
@@ -163,6 +165,7 @@ impl ServiceError {
             AuthorizationQueryParametersError(_) => "AuthorizationQueryParametersError",
             IncompleteBody(_) => "IncompleteBody",
             MissingAction(_) => "MissingAction",
+            InvalidQueryParameter(_) => "InvalidQueryParameter",
             InvalidAction(_) => "InvalidAction",
             PackedPolicyTooLarge(_) => "PackedPolicyTooLarge",
             InvalidAuthorizationMessage(_) => "InvalidAuthorizationMessageException",
