@@ -132,5 +132,6 @@ def test_shutdown_removes_all_and_restart_recreates(kc, seed_instance):
     assert not [n for n in namespaces() if n.startswith(prefix)], namespaces()
     kc.start()
     assert wait_for(lambda: has_ns(seed_instance))
-    p = kc.exec(seed_instance, "curl", "-s", "http://169.254.169.254/latest/meta-data/instance-id")
-    assert p.stdout == seed_instance
+    # The namespace appears a moment before its metadata listener binds.
+    curl = ("curl", "-s", "http://169.254.169.254/latest/meta-data/instance-id")
+    assert wait_for(lambda: kc.exec(seed_instance, *curl).stdout == seed_instance)

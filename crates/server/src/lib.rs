@@ -274,6 +274,7 @@ impl Envelope {
     /// Record a call that ends before its handler runs, and render its
     /// error once the event is committed (503 if it cannot be). `account`
     /// attributes a failure whose caller is unknown to the key's owner.
+    #[expect(clippy::too_many_arguments, reason = "one call site per refusal kind")]
     async fn fail(
         &self,
         kc: &Keycard,
@@ -282,6 +283,7 @@ impl Envelope {
         account: &str,
         name: &str,
         path: &str,
+        params: Value,
     ) -> Response<Body> {
         let recorded = kc.audit.record(EventInput {
             caller,
@@ -290,7 +292,7 @@ impl Envelope {
             region: &self.region,
             source_ip: &self.source_ip,
             user_agent: &self.user_agent,
-            request_parameters: Value::Null,
+            request_parameters: params,
             response_elements: Value::Null,
             error_code: Some(e.wire(self.protocol.wire()).code),
             error_message: Some(&e.message()),
@@ -370,7 +372,15 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
         Ok(a) => a,
         Err(e) => {
             return env
-                .fail(&kc, auth_error(e), None, "", "Unauthenticated", &path)
+                .fail(
+                    &kc,
+                    auth_error(e),
+                    None,
+                    "",
+                    "Unauthenticated",
+                    &path,
+                    Value::Null,
+                )
                 .await;
         }
     };
@@ -381,7 +391,9 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
         let e = ServiceError::MissingAuthenticationToken(
             "Request is missing Authentication Token".into(),
         );
-        return env.fail(&kc, e, None, "", "Unauthenticated", &path).await;
+        return env
+            .fail(&kc, e, None, "", "Unauthenticated", &path, Value::Null)
+            .await;
     }
     let limit = if protocol == Protocol::S3 {
         MAX_S3_BODY
@@ -402,6 +414,7 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
                 "",
                 "Unauthenticated",
                 &path,
+                Value::Null,
             )
             .await;
     }
@@ -413,7 +426,15 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
                 .and_then(|a| kc.key_account(&a.access_key_id, a.session_token.as_deref()))
                 .unwrap_or_default();
             return env
-                .fail(&kc, e, caller.as_ref(), &account, "Unauthenticated", &path)
+                .fail(
+                    &kc,
+                    e,
+                    caller.as_ref(),
+                    &account,
+                    "Unauthenticated",
+                    &path,
+                    Value::Null,
+                )
                 .await;
         }
     };
@@ -422,21 +443,40 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
         Ok(n) => n,
         Err(e) => {
             return env
-                .fail(&kc, e, Some(&authn.caller), "", "Unknown", &path)
+                .fail(
+                    &kc,
+                    e,
+                    Some(&authn.caller),
+                    "",
+                    "Unknown",
+                    &path,
+                    Value::Null,
+                )
                 .await;
         }
     };
     let Some(op) = ops::find(protocol, &name) else {
         let e = unknown_operation(protocol, &name);
+        // The call's parameters, redacted, as CloudTrail records them.
+        let params = match protocol.wire() {
+            Wire::Query | Wire::Ec2 => {
+                keycard_proto::query::Params::from_request(&parts, &authn.body)
+                    .map(|p| iam::audit_params(&p))
+                    .unwrap_or(Value::Null)
+            }
+            _ => Value::Null,
+        };
         return env
-            .fail(&kc, e, Some(&authn.caller), "", &name, &path)
+            .fail(&kc, e, Some(&authn.caller), "", &name, &path, params)
             .await;
     };
     if authn.caller.account.is_empty() && protocol != Protocol::S3 {
         let e = ServiceError::MissingAuthenticationToken(
             "Request is missing Authentication Token".into(),
         );
-        return env.fail(&kc, e, None, "", op.name, &path).await;
+        return env
+            .fail(&kc, e, None, "", op.name, &path, Value::Null)
+            .await;
     }
     let ctx = request_context(&kc, &authn.caller, &env);
     if !authn.caller.access_key_id.is_empty() && !authn.caller.access_key_id.starts_with("ASIA") {
@@ -640,6 +680,9 @@ fn unknown_operation(protocol: Protocol, name: &str) -> ServiceError {
         Protocol::Ec2 | Protocol::Other(Wire::Query) => ServiceError::InvalidAction(format!(
             "The action {name} is not valid for this web service."
         )),
+        Protocol::S3 if name == "Unknown" => ServiceError::MethodNotAllowed(
+            "The specified method is not allowed against this resource.".into(),
+        ),
         Protocol::S3 => ServiceError::NotImplemented(
             "A header you provided implies functionality that is not implemented".into(),
         ),
