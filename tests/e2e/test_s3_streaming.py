@@ -370,3 +370,55 @@ def test_anonymous_large_puts_are_refused_unread(kc, s3):
         assert b"<Code>AccessDenied</Code>" in body
         assert sent < size, "the whole body was sent before the answer"
     assert objects_dir_files(kc) == []
+
+
+def put_unsigned_trailer(kc, creds, bucket, key, size, seed, crc=None, block=64 * 1024):
+    """PUT as STREAMING-UNSIGNED-PAYLOAD-TRAILER with a CRC32 trailer
+    (`crc` overrides the computed value)."""
+    import base64
+    import zlib
+
+    c = 0
+    for blk in rng_blocks(seed, size, block):
+        c = zlib.crc32(blk, c)
+    crc = crc or base64.b64encode(c.to_bytes(4, "big")).decode()
+    trailer = f"x-amz-checksum-crc32:{crc}\r\n\r\n".encode()
+    frames_len = sum(len(f"{min(block, size - o):x}") + 4 + min(block, size - o) for o in range(0, size, block))
+    host = f"127.0.0.1:{kc.port}"
+    path = f"/{bucket}/{key}"
+    headers = {
+        "content-encoding": "aws-chunked",
+        "x-amz-decoded-content-length": str(size),
+        "x-amz-trailer": "x-amz-checksum-crc32",
+        "content-length": str(frames_len + 3 + len(trailer)),
+    }
+    h, *_ = signed_headers(creds, "PUT", host, path, headers, "STREAMING-UNSIGNED-PAYLOAD-TRAILER")
+    conn = http.client.HTTPConnection("127.0.0.1", kc.port, timeout=600)
+    try:
+        conn.putrequest("PUT", path, skip_host=True, skip_accept_encoding=True)
+        for k, v in h.items():
+            conn.putheader(k, v)
+        conn.endheaders()
+        for blk in rng_blocks(seed, size, block):
+            conn.send(f"{len(blk):x}\r\n".encode() + blk + b"\r\n")
+        conn.send(b"0\r\n" + trailer)
+        r = conn.getresponse()
+        return r.status, dict((k.lower(), v) for k, v in r.getheaders()), r.read(), crc
+    finally:
+        conn.close()
+
+
+def test_unsigned_trailer_aws_chunked(kc, s3):
+    b = unique("trailer")
+    s3.create_bucket(Bucket=b)
+    size = 20 * MiB + 7
+    status, headers, body, crc = put_unsigned_trailer(kc, kc.root_creds, b, "t.bin", size, 6)
+    assert status == 200, body
+    assert headers["x-amz-checksum-crc32"] == crc
+    assert downloaded_sha256(s3, b, "t.bin") == rng_sha256(6, size)
+    # A trailer checksum that doesn't match: BadDigest, nothing stored.
+    status, _, body, _ = put_unsigned_trailer(kc, kc.root_creds, b, "bad.bin", size, 6, crc="AAAAAA==")
+    assert status == 400, body
+    assert b"<Code>BadDigest</Code>" in body
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=b)["Contents"]] == ["t.bin"]
+    assert len(objects_dir_files(kc)) == 1
