@@ -682,6 +682,19 @@ impl Drop for ObjectWriter {
     }
 }
 
+/// Remove the temp files of writes a crash interrupted (at start, before
+/// any writer exists).
+pub fn remove_partial_files(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().ends_with(TEMP_SUFFIX) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Copy `len` bytes of `src` from `start` into `dst`, hashing when asked.
 fn copy_range(
     mut src: std::fs::File,
@@ -1105,6 +1118,12 @@ mod tests {
         drop(w);
         drop(staged);
         assert_eq!(names(&dir), Vec::<String>::new());
+        // What a crash leaves behind is swept at start; object files stay.
+        std::fs::write(dir.join(format!("abc{TEMP_SUFFIX}")), b"partial").expect("write");
+        std::fs::write(dir.join("abc"), b"object").expect("write");
+        remove_partial_files(&dir);
+        assert_eq!(names(&dir), vec!["abc".to_string()]);
+        std::fs::remove_file(dir.join("abc")).expect("cleanup");
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
