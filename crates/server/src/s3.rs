@@ -370,12 +370,13 @@ fn authorize_in(
             check = match key {
                 // The object's own tags, when it exists.
                 Some(_) if action == "s3:PutObject" => check,
-                Some(k) => match req.kc.get_object_meta(bucket, k) {
-                    Ok(o) => o.tags.iter().fold(check, |c, (tk, tv)| {
-                        c.key(format!("s3:ExistingObjectTag/{tk}"), tv.clone())
+                Some(k) => req
+                    .kc
+                    .object_tags(bucket, k)
+                    .into_iter()
+                    .fold(check, |c, (tk, tv)| {
+                        c.key(format!("s3:ExistingObjectTag/{tk}"), tv)
                     }),
-                    Err(_) => check,
-                },
                 None => b.tags.iter().fold(check, |c, (tk, tv)| {
                     c.key(format!("aws:ResourceTag/{tk}"), tv.clone())
                 }),

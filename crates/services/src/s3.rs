@@ -202,6 +202,17 @@ impl Keycard {
         }
     }
 
+    /// An object's tags (empty when it has none or doesn't exist): the
+    /// authorization hot path clones only these, not the whole metadata.
+    pub fn object_tags(&self, bucket: &str, key: &str) -> BTreeMap<String, String> {
+        self.state()
+            .objects
+            .get(bucket)
+            .and_then(|m| m.get(key))
+            .map(|o| o.tags.clone())
+            .unwrap_or_default()
+    }
+
     /// Start writing a new object file (see [`ObjectWriter`]).
     pub fn object_writer(&self, spec: &DigestSpec) -> Result<ObjectWriter> {
         ObjectWriter::create(self.objects_dir(), spec)
