@@ -36,6 +36,9 @@ pub const CONTAINER_CREDENTIALS_PATH: &str = "/_keycard/container-credentials";
 
 /// Largest body for the query / JSON APIs (policies are at most 10 KiB).
 pub const MAX_API_BODY: usize = 1024 * 1024;
+/// Largest unread body drained (discarded) before answering.
+const DRAIN_LIMIT: usize = 64 * 1024;
+
 /// Largest S3 request body: a 5 GiB object (or part) and its aws-chunked
 /// framing. Object data streams to disk ([`Req::take_body`]); other S3
 /// bodies are read into memory up to [`MAX_API_BODY`].
@@ -201,6 +204,23 @@ impl Req {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         (pending, self.declared_hash.clone())
+    }
+
+    /// Discard a small body the handler left unread (a call refused before
+    /// its body mattered): a connection closed with unread bytes is reset,
+    /// and the client can lose the answer. Large bodies stay unread.
+    async fn drain_small_body(&mut self) {
+        let small = self
+            .header("content-length")
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n <= DRAIN_LIMIT as u64);
+        let (Some(body), _) = self.take_body() else {
+            return;
+        };
+        if small {
+            let read = read_limited(body, DRAIN_LIMIT, Protocol::S3);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), read).await;
+        }
     }
 
     /// The caller's account (the account a request acts in).
@@ -470,6 +490,7 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
     if protocol == Protocol::Ec2 {
         result = result.map_err(|e| ec2_denial(&kc, &req, e));
     }
+    req.drain_small_body().await;
     let (response, error) = match result {
         Ok(r) => (r, None),
         Err(e) => (render::error(protocol, &e, &env.rid, &path), Some(e)),
