@@ -330,6 +330,21 @@ def samples(e):
         "HeadObject": ("s3", "head_object", {"Bucket": b, "Key": k}, None),
         "GetObjectAcl": ("s3", "get_object_acl", {"Bucket": b, "Key": k}, obj),
         "GetObjectTagging": ("s3", "get_object_tagging", {"Bucket": b, "Key": k}, obj),
+        "PutObjectTagging": (
+            "s3",
+            "put_object_tagging",
+            {"Bucket": b, "Key": k, "Tagging": {"TagSet": [{"Key": "class", "Value": "public"}]}},
+            obj,
+        ),
+        "DeleteObjectTagging": ("s3", "delete_object_tagging", {"Bucket": b, "Key": k}, obj),
+        "GetBucketTagging": ("s3", "get_bucket_tagging", {"Bucket": b}, bucket),
+        "PutBucketTagging": (
+            "s3",
+            "put_bucket_tagging",
+            {"Bucket": b, "Tagging": {"TagSet": [{"Key": "team", "Value": "blue"}]}},
+            bucket,
+        ),
+        "DeleteBucketTagging": ("s3", "delete_bucket_tagging", {"Bucket": b}, bucket),
         "PutObject": ("s3", "put_object", {"Bucket": b, "Key": "new.txt", "Body": b"x"}, f"{bucket}/new.txt"),
         "CopyObject": (
             "s3",

@@ -500,3 +500,158 @@ def test_session_credentials_with_s3(keycard, bucket, s3):
     with pytest.raises(ClientError) as ei:
         rs3.put_object(Bucket=bucket, Key="role/evil.txt", Body=b"x")
     assert error_code(ei.value) == "AccessDenied"
+
+
+# ---------------------------------------------------------------- tagging
+
+
+def tagset(d):
+    return [{"Key": k, "Value": v} for k, v in d.items()]
+
+
+def test_object_tags_decide_get_object(keycard, s3):
+    """A policy that allows GetObject only when s3:ExistingObjectTag/class
+    is public: the object's stored tags decide, and retagging changes it."""
+    b = fresh_bucket(s3)
+    s3.put_object(Bucket=b, Key="pub.txt", Body=b"pub", Tagging="class=public&team=blue")
+    s3.put_object(Bucket=b, Key="priv.txt", Body=b"priv", Tagging="class=private")
+    s3.put_object(Bucket=b, Key="none.txt", Body=b"none")
+    got = s3.get_object_tagging(Bucket=b, Key="pub.txt")["TagSet"]
+    assert sorted((t["Key"], t["Value"]) for t in got) == [("class", "public"), ("team", "blue")]
+    assert s3.get_object(Bucket=b, Key="pub.txt")["TagCount"] == 2
+    policy = allow(
+        "s3:GetObject",
+        f"arn:aws:s3:::{b}/*",
+        Condition={"StringEquals": {"s3:ExistingObjectTag/class": "public"}},
+    )
+    _, creds = keycard.new_user(policy=policy)
+    user = keycard.client("s3", creds=creds)
+    assert user.get_object(Bucket=b, Key="pub.txt")["Body"].read() == b"pub"
+    for key in ("priv.txt", "none.txt"):
+        with pytest.raises(ClientError) as ei:
+            user.get_object(Bucket=b, Key=key)
+        assert error_code(ei.value) == "AccessDenied"
+    # Retag: the decision follows the stored tags.
+    s3.put_object_tagging(Bucket=b, Key="priv.txt", Tagging={"TagSet": tagset({"class": "public"})})
+    assert user.get_object(Bucket=b, Key="priv.txt")["Body"].read() == b"priv"
+    s3.delete_object_tagging(Bucket=b, Key="pub.txt")
+    assert s3.get_object_tagging(Bucket=b, Key="pub.txt")["TagSet"] == []
+    with pytest.raises(ClientError) as ei:
+        user.get_object(Bucket=b, Key="pub.txt")
+    assert error_code(ei.value) == "AccessDenied"
+    # Copies keep the source's tags unless told to replace them.
+    s3.copy_object(Bucket=b, Key="copy.txt", CopySource={"Bucket": b, "Key": "priv.txt"})
+    assert s3.get_object_tagging(Bucket=b, Key="copy.txt")["TagSet"] == tagset({"class": "public"})
+    s3.copy_object(
+        Bucket=b, Key="copy2.txt", CopySource={"Bucket": b, "Key": "priv.txt"},
+        TaggingDirective="REPLACE", Tagging="class=secret",
+    )
+    assert s3.get_object_tagging(Bucket=b, Key="copy2.txt")["TagSet"] == tagset({"class": "secret"})
+
+
+def test_request_object_tags_decide_put(keycard, s3):
+    """s3:RequestObjectTag/… and s3:RequestObjectTagKeys on PutObject and
+    PutObjectTagging; multipart uploads keep their x-amz-tagging."""
+    b = fresh_bucket(s3)
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["s3:PutObject", "s3:PutObjectTagging"],
+                "Resource": f"arn:aws:s3:::{b}/*",
+                "Condition": {
+                    "StringEquals": {"s3:RequestObjectTag/class": "public"},
+                    "ForAllValues:StringEquals": {"s3:RequestObjectTagKeys": ["class"]},
+                },
+            }
+        ],
+    }
+    _, creds = keycard.new_user(policy=policy)
+    user = keycard.client("s3", creds=creds)
+    user.put_object(Bucket=b, Key="ok.txt", Body=b"x", Tagging="class=public")
+    for tagging in ("class=private", "class=public&team=blue", None):
+        kw = {"Tagging": tagging} if tagging else {}
+        with pytest.raises(ClientError) as ei:
+            user.put_object(Bucket=b, Key="no.txt", Body=b"x", **kw)
+        assert error_code(ei.value) == "AccessDenied", tagging
+    user.put_object_tagging(Bucket=b, Key="ok.txt", Tagging={"TagSet": tagset({"class": "public"})})
+    with pytest.raises(ClientError) as ei:
+        user.put_object_tagging(Bucket=b, Key="ok.txt", Tagging={"TagSet": tagset({"class": "x"})})
+    assert error_code(ei.value) == "AccessDenied"
+    # Multipart: the completed object carries the upload's tags.
+    up = s3.create_multipart_upload(Bucket=b, Key="mp.bin", Tagging="class=public")["UploadId"]
+    etag = s3.upload_part(Bucket=b, Key="mp.bin", UploadId=up, PartNumber=1, Body=b"part")["ETag"]
+    s3.complete_multipart_upload(
+        Bucket=b, Key="mp.bin", UploadId=up, MultipartUpload={"Parts": [{"ETag": etag, "PartNumber": 1}]}
+    )
+    assert s3.get_object_tagging(Bucket=b, Key="mp.bin")["TagSet"] == tagset({"class": "public"})
+
+
+def test_tag_limits_and_errors(s3):
+    b = fresh_bucket(s3)
+    s3.put_object(Bucket=b, Key="k", Body=b"x")
+    eleven = "&".join(f"k{i}=v" for i in range(11))
+    for bad in (eleven, "aws:x=1", "a=1&a=2", "k=" + "v" * 257):
+        with pytest.raises(ClientError) as ei:
+            s3.put_object(Bucket=b, Key="t", Body=b"x", Tagging=bad)
+        assert error_code(ei.value) == "InvalidTag", bad
+    with pytest.raises(ClientError) as ei:
+        s3.put_object_tagging(
+            Bucket=b, Key="k", Tagging={"TagSet": tagset({f"k{i}": "v" for i in range(11)})}
+        )
+    assert error_code(ei.value) == "InvalidTag"
+    with pytest.raises(ClientError) as ei:
+        s3.put_object_tagging(Bucket=b, Key="missing", Tagging={"TagSet": tagset({"a": "b"})})
+    assert error_code(ei.value) == "NoSuchKey"
+    # Buckets: up to 50 tags, NoSuchTagSet when there are none.
+    with pytest.raises(ClientError) as ei:
+        s3.get_bucket_tagging(Bucket=b)
+    assert error_code(ei.value) == "NoSuchTagSet"
+    fifty = {f"k{i}": "v" for i in range(50)}
+    s3.put_bucket_tagging(Bucket=b, Tagging={"TagSet": tagset(fifty)})
+    assert len(s3.get_bucket_tagging(Bucket=b)["TagSet"]) == 50
+    with pytest.raises(ClientError) as ei:
+        s3.put_bucket_tagging(Bucket=b, Tagging={"TagSet": tagset({**fifty, "k50": "v"})})
+    assert error_code(ei.value) == "InvalidTag"
+    s3.delete_bucket_tagging(Bucket=b)
+    with pytest.raises(ClientError) as ei:
+        s3.get_bucket_tagging(Bucket=b)
+    assert error_code(ei.value) == "NoSuchTagSet"
+
+
+def test_bucket_tags_decide_bucket_checks(keycard, s3):
+    """aws:ResourceTag/… on bucket checks, aws:RequestTag/… on PutBucketTagging."""
+    b = fresh_bucket(s3)
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": f"arn:aws:s3:::{b}",
+                "Condition": {"StringEquals": {"aws:ResourceTag/team": "blue"}},
+            },
+            {
+                "Effect": "Allow",
+                "Action": "s3:PutBucketTagging",
+                "Resource": f"arn:aws:s3:::{b}",
+                "Condition": {"StringEquals": {"aws:RequestTag/team": "blue"}},
+            },
+        ],
+    }
+    _, creds = keycard.new_user(policy=policy)
+    user = keycard.client("s3", creds=creds)
+    with pytest.raises(ClientError) as ei:
+        user.list_objects_v2(Bucket=b)
+    assert error_code(ei.value) == "AccessDenied"
+    with pytest.raises(ClientError) as ei:
+        user.put_bucket_tagging(Bucket=b, Tagging={"TagSet": tagset({"team": "red"})})
+    assert error_code(ei.value) == "AccessDenied"
+    user.put_bucket_tagging(Bucket=b, Tagging={"TagSet": tagset({"team": "blue"})})
+    assert user.list_objects_v2(Bucket=b)["KeyCount"] == 0
+    # DeleteBucketTagging is s3:PutBucketTagging (with no request tags: denied here).
+    with pytest.raises(ClientError) as ei:
+        user.delete_bucket_tagging(Bucket=b)
+    assert error_code(ei.value) == "AccessDenied"
+    assert "s3:PutBucketTagging" in ei.value.response["Error"]["Message"]

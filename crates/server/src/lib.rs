@@ -36,8 +36,13 @@ pub const CONTAINER_CREDENTIALS_PATH: &str = "/_keycard/container-credentials";
 
 /// Largest body for the query / JSON APIs (policies are at most 10 KiB).
 pub const MAX_API_BODY: usize = 1024 * 1024;
-/// Largest S3 body keycard buffers (one PUT or part).
-pub const MAX_S3_BODY: usize = 1024 * 1024 * 1024;
+/// Largest unread body drained (discarded) before answering.
+const DRAIN_LIMIT: usize = 64 * 1024;
+
+/// Largest S3 request body: a 5 GiB object (or part) and its aws-chunked
+/// framing. Object data streams to disk ([`Req::take_body`]); other S3
+/// bodies are read into memory up to [`MAX_API_BODY`].
+pub const MAX_S3_BODY: u64 = keycard_services::s3::MAX_PUT + keycard_services::s3::MAX_PUT / 8;
 
 /// Build the router.
 pub fn router(kc: Arc<Keycard>) -> axum::Router {
@@ -182,16 +187,40 @@ impl Req {
         let Some(body) = pending else {
             return Ok(());
         };
-        // Only object data may be large; XML request bodies are small.
-        let limit = match self.op.name {
-            "PutObject" | "UploadPart" => MAX_S3_BODY,
-            _ => MAX_API_BODY,
-        };
-        self.body = read_limited(body, limit, Protocol::S3).await?;
+        // Object data streams (take_body); XML request bodies are small.
+        self.body = read_limited(body, MAX_API_BODY, Protocol::S3).await?;
         if let Some(h) = &self.declared_hash {
             sigv4::check_body_hash(h, &self.body).map_err(auth_error)?;
         }
         Ok(())
+    }
+
+    /// The unread S3 body and the hex SHA-256 it was signed with, for a
+    /// handler that streams it (object data) instead of loading it.
+    pub fn take_body(&mut self) -> (Option<Body>, Option<String>) {
+        let pending = self
+            .pending
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        (pending, self.declared_hash.clone())
+    }
+
+    /// Discard a small body the handler left unread (a call refused before
+    /// its body mattered): a connection closed with unread bytes is reset,
+    /// and the client can lose the answer. Large bodies stay unread.
+    async fn drain_small_body(&mut self) {
+        let small = self
+            .header("content-length")
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n <= DRAIN_LIMIT as u64);
+        let (Some(body), _) = self.take_body() else {
+            return;
+        };
+        if small {
+            let read = read_limited(body, DRAIN_LIMIT, Protocol::S3);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), read).await;
+        }
     }
 
     /// The caller's account (the account a request acts in).
@@ -241,7 +270,7 @@ fn guess_service(parts: &Parts) -> &'static str {
     "s3"
 }
 
-fn too_large(protocol: Protocol, limit: usize) -> ServiceError {
+fn too_large(protocol: Protocol, limit: u64) -> ServiceError {
     if protocol == Protocol::S3 {
         ServiceError::EntityTooLarge("Your proposed upload exceeds the maximum allowed size".into())
     } else {
@@ -255,7 +284,7 @@ fn too_large(protocol: Protocol, limit: usize) -> ServiceError {
 async fn read_limited(body: Body, limit: usize, protocol: Protocol) -> Result<Bytes, ServiceError> {
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(_) => Err(too_large(protocol, limit)),
+        Err(_) => Err(too_large(protocol, limit as u64)),
     }
 }
 
@@ -398,14 +427,14 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
     let limit = if protocol == Protocol::S3 {
         MAX_S3_BODY
     } else {
-        MAX_API_BODY
+        MAX_API_BODY as u64
     };
     let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if declared.is_some_and(|n| n > limit) {
         return env
             .fail(
                 &kc,
@@ -554,6 +583,7 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
     if protocol == Protocol::Ec2 {
         result = result.map_err(|e| ec2_denial(&kc, &req, e));
     }
+    req.drain_small_body().await;
     let (response, error) = match result {
         Ok(r) => (r, None),
         Err(e) => (render::error(protocol, &e, &env.rid, &path), Some(e)),

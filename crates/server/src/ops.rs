@@ -273,6 +273,12 @@ pub static S3: &[OpDef] = &[
     s3!("HeadObject", "s3:GetObject", RO, DATA),
     s3!("GetObjectAcl", "s3:GetObjectAcl", RO, DATA),
     s3!("GetObjectTagging", "s3:GetObjectTagging", RO, DATA),
+    s3!("PutObjectTagging", "s3:PutObjectTagging", RW, DATA),
+    s3!("DeleteObjectTagging", "s3:DeleteObjectTagging", RW, DATA),
+    s3!("GetBucketTagging", "s3:GetBucketTagging", RO, MGMT),
+    s3!("PutBucketTagging", "s3:PutBucketTagging", RW, MGMT),
+    // AWS authorizes DeleteBucketTagging as s3:PutBucketTagging.
+    s3!("DeleteBucketTagging", "s3:PutBucketTagging", RW, MGMT),
     s3!("PutObject", "s3:PutObject", RW, DATA),
     s3!("CopyObject", "s3:PutObject", RW, DATA, ["s3:GetObject"]),
     s3!("DeleteObject", "s3:DeleteObject", RW, DATA),

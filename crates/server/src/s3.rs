@@ -2,12 +2,18 @@
 //! the bucket owner's account with the bucket policy, execute, render.
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
 use std::sync::OnceLock;
+use std::task::{Context, Poll};
 
 use axum::body::Body;
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
-use keycard_proto::chunked::{ChunkMode, DecodedBody, decode_aws_chunked, decode_body};
+use http_body_util::BodyExt;
+use keycard_proto::chunked::{
+    ChunkDecoder, ChunkMode, DecodedBody, body_framing, decode_aws_chunked, decode_body,
+    length_mismatch,
+};
 use keycard_proto::sigv4;
 use keycard_proto::xml::{S3_XMLNS, XmlNode, XmlWriter, parse_xml};
 use keycard_services::ServiceError;
@@ -356,11 +362,25 @@ fn authorize_in(
                 Some(p) => ResourcePolicy::Resource(p),
                 None => ResourcePolicy::None,
             };
-            let check = Check::new(action, arn)
+            let mut check = Check::new(action, arn)
                 .account(b.account.clone())
                 .key("s3:ResourceAccount", b.account.clone())
                 .key("aws:ResourceAccount", b.account.clone())
                 .policy(rp);
+            check = match key {
+                // The object's own tags, when it exists.
+                Some(_) if action == "s3:PutObject" => check,
+                Some(k) => req
+                    .kc
+                    .object_tags(bucket, k)
+                    .into_iter()
+                    .fold(check, |c, (tk, tv)| {
+                        c.key(format!("s3:ExistingObjectTag/{tk}"), tv)
+                    }),
+                None => b.tags.iter().fold(check, |c, (tk, tv)| {
+                    c.key(format!("aws:ResourceTag/{tk}"), tv.clone())
+                }),
+            };
             match req.check(check) {
                 Ok(()) => match req.header(owner_header) {
                     Some(o) if o.trim() != b.account => Err(access_denied()),
@@ -589,6 +609,11 @@ pub async fn handle(req: &mut Req) -> R {
         "HeadObject" => get_object(req, b, k, &q, true).await,
         "GetObjectAcl" => get_acl(req, b, Some(k)).await,
         "GetObjectTagging" => get_object_tagging(req, b, k).await,
+        "PutObjectTagging" => put_object_tagging(req, b, k).await,
+        "DeleteObjectTagging" => delete_object_tagging(req, b, k).await,
+        "GetBucketTagging" => get_bucket_tagging(req, b).await,
+        "PutBucketTagging" => put_bucket_tagging(req, b).await,
+        "DeleteBucketTagging" => delete_bucket_tagging(req, b).await,
         "UploadPartCopy" => upload_part_copy(req, b, k, &q).await,
         "UploadPart" => upload_part(req, b, k, &q).await,
         "CopyObject" => copy_object(req, b, k).await,
@@ -627,24 +652,77 @@ async fn decoded_body(req: &mut Req) -> Result<DecodedBody, ServiceError> {
     .map_err(crate::auth_error)
 }
 
-/// Check Content-MD5 and flexible checksums (headers or trailers); returns
-/// the checksum headers to keep with the object.
-fn integrity(req: &Req, body: &DecodedBody) -> Result<BTreeMap<String, String>, ServiceError> {
+/// The algorithm the client names for its checksum, if any.
+fn declared_algorithm(req: &Req) -> Option<String> {
+    req.header("x-amz-sdk-checksum-algorithm")
+        .or_else(|| req.header("x-amz-checksum-algorithm"))
+        .map(str::to_ascii_lowercase)
+}
+
+/// The flexible checksums a request carries or announces: headers,
+/// trailers named in `x-amz-trailer`, and the declared algorithm.
+fn requested_checksums(req: &Req) -> Vec<String> {
+    let announced = req
+        .header("x-amz-trailer")
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let declared = declared_algorithm(req);
+    svc::CHECKSUM_ALGORITHMS
+        .iter()
+        .filter(|alg| {
+            let name = format!("x-amz-checksum-{alg}");
+            req.header(&name).is_some()
+                || announced.split(',').any(|t| t.trim() == name)
+                || declared.as_deref() == Some(**alg)
+        })
+        .map(|a| a.to_string())
+        .collect()
+}
+
+/// The digests of a small (in-memory) body.
+fn digest_small(req: &Req, body: &DecodedBody) -> svc::Digested {
+    let mut checksums = requested_checksums(req);
+    for (name, _) in &body.trailers {
+        if let Some(alg) = name.strip_prefix("x-amz-checksum-")
+            && !checksums.iter().any(|c| c == alg)
+        {
+            checksums.push(alg.to_string());
+        }
+    }
+    let spec = svc::DigestSpec {
+        md5: true,
+        sha256: false,
+        checksums,
+    };
+    let mut d = svc::Digests::new(&spec);
+    d.update(&body.data);
+    d.finish()
+}
+
+/// Check Content-MD5 and flexible checksums (headers or trailers) against
+/// what was computed; returns the checksum headers to keep with the object.
+fn integrity(
+    req: &Req,
+    digested: &svc::Digested,
+    trailers: &[(String, String)],
+) -> Result<BTreeMap<String, String>, ServiceError> {
     if let Some(md5) = req.header("content-md5") {
-        svc::check_content_md5(md5, &body.data)?;
+        let computed = digested.md5.ok_or_else(|| {
+            ServiceError::Internal("Content-MD5 given but no MD5 computed".into())
+        })?;
+        svc::check_content_md5_digest(md5, computed)?;
     }
     let mut out = BTreeMap::new();
-    let declared = req
-        .header("x-amz-sdk-checksum-algorithm")
-        .or_else(|| req.header("x-amz-checksum-algorithm"))
-        .map(str::to_ascii_lowercase);
+    let declared = declared_algorithm(req);
     for alg in svc::CHECKSUM_ALGORITHMS {
         let name = format!("x-amz-checksum-{alg}");
-        let given = req
-            .header(&name)
-            .map(str::to_string)
-            .or_else(|| body.trailer(&name).map(str::to_string));
-        let computed = svc::checksum(alg, &body.data);
+        let given = req.header(&name).map(str::to_string).or_else(|| {
+            trailers
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        });
+        let computed = digested.checksums.get(alg).cloned();
         match (given, computed) {
             (Some(g), Some(c)) => {
                 if g.trim() != c {
@@ -655,8 +733,14 @@ fn integrity(req: &Req, body: &DecodedBody) -> Result<BTreeMap<String, String>, 
                 }
                 out.insert(name, c);
             }
-            (Some(g), None) => {
+            // keycard doesn't compute SHA-1: it keeps the client's.
+            (Some(g), None) if alg == "sha1" => {
                 out.insert(name, g.trim().to_string());
+            }
+            (Some(_), None) => {
+                return Err(ServiceError::InvalidRequest(format!(
+                    "The trailer {name} was not declared in x-amz-trailer"
+                )));
             }
             (None, Some(c)) if declared.as_deref() == Some(alg) => {
                 out.insert(name, c);
@@ -665,6 +749,176 @@ fn integrity(req: &Req, body: &DecodedBody) -> Result<BTreeMap<String, String>, 
         }
     }
     Ok(out)
+}
+
+/// [`integrity`] for a body read into memory.
+fn integrity_small(
+    req: &Req,
+    body: &DecodedBody,
+) -> Result<BTreeMap<String, String>, ServiceError> {
+    integrity(req, &digest_small(req, body), &body.trailers)
+}
+
+// ------------------------------------------------------------ streaming
+
+/// An object body received into a staged file.
+struct Received {
+    staged: svc::Staged,
+    digested: svc::Digested,
+    trailers: Vec<(String, String)>,
+}
+
+fn entity_too_large() -> ServiceError {
+    ServiceError::EntityTooLarge("Your proposed upload exceeds the maximum allowed size".into())
+}
+
+fn incomplete_body() -> ServiceError {
+    ServiceError::IncompleteBody(
+        "You did not provide the number of bytes specified by the Content-Length HTTP header"
+            .into(),
+    )
+}
+
+/// How the object body is framed: aws-chunked (mode, decoded length) or
+/// plain. With auth off (moto compat) and no verified signature, only the
+/// framing of a signed stream is decoded.
+fn chunk_framing(req: &Req) -> Result<Option<(ChunkMode, u64)>, ServiceError> {
+    let signed_stream = matches!(
+        sigv4::declared_payload_hash(&req.parts),
+        Some(sigv4::STREAMING_PAYLOAD | sigv4::STREAMING_PAYLOAD_TRAILER)
+    );
+    if signed_stream && !req.enforce && req.verified.is_none() {
+        let n = req
+            .header("x-amz-decoded-content-length")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or_else(|| {
+                ServiceError::InvalidRequest(
+                    "Missing required header for this request: x-amz-decoded-content-length".into(),
+                )
+            })?;
+        return Ok(Some((ChunkMode::Unsigned, n)));
+    }
+    body_framing(&req.parts, req.auth.as_ref(), req.verified.as_ref()).map_err(crate::auth_error)
+}
+
+/// Stream the request's object data from the socket into a staged file in
+/// bounded memory: aws-chunked framing decoded with each chunk's signature
+/// checked as it completes; MD5, the signed SHA-256 and the requested
+/// checksums computed on the way. Any failure removes the file.
+async fn receive(req: &mut Req) -> Result<Received, ServiceError> {
+    let framing = chunk_framing(req)?;
+    let expected = framing.as_ref().map(|(_, n)| *n);
+    if expected.is_some_and(|n| n > svc::MAX_PUT) {
+        return Err(entity_too_large());
+    }
+    let (body, declared_hash) = req.take_body();
+    // A request signed without x-amz-content-sha256 had its (small) body
+    // read to verify it.
+    let body = body.unwrap_or_else(|| Body::from(std::mem::take(&mut req.body)));
+    let spec = svc::DigestSpec {
+        md5: true,
+        sha256: declared_hash.is_some(),
+        checksums: requested_checksums(req),
+    };
+    let mut w = req.kc.object_writer(&spec)?;
+    let mut decoder = framing.map(|(mode, _)| ChunkDecoder::new(mode));
+    let mut decoded = Vec::new();
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(|_| incomplete_body())?.into_data() else {
+            continue;
+        };
+        match decoder.as_mut() {
+            Some(d) => {
+                decoded.clear();
+                d.feed(&data, &mut decoded).map_err(crate::auth_error)?;
+                w.write(&decoded).await?;
+            }
+            None => w.write(&data).await?,
+        }
+        if w.size() > svc::MAX_PUT {
+            return Err(entity_too_large());
+        }
+        if expected.is_some_and(|n| w.size() > n) {
+            return Err(crate::auth_error(length_mismatch()));
+        }
+    }
+    let trailers = match decoder {
+        Some(d) => d.finish().map_err(crate::auth_error)?,
+        None => Vec::new(),
+    };
+    if expected.is_some_and(|n| w.size() != n) {
+        return Err(crate::auth_error(length_mismatch()));
+    }
+    let (staged, digested) = w.finish().await?;
+    if let Some(h) = declared_hash
+        && digested.sha256_hex() != Some(h.to_ascii_lowercase())
+    {
+        return Err(ServiceError::XAmzContentSHA256Mismatch(
+            "The provided 'x-amz-content-sha256' header does not match what was computed.".into(),
+        ));
+    }
+    Ok(Received {
+        staged,
+        digested,
+        trailers,
+    })
+}
+
+/// An object's bytes as a response body streamed from its file, a block
+/// at a time, without a thread held for a slow reader.
+struct FileBody {
+    file: tokio::fs::File,
+    left: u64,
+    buf: Box<[u8]>,
+}
+
+/// How much of an object a download reads at a time.
+const DOWNLOAD_BLOCK: usize = 256 * 1024;
+
+impl axum::body::HttpBody for FileBody {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, std::io::Error>>> {
+        use tokio::io::AsyncRead;
+        let this = &mut *self;
+        if this.left == 0 {
+            return Poll::Ready(None);
+        }
+        let n = usize::try_from(this.left)
+            .unwrap_or(usize::MAX)
+            .min(this.buf.len());
+        let Some(window) = this.buf.get_mut(..n) else {
+            return Poll::Ready(None);
+        };
+        let mut rb = tokio::io::ReadBuf::new(window);
+        match Pin::new(&mut this.file).poll_read(cx, &mut rb) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(Ok(())) if rb.filled().is_empty() => Poll::Ready(Some(Err(
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "object data is short"),
+            ))),
+            Poll::Ready(Ok(())) => {
+                let got = rb.filled();
+                this.left -= got.len() as u64;
+                Poll::Ready(Some(Ok(hyper::body::Frame::data(
+                    bytes::Bytes::copy_from_slice(got),
+                ))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.left)
+    }
 }
 
 /// `x-amz-meta-*` headers (names lower-cased, prefix removed).
@@ -835,58 +1089,50 @@ fn parse_range(h: &str, size: u64) -> Range {
     Range::Part(start, end.min(size - 1))
 }
 
-/// Read `len` bytes at `start` of an object's data.
-async fn read_slice(
-    req: &Req,
-    meta: &ObjectMeta,
-    start: u64,
-    len: u64,
-) -> std::io::Result<Vec<u8>> {
-    let path = req.kc.object_path(&meta.file);
-    let n = usize::try_from(len).map_err(|_| std::io::Error::other("range too large"))?;
-    let read = move || -> std::io::Result<Vec<u8>> {
-        use std::io::{Read, Seek};
-        let mut f = std::fs::File::open(path)?;
-        if start > 0 {
-            f.seek(std::io::SeekFrom::Start(start))?;
-        }
+/// The body for `len` bytes at `start` of an opened object file: small
+/// ranges are read on the request's own task (page-cache reads take
+/// microseconds, cheaper than hand-offs to the blocking pool); larger ones
+/// stream.
+fn object_body(mut f: std::fs::File, start: u64, len: u64) -> std::io::Result<Body> {
+    use std::io::{Read, Seek};
+    if start > 0 {
+        f.seek(std::io::SeekFrom::Start(start))?;
+    }
+    if len <= SMALL_READ {
+        let n = usize::try_from(len).map_err(|_| std::io::Error::other("range too large"))?;
         let mut buf = vec![0u8; n];
         f.read_exact(&mut buf)?;
-        Ok(buf)
-    };
-    // Small reads come from the page cache in microseconds: doing them
-    // inline is cheaper than two hand-offs to the blocking pool.
-    if len <= SMALL_READ {
-        read()
-    } else {
-        tokio::task::spawn_blocking(read)
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))?
+        return Ok(Body::from(buf));
     }
+    Ok(Body::new(FileBody {
+        file: tokio::fs::File::from_std(f),
+        left: len,
+        buf: vec![0u8; DOWNLOAD_BLOCK].into_boxed_slice(),
+    }))
 }
 
 /// Reads up to this size happen on the request's own task.
 const SMALL_READ: u64 = 256 * 1024;
 
-/// An object's metadata and bytes [start, start+len) (None: all), retrying
-/// when a concurrent overwrite replaced the file under us.
-async fn read_object_data(
+/// An object's metadata and its data file, opened, retrying when a
+/// concurrent overwrite replaced the file under us (once open, the bytes
+/// stay readable whatever happens to the name).
+fn open_object(
     req: &Req,
     bucket: &str,
     key: &str,
     mut meta: ObjectMeta,
-    range: Option<(u64, u64)>,
-) -> Result<(ObjectMeta, Vec<u8>), ServiceError> {
+    ranged: bool,
+) -> Result<(ObjectMeta, std::fs::File), ServiceError> {
     for _ in 0..3 {
-        let (start, len) = range.unwrap_or((0, meta.size));
-        match read_slice(req, &meta, start, len).await {
-            Ok(d) => return Ok((meta, d)),
+        match std::fs::File::open(req.kc.object_path(&meta.file)) {
+            Ok(f) => return Ok((meta, f)),
             Err(e) => {
                 let fresh = req.kc.get_object_meta(bucket, key)?;
                 if fresh.file == meta.file {
                     return Err(ServiceError::Internal(format!("reading object data: {e}")));
                 }
-                if range.is_some() && fresh.size != meta.size {
+                if ranged && fresh.size != meta.size {
                     // The object changed size: the range no longer means
                     // the same bytes.
                     return Err(precondition_failed());
@@ -1098,7 +1344,7 @@ async fn put_bucket_policy(req: &mut Req, b: &str) -> R {
     add_bucket_resource(req, b);
     authorize_policy_op(req, "s3:PutBucketPolicy", b)?;
     let body = decoded_body(req).await?;
-    integrity(req, &body)?;
+    integrity_small(req, &body)?;
     let text = std::str::from_utf8(&body.data)
         .map_err(|_| ServiceError::MalformedPolicyDocument("Policies must be valid JSON".into()))?;
     if text.trim().is_empty() {
@@ -1481,17 +1727,21 @@ async fn get_object(req: &mut Req, b: &str, k: &str, q: &Query, head: bool) -> R
         && req
             .header("x-amz-checksum-mode")
             .is_some_and(|v| v.eq_ignore_ascii_case("enabled"));
-    let (meta, data) = if head {
-        (meta, Vec::new())
+    let (meta, body) = if head {
+        (meta, Body::empty())
     } else {
-        read_object_data(req, b, k, meta, range).await?
+        let (meta, f) = open_object(req, b, k, meta, range.is_some())?;
+        let (start, len) = range.unwrap_or((0, meta.size));
+        let body = object_body(f, start, len)
+            .map_err(|e| ServiceError::Internal(format!("reading object data: {e}")))?;
+        (meta, body)
     };
     let len = match range {
         Some((_, l)) => l,
         None => meta.size,
     };
     let status = if range.is_some() { 206 } else { 200 };
-    let mut r = response(req, status, Body::from(data));
+    let mut r = response(req, status, body);
     object_headers(&mut r, &meta, checksum_mode);
     put_header(
         &mut r,
@@ -1511,6 +1761,9 @@ async fn get_object(req: &mut Req, b: &str, k: &str, q: &Query, head: bool) -> R
     if q.has("partNumber") {
         put_header(&mut r, "x-amz-mp-parts-count", "1");
     }
+    if !head && !meta.tags.is_empty() {
+        put_header(&mut r, "x-amz-tagging-count", &meta.tags.len().to_string());
+    }
     if !head {
         for (param, header) in [
             ("response-content-type", "content-type"),
@@ -1528,6 +1781,12 @@ async fn get_object(req: &mut Req, b: &str, k: &str, q: &Query, head: bool) -> R
         }
     }
     Ok(r)
+}
+
+/// The ETag of a single-part object: its MD5.
+fn etag_of(d: &svc::Digested) -> Result<String, ServiceError> {
+    d.etag()
+        .ok_or_else(|| ServiceError::Internal("no MD5 computed".into()))
 }
 
 /// `If-None-Match: *` / `If-Match` on writes (conditional writes).
@@ -1556,19 +1815,29 @@ fn write_preconditions(req: &Req, b: &str, k: &str) -> Result<(), ServiceError> 
 async fn put_object(req: &mut Req, b: &str, k: &str) -> R {
     add_bucket_resource(req, b);
     add_object_resource(req, b, k);
+    let tags = header_tags(req)?.unwrap_or_default();
+    request_object_tags(req, &tags);
     authorize_on(req, "s3:PutObject", b, Some(k))?;
     svc::validate_key(k)?;
     check_acl_header(req)?;
-    let body = decoded_body(req).await?;
-    let checksums = integrity(req, &body)?;
     let metadata = user_metadata(req)?;
+    // Refused before any byte is received; checked again at the end.
+    write_preconditions(req, b, k)?;
+    let got = receive(req).await?;
+    let checksums = integrity(req, &got.digested, &got.trailers)?;
     let mut headers = stored_headers(req);
     headers.extend(checksums.clone());
     write_preconditions(req, b, k)?;
-    let meta = req
-        .kc
-        .put_object(b, k, &body.data, content_type(req), metadata, headers)
-        .await?;
+    let etag = etag_of(&got.digested)?;
+    let object = svc::NewObject {
+        bucket: b.to_string(),
+        key: k.to_string(),
+        content_type: content_type(req),
+        metadata,
+        headers,
+        tags,
+    };
+    let meta = req.kc.put_object_staged(got.staged, etag, object).await?;
     let mut r = empty(req, 200);
     put_header(&mut r, "etag", &meta.etag);
     put_header(&mut r, "x-amz-server-side-encryption", "AES256");
@@ -1598,7 +1867,7 @@ async fn delete_object(req: &mut Req, b: &str, k: &str) -> R {
 async fn delete_objects(req: &mut Req, b: &str) -> R {
     add_bucket_resource(req, b);
     let body = decoded_body(req).await?;
-    integrity(req, &body)?;
+    integrity_small(req, &body)?;
     let n = parse_body_xml(&body.data, "Delete")?;
     let quiet = n
         .child_text("Quiet")
@@ -1698,6 +1967,10 @@ fn copy_source_meta(req: &mut Req) -> Result<ObjectMeta, ServiceError> {
 async fn copy_object(req: &mut Req, b: &str, k: &str) -> R {
     add_bucket_resource(req, b);
     add_object_resource(req, b, k);
+    let new_tags = header_tags(req)?;
+    if let Some(t) = &new_tags {
+        request_object_tags(req, t);
+    }
     authorize_on(req, "s3:PutObject", b, Some(k))?;
     svc::validate_key(k)?;
     check_acl_header(req)?;
@@ -1733,26 +2006,57 @@ async fn copy_object(req: &mut Req, b: &str, k: &str) -> R {
         )
     };
     write_preconditions(req, b, k)?;
+    let tags = match req.header("x-amz-tagging-directive") {
+        None => src.tags.clone(),
+        Some(d) if d.eq_ignore_ascii_case("COPY") => src.tags.clone(),
+        Some(d) if d.eq_ignore_ascii_case("REPLACE") => new_tags.unwrap_or_default(),
+        Some(_) => {
+            return Err(ServiceError::InvalidArgument(
+                "Unknown tagging directive.".into(),
+            ));
+        }
+    };
     let sb = src.bucket.clone();
     let sk = src.key.clone();
-    let (src, data) = read_object_data(req, &sb, &sk, src, None).await?;
+    let (src, f) = open_object(req, &sb, &sk, src, false)?;
     for (hk, v) in &src.headers {
         if hk.starts_with("x-amz-checksum-") {
             headers.insert(hk.clone(), v.clone());
         }
     }
-    if let Some(alg) = req
+    let alg = req
         .header("x-amz-checksum-algorithm")
-        .map(str::to_ascii_lowercase)
-        && let Some(c) = svc::checksum(&alg, &data)
+        .map(str::to_ascii_lowercase);
+    // A single-part source's ETag is already the MD5 of these bytes.
+    let reuse_etag = !src.etag.contains('-');
+    let spec = svc::DigestSpec {
+        md5: !reuse_etag,
+        sha256: false,
+        checksums: alg.iter().cloned().collect(),
+    };
+    let mut w = req.kc.object_writer(&spec)?;
+    w.copy_from(f, 0, src.size).await?;
+    let (staged, digested) = w.finish().await?;
+    if let Some(alg) = &alg
+        && let Some(c) = digested.checksums.get(alg)
     {
         headers.retain(|k, _| !k.starts_with("x-amz-checksum-"));
-        headers.insert(format!("x-amz-checksum-{alg}"), c);
+        headers.insert(format!("x-amz-checksum-{alg}"), c.clone());
     }
-    let meta = req
-        .kc
-        .put_object(b, k, &data, ct, metadata, headers)
-        .await?;
+    let etag = if reuse_etag {
+        src.etag.clone()
+    } else {
+        etag_of(&digested)?
+    };
+    let object = svc::NewObject {
+        bucket: b.to_string(),
+        key: k.to_string(),
+        content_type: ct,
+        metadata,
+        headers,
+        tags,
+    };
+    let meta = req.kc.put_object_staged(staged, etag, object).await?;
     let mut w = XmlWriter::new();
     w.start_ns("CopyObjectResult", S3_XMLNS)
         .elem("ETag", &meta.etag)
@@ -1773,16 +2077,161 @@ fn checksum_tag(alg: &str) -> String {
     format!("Checksum{}", alg.to_ascii_uppercase())
 }
 
+// ---------------------------------------------------------------- tagging
+
+/// Most tags an object may carry.
+const MAX_OBJECT_TAGS: usize = 10;
+/// Most tags a bucket may carry.
+const MAX_BUCKET_TAGS: usize = 50;
+
+fn invalid_tag(msg: &str) -> ServiceError {
+    ServiceError::InvalidTag(msg.into())
+}
+
+/// AWS's rules for a tag set: key 1–128 characters, value up to 256, no
+/// `aws:` prefix, no key twice, at most `max` tags.
+fn validate_tags(tags: &[(String, String)], max: usize) -> Result<(), ServiceError> {
+    if tags.len() > max {
+        return Err(if max == MAX_OBJECT_TAGS {
+            ServiceError::InvalidTag("Object tags cannot be greater than 10".into())
+        } else {
+            ServiceError::InvalidTag("Bucket tag count cannot be greater than 50".into())
+        });
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (k, v) in tags {
+        if k.is_empty() || k.chars().count() > 128 {
+            return Err(invalid_tag("The TagKey you have provided is invalid"));
+        }
+        if v.chars().count() > 256 {
+            return Err(invalid_tag("The TagValue you have provided is invalid"));
+        }
+        if k.to_ascii_lowercase().starts_with("aws:") {
+            return Err(invalid_tag("Your TagKey cannot be prefixed with aws:"));
+        }
+        if !seen.insert(k.as_str()) {
+            return Err(invalid_tag(
+                "Cannot provide multiple Tags with the same key",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The `x-amz-tagging` header (`k1=v1&k2=v2`), validated.
+fn header_tags(req: &Req) -> Result<Option<BTreeMap<String, String>>, ServiceError> {
+    let Some(h) = req.header("x-amz-tagging") else {
+        return Ok(None);
+    };
+    let tags: Vec<(String, String)> = form_urlencoded::parse(h.as_bytes()).into_owned().collect();
+    validate_tags(&tags, MAX_OBJECT_TAGS)?;
+    Ok(Some(tags.into_iter().collect()))
+}
+
+/// A `<Tagging><TagSet><Tag>` body, validated.
+fn body_tags(data: &[u8], max: usize) -> Result<BTreeMap<String, String>, ServiceError> {
+    let n = parse_body_xml(data, "Tagging")?;
+    let set = n.child("TagSet").ok_or_else(malformed_xml)?;
+    let mut tags = Vec::new();
+    for t in set.children_named("Tag") {
+        let k = t.child_text("Key").ok_or_else(malformed_xml)?;
+        let v = t.child_text("Value").unwrap_or("");
+        tags.push((k.to_string(), v.to_string()));
+    }
+    validate_tags(&tags, max)?;
+    Ok(tags.into_iter().collect())
+}
+
+/// The request keys of object tags being written: `s3:RequestObjectTag/…`
+/// and `s3:RequestObjectTagKeys`, with `aws:RequestTag/…` and `aws:TagKeys`.
+fn request_object_tags(req: &mut Req, tags: &BTreeMap<String, String>) {
+    for (k, v) in tags {
+        req.request_key(&format!("s3:RequestObjectTag/{k}"), v.clone());
+    }
+    if !tags.is_empty() {
+        req.request_key_multi("s3:RequestObjectTagKeys", tags.keys().cloned().collect());
+    }
+    req.request_tags(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+}
+
+fn tagging_xml(req: &Req, tags: &BTreeMap<String, String>) -> Response<Body> {
+    let mut w = XmlWriter::new();
+    w.start_ns("Tagging", S3_XMLNS).start("TagSet");
+    for (k, v) in tags {
+        w.start("Tag").elem("Key", k).elem("Value", v).end("Tag");
+    }
+    w.end("TagSet").end("Tagging");
+    xml(req, w)
+}
+
+/// An existing object's metadata, as S3 reports a missing one to this caller.
+fn existing_object(req: &Req, bucket: &Bucket, k: &str) -> Result<ObjectMeta, ServiceError> {
+    match req.kc.get_object_meta(&bucket.name, k) {
+        Ok(m) => Ok(m),
+        Err(ServiceError::NoSuchKey(m)) if may_list(req, bucket) => Err(ServiceError::NoSuchKey(m)),
+        Err(ServiceError::NoSuchKey(_)) => Err(access_denied()),
+        Err(e) => Err(e),
+    }
+}
+
 async fn get_object_tagging(req: &mut Req, b: &str, k: &str) -> R {
     add_bucket_resource(req, b);
     add_object_resource(req, b, k);
-    authorize_on(req, "s3:GetObjectTagging", b, Some(k))?;
-    req.kc.get_object_meta(b, k)?;
-    let mut w = XmlWriter::new();
-    w.start_ns("Tagging", S3_XMLNS)
-        .empty("TagSet")
-        .end("Tagging");
-    Ok(xml(req, w))
+    let bucket = authorize_on(req, "s3:GetObjectTagging", b, Some(k))?;
+    let meta = existing_object(req, &bucket, k)?;
+    Ok(tagging_xml(req, &meta.tags))
+}
+
+async fn put_object_tagging(req: &mut Req, b: &str, k: &str) -> R {
+    add_bucket_resource(req, b);
+    add_object_resource(req, b, k);
+    let body = decoded_body(req).await?;
+    integrity_small(req, &body)?;
+    let tags = body_tags(&body.data, MAX_OBJECT_TAGS)?;
+    request_object_tags(req, &tags);
+    let bucket = authorize_on(req, "s3:PutObjectTagging", b, Some(k))?;
+    existing_object(req, &bucket, k)?;
+    req.kc.put_object_tags(b, k, tags).await?;
+    Ok(empty(req, 200))
+}
+
+async fn delete_object_tagging(req: &mut Req, b: &str, k: &str) -> R {
+    add_bucket_resource(req, b);
+    add_object_resource(req, b, k);
+    let bucket = authorize_on(req, "s3:DeleteObjectTagging", b, Some(k))?;
+    existing_object(req, &bucket, k)?;
+    req.kc.put_object_tags(b, k, BTreeMap::new()).await?;
+    Ok(empty(req, 204))
+}
+
+async fn get_bucket_tagging(req: &mut Req, b: &str) -> R {
+    add_bucket_resource(req, b);
+    let bucket = authorize_on(req, "s3:GetBucketTagging", b, None)?;
+    if bucket.tags.is_empty() {
+        return Err(ServiceError::NoSuchTagSet(
+            "The TagSet does not exist".into(),
+        ));
+    }
+    Ok(tagging_xml(req, &bucket.tags))
+}
+
+async fn put_bucket_tagging(req: &mut Req, b: &str) -> R {
+    add_bucket_resource(req, b);
+    let body = decoded_body(req).await?;
+    integrity_small(req, &body)?;
+    let tags = body_tags(&body.data, MAX_BUCKET_TAGS)?;
+    req.request_tags(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    authorize_on(req, "s3:PutBucketTagging", b, None)?;
+    req.kc.put_bucket_tags(b, tags).await?;
+    Ok(empty(req, 204))
+}
+
+/// DeleteBucketTagging is authorized as `s3:PutBucketTagging`, as on AWS.
+async fn delete_bucket_tagging(req: &mut Req, b: &str) -> R {
+    add_bucket_resource(req, b);
+    authorize_on(req, "s3:PutBucketTagging", b, None)?;
+    req.kc.put_bucket_tags(b, BTreeMap::new()).await?;
+    Ok(empty(req, 204))
 }
 
 // -------------------------------------------------------------- multipart
@@ -1807,6 +2256,8 @@ fn part_number(q: &Query) -> Result<u32, ServiceError> {
 async fn create_multipart(req: &mut Req, b: &str, k: &str) -> R {
     add_bucket_resource(req, b);
     add_object_resource(req, b, k);
+    let tags = header_tags(req)?.unwrap_or_default();
+    request_object_tags(req, &tags);
     let bucket = authorize_on(req, "s3:PutObject", b, Some(k))?;
     svc::validate_key(k)?;
     check_acl_header(req)?;
@@ -1817,7 +2268,7 @@ async fn create_multipart(req: &mut Req, b: &str, k: &str) -> R {
     }
     let u = req
         .kc
-        .create_multipart(&account, b, k, content_type(req), metadata)
+        .create_multipart(&account, b, k, content_type(req), metadata, tags)
         .await?;
     let mut w = XmlWriter::new();
     w.start_ns("InitiateMultipartUploadResult", S3_XMLNS)
@@ -1842,9 +2293,17 @@ async fn upload_part(req: &mut Req, b: &str, k: &str, q: &Query) -> R {
     authorize_on(req, "s3:PutObject", b, Some(k))?;
     let n = part_number(q)?;
     let id = upload_id(q)?.to_string();
-    let body = decoded_body(req).await?;
-    let checksums = integrity(req, &body)?;
-    let part = req.kc.upload_part(b, k, &id, n, &body.data).await?;
+    req.kc.list_parts(b, k, &id)?;
+    let got = receive(req).await?;
+    let checksums = integrity(req, &got.digested, &got.trailers)?;
+    let md5 = got
+        .digested
+        .md5
+        .ok_or_else(|| ServiceError::Internal("no MD5 computed".into()))?;
+    let part = req
+        .kc
+        .upload_part_staged(b, k, &id, n, got.staged, md5)
+        .await?;
     let mut r = empty(req, 200);
     put_header(&mut r, "etag", &part.etag);
     put_header(&mut r, "x-amz-server-side-encryption", "AES256");
@@ -1880,10 +2339,22 @@ async fn upload_part_copy(req: &mut Req, b: &str, k: &str, q: &Query) -> R {
             Some((a, e - a + 1))
         }
     };
+    req.kc.list_parts(b, k, &id)?;
     let sb = src.bucket.clone();
     let sk = src.key.clone();
-    let (_, data) = read_object_data(req, &sb, &sk, src, range).await?;
-    let part = req.kc.upload_part(b, k, &id, n, &data).await?;
+    let (src, f) = open_object(req, &sb, &sk, src, range.is_some())?;
+    let (start, len) = range.unwrap_or((0, src.size));
+    let spec = svc::DigestSpec {
+        md5: true,
+        ..Default::default()
+    };
+    let mut w = req.kc.object_writer(&spec)?;
+    w.copy_from(f, start, len).await?;
+    let (staged, digested) = w.finish().await?;
+    let md5 = digested
+        .md5
+        .ok_or_else(|| ServiceError::Internal("no MD5 computed".into()))?;
+    let part = req.kc.upload_part_staged(b, k, &id, n, staged, md5).await?;
     let mut w = XmlWriter::new();
     w.start_ns("CopyPartResult", S3_XMLNS)
         .elem("LastModified", &iso_ms(part.last_modified_ms))
@@ -1898,7 +2369,7 @@ async fn complete_multipart(req: &mut Req, b: &str, k: &str, q: &Query, host: &s
     authorize_on(req, "s3:PutObject", b, Some(k))?;
     let id = upload_id(q)?.to_string();
     let body = decoded_body(req).await?;
-    integrity(req, &body)?;
+    integrity_small(req, &body)?;
     let n = parse_body_xml(&body.data, "CompleteMultipartUpload")?;
     let mut parts = Vec::new();
     for p in n.children_named("Part") {

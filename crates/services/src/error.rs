@@ -93,6 +93,10 @@ pub enum ServiceError {
     #[error("{0}")]
     EntityTooLarge(String),
     #[error("{0}")]
+    InvalidTag(String),
+    #[error("{0}")]
+    NoSuchTagSet(String),
+    #[error("{0}")]
     EntityTooSmall(String),
     #[error("{0}")]
     MalformedXML(String),
@@ -182,6 +186,8 @@ impl ServiceError {
             InvalidPart(_) => "InvalidPart",
             InvalidPartOrder(_) => "InvalidPartOrder",
             EntityTooLarge(_) => "EntityTooLarge",
+            InvalidTag(_) => "InvalidTag",
+            NoSuchTagSet(_) => "NoSuchTagSet",
             EntityTooSmall(_) => "EntityTooSmall",
             MalformedXML(_) => "MalformedXML",
             InvalidArgument(_) => "InvalidArgument",
@@ -213,7 +219,8 @@ impl ServiceError {
             | NoSuchBucket(_)
             | NoSuchKey(_)
             | NoSuchUpload(_)
-            | NoSuchBucketPolicy(_) => 404,
+            | NoSuchBucketPolicy(_)
+            | NoSuchTagSet(_) => 404,
             EntityAlreadyExists(_)
             | DeleteConflict(_)
             | LimitExceeded(_)

@@ -148,6 +148,7 @@ impl Keycard {
     pub async fn open(config: Config, store: Arc<dyn Store>) -> anyhow_like::Result<Arc<Keycard>> {
         std::fs::create_dir_all(&config.data_dir)?;
         std::fs::create_dir_all(config.data_dir.join("objects"))?;
+        s3::remove_partial_files(&config.data_dir.join("objects"));
         let master = read_or_create_master(&config.data_dir)?;
         let ring = match store.get_meta("token_keys").await? {
             Some(sealed) => {

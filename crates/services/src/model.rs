@@ -251,6 +251,9 @@ pub struct Bucket {
     pub region: String,
     #[serde(default)]
     pub policy: Option<PolicyDoc>,
+    /// Bucket tags (`aws:ResourceTag/…` on bucket checks).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -271,6 +274,9 @@ pub struct ObjectMeta {
     pub file: String,
     #[serde(default)]
     pub parts_count: Option<u32>,
+    /// Object tags (`s3:ExistingObjectTag/…` on object checks).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -294,6 +300,9 @@ pub struct Upload {
     #[serde(default)]
     pub parts: BTreeMap<u32, PartMeta>,
     pub owner_account: String,
+    /// Tags the completed object gets (`x-amz-tagging` at creation).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// Anything the store holds, for uniform write-through.

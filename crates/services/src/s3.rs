@@ -1,6 +1,8 @@
 //! S3: buckets, objects on disk under the data directory, multipart
-//! uploads, bucket policies. Object bytes are written to a fresh file
-//! before the metadata commit, so a failed write leaves no trace.
+//! uploads, bucket policies. Object bytes stream into a temp file in the
+//! objects directory (digests computed as they pass, memory bounded by one
+//! block), are fsynced and renamed into place, and only then does the
+//! metadata commit: a failed or interrupted write leaves no trace.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,8 +13,14 @@ use crate::error::{Result, ServiceError};
 use crate::model::*;
 use crate::{Keycard, now, now_ms};
 
-/// Largest object accepted in one PUT (AWS: 5 GiB; keycard buffers bodies).
+/// Largest object accepted in one PUT or part (AWS: 5 GiB).
 pub const MAX_PUT: u64 = 5 * 1024 * 1024 * 1024;
+
+/// How much object data moves at a time (buffered, hashed, written).
+pub const BLOCK: usize = 1024 * 1024;
+
+/// The suffix of object files still being written.
+const TEMP_SUFFIX: &str = ".tmp";
 
 pub fn validate_bucket_name(name: &str) -> Result<()> {
     let bad = || ServiceError::InvalidBucketName("The specified bucket is not valid.".into());
@@ -75,6 +83,7 @@ impl Keycard {
             created: now(),
             region: region.into(),
             policy: None,
+            tags: BTreeMap::new(),
         };
         self.mutate(|st| {
             if let Some(x) = st.buckets.get(name) {
@@ -134,6 +143,38 @@ impl Keycard {
         .await
     }
 
+    /// Replace a bucket's tags (empty: delete them).
+    pub async fn put_bucket_tags(&self, name: &str, tags: BTreeMap<String, String>) -> Result<()> {
+        self.mutate(|st| {
+            let mut b = st
+                .buckets
+                .get(name)
+                .cloned()
+                .ok_or_else(|| no_bucket(name))?;
+            b.tags = tags;
+            Ok((vec![Change::Put(Entity::Bucket(b))], ()))
+        })
+        .await
+    }
+
+    /// Replace an object's tags (empty: delete them).
+    pub async fn put_object_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        tags: BTreeMap<String, String>,
+    ) -> Result<()> {
+        self.mutate(|st| {
+            let objs = st.objects.get(bucket).ok_or_else(|| no_bucket(bucket))?;
+            let mut o = objs.get(key).cloned().ok_or_else(|| {
+                ServiceError::NoSuchKey("The specified key does not exist.".into())
+            })?;
+            o.tags = tags;
+            Ok((vec![Change::Put(Entity::Object(o))], ()))
+        })
+        .await
+    }
+
     pub async fn delete_bucket_policy(&self, name: &str) -> Result<()> {
         self.mutate(|st| {
             let mut b = st
@@ -155,46 +196,49 @@ impl Keycard {
             .ok_or_else(|| ServiceError::NoSuchKey("The specified key does not exist.".into()))
     }
 
-    /// Store bytes as a new file; returns the file name.
-    async fn write_file(&self, data: &[u8]) -> Result<String> {
-        let file = uuid::Uuid::new_v4().simple().to_string();
-        let path = self.object_path(&file);
-        tokio::fs::write(&path, data)
-            .await
-            .map_err(|e| ServiceError::Internal(format!("writing object data: {e}")))?;
-        Ok(file)
-    }
-
     fn remove_files(&self, files: Vec<String>) {
         for f in files {
             let _ = std::fs::remove_file(self.object_path(&f));
         }
     }
 
-    pub async fn put_object(
+    /// An object's tags (empty when it has none or doesn't exist): the
+    /// authorization hot path clones only these, not the whole metadata.
+    pub fn object_tags(&self, bucket: &str, key: &str) -> BTreeMap<String, String> {
+        self.state()
+            .objects
+            .get(bucket)
+            .and_then(|m| m.get(key))
+            .map(|o| o.tags.clone())
+            .unwrap_or_default()
+    }
+
+    /// Start writing a new object file (see [`ObjectWriter`]).
+    pub fn object_writer(&self, spec: &DigestSpec) -> Result<ObjectWriter> {
+        ObjectWriter::create(self.objects_dir(), spec)
+    }
+
+    /// Commit a staged file as the object `bucket/key`.
+    pub async fn put_object_staged(
         &self,
-        bucket: &str,
-        key: &str,
-        data: &[u8],
-        content_type: Option<String>,
-        metadata: BTreeMap<String, String>,
-        headers: BTreeMap<String, String>,
+        staged: Staged,
+        etag: String,
+        object: NewObject,
     ) -> Result<ObjectMeta> {
-        validate_key(key)?;
-        self.bucket(bucket)?;
-        let etag = format!("\"{}\"", hex::encode(md5(data)));
-        let file = self.write_file(data).await?;
+        validate_key(&object.key)?;
+        self.bucket(&object.bucket)?;
         let meta = ObjectMeta {
-            bucket: bucket.into(),
-            key: key.into(),
-            size: data.len() as u64,
+            bucket: object.bucket,
+            key: object.key,
+            size: staged.size,
             etag,
-            content_type,
+            content_type: object.content_type,
             last_modified_ms: now_ms(),
-            metadata,
-            headers,
-            file: file.clone(),
+            metadata: object.metadata,
+            headers: object.headers,
+            file: staged.disarm(),
             parts_count: None,
+            tags: object.tags,
         };
         self.replace_object(meta, vec![]).await
     }
@@ -229,30 +273,6 @@ impl Keycard {
                 Err(e)
             }
         }
-    }
-
-    pub async fn read_object(&self, meta: &ObjectMeta) -> Result<Vec<u8>> {
-        tokio::fs::read(self.object_path(&meta.file))
-            .await
-            .map_err(|e| ServiceError::Internal(format!("reading object data: {e}")))
-    }
-
-    pub async fn copy_object(
-        &self,
-        src_bucket: &str,
-        src_key: &str,
-        bucket: &str,
-        key: &str,
-        replace_meta: Option<(Option<String>, BTreeMap<String, String>)>,
-    ) -> Result<ObjectMeta> {
-        let src = self.get_object_meta(src_bucket, src_key)?;
-        let data = self.read_object(&src).await?;
-        let (ct, md) = match replace_meta {
-            Some(x) => x,
-            None => (src.content_type.clone(), src.metadata.clone()),
-        };
-        self.put_object(bucket, key, &data, ct, md, src.headers.clone())
-            .await
     }
 
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
@@ -347,6 +367,7 @@ impl Keycard {
         key: &str,
         content_type: Option<String>,
         metadata: BTreeMap<String, String>,
+        tags: BTreeMap<String, String>,
     ) -> Result<Upload> {
         validate_key(key)?;
         let u = Upload {
@@ -358,6 +379,7 @@ impl Keycard {
             metadata,
             parts: BTreeMap::new(),
             owner_account: account.into(),
+            tags,
         };
         self.mutate(|st| {
             st.buckets.get(bucket).ok_or_else(|| no_bucket(bucket))?;
@@ -375,13 +397,15 @@ impl Keycard {
             .ok_or_else(|| ServiceError::NoSuchUpload("The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.".into()))
     }
 
-    pub async fn upload_part(
+    /// Commit a staged file as part `number` of upload `id`.
+    pub async fn upload_part_staged(
         &self,
         bucket: &str,
         key: &str,
         id: &str,
         number: u32,
-        data: &[u8],
+        staged: Staged,
+        md5: [u8; 16],
     ) -> Result<PartMeta> {
         if !(1..=10_000).contains(&number) {
             return Err(ServiceError::InvalidArgument(
@@ -389,11 +413,12 @@ impl Keycard {
             ));
         }
         self.upload_of(bucket, key, id)?;
-        let file = self.write_file(data).await?;
+        let size = staged.size;
+        let file = staged.disarm();
         let part = PartMeta {
             number,
-            size: data.len() as u64,
-            etag: format!("\"{}\"", hex::encode(md5(data))),
+            size,
+            etag: format!("\"{}\"", hex::encode(md5)),
             file: file.clone(),
             last_modified_ms: now_ms(),
         };
@@ -450,7 +475,7 @@ impl Keycard {
         if parts.windows(2).any(|w| w[1].0 <= w[0].0) {
             return Err(ServiceError::InvalidPartOrder("The list of parts was not in ascending order. The parts list must be specified in order by part number.".into()));
         }
-        let mut data = Vec::new();
+        let mut w = self.object_writer(&DigestSpec::default())?;
         let mut md5s = Vec::new();
         for (i, (n, etag)) in parts.iter().enumerate() {
             let p = u.parts.get(n).filter(|p| p.etag.trim_matches('"') == etag.trim_matches('"')).ok_or_else(|| {
@@ -461,18 +486,20 @@ impl Keycard {
                     "Your proposed upload is smaller than the minimum allowed object size.".into(),
                 ));
             }
-            let bytes = tokio::fs::read(self.object_path(&p.file))
-                .await
+            // Parts are concatenated file to file, never loaded.
+            let src = std::fs::File::open(self.object_path(&p.file))
                 .map_err(|e| ServiceError::Internal(format!("reading part: {e}")))?;
+            w.copy_from(src, 0, p.size).await?;
             md5s.extend_from_slice(&hex::decode(p.etag.trim_matches('"')).unwrap_or_default());
-            data.extend_from_slice(&bytes);
         }
         let etag = format!("\"{}-{}\"", hex::encode(md5(&md5s)), parts.len());
-        let file = self.write_file(&data).await?;
+        let (staged, _) = w.finish().await?;
+        let size = staged.size;
+        let file = staged.disarm();
         let meta = ObjectMeta {
             bucket: bucket.into(),
             key: key.into(),
-            size: data.len() as u64,
+            size,
             etag,
             content_type: u.content_type.clone(),
             last_modified_ms: now_ms(),
@@ -480,6 +507,7 @@ impl Keycard {
             headers: BTreeMap::new(),
             file,
             parts_count: Some(parts.len() as u32),
+            tags: u.tags.clone(),
         };
         let part_files: Vec<String> = u.parts.values().map(|p| p.file.clone()).collect();
         let meta = self
@@ -495,6 +523,352 @@ impl Keycard {
             .await?;
         self.remove_files(u.parts.values().map(|p| p.file.clone()).collect());
         Ok(())
+    }
+}
+
+/// What a new object is, besides its data.
+#[derive(Debug, Clone, Default)]
+pub struct NewObject {
+    pub bucket: String,
+    pub key: String,
+    pub content_type: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A new object file being written: `<objects>/<name>.tmp` until
+/// [`ObjectWriter::finish`] fsyncs it and renames it into place. Data is
+/// gathered into one [`BLOCK`] and handed to the blocking pool, which
+/// hashes and writes it. Dropped unfinished (an error, a client gone), the
+/// temp file is removed.
+pub struct ObjectWriter {
+    dir: PathBuf,
+    name: String,
+    file: Option<std::fs::File>,
+    digests: Option<Digests>,
+    buf: Vec<u8>,
+    size: u64,
+    done: bool,
+}
+
+impl std::fmt::Debug for ObjectWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectWriter")
+            .field("name", &self.name)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+fn io_error(what: &str) -> impl Fn(std::io::Error) -> ServiceError + '_ {
+    move |e| ServiceError::Internal(format!("{what}: {e}"))
+}
+
+fn joined(e: tokio::task::JoinError) -> ServiceError {
+    ServiceError::Internal(format!("object data task: {e}"))
+}
+
+impl ObjectWriter {
+    fn create(dir: PathBuf, spec: &DigestSpec) -> Result<Self> {
+        let name = uuid::Uuid::new_v4().simple().to_string();
+        let file = std::fs::File::create_new(dir.join(format!("{name}{TEMP_SUFFIX}")))
+            .map_err(io_error("creating object data"))?;
+        Ok(Self {
+            dir,
+            name,
+            file: Some(file),
+            digests: Some(Digests::new(spec)),
+            buf: Vec::with_capacity(BLOCK),
+            size: 0,
+            done: false,
+        })
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        self.dir.join(format!("{}{TEMP_SUFFIX}", self.name))
+    }
+
+    /// Bytes accepted so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Append `data` (buffered; written a block at a time).
+    pub async fn write(&mut self, mut data: &[u8]) -> Result<()> {
+        while !data.is_empty() {
+            let room = BLOCK.saturating_sub(self.buf.len()).max(1);
+            let (now, rest) = data.split_at(room.min(data.len()));
+            self.buf.extend_from_slice(now);
+            self.size += now.len() as u64;
+            data = rest;
+            if self.buf.len() >= BLOCK {
+                self.flush().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hash and write the buffer on the blocking pool.
+    async fn flush(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let (mut file, mut digests) = self.take()?;
+        let buf = std::mem::take(&mut self.buf);
+        let (file, digests, mut buf) = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            digests.update(&buf);
+            file.write_all(&buf).map(|()| (file, digests, buf))
+        })
+        .await
+        .map_err(joined)?
+        .map_err(io_error("writing object data"))?;
+        buf.clear();
+        self.buf = buf;
+        self.file = Some(file);
+        self.digests = Some(digests);
+        Ok(())
+    }
+
+    fn take(&mut self) -> Result<(std::fs::File, Digests)> {
+        match (self.file.take(), self.digests.take()) {
+            (Some(f), Some(d)) => Ok((f, d)),
+            _ => Err(ServiceError::Internal(
+                "object data writer used after a failure".into(),
+            )),
+        }
+    }
+
+    /// Append `len` bytes of `src` from `start`, a block at a time (file to
+    /// file in the kernel when nothing needs hashing).
+    pub async fn copy_from(&mut self, src: std::fs::File, start: u64, len: u64) -> Result<()> {
+        self.flush().await?;
+        let (mut file, mut digests) = self.take()?;
+        let (file, digests) = tokio::task::spawn_blocking(move || {
+            copy_range(src, start, len, &mut file, &mut digests).map(|()| (file, digests))
+        })
+        .await
+        .map_err(joined)?
+        .map_err(io_error("copying object data"))?;
+        self.size += len;
+        self.file = Some(file);
+        self.digests = Some(digests);
+        Ok(())
+    }
+
+    /// Write what is buffered, fsync the file, rename it into place and
+    /// fsync the directory: once this returns the data survives a crash.
+    pub async fn finish(mut self) -> Result<(Staged, Digested)> {
+        self.flush().await?;
+        let (file, digests) = self.take()?;
+        let (tmp, dir, name) = (self.temp_path(), self.dir.clone(), self.name.clone());
+        let path = dir.join(&name);
+        let target = path.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            file.sync_all()?;
+            drop(file);
+            std::fs::rename(&tmp, &target)?;
+            std::fs::File::open(&dir)?.sync_all()
+        })
+        .await
+        .map_err(joined)?
+        .map_err(io_error("storing object data"))?;
+        self.done = true;
+        let staged = Staged {
+            path,
+            name,
+            size: self.size,
+            armed: true,
+        };
+        Ok((staged, digests.finish()))
+    }
+}
+
+impl Drop for ObjectWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(self.temp_path());
+        }
+    }
+}
+
+/// Remove the temp files of writes a crash interrupted (at start, before
+/// any writer exists).
+pub fn remove_partial_files(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().ends_with(TEMP_SUFFIX) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Copy `len` bytes of `src` from `start` into `dst`, hashing when asked.
+fn copy_range(
+    mut src: std::fs::File,
+    start: u64,
+    len: u64,
+    dst: &mut std::fs::File,
+    digests: &mut Digests,
+) -> std::io::Result<()> {
+    use std::io::{Read, Seek, Write};
+    src.seek(std::io::SeekFrom::Start(start))?;
+    let short = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "object data is short");
+    if digests.is_empty() {
+        let n = std::io::copy(&mut src.take(len), dst)?;
+        return if n == len { Ok(()) } else { Err(short()) };
+    }
+    let mut buf = vec![0u8; BLOCK];
+    let mut left = len;
+    while left > 0 {
+        let want = usize::try_from(left).unwrap_or(BLOCK).min(BLOCK);
+        let chunk = buf.get_mut(..want).ok_or_else(short)?;
+        src.read_exact(chunk)?;
+        digests.update(chunk);
+        dst.write_all(chunk)?;
+        left -= want as u64;
+    }
+    Ok(())
+}
+
+/// An object file in place but not yet referenced by any metadata: removed
+/// when dropped unless a commit took it.
+#[derive(Debug)]
+pub struct Staged {
+    path: PathBuf,
+    name: String,
+    pub size: u64,
+    armed: bool,
+}
+
+impl Staged {
+    /// Hand the file to a metadata commit (which owns it from now on).
+    fn disarm(mut self) -> String {
+        self.armed = false;
+        std::mem::take(&mut self.name)
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Which digests to compute over object data as it passes.
+#[derive(Debug, Clone, Default)]
+pub struct DigestSpec {
+    /// MD5 (the ETag, `Content-MD5`).
+    pub md5: bool,
+    /// SHA-256 (a signed `x-amz-content-sha256`).
+    pub sha256: bool,
+    /// Flexible checksums by header suffix (`crc32`, …, `sha256`).
+    pub checksums: Vec<String>,
+}
+
+/// Digests computed over object data.
+#[derive(Debug, Clone, Default)]
+pub struct Digested {
+    pub md5: Option<[u8; 16]>,
+    pub sha256: Option<[u8; 32]>,
+    /// Base64 checksum by algorithm (header suffix).
+    pub checksums: BTreeMap<String, String>,
+}
+
+impl Digested {
+    /// The ETag of a single-part object (its quoted MD5).
+    pub fn etag(&self) -> Option<String> {
+        self.md5.map(|m| format!("\"{}\"", hex::encode(m)))
+    }
+
+    /// The SHA-256 in lower-case hex.
+    pub fn sha256_hex(&self) -> Option<String> {
+        self.sha256.map(hex::encode)
+    }
+}
+
+enum Running {
+    Crc32(&'static [u32; 256], u32),
+    Crc64(u64),
+    Sha256,
+}
+
+/// Running digests (see [`DigestSpec`]).
+pub struct Digests {
+    md5: Option<md5::Context>,
+    sha256: Option<sha2::Sha256>,
+    checksums: Vec<(String, Running)>,
+}
+
+impl Digests {
+    pub fn new(spec: &DigestSpec) -> Self {
+        use sha2::Digest;
+        let checksums: Vec<(String, Running)> = spec
+            .checksums
+            .iter()
+            .filter_map(|alg| {
+                let r = match alg.as_str() {
+                    "crc32" => Running::Crc32(&CRC32, !0),
+                    "crc32c" => Running::Crc32(&CRC32C, !0),
+                    "crc64nvme" => Running::Crc64(!0),
+                    "sha256" => Running::Sha256,
+                    _ => return None,
+                };
+                Some((alg.clone(), r))
+            })
+            .collect();
+        let sha = spec.sha256 || checksums.iter().any(|(_, r)| matches!(r, Running::Sha256));
+        Self {
+            md5: spec.md5.then(md5::Context::new),
+            sha256: sha.then(sha2::Sha256::new),
+            checksums,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.md5.is_none() && self.sha256.is_none() && self.checksums.is_empty()
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        if let Some(m) = self.md5.as_mut() {
+            m.consume(data);
+        }
+        if let Some(s) = self.sha256.as_mut() {
+            sha2::Digest::update(s, data);
+        }
+        for (_, r) in &mut self.checksums {
+            match r {
+                Running::Crc32(t, c) => *c = crc32_update(t, *c, data),
+                Running::Crc64(c) => *c = crc64_update(*c, data),
+                Running::Sha256 => {}
+            }
+        }
+    }
+
+    pub fn finish(self) -> Digested {
+        let sha256: Option<[u8; 32]> = self.sha256.map(|s| sha2::Digest::finalize(s).into());
+        let checksums = self
+            .checksums
+            .into_iter()
+            .filter_map(|(alg, r)| {
+                let raw = match r {
+                    Running::Crc32(_, c) => (!c).to_be_bytes().to_vec(),
+                    Running::Crc64(c) => (!c).to_be_bytes().to_vec(),
+                    Running::Sha256 => sha256?.to_vec(),
+                };
+                Some((alg, b64_encode(&raw)))
+            })
+            .collect();
+        Digested {
+            md5: self.md5.map(|m| m.finalize().0),
+            sha256,
+            checksums,
+        }
     }
 }
 
@@ -561,12 +935,17 @@ pub fn b64_decode(text: &str) -> Option<Vec<u8>> {
 
 /// Check a `Content-MD5` header against the bytes received.
 pub fn check_content_md5(header: &str, data: &[u8]) -> Result<()> {
+    check_content_md5_digest(header, md5(data))
+}
+
+/// Check a `Content-MD5` header against the MD5 of the bytes received.
+pub fn check_content_md5_digest(header: &str, digest: [u8; 16]) -> Result<()> {
     let given = b64_decode(header)
         .filter(|d| d.len() == 16)
         .ok_or_else(|| {
             ServiceError::InvalidArgument("The Content-MD5 you specified was invalid.".into())
         })?;
-    if given != md5(data) {
+    if given != digest {
         return Err(ServiceError::BadDigest(
             "The Content-MD5 you specified did not match what we received.".into(),
         ));
@@ -614,20 +993,27 @@ static CRC32: [u32; 256] = crc32_table(0xEDB8_8320);
 static CRC32C: [u32; 256] = crc32_table(0x82F6_3B78);
 static CRC64NVME: [u64; 256] = crc64_table(0x9A6C_9329_AC4B_C9B5);
 
-fn crc32_with(table: &[u32; 256], data: &[u8]) -> u32 {
-    let mut c = !0u32;
+/// Feed `data` to a running (pre-inverted) CRC-32.
+fn crc32_update(table: &[u32; 256], mut c: u32, data: &[u8]) -> u32 {
     for &b in data {
         c = table[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
     }
-    !c
+    c
 }
 
-fn crc64nvme(data: &[u8]) -> u64 {
-    let mut c = !0u64;
+fn crc64_update(mut c: u64, data: &[u8]) -> u64 {
     for &b in data {
         c = CRC64NVME[((c ^ u64::from(b)) & 0xff) as usize] ^ (c >> 8);
     }
-    !c
+    c
+}
+
+fn crc32_with(table: &[u32; 256], data: &[u8]) -> u32 {
+    !crc32_update(table, !0, data)
+}
+
+fn crc64nvme(data: &[u8]) -> u64 {
+    !crc64_update(!0, data)
 }
 
 /// The base64 checksum of `data` with `algorithm` (lower-case suffix),
@@ -657,6 +1043,99 @@ mod tests {
         assert_eq!(crc64nvme(d), 0xAE8B_1486_0A79_9888);
         assert_eq!(checksum("crc32", b"").as_deref(), Some("AAAAAA=="));
         assert_eq!(checksum("sha1", b"x"), None);
+    }
+
+    #[test]
+    fn running_digests_match_one_shot() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 256) as u8).collect();
+        let spec = DigestSpec {
+            md5: true,
+            sha256: false,
+            checksums: CHECKSUM_ALGORITHMS.iter().map(|a| a.to_string()).collect(),
+        };
+        let mut d = Digests::new(&spec);
+        for piece in data.chunks(333) {
+            d.update(piece);
+        }
+        let out = d.finish();
+        assert_eq!(out.md5, Some(md5(&data)));
+        for alg in ["crc32", "crc32c", "crc64nvme", "sha256"] {
+            assert_eq!(
+                out.checksums.get(alg),
+                checksum(alg, &data).as_ref(),
+                "{alg}"
+            );
+        }
+        assert!(!out.checksums.contains_key("sha1"));
+    }
+
+    fn scratch_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("kc-objects-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&d).expect("dir");
+        d
+    }
+
+    fn names(d: &std::path::Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn writer_streams_hashes_and_cleans_up() {
+        let dir = scratch_dir();
+        let data: Vec<u8> = (0..(3 * BLOCK + 17)).map(|i| (i % 253) as u8).collect();
+        let spec = DigestSpec {
+            md5: true,
+            sha256: true,
+            checksums: vec!["crc32c".into()],
+        };
+        let mut w = ObjectWriter::create(dir.clone(), &spec).expect("writer");
+        for piece in data.chunks(100_000) {
+            w.write(piece).await.expect("write");
+        }
+        assert_eq!(w.size(), data.len() as u64);
+        let (staged, d) = w.finish().await.expect("finish");
+        assert_eq!(d.md5, Some(md5(&data)));
+        assert_eq!(d.sha256_hex(), Some(keycard_proto::sha256_hex(&data)));
+        assert_eq!(
+            d.checksums.get("crc32c"),
+            checksum("crc32c", &data).as_ref()
+        );
+        assert_eq!(names(&dir), vec![staged.name.clone()]);
+        assert_eq!(std::fs::read(&staged.path).expect("read"), data);
+
+        // Copy a range into a second file, hashed and not.
+        for spec in [DigestSpec::default(), spec.clone()] {
+            let mut c = ObjectWriter::create(dir.clone(), &spec).expect("writer");
+            let src = std::fs::File::open(&staged.path).expect("open");
+            c.copy_from(src, 5, 2 * BLOCK as u64).await.expect("copy");
+            let (copy, cd) = c.finish().await.expect("finish");
+            let want = &data[5..5 + 2 * BLOCK];
+            assert_eq!(std::fs::read(&copy.path).expect("read"), want);
+            assert_eq!(cd.md5, spec.md5.then(|| md5(want)));
+        }
+        // Reading past the end fails.
+        let mut c = ObjectWriter::create(dir.clone(), &DigestSpec::default()).expect("writer");
+        let src = std::fs::File::open(&staged.path).expect("open");
+        assert!(c.copy_from(src, 10, data.len() as u64).await.is_err());
+        drop(c);
+        // Staged files not committed and unfinished writers leave nothing.
+        let mut w = ObjectWriter::create(dir.clone(), &spec).expect("writer");
+        w.write(b"partial").await.expect("write");
+        drop(w);
+        drop(staged);
+        assert_eq!(names(&dir), Vec::<String>::new());
+        // What a crash leaves behind is swept at start; object files stay.
+        std::fs::write(dir.join(format!("abc{TEMP_SUFFIX}")), b"partial").expect("write");
+        std::fs::write(dir.join("abc"), b"object").expect("write");
+        remove_partial_files(&dir);
+        assert_eq!(names(&dir), vec!["abc".to_string()]);
+        std::fs::remove_file(dir.join("abc")).expect("cleanup");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     #[test]
