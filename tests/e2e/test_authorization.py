@@ -634,3 +634,69 @@ def test_unknown_operations_and_services_are_recorded_in_their_own_shape(keycard
     ev = events(keycard, "ListTables", source="dynamodb.amazonaws.com")
     assert ev and ev[0]["userIdentity"]["arn"] == user["Arn"]
     assert ev[0]["recipientAccountId"] == ACCOUNT
+
+
+# ---------------------------------------------------------------- tags and ABAC on IAM
+
+
+def test_iam_resource_tags_decide_per_resource(keycard):
+    """aws:ResourceTag / iam:ResourceTag come from the resource the check is
+    about: a blue role is readable, a red one is not, in one session."""
+    iam = keycard.client("iam")
+    blue = keycard.new_role(EC2_TRUST, Tags=[{"Key": "team", "Value": "blue"}])
+    red = keycard.new_role(EC2_TRUST, Tags=[{"Key": "team", "Value": "red"}])
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "iam:GetRole", "Resource": "*",
+             "Condition": {"StringEquals": {"iam:ResourceTag/team": "blue"}}},
+            {"Effect": "Allow", "Action": "iam:ListRoleTags", "Resource": "*",
+             "Condition": {"StringEquals": {"aws:ResourceTag/team": "blue"}}},
+        ],
+    }
+    _, creds = keycard.new_user(policy=policy)
+    me = keycard.client("iam", creds=creds)
+    assert me.get_role(RoleName=blue["RoleName"])["Role"]["Arn"] == blue["Arn"]
+    expect_error("AccessDenied", me.get_role, RoleName=red["RoleName"])
+    me.list_role_tags(RoleName=blue["RoleName"])
+    expect_error("AccessDenied", me.list_role_tags, RoleName=red["RoleName"])
+    # Managed policies and instance profiles carry their tags into checks too.
+    pol = iam.create_policy(PolicyName=unique("tagged"), PolicyDocument=doc(allow("s3:GetObject")),
+                            Tags=[{"Key": "team", "Value": "blue"}])["Policy"]
+    _, creds2 = keycard.new_user(policy={"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["iam:GetPolicy", "iam:GetInstanceProfile"], "Resource": "*",
+         "Condition": {"StringEquals": {"aws:ResourceTag/team": "blue"}}}]})
+    me2 = keycard.client("iam", creds=creds2)
+    me2.get_policy(PolicyArn=pol["Arn"])
+    plain = iam.create_policy(PolicyName=unique("plain"), PolicyDocument=doc(allow("s3:GetObject")))["Policy"]
+    expect_error("AccessDenied", me2.get_policy, PolicyArn=plain["Arn"])
+    prof = iam.create_instance_profile(InstanceProfileName=unique("tp"), Tags=[{"Key": "team", "Value": "blue"}])
+    me2.get_instance_profile(InstanceProfileName=prof["InstanceProfile"]["InstanceProfileName"])
+
+
+def test_creating_with_tags_needs_the_tag_action_and_request_tags(keycard):
+    """CreateUser with Tags also decides iam:TagUser; aws:RequestTag and
+    aws:TagKeys are the request's tags."""
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "iam:CreateUser", "Resource": "*"},
+            {"Effect": "Allow", "Action": "iam:TagUser", "Resource": "*",
+             "Condition": {"StringEquals": {"aws:RequestTag/team": "blue"},
+                           "ForAllValues:StringEquals": {"aws:TagKeys": ["team"]}}},
+        ],
+    }
+    _, creds = keycard.new_user(policy=policy)
+    me = keycard.client("iam", creds=creds)
+    me.create_user(UserName=unique("plain"))
+    me.create_user(UserName=unique("blue"), Tags=[{"Key": "team", "Value": "blue"}])
+    e = expect_error("AccessDenied", me.create_user, UserName="redone", Tags=[{"Key": "team", "Value": "red"}])
+    assert "iam:TagUser" in e.response["Error"]["Message"]
+    expect_error("AccessDenied", me.create_user, UserName="extra",
+                 Tags=[{"Key": "team", "Value": "blue"}, {"Key": "cost", "Value": "1"}])
+    expect_error("NoSuchEntity", keycard.client("iam").get_user, UserName="redone")
+    # Tagging an existing user: the same keys.
+    target = unique("t")
+    keycard.client("iam").create_user(UserName=target)
+    me.tag_user(UserName=target, Tags=[{"Key": "team", "Value": "blue"}])
+    expect_error("AccessDenied", me.tag_user, UserName=target, Tags=[{"Key": "team", "Value": "red"}])
