@@ -41,6 +41,11 @@ fn error_page(status: u16, title: &str) -> Reply {
     r
 }
 
+/// The answer when the audit trail cannot record a credential issue.
+pub fn unavailable() -> Reply {
+    error_page(503, "Service Unavailable")
+}
+
 fn not_found() -> Reply {
     error_page(404, "Not Found")
 }

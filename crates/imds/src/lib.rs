@@ -357,15 +357,24 @@ async fn serve_imds(
         let id = id.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: http::Request<Incoming>| {
-                let r = handler::respond(
-                    &kc,
-                    &id,
-                    req.method(),
-                    req.uri().path(),
-                    req.headers(),
-                    keycard_services::now(),
-                );
-                async move { Ok::<_, Infallible>(r) }
+                let (kc, id) = (kc.clone(), id.clone());
+                async move {
+                    // Credentials are answered only once their issue is in
+                    // the audit trail.
+                    let r = keycard_services::delivery::delivered(|| {
+                        handler::respond(
+                            &kc,
+                            &id,
+                            req.method(),
+                            req.uri().path(),
+                            req.headers(),
+                            keycard_services::now(),
+                        )
+                    })
+                    .await
+                    .unwrap_or_else(|_| handler::unavailable());
+                    Ok::<_, Infallible>(r)
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -359,7 +359,13 @@ async fn handle(
         return Response::new(Body::from("ok"));
     }
     if parts.uri.path() == CONTAINER_CREDENTIALS_PATH {
-        return keycard_imds::handler::container(&kc, &parts.headers).map(Body::new);
+        // Credentials are answered only once their issue is recorded.
+        return keycard_services::delivery::delivered(|| {
+            keycard_imds::handler::container(&kc, &parts.headers)
+        })
+        .await
+        .unwrap_or_else(|_| keycard_imds::handler::unavailable())
+        .map(Body::new);
     }
     if parts.uri.path().starts_with("/_keycard/admin/") {
         return admin(&kc, &parts, body).await;

@@ -10,7 +10,7 @@ use keycard_policy::{Context, PolicyRef, PolicySet, Principal, PrincipalKind, Re
 use keycard_proto::hmac_sha256;
 use serde_json::json;
 
-use crate::audit::EventInput;
+use crate::audit::{AuditUnavailable, EventInput};
 use crate::auth::Caller;
 use crate::ec2::Instance;
 use crate::model::Role;
@@ -274,8 +274,12 @@ impl Keycard {
             data_event: false,
             recipient_account: &inst.account,
         });
-        // The metadata service answers synchronously: the event is
-        // committed in the background (not awaited before the answer).
+        // Inside `delivered`, the metadata service waits for the commit
+        // before it answers; elsewhere the event commits in the background.
+        if AWAITED.try_with(|_| ()).is_ok() {
+            AWAITED.with(|v| v.borrow_mut().push(Box::pin(recorded)));
+            return;
+        }
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => {
                 rt.spawn(async move {
@@ -294,6 +298,31 @@ impl Keycard {
     pub fn mac(&self, label: &str, data: &[u8]) -> [u8; 32] {
         derive_mac(self.master_bytes(), label, data)
     }
+}
+
+/// An audit commit a delivery waits for.
+type Recording =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), AuditUnavailable>> + Send>>;
+
+tokio::task_local! {
+    /// The issue events of the delivery running in this task.
+    static AWAITED: std::cell::RefCell<Vec<Recording>>;
+}
+
+/// Run a synchronous delivery (the metadata service's answer) and wait
+/// until every credential it issued is in the audit trail: no instance
+/// gets credentials whose issue is not recorded. An audit failure is
+/// `AuditUnavailable` (answer 503).
+pub async fn delivered<T>(f: impl FnOnce() -> T) -> Result<T, AuditUnavailable> {
+    let (out, pending) = AWAITED.sync_scope(std::cell::RefCell::new(Vec::new()), || {
+        let out = f();
+        let pending = AWAITED.with(|v| std::mem::take(&mut *v.borrow_mut()));
+        (out, pending)
+    });
+    for r in pending {
+        r.await?;
+    }
+    Ok(out)
 }
 
 /// `HMAC(HMAC(master, label), data)`: one key per purpose.

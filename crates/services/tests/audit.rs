@@ -308,3 +308,71 @@ fn redaction_follows_cloudtrail() {
     // CloudTrail records policy documents as they are.
     assert_eq!(v["policyDocument"], "{\"Statement\":[]}");
 }
+
+/// An instance with a role EC2 may assume, launched through the services.
+async fn instance_with_role(kc: &Keycard) -> String {
+    use keycard_services::ec2::{ProfileRef, RunInput};
+    use keycard_services::iam::NewRole;
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    kc.create_role(
+        DEFAULT_ACCOUNT,
+        NewRole {
+            name: "r".into(),
+            path: "/".into(),
+            trust: trust.into(),
+            description: None,
+            max_session_duration: None,
+            tags: Vec::new(),
+            boundary: None,
+        },
+    )
+    .await
+    .unwrap();
+    kc.create_instance_profile(DEFAULT_ACCOUNT, "p", "/", Vec::new())
+        .await
+        .unwrap();
+    kc.add_role_to_instance_profile(DEFAULT_ACCOUNT, "p", "r")
+        .await
+        .unwrap();
+    let input = RunInput {
+        image_id: "ami-0abcdef1234567890".into(),
+        min_count: 1,
+        max_count: 1,
+        profile: Some(ProfileRef::Name("p".into())),
+        ..Default::default()
+    };
+    let (_, instances) = kc
+        .run_instances(DEFAULT_ACCOUNT, "us-east-1", input)
+        .await
+        .unwrap();
+    instances[0].id.clone()
+}
+
+#[tokio::test]
+async fn instance_credentials_wait_for_their_issue_event() {
+    use keycard_services::delivery::{Delivery, RoleCredentials, delivered};
+    let store = TestStore::new(None).await;
+    let kc = keycard(store.clone(), 16).await;
+    let id = instance_with_role(&kc).await;
+    // A working trail: the set is served and its AssumeRole event is
+    // already in the store when `delivered` returns.
+    let out = delivered(|| kc.instance_credentials(&id, Delivery::ImdsV2))
+        .await
+        .unwrap();
+    assert!(matches!(out, RoleCredentials::Issued { .. }));
+    let rows = store
+        .query_audit(&AuditQuery {
+            account: Some(DEFAULT_ACCOUNT.into()),
+            event_name: Some("AssumeRole".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    // A failing trail: no credentials are answered.
+    kc.forget_instance_credentials(&id);
+    store.fail.store(true, Ordering::SeqCst);
+    let err = delivered(|| kc.instance_credentials(&id, Delivery::ImdsV1)).await;
+    assert_eq!(err.err(), Some(AuditUnavailable));
+}
