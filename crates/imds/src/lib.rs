@@ -12,6 +12,16 @@
 //! Listeners follow the instance records: they open when an instance
 //! runs and close when it stops or terminates.
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
 pub mod handler;
 pub mod identity;
 pub mod netns;

@@ -41,14 +41,19 @@ pub fn check_session(kc: &Keycard, instance_id: &str, token: &str, now: i64) -> 
     let Ok(raw) = B64.decode(token.trim()) else {
         return false;
     };
-    if raw.len() != 1 + 8 + TAG || raw[0] != 1 {
+    // Layout: version byte 1, big-endian expiry, truncated MAC.
+    let Some((&1, rest)) = raw.split_first() else {
+        return false;
+    };
+    let Some((e, tag)) = rest.split_first_chunk::<8>() else {
+        return false;
+    };
+    if tag.len() != TAG {
         return false;
     }
-    let mut e = [0u8; 8];
-    e.copy_from_slice(&raw[1..9]);
-    let expiry = i64::from_be_bytes(e);
+    let expiry = i64::from_be_bytes(*e);
     let mac = session_mac(kc, instance_id, expiry);
-    ct_eq(&raw[9..], &mac[..TAG]) && expiry > now
+    ct_eq(tag, &mac[..TAG]) && expiry > now
 }
 
 /// The `AWS_CONTAINER_AUTHORIZATION_TOKEN` of an instance.

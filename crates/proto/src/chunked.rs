@@ -113,11 +113,12 @@ fn incomplete() -> AuthError {
 /// Read up to CRLF; return the line (without CRLF) and advance `pos`.
 fn read_line<'a>(body: &'a [u8], pos: &mut usize) -> Result<&'a [u8], AuthError> {
     let rest = body.get(*pos..).unwrap_or(&[]);
-    let window = &rest[..rest.len().min(MAX_LINE + 2)];
+    let window = rest.get(..MAX_LINE + 2).unwrap_or(rest);
     match window.windows(2).position(|w| w == b"\r\n") {
         Some(i) => {
+            let line = window.get(..i).ok_or_else(incomplete)?;
             *pos += i + 2;
-            Ok(&window[..i])
+            Ok(line)
         }
         None if rest.len() > MAX_LINE => Err(malformed("line too long")),
         None => Err(incomplete()),
@@ -243,8 +244,9 @@ pub fn decode_aws_chunked(body: &[u8], mode: ChunkMode) -> Result<DecodedBody, A
     let mut pos = 0usize;
     loop {
         let line = read_line(body, &mut pos)?;
-        let (size_part, ext) = match line.iter().position(|&b| b == b';') {
-            Some(i) => (&line[..i], Some(&line[i + 1..])),
+        let split = line.iter().position(|&b| b == b';');
+        let (size_part, ext) = match split.and_then(|i| line.split_at_checked(i)) {
+            Some((size, semi_ext)) => (size, semi_ext.get(1..)),
             None => (line, None),
         };
         let size = parse_hex_size(trim(size_part)).ok_or_else(|| malformed("bad chunk size"))?;
@@ -296,14 +298,15 @@ pub fn decode_aws_chunked(body: &[u8], mode: ChunkMode) -> Result<DecodedBody, A
         if trailer_sig.is_some() {
             return Err(malformed("trailer after x-amz-trailer-signature"));
         }
-        let i = line
-            .iter()
-            .position(|&b| b == b':')
-            .ok_or_else(|| malformed("trailer without ':'"))?;
-        let name = std::str::from_utf8(trim(&line[..i]))
+        let colon = line.iter().position(|&b| b == b':');
+        let Some((raw_name, [_, raw_value @ ..])) = colon.and_then(|i| line.split_at_checked(i))
+        else {
+            return Err(malformed("trailer without ':'"));
+        };
+        let name = std::str::from_utf8(trim(raw_name))
             .map_err(|_| malformed("trailer name is not UTF-8"))?
             .to_ascii_lowercase();
-        let value = std::str::from_utf8(trim(&line[i + 1..]))
+        let value = std::str::from_utf8(trim(raw_value))
             .map_err(|_| malformed("trailer value is not UTF-8"))?;
         if name.is_empty() {
             return Err(malformed("empty trailer name"));
@@ -321,7 +324,9 @@ pub fn decode_aws_chunked(body: &[u8], mode: ChunkMode) -> Result<DecodedBody, A
         canonical.push(b'\n');
         trailers.push((name, value.to_owned()));
     }
-    if body[pos.min(body.len())..]
+    if body
+        .get(pos..)
+        .unwrap_or_default()
         .iter()
         .any(|&b| b != b'\r' && b != b'\n')
     {

@@ -25,13 +25,18 @@ fn b32_encode(data: &[u8], out: &mut String) {
         bits += 8;
         while bits >= 5 {
             bits -= 5;
-            out.push(char::from(B32[((acc >> bits) & 31) as usize]));
+            out.push(b32_char(acc >> bits));
         }
         acc &= (1 << bits) - 1;
     }
     if bits > 0 {
-        out.push(char::from(B32[((acc << (5 - bits)) & 31) as usize]));
+        out.push(b32_char(acc << (5 - bits)));
     }
+}
+
+/// The base32 digit for the low five bits of `v` (the mask keeps the lookup in range).
+fn b32_char(v: u32) -> char {
+    char::from(B32.get((v & 31) as usize).copied().unwrap_or(b'A'))
 }
 
 /// Base32-decode (no padding; whole bytes only). `None` on a character outside `A-Z2-7`.
@@ -138,9 +143,11 @@ pub fn unique_id(prefix: &str, random: &[u8]) -> String {
 pub fn secret_access_key(random: &[u8; 30]) -> String {
     let mut s = String::with_capacity(40);
     for chunk in random.chunks_exact(3) {
-        let n = (u32::from(chunk[0]) << 16) | (u32::from(chunk[1]) << 8) | u32::from(chunk[2]);
+        let &[a, b, c] = chunk else { continue };
+        let n = (u32::from(a) << 16) | (u32::from(b) << 8) | u32::from(c);
         for shift in [18, 12, 6, 0] {
-            s.push(char::from(B64[((n >> shift) & 63) as usize]));
+            let digit = B64.get(((n >> shift) & 63) as usize).copied();
+            s.push(char::from(digit.unwrap_or(b'A')));
         }
     }
     s

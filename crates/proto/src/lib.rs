@@ -11,6 +11,16 @@
 //! - [`ids`]: access key ids (with the account encoded), unique ids, secret keys.
 //! - [`secret`]: a secret access key type that can't leak through `Debug` or `==`.
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
 pub mod chunked;
 pub mod ids;
 pub mod query;

@@ -590,7 +590,7 @@ fn parse_presigned(p: PresignParams<'_>) -> Result<ParsedAuth, AuthError> {
 /// Parse `YYYYMMDDTHHMMSSZ`.
 pub fn parse_amz_date(s: &str) -> Option<OffsetDateTime> {
     let b = s.as_bytes();
-    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+    if b.len() != 16 || b.get(8) != Some(&b'T') || b.get(15) != Some(&b'Z') {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<u32> {
@@ -617,7 +617,7 @@ pub fn parse_amz_date(s: &str) -> Option<OffsetDateTime> {
 /// Parse an IMF-fixdate `Date` header (`Sun, 06 Nov 1994 08:49:37 GMT`).
 pub fn parse_http_date(s: &str) -> Option<OffsetDateTime> {
     let b = s.as_bytes();
-    if b.len() != 29 || &b[3..5] != b", " || &b[25..] != b" GMT" {
+    if b.len() != 29 || b.get(3..5) != Some(b", ".as_slice()) || !b.ends_with(b" GMT") {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<u32> {
@@ -650,7 +650,8 @@ pub fn parse_http_date(s: &str) -> Option<OffsetDateTime> {
     let hour = u8::try_from(num(17..19)?).ok()?;
     let min = u8::try_from(num(20..22)?).ok()?;
     let sec = u8::try_from(num(23..25)?).ok()?;
-    if b[7] != b' ' || b[11] != b' ' || b[16] != b' ' || b[19] != b':' || b[22] != b':' {
+    let at = |i: usize, c: u8| b.get(i) == Some(&c);
+    if !(at(7, b' ') && at(11, b' ') && at(16, b' ') && at(19, b':') && at(22, b':')) {
         return None;
     }
     let date = Date::from_calendar_date(year, month, day).ok()?;
@@ -708,6 +709,11 @@ fn hex_val(b: u8) -> Option<u8> {
     }
 }
 
+/// The uppercase hex digit for the low four bits of `n` (the mask keeps the lookup in range).
+fn hex_digit(n: u8) -> u8 {
+    HEX_UPPER.get(usize::from(n & 15)).copied().unwrap_or(b'0')
+}
+
 /// Percent-encode `input` per RFC 3986 (everything but unreserved, and `/` if `keep_slash`).
 fn encode_into(out: &mut Vec<u8>, input: &[u8], keep_slash: bool) {
     for &b in input {
@@ -715,8 +721,8 @@ fn encode_into(out: &mut Vec<u8>, input: &[u8], keep_slash: bool) {
             out.push(b);
         } else {
             out.push(b'%');
-            out.push(HEX_UPPER[usize::from(b >> 4)]);
-            out.push(HEX_UPPER[usize::from(b & 15)]);
+            out.push(hex_digit(b >> 4));
+            out.push(hex_digit(b & 15));
         }
     }
 }
@@ -732,8 +738,7 @@ fn decode_bytes(input: &[u8], plus_as_space: bool) -> Cow<'_, [u8]> {
     }
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
-    while i < input.len() {
-        let b = input[i];
+    while let Some(&b) = input.get(i) {
         if b == b'%'
             && let (Some(h), Some(l)) = (
                 input.get(i + 1).copied().and_then(hex_val),

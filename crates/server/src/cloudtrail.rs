@@ -108,8 +108,8 @@ pub async fn handle(req: &mut Req) -> Result<Response<Body>, ServiceError> {
         })
         .collect();
     let mut out = json!({"Events": events});
-    if let Some(n) = next {
-        out["NextToken"] = Value::String(n);
+    if let (Some(n), Some(obj)) = (next, out.as_object_mut()) {
+        obj.insert("NextToken".into(), Value::String(n));
     }
     let mut r = Response::new(Body::from(out.to_string()));
     r.headers_mut().insert(

@@ -2,6 +2,16 @@
 //! SigV4 credential scope's service. A request flows one way:
 //! route -> authenticate -> parse -> authorize -> execute -> audit -> render.
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
 mod cloudtrail;
 mod ec2;
 mod iam;

@@ -160,8 +160,8 @@ fn is_ip_dns_name(rest: &str) -> bool {
         return false;
     };
     let labels: Vec<&str> = ip_part.split('.').collect();
-    if labels.len() >= 4 {
-        let tail = labels[labels.len() - 4..].join(".");
+    if let Some(last4) = labels.len().checked_sub(4).and_then(|s| labels.get(s..)) {
+        let tail = last4.join(".");
         if tail.parse::<std::net::Ipv4Addr>().is_ok() {
             return true;
         }
@@ -1882,7 +1882,7 @@ async fn delete_objects(req: &mut Req, b: &str) -> R {
     }
     if req.kc.bucket(b).is_err() {
         // Missing bucket: AccessDenied or NoSuchBucket, as for any call.
-        authorize_on(req, "s3:DeleteObject", b, Some(&keys[0]))?;
+        authorize_on(req, "s3:DeleteObject", b, keys.first().map(String::as_str))?;
     }
     let mut w = XmlWriter::new();
     w.start_ns("DeleteResult", S3_XMLNS);
@@ -2425,7 +2425,7 @@ async fn list_parts(req: &mut Req, b: &str, k: &str, q: &Query) -> R {
     let u = req.kc.list_parts(b, k, &id)?;
     let parts: Vec<_> = u.parts.values().filter(|p| p.number > marker).collect();
     let truncated = parts.len() > max;
-    let page = &parts[..parts.len().min(max)];
+    let page = parts.get(..max).unwrap_or(parts.as_slice());
     let mut w = XmlWriter::new();
     w.start_ns("ListPartsResult", S3_XMLNS)
         .elem("Bucket", b)

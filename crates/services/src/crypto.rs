@@ -74,82 +74,82 @@ impl SealKey {
 
     /// Open what `seal` made; `None` on any tampering or wrong key.
     pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
-        if sealed.len() < 1 + 12 + 16 || sealed[0] != self.id {
+        let (&id, rest) = sealed.split_first()?;
+        if rest.len() < 12 + 16 || id != self.id {
             return None;
         }
+        let (nonce, msg) = rest.split_at_checked(12)?;
         let cipher = ChaCha20Poly1305::new(&Key::from(*self.key));
-        let nonce: [u8; 12] = sealed[1..13].try_into().ok()?;
+        let nonce: [u8; 12] = nonce.try_into().ok()?;
         cipher
-            .decrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: &sealed[13..],
-                    aad,
-                },
-            )
+            .decrypt(&Nonce::from(nonce), Payload { msg, aad })
             .ok()
     }
 }
 
 /// A key ring: the newest key seals, every key opens what it sealed.
+/// The newest key is held apart so a ring can never be empty.
 #[derive(Debug, Clone)]
 pub struct KeyRing {
-    keys: Vec<SealKey>,
+    current: SealKey,
+    older: Vec<SealKey>,
 }
 
 impl KeyRing {
-    pub fn new(keys: Vec<SealKey>) -> KeyRing {
-        KeyRing { keys }
+    pub fn new(current: SealKey) -> KeyRing {
+        KeyRing {
+            current,
+            older: Vec::new(),
+        }
     }
     pub fn current(&self) -> &SealKey {
-        // Never empty: constructed with at least one key.
-        &self.keys[self.keys.len() - 1]
+        &self.current
     }
-    pub fn keys(&self) -> &[SealKey] {
-        &self.keys
+    /// Every key, oldest first (the current key last).
+    pub fn keys(&self) -> impl Iterator<Item = &SealKey> {
+        self.older.iter().chain(std::iter::once(&self.current))
     }
     pub fn seal(&self, plain: &[u8], aad: &[u8]) -> Vec<u8> {
-        self.current().seal(plain, aad)
+        self.current.seal(plain, aad)
     }
     pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
         let id = *sealed.first()?;
-        self.keys
-            .iter()
+        self.keys()
             .find(|k| k.id == id)
             .and_then(|k| k.open(sealed, aad))
     }
     /// Add a fresh key that seals from now on.
     pub fn rotate(&mut self) -> u8 {
-        let id = self
-            .keys
-            .iter()
-            .map(|k| k.id)
-            .max()
-            .unwrap_or(0)
-            .wrapping_add(1);
-        self.keys.push(SealKey::generate(id));
+        let id = self.keys().map(|k| k.id).max().unwrap_or(0).wrapping_add(1);
+        let previous = std::mem::replace(&mut self.current, SealKey::generate(id));
+        self.older.push(previous);
         id
     }
 
     /// Serialize for storage (sealed by the caller under the master key).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        for k in &self.keys {
+        for k in self.keys() {
             out.push(k.id);
             out.extend_from_slice(&k.key[..]);
         }
         out
     }
 
+    /// Parse what `to_bytes` wrote; `None` if it is malformed or holds no key.
     pub fn from_bytes(b: &[u8]) -> Option<KeyRing> {
         if b.is_empty() || !b.len().is_multiple_of(33) {
             return None;
         }
-        let keys = b
+        let mut older: Vec<SealKey> = b
             .chunks(33)
-            .filter_map(|c| SealKey::from_bytes(c[0], &c[1..]))
+            .filter_map(|c| match c.split_first() {
+                Some((&id, key)) => SealKey::from_bytes(id, key),
+                None => None,
+            })
             .collect();
-        Some(KeyRing { keys })
+        let current = older.pop()?;
+        Some(KeyRing { current, older })
     }
 }
 
@@ -205,7 +205,7 @@ mod tests {
 
     #[test]
     fn ring_rotation_keeps_old_tokens() {
-        let mut ring = KeyRing::new(vec![SealKey::generate(1)]);
+        let mut ring = KeyRing::new(SealKey::generate(1));
         let old = encode_token(&ring, b"{}");
         ring.rotate();
         let new = encode_token(&ring, b"{\"a\":1}");

@@ -392,11 +392,12 @@ pub fn wildcard(pattern: &str, text: &str) -> bool {
     let t: Vec<char> = text.chars().collect();
     let (mut pi, mut ti) = (0, 0);
     let (mut star, mut mark) = (None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+    while let Some(&tc) = t.get(ti) {
+        let pc = p.get(pi).copied();
+        if pc == Some('?') || pc == Some(tc) {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pc == Some('*') {
             star = Some(pi);
             pi += 1;
             mark = ti;
@@ -408,7 +409,7 @@ pub fn wildcard(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    while pi < p.len() && p[pi] == '*' {
+    while p.get(pi) == Some(&'*') {
         pi += 1;
     }
     pi == p.len()
@@ -516,11 +517,8 @@ pub fn max_results(v: Option<&str>, min: usize, max: usize) -> Result<Option<usi
 }
 
 fn not_found(ids: &[&str]) -> ServiceError {
-    if ids.len() == 1 {
-        ServiceError::InvalidInstanceIdNotFound(format!(
-            "The instance ID '{}' does not exist",
-            ids[0]
-        ))
+    if let [id] = ids {
+        ServiceError::InvalidInstanceIdNotFound(format!("The instance ID '{id}' does not exist"))
     } else {
         ServiceError::InvalidInstanceIdNotFound(format!(
             "The instance IDs '{}' do not exist",
@@ -530,6 +528,14 @@ fn not_found(ids: &[&str]) -> ServiceError {
 }
 
 /// Check instance ids: malformed ones first, then unknown ones.
+/// The one instance `id` names in `account`, with `lookup`'s checks and errors.
+fn lookup_one<'a>(st: &'a State, account: &str, id: &str) -> Result<&'a Instance> {
+    lookup(st, account, &[id.to_string()])?
+        .into_iter()
+        .next()
+        .ok_or_else(|| not_found(&[id]))
+}
+
 fn lookup<'a>(st: &'a State, account: &str, ids: &[String]) -> Result<Vec<&'a Instance>> {
     for id in ids {
         if !valid_instance_id(id) {
@@ -700,9 +706,9 @@ impl Keycard {
                     .filter(|i| i.account == account && i.client_token.as_deref() == Some(tok))
                     .map(|i| (**i).clone())
                     .collect();
-                if !prior.is_empty() {
-                    prior.sort_by_key(|i| i.launch_index);
-                    return Ok((Vec::new(), (prior[0].reservation_id.clone(), prior)));
+                prior.sort_by_key(|i| i.launch_index);
+                if let Some(reservation_id) = prior.first().map(|i| i.reservation_id.clone()) {
+                    return Ok((Vec::new(), (reservation_id, prior)));
                 }
             }
             let profile = validate_run(st, account, &input)?;
@@ -882,7 +888,7 @@ impl Keycard {
     ) -> Result<ProfileAssociation> {
         self.mutate(|st| {
             let p = resolve_profile(st, account, r)?;
-            let i = lookup(st, account, &[instance_id.to_string()])?[0];
+            let i = lookup_one(st, account, instance_id)?;
             if !matches!(
                 i.state.as_str(),
                 "running" | "stopped" | "pending" | "stopping"
@@ -993,7 +999,7 @@ impl Keycard {
             ));
         }
         self.mutate(|st| {
-            let i = lookup(st, account, &[instance_id.to_string()])?[0];
+            let i = lookup_one(st, account, instance_id)?;
             if i.is_terminated() {
                 return Err(ServiceError::IncorrectInstanceState(format!(
                     "The instance '{}' is not in a valid state for this operation.",
@@ -1011,7 +1017,7 @@ impl Keycard {
     /// One instance, by id, in `account`.
     pub fn instance(&self, account: &str, id: &str) -> Result<Instance> {
         let st = self.state();
-        lookup(&st, account, &[id.to_string()]).map(|v| v[0].clone())
+        lookup_one(&st, account, id).cloned()
     }
 
     /// Add or overwrite tags on instances (CreateTags).

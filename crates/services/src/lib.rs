@@ -2,6 +2,16 @@
 //! knows about HTTP; the server parses requests into calls on `Keycard` and
 //! renders what comes back.
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
 pub mod audit;
 pub mod auth;
 pub mod crypto;
@@ -158,7 +168,7 @@ impl Keycard {
                 crypto::KeyRing::from_bytes(&plain).ok_or("token keys are corrupt")?
             }
             None => {
-                let ring = crypto::KeyRing::new(vec![crypto::SealKey::generate(1)]);
+                let ring = crypto::KeyRing::new(crypto::SealKey::generate(1));
                 store
                     .put_meta("token_keys", &master.seal(&ring.to_bytes(), b"token_keys"))
                     .await?;

@@ -34,7 +34,9 @@ pub fn validate_bucket_name(name: &str) -> Result<()> {
     {
         return Err(bad());
     }
-    if !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric() {
+    if !b.first().is_some_and(u8::is_ascii_alphanumeric)
+        || !b.last().is_some_and(u8::is_ascii_alphanumeric)
+    {
         return Err(bad());
     }
     if name.contains("..") || name.parse::<std::net::Ipv4Addr>().is_ok() {
@@ -472,7 +474,7 @@ impl Keycard {
         if parts.is_empty() {
             return Err(ServiceError::MalformedXML("The XML you provided was not well-formed or did not validate against our published schema".into()));
         }
-        if parts.windows(2).any(|w| w[1].0 <= w[0].0) {
+        if parts.windows(2).any(|w| matches!(w, [a, b] if b.0 <= a.0)) {
             return Err(ServiceError::InvalidPartOrder("The list of parts was not in ascending order. The parts list must be specified in order by part number.".into()));
         }
         let mut w = self.object_writer(&DigestSpec::default())?;
@@ -957,6 +959,10 @@ pub fn check_content_md5_digest(header: &str, digest: [u8; 16]) -> Result<()> {
 /// (`x-amz-checksum-<name>`).
 pub const CHECKSUM_ALGORITHMS: [&str; 5] = ["crc32", "crc32c", "crc64nvme", "sha1", "sha256"];
 
+#[expect(
+    clippy::indexing_slicing,
+    reason = "const-evaluated for statics: an out-of-range index fails the build, not a request"
+)]
 const fn crc32_table(poly: u32) -> [u32; 256] {
     let mut t = [0u32; 256];
     let mut i = 0;
@@ -973,6 +979,10 @@ const fn crc32_table(poly: u32) -> [u32; 256] {
     t
 }
 
+#[expect(
+    clippy::indexing_slicing,
+    reason = "const-evaluated for statics: an out-of-range index fails the build, not a request"
+)]
 const fn crc64_table(poly: u64) -> [u64; 256] {
     let mut t = [0u64; 256];
     let mut i = 0;
@@ -996,14 +1006,18 @@ static CRC64NVME: [u64; 256] = crc64_table(0x9A6C_9329_AC4B_C9B5);
 /// Feed `data` to a running (pre-inverted) CRC-32.
 fn crc32_update(table: &[u32; 256], mut c: u32, data: &[u8]) -> u32 {
     for &b in data {
-        c = table[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
+        // The mask keeps the index below 256, so the fallback is never taken.
+        let entry = table.get(((c ^ u32::from(b)) & 0xff) as usize);
+        c = entry.copied().unwrap_or(0) ^ (c >> 8);
     }
     c
 }
 
 fn crc64_update(mut c: u64, data: &[u8]) -> u64 {
     for &b in data {
-        c = CRC64NVME[((c ^ u64::from(b)) & 0xff) as usize] ^ (c >> 8);
+        // The mask keeps the index below 256, so the fallback is never taken.
+        let entry = CRC64NVME.get(((c ^ u64::from(b)) & 0xff) as usize);
+        c = entry.copied().unwrap_or(0) ^ (c >> 8);
     }
     c
 }

@@ -6,6 +6,16 @@
 //! few indexed columns for lookups, and a metadata table for server keys.
 //! Every backend runs the same test suite (`tests/suite.rs`).
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
 mod sqlite;
 
 pub use sqlite::{Durability, SqliteStore};
