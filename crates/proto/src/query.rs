@@ -63,11 +63,6 @@ impl QueryError {
     pub fn malformed(message: impl Into<String>) -> Self {
         Self::new("MalformedQueryString", message)
     }
-
-    /// HTTP status (always 400).
-    pub fn http_status(&self) -> u16 {
-        400
-    }
 }
 
 /// Most parameters one request may carry (URL query and form body together,
@@ -489,7 +484,6 @@ mod tests {
             e.message
         );
         assert!(e.message.contains(what), "{}", e.message);
-        assert_eq!(e.http_status(), 400);
     }
 
     #[test]

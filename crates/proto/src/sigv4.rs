@@ -97,31 +97,10 @@ impl AuthErrorCode {
             Self::IncompleteBody => "IncompleteBody",
         }
     }
-
-    /// The HTTP status AWS answers with for this code.
-    pub fn http_status(self) -> u16 {
-        match self {
-            Self::SignatureDoesNotMatch
-            | Self::MissingAuthenticationToken
-            | Self::InvalidClientTokenId
-            | Self::RequestTimeTooSkewed
-            | Self::AccessDenied => 403,
-            Self::IncompleteSignature
-            | Self::RequestExpired
-            | Self::XAmzContentSHA256Mismatch
-            | Self::InvalidRequest
-            | Self::InvalidArgument
-            | Self::AuthorizationHeaderMalformed
-            | Self::AuthorizationQueryParametersError
-            | Self::IncompleteBody => 400,
-        }
-    }
-
-    /// `Sender` or `Receiver` for the query-protocol `<Type>` element (always `Sender`).
-    pub fn fault(self) -> &'static str {
-        "Sender"
-    }
 }
+
+// The status, fault and per-protocol name of each code live in the one
+// error table, `keycard_services::ServiceError::wire`.
 
 impl fmt::Display for AuthErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -167,28 +146,6 @@ impl AuthError {
             AuthErrorCode::MissingAuthenticationToken,
             "Request is missing Authentication Token",
         )
-    }
-
-    /// The HTTP status for this error.
-    pub fn http_status(&self) -> u16 {
-        self.code.http_status()
-    }
-
-    /// The code (and message) EC2 uses for this error: EC2 answers a bad
-    /// signature or an unknown key with `AuthFailure` rather than
-    /// `SignatureDoesNotMatch` / `InvalidClientTokenId`.
-    pub fn ec2_code(&self) -> (&'static str, &str) {
-        match self.code {
-            AuthErrorCode::SignatureDoesNotMatch if !self.message.starts_with("Signature ") => (
-                "AuthFailure",
-                "AWS was not able to validate the provided access credentials",
-            ),
-            AuthErrorCode::InvalidClientTokenId => (
-                "AuthFailure",
-                "AWS was not able to validate the provided access credentials",
-            ),
-            code => (code.as_str(), &self.message),
-        }
     }
 }
 
