@@ -133,13 +133,18 @@ impl Keycard {
     pub async fn put_bucket_policy(&self, name: &str, doc: &str) -> Result<()> {
         let parsed = PolicyDoc::parse(doc, PolicyKind::Resource)?;
         check_policy_resources(name, doc)?;
+        self.update_bucket(name, |b| b.policy = Some(parsed)).await
+    }
+
+    /// Change one bucket record under the writer lock.
+    async fn update_bucket(&self, name: &str, change: impl FnOnce(&mut Bucket)) -> Result<()> {
         self.mutate(|st| {
             let mut b = st
                 .buckets
                 .get(name)
                 .cloned()
                 .ok_or_else(|| no_bucket(name))?;
-            b.policy = Some(parsed);
+            change(&mut b);
             Ok((vec![Change::Put(Entity::Bucket(b))], ()))
         })
         .await
@@ -147,16 +152,7 @@ impl Keycard {
 
     /// Replace a bucket's tags (empty: delete them).
     pub async fn put_bucket_tags(&self, name: &str, tags: BTreeMap<String, String>) -> Result<()> {
-        self.mutate(|st| {
-            let mut b = st
-                .buckets
-                .get(name)
-                .cloned()
-                .ok_or_else(|| no_bucket(name))?;
-            b.tags = tags;
-            Ok((vec![Change::Put(Entity::Bucket(b))], ()))
-        })
-        .await
+        self.update_bucket(name, |b| b.tags = tags).await
     }
 
     /// Replace an object's tags (empty: delete them).
@@ -178,16 +174,7 @@ impl Keycard {
     }
 
     pub async fn delete_bucket_policy(&self, name: &str) -> Result<()> {
-        self.mutate(|st| {
-            let mut b = st
-                .buckets
-                .get(name)
-                .cloned()
-                .ok_or_else(|| no_bucket(name))?;
-            b.policy = None;
-            Ok((vec![Change::Put(Entity::Bucket(b))], ()))
-        })
-        .await
+        self.update_bucket(name, |b| b.policy = None).await
     }
 
     pub fn get_object_meta(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
