@@ -120,12 +120,9 @@ impl Req {
     /// keys. The decision goes to the audit event; a denial becomes AWS's
     /// error.
     pub fn check(&mut self, check: Check<'_>) -> Result<(), ServiceError> {
-        let mut d = self.kc.decide(&self.caller, &self.ctx, &check);
-        if !self.enforce && !d.evaluation.is_allowed() {
-            d.overridden_by = Some("enforcement off");
-        }
-        let msg = (!d.permits())
-            .then(|| Keycard::denied_message(&self.caller, &d.action, &d.resource, &d.evaluation));
+        let (d, msg) = self
+            .kc
+            .decide_enforced(&self.caller, &self.ctx, &check, self.enforce);
         if msg.is_some() && self.audit.denied_context.is_none() {
             let mut c = (*self.ctx).clone();
             for (k, v) in check.keys {
@@ -347,6 +344,18 @@ impl Envelope {
             Err(u) => render::error(self.protocol, &ServiceError::from(u), &self.rid, path),
         }
     }
+    /// A refusal before the caller is known (`Unauthenticated`),
+    /// attributed to `account` when the key's owner is known.
+    async fn refuse(
+        &self,
+        kc: &Keycard,
+        e: ServiceError,
+        account: &str,
+        path: &str,
+    ) -> Response<Body> {
+        self.fail(kc, e, None, account, "Unauthenticated", path, Value::Null)
+            .await
+    }
 }
 
 /// Read-only by AWS's naming, for calls that have no row.
@@ -415,19 +424,7 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
     let path = parts.uri.path().to_string();
     let auth = match parsed {
         Ok(a) => a,
-        Err(e) => {
-            return env
-                .fail(
-                    &kc,
-                    auth_error(e),
-                    None,
-                    "",
-                    "Unauthenticated",
-                    &path,
-                    Value::Null,
-                )
-                .await;
-        }
+        Err(e) => return env.refuse(&kc, auth_error(e), "", &path).await,
     };
     let enforce = !kc.enforcement_off();
     // Nothing unauthenticated is read: a request with no signature outside
@@ -436,9 +433,7 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
         let e = ServiceError::MissingAuthenticationToken(
             "Request is missing Authentication Token".into(),
         );
-        return env
-            .fail(&kc, e, None, "", "Unauthenticated", &path, Value::Null)
-            .await;
+        return env.refuse(&kc, e, "", &path).await;
     }
     let limit = if protocol == Protocol::S3 {
         MAX_S3_BODY
@@ -451,36 +446,16 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return env
-            .fail(
-                &kc,
-                too_large(protocol, limit),
-                None,
-                "",
-                "Unauthenticated",
-                &path,
-                Value::Null,
-            )
-            .await;
+        return env.refuse(&kc, too_large(protocol, limit), "", &path).await;
     }
     let authn = match authenticate(&kc, &parts, auth.as_ref(), body, protocol, enforce).await {
         Ok(a) => a,
-        Err((e, caller)) => {
+        Err(e) => {
             let account = auth
                 .as_ref()
                 .and_then(|a| kc.key_account(&a.access_key_id, a.session_token.as_deref()))
                 .unwrap_or_default();
-            return env
-                .fail(
-                    &kc,
-                    e,
-                    caller.as_ref(),
-                    &account,
-                    "Unauthenticated",
-                    &path,
-                    Value::Null,
-                )
-                .await;
+            return env.refuse(&kc, e, &account, &path).await;
         }
     };
     // Route: the operation's row.
@@ -524,9 +499,7 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
             .await;
     }
     let ctx = request_context(&kc, &authn.caller, &env);
-    if !authn.caller.access_key_id.is_empty() && !authn.caller.access_key_id.starts_with("ASIA") {
-        kc.touch_access_key(&authn.caller.access_key_id, &service, &env.region);
-    }
+    kc.touch_credentials(&authn.caller, &service, &env.region);
     let mut req = Req {
         kc: kc.clone(),
         parts,
@@ -759,7 +732,7 @@ async fn authenticate(
     body: Body,
     protocol: Protocol,
     enforce: bool,
-) -> Result<Authenticated, (ServiceError, Option<Caller>)> {
+) -> Result<Authenticated, ServiceError> {
     let unread =
         |caller: Caller, verified: Option<Verified>, declared: Option<String>| Authenticated {
             caller,
@@ -773,9 +746,7 @@ async fn authenticate(
         if protocol == Protocol::S3 {
             a.pending = Some(body);
         } else {
-            a.body = read_limited(body, MAX_API_BODY, protocol)
-                .await
-                .map_err(|e| (e, None))?;
+            a.body = read_limited(body, MAX_API_BODY, protocol).await?;
         }
         return Ok(a);
     };
@@ -787,9 +758,9 @@ async fn authenticate(
             None,
             Caller::root(keycard_services::DEFAULT_ACCOUNT, &auth.access_key_id),
         ),
-        Err(e) => return Err((e, None)),
+        Err(e) => return Err(e),
     };
-    let header_hash = sigv4::header_payload_hash(parts, auth).map_err(|e| (auth_error(e), None))?;
+    let header_hash = sigv4::header_payload_hash(parts, auth).map_err(auth_error)?;
     let (mut out, payload) = match header_hash {
         Some(h) => {
             let mut a = unread(caller, None, None);
@@ -800,11 +771,8 @@ async fn authenticate(
             (a, h)
         }
         None => {
-            let bytes = read_limited(body, MAX_API_BODY, protocol)
-                .await
-                .map_err(|e| (e, None))?;
-            let payload =
-                sigv4::payload_hash(parts, auth, &bytes).map_err(|e| (auth_error(e), None))?;
+            let bytes = read_limited(body, MAX_API_BODY, protocol).await?;
+            let payload = sigv4::payload_hash(parts, auth, &bytes).map_err(auth_error)?;
             let mut a = unread(caller, None, None);
             a.body = bytes;
             (a, payload)
@@ -825,7 +793,7 @@ async fn authenticate(
             Ok(out)
         }
         Err(_) if !enforce => Ok(out),
-        Err(e) => Err((auth_error(e), None)),
+        Err(e) => Err(auth_error(e)),
     }
 }
 

@@ -442,24 +442,23 @@ impl Keycard {
         for t in tags {
             ctx.insert(&format!("aws:PrincipalTag/{}", t.key), t.value);
         }
-        drop(st);
-        self.touch_session_role(caller, ctx);
     }
 
-    /// A call signed with a role session is the role being used: its
-    /// `RoleLastUsed` moves, with the region the call was made in.
-    fn touch_session_role(&self, caller: &Caller, ctx: &Context) {
-        let CallerKind::Session(s) = &caller.kind else {
-            return;
-        };
-        let Some(role) = &s.claims.role else {
-            return;
-        };
-        let region = ctx
-            .get("aws:RequestedRegion")
-            .and_then(|v| v.first())
-            .map_or(self.config.region.as_str(), String::as_str);
-        self.touch_role(&s.claims.account, &role.name, &role.id, region);
+    /// A call was made with the caller's credentials: a long-term key's
+    /// last use moves, and a call signed with a role session is the role
+    /// being used (its `RoleLastUsed` moves), with service and region.
+    pub fn touch_credentials(&self, caller: &Caller, service: &str, region: &str) {
+        match &caller.kind {
+            CallerKind::Session(s) => {
+                if let Some(role) = &s.claims.role {
+                    self.touch_role(&s.claims.account, &role.name, &role.id, region);
+                }
+            }
+            _ if !caller.access_key_id.is_empty() => {
+                self.touch_access_key(&caller.access_key_id, service, region);
+            }
+            _ => {}
+        }
     }
 
     /// Decide a request: the caller's identity policies, boundary and
@@ -588,6 +587,26 @@ impl Keycard {
             evaluation,
             overridden_by: None,
         }
+    }
+
+    /// [`Keycard::decide`] for a call that goes ahead only if allowed, unless
+    /// enforcement is off (moto compat): then a denial is kept in the
+    /// decision and marked as overridden. Returns the decision and, when
+    /// it refuses the call, AWS's AccessDenied message.
+    pub fn decide_enforced(
+        &self,
+        caller: &Caller,
+        base: &Arc<Context>,
+        check: &Check<'_>,
+        enforce: bool,
+    ) -> (Decided, Option<String>) {
+        let mut d = self.decide(caller, base, check);
+        if !enforce && !d.evaluation.is_allowed() {
+            d.overridden_by = Some("enforcement off");
+        }
+        let msg = (!d.permits())
+            .then(|| Self::denied_message(caller, &d.action, &d.resource, &d.evaluation));
+        (d, msg)
     }
 
     /// AWS's AccessDenied message for a denied evaluation.

@@ -337,21 +337,9 @@ impl Keycard {
         }
         for action in actions {
             check.action = action;
-            let mut d = self.decide(caller, request_ctx, &check);
-            if !enforce && !d.evaluation.is_allowed() {
-                d.overridden_by = Some("enforcement off");
-            }
-            let allowed = d.permits();
-            let msg = (!allowed).then(|| {
-                format!(
-                    "User: {} is not authorized to perform: {action} on resource: {} {}",
-                    caller.principal.arn,
-                    input.role_arn,
-                    d.evaluation.reason(action)
-                )
-            });
+            let (d, refused) = self.decide_enforced(caller, request_ctx, &check, enforce);
             decided.push(d);
-            if let Some(m) = msg {
+            if let Some(m) = refused {
                 return Err(ServiceError::AccessDenied(m));
             }
         }
