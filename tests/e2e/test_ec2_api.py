@@ -154,12 +154,12 @@ def test_describe_instance_status(keycard_fresh):
     a = keycard_fresh.run_instance()["InstanceId"]
     b = keycard_fresh.run_instance()["InstanceId"]
     ec2.stop_instances(InstanceIds=[b])
+    ec2.get_waiter("instance_status_ok").wait(InstanceIds=[a], WaiterConfig={"Delay": 1, "MaxAttempts": 30})
     st = ec2.describe_instance_status()["InstanceStatuses"]
     assert [s["InstanceId"] for s in st] == [a]
     assert st[0]["InstanceStatus"]["Status"] == "ok" and st[0]["SystemStatus"]["Status"] == "ok"
     st = ec2.describe_instance_status(IncludeAllInstances=True)["InstanceStatuses"]
     assert sorted(s["InstanceId"] for s in st) == sorted([a, b])
-    ec2.get_waiter("instance_status_ok").wait(InstanceIds=[a])
 
 
 def test_second_association_fails_with_incorrect_state(keycard):

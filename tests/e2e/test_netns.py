@@ -38,6 +38,12 @@ def has_ns(iid) -> bool:
     return any(n.endswith(f"-{iid}") for n in namespaces())
 
 
+def wait_until_serving(kc, iid):
+    """What a user does before logging in: `aws ec2 wait instance-status-ok`
+    (the status stays `initializing` until the metadata service listens)."""
+    kc.client("ec2").get_waiter("instance_status_ok").wait(InstanceIds=[iid], WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+
+
 def wait_for(pred, timeout=5.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -65,6 +71,7 @@ def seed_instance(kc):
         "--iam-instance-profile", "Name=EC2S3InstanceProfile",
     )["Instances"][0]["InstanceId"]
     assert wait_for(lambda: has_ns(iid))
+    wait_until_serving(kc, iid)
     return iid
 
 
@@ -101,6 +108,7 @@ def test_cli_in_the_namespace_uses_the_role(kc, seed_instance):
 def test_namespaces_are_isolated(kc, seed_instance):
     other = kc.run_instance()["InstanceId"]
     assert wait_for(lambda: has_ns(other))
+    wait_until_serving(kc, other)
     p = kc.exec(other, "curl", "-s", "http://169.254.169.254/latest/meta-data/instance-id")
     assert p.stdout == other
     p = kc.exec(seed_instance, "curl", "-s", "http://169.254.169.254/latest/meta-data/instance-id")

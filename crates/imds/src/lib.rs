@@ -312,7 +312,8 @@ impl Imds {
         }
         Ok(Live {
             slot_addr: addr,
-            bound: None,
+            // Inside its namespace the instance reaches the usual address.
+            bound: Some(Ipv4Addr::new(169, 254, 169, 254)),
             tasks,
             netns: Some(name),
         })

@@ -534,11 +534,18 @@ fn health(i: &ec2::Instance) -> Health {
         };
     }
     let failed = i.imds_failure().map(|(since, _)| since);
+    // Until its metadata service listens, the instance is still booting
+    // as far as a caller can tell: `instance-status-ok` waits for it.
+    let (instance, instance_check) = match (&i.imds, failed) {
+        (_, Some(_)) => ("impaired", "failed"),
+        (ec2::ImdsHealth::Unknown, None) => ("initializing", "initializing"),
+        _ => ("ok", "passed"),
+    };
     Health {
         system: "ok",
         system_check: "passed",
-        instance: if failed.is_some() { "impaired" } else { "ok" },
-        instance_check: if failed.is_some() { "failed" } else { "passed" },
+        instance,
+        instance_check,
         impaired_since: failed,
     }
 }

@@ -156,14 +156,15 @@ pub struct Instance {
     pub imds: ImdsHealth,
 }
 
-/// The state of an instance's loopback metadata listener.
+/// The state of an instance's metadata listener.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum ImdsHealth {
-    /// Not opened (yet), or not a loopback listener.
+    /// Not opened yet: DescribeInstanceStatus says `initializing`.
     #[default]
     Unknown,
-    /// Listening at this address: the slot's own, or another one when a
-    /// different server on the host already holds the slot's address.
+    /// Listening at this address: 169.254.169.254 inside the instance's
+    /// namespace; else the slot's own, or another one when a different
+    /// server on the host already holds the slot's address.
     Serving(Ipv4Addr),
     /// Could not open: DescribeInstanceStatus shows the instance impaired.
     Failed {
