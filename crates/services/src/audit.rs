@@ -191,6 +191,52 @@ fn decision_json(d: &Decided) -> Value {
     v
 }
 
+/// A CloudTrail event record, in CloudTrail's field order.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Body<'a> {
+    event_version: &'static str,
+    user_identity: Value,
+    event_time: String,
+    event_source: &'a str,
+    event_name: &'a str,
+    aws_region: &'a str,
+    #[serde(rename = "sourceIPAddress")]
+    source_ip_address: &'a str,
+    user_agent: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_message: Option<&'a str>,
+    request_parameters: Value,
+    response_elements: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    additional_event_data: Option<Value>,
+    #[serde(rename = "requestID")]
+    request_id: &'a str,
+    #[serde(rename = "eventID")]
+    event_id: &'a str,
+    read_only: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    resources: Vec<EventResource<'a>>,
+    event_type: &'static str,
+    management_event: bool,
+    recipient_account_id: &'a str,
+    event_category: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    keycard_authorization: Vec<Value>,
+}
+
+#[derive(serde::Serialize)]
+struct EventResource<'a> {
+    #[serde(rename = "ARN")]
+    arn: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(rename = "accountId")]
+    account_id: &'a str,
+}
+
 /// Build the stored row of an event. `event_id` is given for a request
 /// whose draft was written already; `pending` marks a draft.
 fn build_row(ev: EventInput<'_>, event_id: Option<String>, pending: bool) -> AuditRow {
@@ -203,61 +249,41 @@ fn build_row(ev: EventInput<'_>, event_id: Option<String>, pending: bool) -> Aud
     redact(&mut params);
     let mut response = ev.response_elements;
     redact(&mut response);
-    let mut body = Map::new();
-    body.insert("eventVersion".into(), "1.09".into());
-    body.insert("userIdentity".into(), user_identity(ev.caller));
-    body.insert("eventTime".into(), iso8601(now.unix_timestamp()).into());
-    body.insert("eventSource".into(), ev.event_source.into());
-    body.insert("eventName".into(), ev.event_name.into());
-    body.insert("awsRegion".into(), ev.region.into());
-    body.insert("sourceIPAddress".into(), ev.source_ip.into());
-    body.insert("userAgent".into(), ev.user_agent.into());
-    if let Some(c) = ev.error_code {
-        body.insert("errorCode".into(), c.into());
-        body.insert(
-            "errorMessage".into(),
-            ev.error_message.unwrap_or_default().into(),
-        );
-    }
-    body.insert("requestParameters".into(), params);
-    body.insert("responseElements".into(), response);
-    if pending {
+    let body = Body {
+        event_version: "1.09",
+        user_identity: user_identity(ev.caller),
+        event_time: iso8601(now.unix_timestamp()),
+        event_source: ev.event_source,
+        event_name: ev.event_name,
+        aws_region: ev.region,
+        source_ip_address: ev.source_ip,
+        user_agent: ev.user_agent,
+        error_code: ev.error_code,
+        error_message: ev.error_code.map(|_| ev.error_message.unwrap_or_default()),
+        request_parameters: params,
+        response_elements: response,
         // What a crash between the mutation and the final event leaves.
-        body.insert(
-            "additionalEventData".into(),
-            json!({"keycardOutcome": "Pending"}),
-        );
-    }
-    body.insert("requestID".into(), ev.request_id.into());
-    body.insert("eventID".into(), event_id.clone().into());
-    body.insert("readOnly".into(), ev.read_only.into());
-    if !ev.resources.is_empty() {
-        body.insert(
-            "resources".into(),
-            ev.resources
-                .iter()
-                .map(|(arn, t)| json!({"ARN": arn, "type": t, "accountId": ev.recipient_account}))
-                .collect::<Vec<_>>()
-                .into(),
-        );
-    }
-    body.insert("eventType".into(), "AwsApiCall".into());
-    body.insert("managementEvent".into(), (!ev.data_event).into());
-    body.insert("recipientAccountId".into(), ev.recipient_account.into());
-    body.insert(
-        "eventCategory".into(),
-        if ev.data_event { "Data" } else { "Management" }.into(),
-    );
-    if !ev.decided.is_empty() {
-        body.insert(
-            "keycardAuthorization".into(),
-            ev.decided
-                .iter()
-                .map(decision_json)
-                .collect::<Vec<_>>()
-                .into(),
-        );
-    }
+        additional_event_data: pending.then(|| json!({"keycardOutcome": "Pending"})),
+        request_id: ev.request_id,
+        event_id: &event_id,
+        read_only: ev.read_only,
+        resources: ev
+            .resources
+            .iter()
+            .map(|(arn, t)| EventResource {
+                arn,
+                kind: t,
+                account_id: ev.recipient_account,
+            })
+            .collect(),
+        event_type: "AwsApiCall",
+        management_event: !ev.data_event,
+        recipient_account_id: ev.recipient_account,
+        event_category: if ev.data_event { "Data" } else { "Management" },
+        keycard_authorization: ev.decided.iter().map(decision_json).collect(),
+    };
+    // Serializing borrowed fields straight to text: no intermediate map.
+    let body = serde_json::to_string(&body).unwrap_or_default();
     AuditRow {
         seq: 0,
         event_id,
@@ -272,7 +298,7 @@ fn build_row(ev: EventInput<'_>, event_id: Option<String>, pending: bool) -> Aud
         account: ev.recipient_account.into(),
         resource_names: resource_names(&ev.resources),
         read_only: ev.read_only,
-        body: Value::Object(body).to_string(),
+        body,
     }
 }
 

@@ -16,6 +16,7 @@
     )
 )]
 
+mod journal;
 mod sqlite;
 
 pub use sqlite::{Durability, SqliteStore};
