@@ -1,5 +1,7 @@
 //! `keycard`: the binary. It only wires the crates together.
 
+mod posture;
+
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -105,6 +107,26 @@ enum Command {
         #[arg(long, alias = "audit-fsync", default_value = "never", env = "KEYCARD_FSYNC",
               value_parser = ["always", "never"])]
         fsync: String,
+        /// Let the admin endpoint move governance's clock forward (for
+        /// testing age-based rules such as key rotation). Never in
+        /// production: findings and KPIs would be dated in the future.
+        #[arg(long, hide = true)]
+        test_clock: bool,
+    },
+    /// Findings and KPIs of the estate (asks the running server, which
+    /// evaluates every rule first).
+    Posture {
+        #[command(flatten)]
+        data: DataDir,
+        /// JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        /// Account (default: the data dir's default account).
+        #[arg(long)]
+        account: Option<String>,
+        /// Also list resolved findings.
+        #[arg(long)]
+        all: bool,
     },
     /// Run a command "on" an instance: no static credentials, and the SDKs
     /// find the instance role through the instance's metadata service.
@@ -232,6 +254,9 @@ fn read_input(path: &str) -> anyhow::Result<String> {
 /// shutdown); a crash loses at most this much of it.
 const LAST_USED_FLUSH: Duration = Duration::from_secs(10);
 
+/// How often governance re-evaluates with no change (age-based rules).
+const GOVERNANCE_PERIOD: Duration = Duration::from_secs(60);
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -339,6 +364,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             instance_network,
             imds_port,
             fsync,
+            test_clock,
         } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -374,6 +400,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 Some("moto") => config.compat_moto = true,
                 Some(other) => bail!("unknown --compat mode {other} (known: moto)"),
             }
+            config.test_clock = test_clock;
             let durability = if fsync == "always" {
                 Durability::PowerLoss
             } else {
@@ -426,6 +453,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 let _ = imds_stop.wait_for(|s| *s).await;
             }));
             let flusher = kc.spawn_last_used_flusher(LAST_USED_FLUSH);
+            let governance = kc.spawn_governance(GOVERNANCE_PERIOD);
             let shutdown = async move {
                 let ctrl_c = tokio::signal::ctrl_c();
                 #[cfg(unix)]
@@ -445,6 +473,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             // Close instance listeners and delete namespaces.
             let _ = imds_task.await;
             flusher.abort();
+            governance.abort();
             if let Err(e) = kc.flush_last_used().await {
                 tracing::error!(error = %e, "persisting last-used data at shutdown failed");
             }
@@ -452,6 +481,12 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let _ = std::fs::remove_file(dir.join("server.addr"));
             Ok(())
         }
+        Command::Posture {
+            data,
+            json,
+            account,
+            all,
+        } => posture::run(data.path(), json, account, all).await,
         Command::Accounts {
             command: AccountsCommand::Create { data, account_id },
         } => {

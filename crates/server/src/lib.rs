@@ -14,7 +14,9 @@
 
 mod cloudtrail;
 mod ec2;
+pub mod governance;
 mod iam;
+mod metrics;
 mod moto;
 pub mod ops;
 mod render;
@@ -297,6 +299,8 @@ async fn read_limited(body: Body, limit: usize, protocol: Protocol) -> Result<By
 
 /// The facts about a request known before it is authenticated.
 struct Envelope {
+    /// When the request arrived (latency metrics).
+    started: std::time::Instant,
     rid: String,
     protocol: Protocol,
     /// `iam.amazonaws.com`, or the real source of a service keycard doesn't serve.
@@ -321,6 +325,8 @@ impl Envelope {
         path: &str,
         params: Value,
     ) -> Response<Body> {
+        let code = e.wire(self.protocol.wire()).code;
+        metrics::record(&self.event_source, name, Some(code), self.started.elapsed());
         let recorded = kc.audit.record(EventInput {
             caller,
             event_source: &self.event_source,
@@ -389,6 +395,9 @@ async fn handle(
     if parts.uri.path().starts_with("/_keycard/admin/") {
         return admin(&kc, &parts, body).await;
     }
+    if parts.uri.path() == "/metrics" && parts.method == http::Method::GET {
+        return metrics_endpoint(&kc, &parts);
+    }
     dispatch(kc, peer, parts, body).await
 }
 
@@ -401,6 +410,7 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
     };
     let protocol = Protocol::for_service(&service, &parts);
     let env = Envelope {
+        started: std::time::Instant::now(),
         rid: request_id(),
         protocol,
         event_source: match protocol {
@@ -600,6 +610,12 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
         Some(p) => kc.audit.record_final(p, event).await,
         None => kc.audit.record(event).await,
     };
+    metrics::record(
+        &env.event_source,
+        op.name,
+        error.as_ref().map(|e| e.wire(protocol.wire()).code),
+        env.started.elapsed(),
+    );
     // Fail closed: no answer for a call whose event is not committed.
     match recorded {
         Ok(()) => response,
@@ -808,6 +824,29 @@ pub(crate) fn xml_response(status: u16, body: String) -> Response<Body> {
     r
 }
 
+/// Prometheus scrape, with the admin bearer token (counts and findings
+/// are not for anyone who can reach the port).
+fn metrics_endpoint(kc: &Keycard, parts: &Parts) -> Response<Body> {
+    let token = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let mut r = if kc.check_admin_token(token) {
+        Response::new(Body::from(metrics::render(kc)))
+    } else {
+        let mut r = Response::new(Body::from("bearer token required\n"));
+        *r.status_mut() = StatusCode::UNAUTHORIZED;
+        r
+    };
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}
+
 /// The local admin endpoint (`keycard accounts create` against a running
 /// server), guarded by the bearer token in `<data-dir>/admin.token`.
 async fn admin(kc: &Keycard, parts: &Parts, body: Body) -> Response<Body> {
@@ -824,6 +863,21 @@ async fn admin(kc: &Keycard, parts: &Parts, body: Body) -> Response<Body> {
         .unwrap_or("");
     if !kc.check_admin_token(token) {
         return reply(403, serde_json::json!({"error": "bad admin token"}));
+    }
+    if parts.uri.path().starts_with("/_keycard/admin/governance/")
+        || parts.uri.path() == "/_keycard/admin/clock"
+    {
+        let bytes = match http_body_util::Limited::new(body, 64 * 1024)
+            .collect()
+            .await
+        {
+            Ok(c) => c.to_bytes(),
+            Err(_) => return reply(400, serde_json::json!({"error": "body too large"})),
+        };
+        return match governance::admin(kc, parts, &bytes).await {
+            Some((status, v)) => reply(status, v),
+            None => reply(404, serde_json::json!({"error": "unknown admin path"})),
+        };
     }
     if parts.method == http::Method::GET
         && let Some(id) = parts.uri.path().strip_prefix("/_keycard/admin/instances/")

@@ -18,6 +18,7 @@ pub mod crypto;
 pub mod delivery;
 pub mod ec2;
 pub mod error;
+pub mod governance;
 pub mod iam;
 pub mod managed;
 pub mod model;
@@ -55,6 +56,9 @@ pub struct Config {
     pub instance_credential_refresh: i64,
     /// `--compat moto`: reset endpoints and auth-off start.
     pub compat_moto: bool,
+    /// `--test-clock`: the admin endpoint may move governance's clock
+    /// forward (tests of age-based rules without waiting).
+    pub test_clock: bool,
     /// Most audit events waiting for the writer; `record` waits beyond it.
     pub audit_queue: usize,
 }
@@ -69,10 +73,14 @@ impl Config {
             instance_credential_lifetime: 6 * 3600,
             instance_credential_refresh: 3600,
             compat_moto: false,
+            test_clock: false,
             audit_queue: audit::DEFAULT_QUEUE,
         }
     }
 }
+
+/// How long governance waits after a change for the next ones to join.
+const GOVERNANCE_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {
@@ -106,6 +114,12 @@ pub struct Keycard {
     pub runtime: RwLock<Runtime>,
     /// Last-used data changed in memory and not yet in the store.
     last_used_dirty: Mutex<iam::LastUsedDirty>,
+    /// Findings and KPIs.
+    pub governance: governance::Governance,
+    /// Bumped after every committed change (governance re-evaluates).
+    changes: tokio::sync::watch::Sender<u64>,
+    /// Seconds governance's clock runs ahead (`--test-clock` only).
+    clock_offset: std::sync::atomic::AtomicI64,
 }
 
 /// Addresses the running process serves on, for `keycard exec`.
@@ -176,7 +190,11 @@ impl Keycard {
             }
         };
         let mut state = State::default();
+        let governance = governance::Governance::load(store.as_ref()).await?;
         for rec in store.load_all().await? {
+            if governance::KINDS.contains(&rec.kind.as_str()) {
+                continue;
+            }
             let e = Entity::from_record(&rec.kind, &rec.value)
                 .map_err(|e| format!("record {}/{}: {e}", rec.kind, rec.key))?;
             state.put(e);
@@ -212,6 +230,9 @@ impl Keycard {
             instance_events: tokio::sync::watch::channel(0).0,
             runtime: RwLock::new(Runtime::default()),
             last_used_dirty: Mutex::new(Default::default()),
+            governance,
+            changes: tokio::sync::watch::channel(0).0,
+            clock_offset: std::sync::atomic::AtomicI64::new(0),
         });
         managed::install(&kc).await?;
         kc.ensure_default_account().await?;
@@ -276,7 +297,75 @@ impl Keycard {
         if instances {
             self.instance_events.send_modify(|n| *n += 1);
         }
+        self.changes.send_modify(|n| *n += 1);
         Ok(())
+    }
+
+    /// Wakes after any committed change.
+    pub fn watch_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Governance's "now": the real clock, moved forward by `--test-clock`.
+    pub fn governance_now(&self) -> i64 {
+        now() + self.clock_offset.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Move governance's clock forward (only with `--test-clock`); returns
+    /// the new offset, or None when the server runs without the flag.
+    pub fn advance_clock(&self, seconds: i64) -> Option<i64> {
+        if !self.config.test_clock || seconds < 0 {
+            return None;
+        }
+        let add = seconds.min(100 * 365 * 86_400);
+        Some(
+            self.clock_offset
+                .fetch_add(add, std::sync::atomic::Ordering::Relaxed)
+                + add,
+        )
+    }
+
+    /// Re-evaluate governance shortly after every change (changes close
+    /// together share one evaluation) and every `period` for the
+    /// age-based rules. Ends with the keycard.
+    pub fn spawn_governance(
+        self: &Arc<Self>,
+        period: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        let mut changes = self.watch_changes();
+        tokio::spawn(async move {
+            loop {
+                if let Some(kc) = weak.upgrade()
+                    && let Err(e) = kc.evaluate_governance().await
+                {
+                    tracing::warn!(error = %e, "governance evaluation failed; will retry");
+                }
+                match tokio::time::timeout(period, changes.changed()).await {
+                    Ok(Err(_)) => return,
+                    Ok(Ok(())) => tokio::time::sleep(GOVERNANCE_DEBOUNCE).await,
+                    Err(_) => {}
+                }
+                changes.borrow_and_update();
+            }
+        })
+    }
+
+    /// Evaluate every governance rule now and store the outcome.
+    pub async fn evaluate_governance(&self) -> Result<governance::Delta> {
+        let now = self.governance_now();
+        let (observed, input) = {
+            let st = self.state();
+            let facts = governance::Facts::default();
+            (
+                governance::rules::evaluate(&st, now, &facts, governance::user_data_secrets),
+                governance::KpiInput::from_state(&st),
+            )
+        };
+        Ok(self
+            .governance
+            .evaluate(observed, input, now, self.store.as_ref())
+            .await?)
     }
 
     /// The account that owns access key id `key_id`, to attribute a failed
