@@ -111,6 +111,7 @@ def samples(e):
     inst_arn = f"arn:aws:ec2:{REGION}:{a}:instance/{e['instance']}"
     obj = f"arn:aws:s3:::{b}/{k}"
     bucket = f"arn:aws:s3:::{b}"
+    hub = f"arn:aws:securityhub:{REGION}:{a}:hub/default"
     doc_text = doc(allow("s3:GetObject"))
     return {
         # IAM
@@ -393,17 +394,40 @@ def samples(e):
         "ListParts": ("s3", "list_parts", {"Bucket": b, "Key": "mp.bin", "UploadId": e["upload"]}, f"{bucket}/mp.bin"),
         # CloudTrail
         "LookupEvents": ("cloudtrail", "lookup_events", {}, "*"),
+        # Organizations (keycard accounts are in none)
+        "DescribeOrganization": ("organizations", "describe_organization", {}, "*"),
+        "ListAccounts": ("organizations", "list_accounts", {}, "*"),
+        "ListRoots": ("organizations", "list_roots", {}, "*"),
+        # (Same name as IAM's: qualified by the service.)
+        "organizations.ListPolicies": ("organizations", "list_policies", {"Filter": "SERVICE_CONTROL_POLICY"}, "*"),
+        "ListDelegatedAdministrators": ("organizations", "list_delegated_administrators", {}, "*"),
+        # Security Hub
+        "DescribeHub": ("securityhub", "describe_hub", {}, hub),
+        "GetFindings": ("securityhub", "get_findings", {}, hub),
+        "BatchUpdateFindings": (
+            "securityhub",
+            "batch_update_findings",
+            {"FindingIdentifiers": [{"Id": "x", "ProductArn": "y"}], "Workflow": {"Status": "NOTIFIED"}},
+            hub,
+        ),
     }
+
+
+def sample_key(row, table):
+    """A row's sample: by operation name, or `service.Name` where two
+    services share the name."""
+    qualified = f"{row['eventSource'].split('.')[0]}.{row['operation']}"
+    return qualified if qualified in table else row["operation"]
 
 
 def test_every_operation_refuses_a_principal_without_permissions(keycard, estate):
     rows = operations()
     table = samples(estate)
-    assert {r["operation"] for r in rows} == set(table), "every row needs a sample call, and only rows"
+    assert {sample_key(r, table) for r in rows} == set(table), "every row needs a sample call, and only rows"
     clients = {}
     refused = 0
     for row in rows:
-        service, method, params, resource = table[row["operation"]]
+        service, method, params, resource = table[sample_key(row, table)]
         c = clients.setdefault(service, keycard.client(service, creds=estate["creds"]))
         call = getattr(c, method)
         if not row["actions"]:
@@ -421,7 +445,8 @@ def test_every_operation_refuses_a_principal_without_permissions(keycard, estate
             out = call(**params)
         except ClientError as e:
             code = error_code(e)
-            want = "UnauthorizedOperation" if service == "ec2" else "AccessDenied"
+            want = {"ec2": "UnauthorizedOperation", "organizations": "AccessDeniedException",
+                    "securityhub": "AccessDeniedException"}.get(service, "AccessDenied")
             if resource is None:  # HEAD: no body, so the code is the status
                 assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 403, row
             else:

@@ -19,8 +19,10 @@ mod iam;
 mod metrics;
 mod moto;
 pub mod ops;
+mod organizations;
 mod render;
 mod s3;
+mod securityhub;
 mod sts;
 
 use std::net::SocketAddr;
@@ -557,6 +559,8 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
             Protocol::S3 => s3::handle(&mut req).await,
             Protocol::CloudTrail => cloudtrail::handle(&mut req).await,
             Protocol::Ec2 => ec2::handle(&mut req).await,
+            Protocol::Organizations => organizations::handle(&mut req),
+            Protocol::SecurityHub => securityhub::handle(&mut req).await,
             Protocol::Other(_) => Err(unknown_operation(protocol, &name)),
         }
     };
@@ -679,7 +683,8 @@ fn op_name(protocol: Protocol, parts: &Parts, body: &[u8]) -> Result<String, Ser
                 })
         }
         Protocol::S3 => Ok(s3::op_name(parts).to_string()),
-        Protocol::CloudTrail | Protocol::Other(_) => {
+        Protocol::SecurityHub => Ok(securityhub::op_name(parts)),
+        Protocol::CloudTrail | Protocol::Organizations | Protocol::Other(_) => {
             match parts
                 .headers
                 .get("x-amz-target")
@@ -721,9 +726,10 @@ fn unknown_operation(protocol: Protocol, name: &str) -> ServiceError {
         Protocol::S3 => ServiceError::NotImplemented(
             "A header you provided implies functionality that is not implemented".into(),
         ),
-        Protocol::CloudTrail | Protocol::Other(_) => {
-            ServiceError::InvalidAction(format!("Unknown operation {name}"))
-        }
+        Protocol::CloudTrail
+        | Protocol::Organizations
+        | Protocol::SecurityHub
+        | Protocol::Other(_) => ServiceError::InvalidAction(format!("Unknown operation {name}")),
     }
 }
 

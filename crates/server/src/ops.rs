@@ -294,9 +294,36 @@ pub static S3: &[OpDef] = &[
 /// CloudTrail.
 pub static CLOUDTRAIL: &[OpDef] = &[same!(CloudTrail, "cloudtrail", "LookupEvents", RO)];
 
+/// Organizations: what a standalone account (in no organization) answers.
+pub static ORGANIZATIONS: &[OpDef] = &[
+    same!(Organizations, "organizations", "DescribeOrganization", RO),
+    same!(Organizations, "organizations", "ListAccounts", RO),
+    same!(Organizations, "organizations", "ListRoots", RO),
+    same!(Organizations, "organizations", "ListPolicies", RO),
+    same!(
+        Organizations,
+        "organizations",
+        "ListDelegatedAdministrators",
+        RO
+    ),
+];
+
+/// Security Hub: keycard's governance findings in ASFF.
+pub static SECURITYHUB: &[OpDef] = &[
+    same!(SecurityHub, "securityhub", "DescribeHub", RO),
+    same!(SecurityHub, "securityhub", "GetFindings", RO),
+    same!(SecurityHub, "securityhub", "BatchUpdateFindings", RW),
+];
+
 /// Every table, for `keycard operations` and the tests that walk them.
 pub fn all() -> impl Iterator<Item = &'static OpDef> {
-    IAM.iter().chain(STS).chain(EC2).chain(S3).chain(CLOUDTRAIL)
+    IAM.iter()
+        .chain(STS)
+        .chain(EC2)
+        .chain(S3)
+        .chain(CLOUDTRAIL)
+        .chain(ORGANIZATIONS)
+        .chain(SECURITYHUB)
 }
 
 /// The table of a protocol.
@@ -307,6 +334,8 @@ pub fn table(p: Protocol) -> &'static [OpDef] {
         Protocol::Ec2 => EC2,
         Protocol::S3 => S3,
         Protocol::CloudTrail => CLOUDTRAIL,
+        Protocol::Organizations => ORGANIZATIONS,
+        Protocol::SecurityHub => SECURITYHUB,
         Protocol::Other(_) => &[],
     }
 }

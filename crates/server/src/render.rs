@@ -16,6 +16,10 @@ pub enum Protocol {
     S3,
     Ec2,
     CloudTrail,
+    /// AWS Organizations (JSON 1.1): answered as for an account in no organization.
+    Organizations,
+    /// Security Hub (REST-JSON): keycard's findings in ASFF.
+    SecurityHub,
     /// A service keycard does not serve, answered in its own family's shape.
     Other(Wire),
 }
@@ -30,6 +34,8 @@ impl Protocol {
             "s3" => Protocol::S3,
             "ec2" => Protocol::Ec2,
             "cloudtrail" => Protocol::CloudTrail,
+            "organizations" => Protocol::Organizations,
+            "securityhub" => Protocol::SecurityHub,
             _ => Protocol::Other(shape_of(parts)),
         }
     }
@@ -41,6 +47,8 @@ impl Protocol {
             Protocol::S3 => "s3.amazonaws.com",
             Protocol::Ec2 => "ec2.amazonaws.com",
             Protocol::CloudTrail => "cloudtrail.amazonaws.com",
+            Protocol::Organizations => "organizations.amazonaws.com",
+            Protocol::SecurityHub => "securityhub.amazonaws.com",
             Protocol::Other(_) => "",
         }
     }
@@ -52,6 +60,7 @@ impl Protocol {
             Protocol::Ec2 => Wire::Ec2,
             Protocol::S3 => Wire::S3,
             Protocol::CloudTrail => Wire::CloudTrail,
+            Protocol::Organizations | Protocol::SecurityHub => Wire::Json,
             Protocol::Other(w) => w,
         }
     }

@@ -133,6 +133,11 @@ pub enum ServiceError {
     InstanceLimitExceeded(String),
     #[error("{0}")]
     InvalidIpAddressInUse(String),
+    // Organizations / Security Hub
+    #[error("{0}")]
+    OrganizationsNotInUse(String),
+    #[error("{0}")]
+    ResourceNotFound(String),
     // Server side
     #[error("{0}")]
     ServiceUnavailable(String),
@@ -206,6 +211,8 @@ impl ServiceError {
             InvalidAmiIdMalformed(_) => "InvalidAMIID.Malformed",
             InstanceLimitExceeded(_) => "InstanceLimitExceeded",
             InvalidIpAddressInUse(_) => "InvalidIPAddress.InUse",
+            OrganizationsNotInUse(_) => "AWSOrganizationsNotInUseException",
+            ResourceNotFound(_) => "ResourceNotFoundException",
             ServiceUnavailable(_) => "ServiceUnavailable",
             Internal(_) => "InternalFailure",
         }
@@ -220,7 +227,8 @@ impl ServiceError {
             | NoSuchKey(_)
             | NoSuchUpload(_)
             | NoSuchBucketPolicy(_)
-            | NoSuchTagSet(_) => 404,
+            | NoSuchTagSet(_)
+            | ResourceNotFound(_) => 404,
             EntityAlreadyExists(_)
             | DeleteConflict(_)
             | LimitExceeded(_)
@@ -285,6 +293,8 @@ impl ServiceError {
                 own("InvalidLookupAttributesException", 400)
             }
             (Wire::Json, InvalidAction(_)) => own("UnknownOperationException", 400),
+            (Wire::Json, AccessDenied(_)) => own("AccessDeniedException", 403),
+            (Wire::Json, InvalidInput(_)) => own("InvalidInputException", 400),
             _ => own(self.code(), self.status()),
         }
     }
