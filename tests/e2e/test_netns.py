@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import ACCOUNT, EC2_TRUST
+from conftest import ACCOUNT, EC2_TRUST, keycard_bin
 
 
 def _netns_available() -> bool:
@@ -143,3 +143,29 @@ def test_shutdown_removes_all_and_restart_recreates(kc, seed_instance):
     # The namespace appears a moment before its metadata listener binds.
     curl = ("curl", "-s", "http://169.254.169.254/latest/meta-data/instance-id")
     assert wait_for(lambda: kc.exec(seed_instance, *curl).stdout == seed_instance)
+
+
+def test_user_key_used_on_an_instance_with_a_role_is_a_finding(kc, seed_instance):
+    """KC-IAM-012: the workload moved to an instance role but still signs
+    with an IAM user's key; keycard sees the key's calls come from the
+    instance's private address."""
+    import sys
+
+    user, creds = kc.new_user(policy={"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}]})
+    p = kc.exec(seed_instance, "env", f"AWS_ACCESS_KEY_ID={creds['AccessKeyId']}",
+                f"AWS_SECRET_ACCESS_KEY={creds['SecretAccessKey']}",
+                sys.executable, "-m", "awscli", "--output", "json", "sts", "get-caller-identity")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["Arn"].endswith(f"user/{user['UserName']}")
+
+    def finding():
+        out = subprocess.run([str(keycard_bin()), "posture", "--data-dir", str(kc.data_dir), "--json"],
+                             capture_output=True, text=True, timeout=60, check=True)
+        return [f for f in json.loads(out.stdout)["findings"]
+                if f["rule"] == "KC-IAM-012" and f["resource"].endswith(creds["AccessKeyId"])]
+
+    found = finding()
+    assert found and seed_instance in found[0]["detail"] and found[0]["severity"] == "HIGH"
+    kc.client("iam").delete_access_key(UserName=user["UserName"], AccessKeyId=creds["AccessKeyId"])
+    assert finding() == []

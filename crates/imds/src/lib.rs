@@ -42,7 +42,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// Serve keycard's API on a listener (used inside instance namespaces).
-pub type ApiServe = Arc<dyn Fn(TcpListener) + Send + Sync>;
+pub type ApiServe = Arc<dyn Fn(TcpListener, Option<std::net::IpAddr>) + Send + Sync>;
 
 /// How instances reach their metadata service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,7 +308,8 @@ impl Imds {
         if let Some(api) = &self.opts.api {
             let api = api.clone();
             let l = TcpListener::from_std(api_l)?;
-            tasks.push(tokio::spawn(async move { api(l) }));
+            let source = ip.parse().ok();
+            tasks.push(tokio::spawn(async move { api(l, source) }));
         }
         Ok(Live {
             slot_addr: addr,

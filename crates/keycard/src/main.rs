@@ -429,14 +429,17 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let api_kc = kc.clone();
             let api_stop = stop_rx.clone();
-            let api: keycard_imds::ApiServe = Arc::new(move |l| {
+            let api: keycard_imds::ApiServe = Arc::new(move |l, source| {
                 let kc = api_kc.clone();
                 let mut stop = api_stop.clone();
                 tokio::spawn(async move {
-                    let _ = keycard_server::serve(kc, l, async move {
+                    let stopped = async move {
                         let _ = stop.wait_for(|s| *s).await;
-                    })
-                    .await;
+                    };
+                    let _ = match source {
+                        Some(ip) => keycard_server::serve_instance(kc, l, ip, stopped).await,
+                        None => keycard_server::serve(kc, l, stopped).await,
+                    };
                 });
             });
             let imds = keycard_imds::Imds::new(

@@ -63,6 +63,30 @@ pub fn router(kc: Arc<Keycard>) -> axum::Router {
     axum::Router::new().fallback(handle).with_state(kc)
 }
 
+/// The address of the instance a listener belongs to: requests arriving
+/// on an instance's own API listener (inside its network namespace) come
+/// from the instance's private address, as in a VPC, whatever the socket
+/// says (it says 127.0.0.1).
+#[derive(Clone, Copy, Debug)]
+pub struct InstanceSource(pub std::net::IpAddr);
+
+/// Serve an instance's own API listener until `shutdown` resolves.
+pub async fn serve_instance(
+    kc: Arc<Keycard>,
+    listener: tokio::net::TcpListener,
+    source: std::net::IpAddr,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(kc)
+            .layer(axum::Extension(InstanceSource(source)))
+            .into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
 /// Serve on `listener` until `shutdown` resolves.
 pub async fn serve(
     kc: Arc<Keycard>,
@@ -376,8 +400,13 @@ fn is_read_name(name: &str) -> bool {
 async fn handle(
     State(kc): State<Arc<Keycard>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    source: Option<axum::Extension<InstanceSource>>,
     req: Request<Body>,
 ) -> Response<Body> {
+    let peer = match source {
+        Some(axum::Extension(InstanceSource(ip))) => SocketAddr::new(ip, peer.port()),
+        None => peer,
+    };
     let (parts, body) = req.into_parts();
     if kc.config.compat_moto && parts.uri.path().starts_with("/moto-api/") {
         return moto::handle(&kc, &parts, body).await;
@@ -511,7 +540,7 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
             .await;
     }
     let ctx = request_context(&kc, &authn.caller, &env);
-    kc.touch_credentials(&authn.caller, &service, &env.region);
+    kc.touch_credentials(&authn.caller, &service, &env.region, &env.source_ip);
     let mut req = Req {
         kc: kc.clone(),
         parts,

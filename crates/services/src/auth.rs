@@ -447,7 +447,7 @@ impl Keycard {
     /// A call was made with the caller's credentials: a long-term key's
     /// last use moves, and a call signed with a role session is the role
     /// being used (its `RoleLastUsed` moves), with service and region.
-    pub fn touch_credentials(&self, caller: &Caller, service: &str, region: &str) {
+    pub fn touch_credentials(&self, caller: &Caller, service: &str, region: &str, source_ip: &str) {
         match &caller.kind {
             CallerKind::Session(s) => {
                 if let Some(role) = &s.claims.role {
@@ -456,6 +456,7 @@ impl Keycard {
             }
             _ if !caller.access_key_id.is_empty() => {
                 self.touch_access_key(&caller.access_key_id, service, region);
+                self.note_key_source(&caller.access_key_id, source_ip);
             }
             _ => {}
         }

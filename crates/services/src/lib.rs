@@ -120,6 +120,9 @@ pub struct Keycard {
     changes: tokio::sync::watch::Sender<u64>,
     /// Seconds governance's clock runs ahead (`--test-clock` only).
     clock_offset: std::sync::atomic::AtomicI64,
+    /// The address each long-term key last signed from (since start): an
+    /// instance's private address means the key lives on that instance.
+    key_sources: Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// Addresses the running process serves on, for `keycard exec`.
@@ -233,6 +236,7 @@ impl Keycard {
             governance,
             changes: tokio::sync::watch::channel(0).0,
             clock_offset: std::sync::atomic::AtomicI64::new(0),
+            key_sources: Mutex::new(Default::default()),
         });
         managed::install(&kc).await?;
         kc.ensure_default_account().await?;
@@ -351,12 +355,38 @@ impl Keycard {
         })
     }
 
+    /// Remember where a long-term key signs from (changes only).
+    pub(crate) fn note_key_source(&self, key_id: &str, source_ip: &str) {
+        let mut m = self.key_sources.lock().unwrap_or_else(|e| e.into_inner());
+        if m.get(key_id).is_none_or(|ip| ip != source_ip) {
+            m.insert(key_id.to_string(), source_ip.to_string());
+        }
+    }
+
+    /// Facts from the traffic: user keys last used from an address that
+    /// is a live instance's private address.
+    fn governance_facts(&self, st: &State) -> governance::Facts {
+        let by_ip: std::collections::HashMap<&str, &str> = st
+            .instances
+            .values()
+            .filter(|i| !i.is_terminated())
+            .filter_map(|i| i.private_ip.as_deref().map(|ip| (ip, i.id.as_str())))
+            .collect();
+        let sources = self.key_sources.lock().unwrap_or_else(|e| e.into_inner());
+        governance::Facts {
+            keys_used_from_instances: sources
+                .iter()
+                .filter_map(|(k, ip)| by_ip.get(ip.as_str()).map(|i| (k.clone(), i.to_string())))
+                .collect(),
+        }
+    }
+
     /// Evaluate every governance rule now and store the outcome.
     pub async fn evaluate_governance(&self) -> Result<governance::Delta> {
         let now = self.governance_now();
         let (observed, input) = {
             let st = self.state();
-            let facts = governance::Facts::default();
+            let facts = self.governance_facts(&st);
             (
                 governance::rules::evaluate(&st, now, &facts, governance::user_data_secrets),
                 governance::KpiInput::from_state(&st),
