@@ -266,13 +266,7 @@ fn meta_data(kc: &Keycard, inst: &Instance, path: &str, delivery: Delivery) -> R
         "security-groups" => text("default".into()),
         "placement" => listing(&["availability-zone", "availability-zone-id", "region"]),
         "placement/availability-zone" => text(inst.availability_zone()),
-        "placement/availability-zone-id" => text(format!(
-            "{}-az1",
-            inst.region
-                .split('-')
-                .map(|p| &p[..p.len().min(3)])
-                .collect::<String>()
-        )),
+        "placement/availability-zone-id" => text(keycard_services::vpc::zone_id(&inst.region, 0)),
         "placement/region" => text(inst.region.clone()),
         "tags" if tags_on => listing(&["instance"]),
         "tags/instance" if tags_on => {
