@@ -14,6 +14,7 @@
 
 mod cloudtrail;
 mod ec2;
+mod ec2_network;
 mod iam;
 mod moto;
 pub mod ops;
