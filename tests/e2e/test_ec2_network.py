@@ -140,6 +140,14 @@ def test_instance_network_agrees_across_calls(keycard, ec2, vpc):
     assert imds("/latest/meta-data/mac") == eni["MacAddress"]
     assert imds("/latest/meta-data/local-ipv4") == d["PrivateIpAddress"]
     assert imds("/latest/meta-data/placement/availability-zone-id") == subnet["AvailabilityZoneId"]
+    base = f"/latest/meta-data/network/interfaces/macs/{eni['MacAddress']}/"
+    assert imds("/latest/meta-data/network/interfaces/macs/") == eni["MacAddress"] + "/"
+    assert imds(base + "interface-id") == eni["NetworkInterfaceId"]
+    assert imds(base + "subnet-id") == subnet["SubnetId"]
+    assert imds(base + "vpc-id") == vpc["VpcId"]
+    assert imds(base + "security-group-ids") == sg["GroupId"]
+    assert imds(base + "subnet-ipv4-cidr-block") == subnet["CidrBlock"]
+    assert imds(base + "local-ipv4s") == d["PrivateIpAddress"]
 
     found = ec2.describe_network_interfaces(Filters=[{"Name": "attachment.instance-id", "Values": [iid]}])
     n, = found["NetworkInterfaces"]
