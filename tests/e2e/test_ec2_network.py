@@ -222,6 +222,9 @@ def test_pagination(keycard_fresh):
     assert len(rest["NetworkInterfaces"]) == 2 and "NextToken" not in rest
     ids = [n["NetworkInterfaceId"] for n in page["NetworkInterfaces"] + rest["NetworkInterfaces"]]
     assert len(set(ids)) == 7
+    expect_error("InvalidParameterCombination", ec2.describe_network_interfaces, NetworkInterfaceIds=ids[:1], MaxResults=5)
+    vpc_id = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    assert [v["VpcId"] for v in ec2.describe_vpcs(VpcIds=[vpc_id], MaxResults=5)["Vpcs"]] == [vpc_id]
     pages = ec2.get_paginator("describe_network_interfaces").paginate(PaginationConfig={"PageSize": 5})
     assert sorted(n["NetworkInterfaceId"] for p in pages for n in p["NetworkInterfaces"]) == sorted(ids)
     subnet = [s for s in ec2.describe_subnets()["Subnets"] if s["AvailabilityZone"] == f"{REGION}a"][0]

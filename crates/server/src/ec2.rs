@@ -389,10 +389,7 @@ pub(crate) fn iso8601_ms(t: i64) -> String {
     format!("{}.000Z", s.trim_end_matches('Z'))
 }
 
-pub(crate) fn page_params(
-    p: &Params,
-    min: usize,
-) -> Result<(Option<String>, Option<usize>), ServiceError> {
+fn page_params(p: &Params, min: usize) -> Result<(Option<String>, Option<usize>), ServiceError> {
     let limit = ec2::max_results(p.get("MaxResults"), min, 1000)?;
     let after = p.get("NextToken").map(ec2::parse_next_token).transpose()?;
     Ok((after, limit))

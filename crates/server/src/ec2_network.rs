@@ -10,14 +10,14 @@ use keycard_proto::query::Params;
 use keycard_proto::xml::{XmlWriter, ec2_response};
 use keycard_services::ServiceError;
 use keycard_services::auth::ResourcePolicy;
-use keycard_services::ec2::Instance;
+use keycard_services::ec2::{self, Instance};
 use keycard_services::vpc::{
     self, DEFAULT_GROUP, DEFAULT_GROUP_DESCRIPTION, DefaultNetwork, NetworkInterface, Subnet,
     VPC_CIDR,
 };
 
 use crate::Req;
-use crate::ec2::{dry_run_ok, filters, ids, iso8601_ms, page_params};
+use crate::ec2::{dry_run_ok, filters, ids, iso8601_ms};
 
 type Out = Result<String, ServiceError>;
 
@@ -106,15 +106,12 @@ fn next_xml(w: &mut XmlWriter, next: &Option<String>) {
     }
 }
 
-/// `Name.N` ids given together with MaxResults: AWS refuses the mix.
-fn ids_or_paging(p: &Params, name: &str) -> Result<Vec<String>, ServiceError> {
-    let wanted = ids(p, name);
-    if !wanted.is_empty() && p.contains("MaxResults") {
-        return Err(ServiceError::InvalidParameterCombination(format!(
-            "The parameter {name}s cannot be used with the parameter maxResults"
-        )));
-    }
-    Ok(wanted)
+/// MaxResults (5..`max`, as botocore models each operation) and
+/// NextToken.
+fn paging(p: &Params, max: usize) -> Result<(Option<String>, Option<usize>), ServiceError> {
+    let limit = ec2::max_results(p.get("MaxResults"), 5, max)?;
+    let after = p.get("NextToken").map(ec2::parse_next_token).transpose()?;
+    Ok((after, limit))
 }
 
 fn bool_true(p: &Params, name: &str) -> bool {
@@ -198,20 +195,28 @@ fn zones(req: &Req, p: &Params, net: &DefaultNetwork) -> Out {
     }))
 }
 
-/// The one default resource of a kind, filtered by ids and filters.
+/// How one kind of default resource is asked for: its ids parameter,
+/// its filter names, and its largest MaxResults.
+struct Kind {
+    id_param: &'static str,
+    filters: &'static [&'static str],
+    max: usize,
+}
+
+/// The one default resource of a kind, filtered by ids and filters:
+/// whether it is shown, and the next token.
 fn only_default(
     p: &Params,
     net: &DefaultNetwork,
-    id_param: &str,
+    kind: Kind,
     id: &str,
     missing: impl Fn(&[&str]) -> ServiceError,
-    known: &[&str],
     facts: impl Fn(&DefaultNetwork) -> vpc::Facts,
 ) -> Result<(bool, Option<String>), ServiceError> {
-    let wanted = ids_or_paging(p, id_param)?;
-    let (after, limit) = page_params(p, 5)?;
+    let wanted = ids(p, kind.id_param);
+    let (after, limit) = paging(p, kind.max)?;
     let items = vpc::pick(vec![net], &wanted, |_| id, missing)?;
-    let items = vpc::select(items, &filters(p), known, |n| facts(n))?;
+    let items = vpc::select(items, &filters(p), kind.filters, |n| facts(n))?;
     let (items, next) = vpc::page(items, after.as_deref(), limit, |_| id);
     Ok((!items.is_empty(), next))
 }
@@ -220,10 +225,13 @@ fn vpcs(req: &Req, p: &Params, net: &DefaultNetwork) -> Out {
     let (show, next) = only_default(
         p,
         net,
-        "VpcId",
+        Kind {
+            id_param: "VpcId",
+            filters: vpc::VPC_FILTERS,
+            max: 1000,
+        },
         &net.vpc_id,
         |x| ServiceError::InvalidVpcIdNotFound(vpc::not_found_message("vpc", x)),
-        vpc::VPC_FILTERS,
         vpc::vpc_facts,
     )?;
     Ok(respond(req, |w| {
@@ -262,8 +270,8 @@ fn vpc_xml(w: &mut XmlWriter, n: &DefaultNetwork) {
 }
 
 fn subnets(req: &Req, p: &Params, net: &DefaultNetwork) -> Out {
-    let wanted = ids_or_paging(p, "SubnetId")?;
-    let (after, limit) = page_params(p, 5)?;
+    let wanted = ids(p, "SubnetId");
+    let (after, limit) = paging(p, 1000)?;
     let items: Vec<(usize, &Subnet)> = net.subnets.iter().enumerate().collect();
     let items = vpc::pick(
         items,
@@ -326,7 +334,7 @@ fn subnet_xml(w: &mut XmlWriter, n: &DefaultNetwork, s: &Subnet, free: u32) {
 }
 
 fn groups(req: &Req, p: &Params, net: &DefaultNetwork) -> Out {
-    let wanted = ids_or_paging(p, "GroupId")?;
+    let wanted = ids(p, "GroupId");
     let names = ids(p, "GroupName");
     for id in &wanted {
         if !id.starts_with("sg-") {
@@ -344,7 +352,11 @@ fn groups(req: &Req, p: &Params, net: &DefaultNetwork) -> Out {
     let (show, next) = only_default(
         p,
         net,
-        "GroupId",
+        Kind {
+            id_param: "GroupId",
+            filters: vpc::GROUP_FILTERS,
+            max: 1000,
+        },
         &net.security_group_id,
         |x| match x {
             [id] => ServiceError::InvalidGroupNotFound(format!(
@@ -355,7 +367,6 @@ fn groups(req: &Req, p: &Params, net: &DefaultNetwork) -> Out {
                 x.join(", ")
             )),
         },
-        vpc::GROUP_FILTERS,
         vpc::group_facts,
     )?;
     Ok(respond(req, |w| {
@@ -412,10 +423,13 @@ fn acls(req: &Req, p: &Params, net: &DefaultNetwork) -> Out {
     let (show, next) = only_default(
         p,
         net,
-        "NetworkAclId",
+        Kind {
+            id_param: "NetworkAclId",
+            filters: vpc::ACL_FILTERS,
+            max: 1000,
+        },
         &net.network_acl_id,
         |x| ServiceError::InvalidNetworkAclIdNotFound(vpc::not_found_message("network ACL", x)),
-        vpc::ACL_FILTERS,
         vpc::acl_facts,
     )?;
     Ok(respond(req, |w| {
@@ -465,10 +479,13 @@ fn route_tables(req: &Req, p: &Params, net: &DefaultNetwork) -> Out {
     let (show, next) = only_default(
         p,
         net,
-        "RouteTableId",
+        Kind {
+            id_param: "RouteTableId",
+            filters: vpc::ROUTE_TABLE_FILTERS,
+            max: 100,
+        },
         &net.route_table_id,
         |x| ServiceError::InvalidRouteTableIdNotFound(vpc::not_found_message("route table", x)),
-        vpc::ROUTE_TABLE_FILTERS,
         vpc::route_table_facts,
     )?;
     Ok(respond(req, |w| {
@@ -520,7 +537,11 @@ fn gateways(req: &Req, p: &Params, net: &DefaultNetwork) -> Out {
     let (show, next) = only_default(
         p,
         net,
-        "InternetGatewayId",
+        Kind {
+            id_param: "InternetGatewayId",
+            filters: vpc::GATEWAY_FILTERS,
+            max: 1000,
+        },
         &net.internet_gateway_id,
         |x| {
             ServiceError::InvalidInternetGatewayIdNotFound(vpc::not_found_message(
@@ -528,7 +549,6 @@ fn gateways(req: &Req, p: &Params, net: &DefaultNetwork) -> Out {
                 x,
             ))
         },
-        vpc::GATEWAY_FILTERS,
         vpc::gateway_facts,
     )?;
     Ok(respond(req, |w| {
@@ -552,8 +572,14 @@ fn gateways(req: &Req, p: &Params, net: &DefaultNetwork) -> Out {
 }
 
 fn interfaces(req: &Req, p: &Params) -> Out {
-    let wanted = ids_or_paging(p, "NetworkInterfaceId")?;
-    let (after, limit) = page_params(p, 5)?;
+    let wanted = ids(p, "NetworkInterfaceId");
+    // The one Describe here whose model forbids ids with MaxResults.
+    if !wanted.is_empty() && p.contains("MaxResults") {
+        return Err(ServiceError::InvalidParameterCombination(
+            "The parameter NetworkInterfaceIds cannot be used with the parameter maxResults".into(),
+        ));
+    }
+    let (after, limit) = paging(p, 1000)?;
     let items = req.kc.network_interfaces(&req.caller.account, &req.region);
     let items = vpc::pick(
         items,
