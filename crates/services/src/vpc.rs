@@ -760,6 +760,47 @@ mod tests {
         assert_eq!(a.subnets.len(), 3);
     }
 
+    fn filter(name: &str, v: &str) -> Filter {
+        Filter {
+            name: name.into(),
+            values: vec![v.into()],
+        }
+    }
+
+    #[test]
+    fn filters_ids_and_pages() {
+        let n = DefaultNetwork::new("111111111111", "us-east-1");
+        let subnets = || n.subnets.clone();
+        let facts = |s: &Subnet| subnet_facts(&n, s);
+        let got = select(
+            subnets(),
+            &[filter("cidr-block", "172.31.16.*")],
+            SUBNET_FILTERS,
+            facts,
+        )
+        .expect("select");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got.first().map(|s| s.zone.as_str()), Some("us-east-1b"));
+        let tagged = select(subnets(), &[filter("tag:Name", "*")], SUBNET_FILTERS, facts);
+        assert_eq!(tagged.expect("tag filter").len(), 0);
+        assert!(select(subnets(), &[filter("bogus", "x")], SUBNET_FILTERS, facts).is_err());
+        let missing = pick(
+            subnets(),
+            &["subnet-0".into()],
+            |s| &s.id,
+            |x| ServiceError::InvalidSubnetIdNotFound(not_found_message("subnet", x)),
+        );
+        assert_eq!(
+            missing.map_err(|e| e.code()).err(),
+            Some("InvalidSubnetID.NotFound")
+        );
+        let (first, next) = page(subnets(), None, Some(2), |s| &s.id);
+        assert_eq!(first.len(), 2);
+        let after = next.map(|t| crate::ec2::parse_next_token(&t).expect("token"));
+        let (rest, none) = page(subnets(), after.as_deref(), Some(2), |s| &s.id);
+        assert_eq!((rest.len(), none), (1, None));
+    }
+
     #[test]
     fn zone_ids_follow_aws() {
         assert_eq!(zone_id("us-east-1", 0), "use1-az1");
