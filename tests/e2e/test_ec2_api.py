@@ -75,8 +75,14 @@ def test_run_instances_rejects_bad_input_and_launches_nothing(keycard_fresh, kwa
 
 def test_private_ip_in_use(keycard_fresh):
     ec2 = keycard_fresh.client("ec2")
-    ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, PrivateIpAddress="10.1.2.3")
-    expect_error("InvalidIPAddress.InUse", ec2.run_instances, ImageId=AMI, MinCount=1, MaxCount=1, PrivateIpAddress="10.1.2.3")
+    # Requested addresses must lie in the default subnet (172.31.0.0/20).
+    expect_error("InvalidParameterValue", ec2.run_instances, ImageId=AMI, MinCount=1, MaxCount=1, PrivateIpAddress="10.1.2.3")
+    expect_error("InvalidParameterValue", ec2.run_instances, ImageId=AMI, MinCount=1, MaxCount=1, PrivateIpAddress="172.31.0.1")
+    ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, PrivateIpAddress="172.31.0.5")
+    expect_error("InvalidIPAddress.InUse", ec2.run_instances, ImageId=AMI, MinCount=1, MaxCount=1, PrivateIpAddress="172.31.0.5")
+    # The next automatic address (172.31.0.5) is taken: another free one in the subnet.
+    auto = ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1)["Instances"][0]
+    assert auto["PrivateIpAddress"] == "172.31.0.4"
 
 
 def test_client_token_is_idempotent(keycard_fresh):

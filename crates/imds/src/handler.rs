@@ -8,6 +8,7 @@ use keycard_services::Keycard;
 use keycard_services::delivery::{Delivery, RoleCredentials, instance_role};
 use keycard_services::ec2::{Instance, user_data_bytes};
 use keycard_services::sts::iso8601;
+use keycard_services::vpc;
 
 use crate::{identity, token};
 
@@ -170,6 +171,62 @@ fn put_token(kc: &Keycard, inst: &Instance, path: &str, headers: &HeaderMap, now
     r
 }
 
+/// `network/interfaces/macs/<mac>/…`: the primary interface as
+/// DescribeNetworkInterfaces shows it (keycard_services::vpc).
+fn network(inst: &Instance, path: &str) -> Reply {
+    let Some(eni) = vpc::interface_of(inst) else {
+        return not_found();
+    };
+    let mac_dir = format!("{}/", eni.mac);
+    let Some(rest) = path.strip_prefix("network/interfaces/macs/") else {
+        return match path {
+            "network" => listing(&["interfaces/"]),
+            "network/interfaces" => listing(&["macs/"]),
+            "network/interfaces/macs" => listing(&[mac_dir.as_str()]),
+            _ => not_found(),
+        };
+    };
+    let (mac, leaf) = rest.split_once('/').unwrap_or((rest, ""));
+    if mac != eni.mac {
+        return not_found();
+    }
+    let subnet_cidr = vpc::DefaultNetwork::new(&eni.account, &eni.region)
+        .instance_subnet()
+        .map(|s| s.cidr)
+        .unwrap_or_default();
+    let text = |s: &str| reply(200, s.to_string());
+    match leaf {
+        "" => listing(&[
+            "device-number",
+            "interface-id",
+            "local-hostname",
+            "local-ipv4s",
+            "mac",
+            "owner-id",
+            "security-group-ids",
+            "security-groups",
+            "subnet-id",
+            "subnet-ipv4-cidr-block",
+            "vpc-id",
+            "vpc-ipv4-cidr-block",
+            "vpc-ipv4-cidr-blocks",
+        ]),
+        "device-number" => text("0"),
+        "interface-id" => text(&eni.id),
+        "local-hostname" => text(&eni.private_dns),
+        "local-ipv4s" => text(&eni.private_ip),
+        "mac" => text(&eni.mac),
+        "owner-id" => text(&eni.account),
+        "security-group-ids" => text(&eni.group_id),
+        "security-groups" => text(vpc::DEFAULT_GROUP),
+        "subnet-id" => text(&eni.subnet_id),
+        "subnet-ipv4-cidr-block" => text(subnet_cidr),
+        "vpc-id" => text(&eni.vpc_id),
+        "vpc-ipv4-cidr-block" | "vpc-ipv4-cidr-blocks" => text(vpc::VPC_CIDR),
+        _ => not_found(),
+    }
+}
+
 /// Directory listings: one entry a line, no trailing newline.
 fn listing(entries: &[&str]) -> Reply {
     reply(200, entries.join("\n"))
@@ -244,6 +301,7 @@ fn meta_data(kc: &Keycard, inst: &Instance, path: &str, delivery: Delivery) -> R
                 "local-hostname",
                 "local-ipv4",
                 "mac",
+                "network/",
                 "placement/",
                 "reservation-id",
                 "security-groups",
@@ -266,14 +324,9 @@ fn meta_data(kc: &Keycard, inst: &Instance, path: &str, delivery: Delivery) -> R
         "security-groups" => text("default".into()),
         "placement" => listing(&["availability-zone", "availability-zone-id", "region"]),
         "placement/availability-zone" => text(inst.availability_zone()),
-        "placement/availability-zone-id" => text(format!(
-            "{}-az1",
-            inst.region
-                .split('-')
-                .map(|p| &p[..p.len().min(3)])
-                .collect::<String>()
-        )),
+        "placement/availability-zone-id" => text(vpc::zone_id(&inst.region, 0)),
         "placement/region" => text(inst.region.clone()),
+        l if l == "network" || l.starts_with("network/") => network(inst, l),
         "tags" if tags_on => listing(&["instance"]),
         "tags/instance" if tags_on => {
             let keys: Vec<&str> = inst.tags.iter().map(|t| t.key.as_str()).collect();

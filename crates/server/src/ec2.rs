@@ -24,11 +24,11 @@ fn bad(msg: impl Into<String>) -> ServiceError {
     ServiceError::InvalidParameterValue(msg.into())
 }
 
-fn ids(p: &Params, name: &str) -> Vec<String> {
+pub(crate) fn ids(p: &Params, name: &str) -> Vec<String> {
     p.list(name).into_iter().map(str::to_string).collect()
 }
 
-fn filters(p: &Params) -> Vec<Filter> {
+pub(crate) fn filters(p: &Params) -> Vec<Filter> {
     p.structs("Filter")
         .into_iter()
         .map(|f| Filter {
@@ -38,7 +38,7 @@ fn filters(p: &Params) -> Vec<Filter> {
         .collect()
 }
 
-fn bool_param(p: &Params, name: &str) -> Result<bool, ServiceError> {
+pub(crate) fn bool_param(p: &Params, name: &str) -> Result<bool, ServiceError> {
     match p.get(name) {
         None => Ok(false),
         Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
@@ -157,7 +157,7 @@ impl Req {
 }
 
 /// DryRun: permission checks passed, so say so and stop.
-fn dry_run_ok() -> ServiceError {
+pub(crate) fn dry_run_ok() -> ServiceError {
     ServiceError::DryRunOperation("Request would have succeeded, but DryRun flag is set.".into())
 }
 
@@ -180,6 +180,7 @@ pub async fn handle(req: &mut Req) -> R {
         "ModifyInstanceMetadataOptions" => modify_metadata(req, &p, dry).await?,
         "DescribeInstanceAttribute" => describe_attribute(req, &p, dry)?,
         "CreateTags" | "DeleteTags" => tag_ops(req, &p, dry, action).await?,
+        n if crate::ec2_network::handles(n) => crate::ec2_network::handle(req, &p, dry)?,
         // A row without an arm: the table and this match disagree.
         other => {
             return Err(ServiceError::Internal(format!(
@@ -354,7 +355,7 @@ fn instance_xml(w: &mut XmlWriter, i: &Instance, shown_state: Option<&str>) {
     if live && let Some(ip) = &i.private_ip {
         w.elem("privateIpAddress", ip);
     }
-    w.empty("groupSet");
+    crate::ec2_network::instance_network_xml(w, i);
     if let Some(r) = &i.state_reason {
         let code = r.split(':').next().unwrap_or(r);
         w.start("stateReason")
@@ -383,7 +384,7 @@ fn instance_xml(w: &mut XmlWriter, i: &Instance, shown_state: Option<&str>) {
     w.end("item");
 }
 
-fn iso8601_ms(t: i64) -> String {
+pub(crate) fn iso8601_ms(t: i64) -> String {
     let s = iso8601(t);
     format!("{}.000Z", s.trim_end_matches('Z'))
 }

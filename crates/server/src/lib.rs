@@ -14,6 +14,7 @@
 
 mod cloudtrail;
 mod ec2;
+mod ec2_network;
 pub mod governance;
 mod iam;
 mod metrics;

@@ -206,6 +206,33 @@ pub static EC2: &[OpDef] = &[
     same!(Ec2, "ec2", "DescribeInstanceAttribute", RO),
     same!(Ec2, "ec2", "CreateTags", RW),
     same!(Ec2, "ec2", "DeleteTags", RW),
+    // The network surface (ec2_network.rs): the default VPC and its
+    // parts, and empty answers for what keycard has none of.
+    same!(Ec2, "ec2", "DescribeRegions", RO),
+    same!(Ec2, "ec2", "DescribeAvailabilityZones", RO),
+    same!(Ec2, "ec2", "DescribeVpcs", RO),
+    same!(Ec2, "ec2", "DescribeSubnets", RO),
+    same!(Ec2, "ec2", "DescribeSecurityGroups", RO),
+    same!(Ec2, "ec2", "DescribeNetworkAcls", RO),
+    same!(Ec2, "ec2", "DescribeNetworkInterfaces", RO),
+    same!(Ec2, "ec2", "DescribeRouteTables", RO),
+    same!(Ec2, "ec2", "DescribeInternetGateways", RO),
+    same!(Ec2, "ec2", "DescribeVolumes", RO),
+    same!(Ec2, "ec2", "DescribeSnapshots", RO),
+    same!(Ec2, "ec2", "DescribeImages", RO),
+    same!(Ec2, "ec2", "DescribeAddresses", RO),
+    same!(Ec2, "ec2", "DescribeLaunchTemplates", RO),
+    same!(Ec2, "ec2", "DescribeLaunchTemplateVersions", RO),
+    same!(Ec2, "ec2", "DescribeVpcEndpoints", RO),
+    same!(Ec2, "ec2", "DescribeVpcPeeringConnections", RO),
+    same!(Ec2, "ec2", "DescribeVpnConnections", RO),
+    same!(Ec2, "ec2", "DescribeClientVpnEndpoints", RO),
+    same!(Ec2, "ec2", "DescribeTransitGateways", RO),
+    same!(Ec2, "ec2", "DescribeFlowLogs", RO),
+    same!(Ec2, "ec2", "GetEbsEncryptionByDefault", RO),
+    same!(Ec2, "ec2", "GetInstanceMetadataDefaults", RO),
+    same!(Ec2, "ec2", "GetSnapshotBlockPublicAccessState", RO),
+    same!(Ec2, "ec2", "GetImageBlockPublicAccessState", RO),
 ];
 
 /// An S3 row: its operation name and the action it needs.

@@ -12,7 +12,7 @@ use crate::error::{Result, ServiceError};
 use crate::model::{Change, Entity, InstanceProfile, Tag};
 use crate::state::State;
 use crate::sts::Session;
-use crate::{Keycard, crypto, now};
+use crate::{Keycard, crypto, now, vpc};
 
 /// Most instances one RunInstances call launches.
 pub const MAX_RUN_COUNT: u32 = 1000;
@@ -438,6 +438,16 @@ const INSTANCE_FILTERS: &[&str] = &[
     "metadata-options.instance-metadata-tags",
 ];
 
+/// DescribeInstances' filters: the instance's own and its network's.
+fn check_instance_filters(filters: &[Filter]) -> Result<()> {
+    let known: Vec<&str> = INSTANCE_FILTERS
+        .iter()
+        .chain(vpc::INSTANCE_NETWORK_FILTERS)
+        .copied()
+        .collect();
+    check_filters(filters, &known)
+}
+
 /// Reject unknown filter names before anything is read.
 pub fn check_filters(filters: &[Filter], known: &[&str]) -> Result<()> {
     for f in filters {
@@ -479,7 +489,7 @@ fn instance_matches(i: &Instance, f: &Filter) -> bool {
         "metadata-options.instance-metadata-tags" => any(&i.metadata.instance_metadata_tags),
         name => match name.strip_prefix("tag:") {
             Some(k) => i.tags.iter().any(|t| t.key == k && any(&t.value)),
-            None => false,
+            None => vpc::instance_fact(i, name).is_some_and(|v| v.iter().any(|x| any(x))),
         },
     }
 }
@@ -651,9 +661,27 @@ fn free_slots(st: &State, n: usize) -> Result<Vec<u32>> {
     Ok(slots)
 }
 
-fn slot_ip(slot: u32) -> String {
-    let (a, b) = slot_octets(slot);
-    format!("172.31.{}.{}", a.saturating_add(16), b)
+/// Private addresses of the live instances (all accounts: netns mode
+/// gives each its address on the host).
+fn live_addresses(st: &State) -> BTreeSet<String> {
+    st.instances
+        .values()
+        .filter(|i| !i.is_terminated())
+        .filter_map(|i| i.private_ip.clone())
+        .collect()
+}
+
+/// The slot's address in the default subnet, else the first free one
+/// (a requested address may hold the slot's).
+fn instance_address(slot: u32, used: &BTreeSet<String>) -> Result<String> {
+    vpc::slot_address(slot)
+        .filter(|a| !used.contains(a))
+        .or_else(|| vpc::free_address(used))
+        .ok_or_else(|| {
+            ServiceError::InsufficientFreeAddressesInSubnet(
+                "There are not enough free addresses in subnet to satisfy the requested number of instances.".into(),
+            )
+        })
 }
 
 fn ip_in_use(st: &State, ip: &str) -> bool {
@@ -725,11 +753,13 @@ impl Keycard {
             let reservation = hex_id("r-");
             let t = now();
             let mut out = Vec::with_capacity(count);
+            let mut used = live_addresses(st);
             for (n, slot) in slots.into_iter().enumerate() {
-                let mut ip = input.private_ip.clone().unwrap_or_else(|| slot_ip(slot));
-                if input.private_ip.is_none() && ip_in_use(st, &ip) {
-                    ip = slot_ip(slot + MAX_SLOTS / 2);
-                }
+                let ip = match &input.private_ip {
+                    Some(ip) => ip.clone(),
+                    None => instance_address(slot, &used)?,
+                };
+                used.insert(ip.clone());
                 out.push(Instance {
                     id: hex_id("i-"),
                     account: account.to_string(),
@@ -774,7 +804,7 @@ impl Keycard {
         after: Option<&str>,
         limit: Option<usize>,
     ) -> Result<(Vec<Instance>, Option<String>)> {
-        check_filters(filters, INSTANCE_FILTERS)?;
+        check_instance_filters(filters)?;
         let st = self.state();
         let chosen: Vec<&Instance> = if ids.is_empty() {
             st.instances
@@ -1147,6 +1177,7 @@ fn validate_run(st: &State, account: &str, input: &RunInput) -> Result<Option<In
                 "Cannot specify a private IP address when launching more than one instance".into(),
             ));
         }
+        vpc::check_requested_address(ip)?;
         if ip_in_use(st, ip) {
             return Err(ServiceError::InvalidIpAddressInUse(format!(
                 "Address {ip} is in use."

@@ -138,6 +138,49 @@ pub enum ServiceError {
     OrganizationsNotInUse(String),
     #[error("{0}")]
     ResourceNotFound(String),
+    // EC2 network (crates/services/src/vpc.rs)
+    #[error("{0}")]
+    InsufficientFreeAddressesInSubnet(String),
+    #[error("{0}")]
+    InvalidVpcIdNotFound(String),
+    #[error("{0}")]
+    InvalidSubnetIdNotFound(String),
+    #[error("{0}")]
+    InvalidGroupNotFound(String),
+    #[error("{0}")]
+    InvalidGroupIdMalformed(String),
+    #[error("{0}")]
+    InvalidNetworkAclIdNotFound(String),
+    #[error("{0}")]
+    InvalidRouteTableIdNotFound(String),
+    #[error("{0}")]
+    InvalidInternetGatewayIdNotFound(String),
+    #[error("{0}")]
+    InvalidNetworkInterfaceIdNotFound(String),
+    #[error("{0}")]
+    InvalidLaunchTemplateIdNotFound(String),
+    #[error("{0}")]
+    InvalidLaunchTemplateNameNotFound(String),
+    #[error("{0}")]
+    InvalidVolumeNotFound(String),
+    #[error("{0}")]
+    InvalidSnapshotNotFound(String),
+    #[error("{0}")]
+    InvalidAmiIdNotFound(String),
+    #[error("{0}")]
+    InvalidAddressNotFound(String),
+    #[error("{0}")]
+    InvalidAllocationIdNotFound(String),
+    #[error("{0}")]
+    InvalidVpcEndpointIdNotFound(String),
+    #[error("{0}")]
+    InvalidVpcPeeringConnectionIdNotFound(String),
+    #[error("{0}")]
+    InvalidVpnConnectionIdNotFound(String),
+    #[error("{0}")]
+    InvalidClientVpnEndpointIdNotFound(String),
+    #[error("{0}")]
+    InvalidTransitGatewayIdNotFound(String),
     // Server side
     #[error("{0}")]
     ServiceUnavailable(String),
@@ -213,6 +256,27 @@ impl ServiceError {
             InvalidIpAddressInUse(_) => "InvalidIPAddress.InUse",
             OrganizationsNotInUse(_) => "AWSOrganizationsNotInUseException",
             ResourceNotFound(_) => "ResourceNotFoundException",
+            InsufficientFreeAddressesInSubnet(_) => "InsufficientFreeAddressesInSubnet",
+            InvalidVpcIdNotFound(_) => "InvalidVpcID.NotFound",
+            InvalidSubnetIdNotFound(_) => "InvalidSubnetID.NotFound",
+            InvalidGroupNotFound(_) => "InvalidGroup.NotFound",
+            InvalidGroupIdMalformed(_) => "InvalidGroupId.Malformed",
+            InvalidNetworkAclIdNotFound(_) => "InvalidNetworkAclID.NotFound",
+            InvalidRouteTableIdNotFound(_) => "InvalidRouteTableID.NotFound",
+            InvalidInternetGatewayIdNotFound(_) => "InvalidInternetGatewayID.NotFound",
+            InvalidNetworkInterfaceIdNotFound(_) => "InvalidNetworkInterfaceID.NotFound",
+            InvalidLaunchTemplateIdNotFound(_) => "InvalidLaunchTemplateId.NotFound",
+            InvalidLaunchTemplateNameNotFound(_) => "InvalidLaunchTemplateName.NotFoundException",
+            InvalidVolumeNotFound(_) => "InvalidVolume.NotFound",
+            InvalidSnapshotNotFound(_) => "InvalidSnapshot.NotFound",
+            InvalidAmiIdNotFound(_) => "InvalidAMIID.NotFound",
+            InvalidAddressNotFound(_) => "InvalidAddress.NotFound",
+            InvalidAllocationIdNotFound(_) => "InvalidAllocationID.NotFound",
+            InvalidVpcEndpointIdNotFound(_) => "InvalidVpcEndpointId.NotFound",
+            InvalidVpcPeeringConnectionIdNotFound(_) => "InvalidVpcPeeringConnectionID.NotFound",
+            InvalidVpnConnectionIdNotFound(_) => "InvalidVpnConnectionID.NotFound",
+            InvalidClientVpnEndpointIdNotFound(_) => "InvalidClientVpnEndpointId.NotFound",
+            InvalidTransitGatewayIdNotFound(_) => "InvalidTransitGatewayID.NotFound",
             ServiceUnavailable(_) => "ServiceUnavailable",
             Internal(_) => "InternalFailure",
         }

@@ -26,6 +26,7 @@ pub mod s3;
 pub mod state;
 pub mod sts;
 pub mod validate;
+pub mod vpc;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,0 +1,331 @@
+"""The EC2 network surface governance tools read (Prowler and the like),
+with boto3 and the AWS CLI: the default VPC and its subnets, security
+group, network ACL, route table and internet gateway with AWS's values;
+an instance's VPC, subnet, interface and group agreeing across calls;
+filters, ids and their not-found errors; empty answers for what keycard
+has none of; per-account and per-region ids."""
+
+import json
+import subprocess
+
+import pytest
+
+from conftest import ACCOUNT, REGION, expect_error, keycard_bin
+
+AMI = "ami-0abcdef1234567890"
+
+
+def create_account(kc):
+    p = subprocess.run(
+        [str(keycard_bin()), "accounts", "create", "--data-dir", str(kc.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert p.returncode == 0, p.stderr[:300]
+    out = json.loads(p.stdout)
+    return out["accountId"], {"AccessKeyId": out["accessKeyId"], "SecretAccessKey": out["secretAccessKey"]}
+
+
+@pytest.fixture(scope="module")
+def ec2(keycard):
+    return keycard.client("ec2")
+
+
+@pytest.fixture(scope="module")
+def vpc(ec2):
+    vpcs = ec2.describe_vpcs()["Vpcs"]
+    assert len(vpcs) == 1
+    return vpcs[0]
+
+
+def test_default_vpc(ec2, vpc):
+    assert vpc["VpcId"].startswith("vpc-") and len(vpc["VpcId"]) == 21
+    assert vpc["CidrBlock"] == "172.31.0.0/16"
+    assert vpc["IsDefault"] is True and vpc["State"] == "available"
+    assert vpc["OwnerId"] == ACCOUNT and vpc["InstanceTenancy"] == "default"
+    assert vpc["CidrBlockAssociationSet"][0]["CidrBlock"] == "172.31.0.0/16"
+    assert vpc["CidrBlockAssociationSet"][0]["CidrBlockState"]["State"] == "associated"
+    assert vpc["DhcpOptionsId"].startswith("dopt-")
+    # Stable: the same answer again.
+    assert ec2.describe_vpcs()["Vpcs"] == [vpc]
+
+
+def test_default_subnets(ec2, vpc):
+    subnets = sorted(ec2.describe_subnets()["Subnets"], key=lambda s: s["AvailabilityZone"])
+    assert [(s["AvailabilityZone"], s["CidrBlock"]) for s in subnets] == [
+        (f"{REGION}a", "172.31.0.0/20"),
+        (f"{REGION}b", "172.31.16.0/20"),
+        (f"{REGION}c", "172.31.32.0/20"),
+    ]
+    assert [s["AvailabilityZoneId"] for s in subnets] == ["use1-az1", "use1-az2", "use1-az3"]
+    for s in subnets:
+        assert s["SubnetId"].startswith("subnet-") and len(s["SubnetId"]) == 24
+        assert s["VpcId"] == vpc["VpcId"] and s["OwnerId"] == ACCOUNT
+        assert s["DefaultForAz"] is True and s["MapPublicIpOnLaunch"] is True
+        assert s["State"] == "available"
+        assert s["SubnetArn"] == f"arn:aws:ec2:{REGION}:{ACCOUNT}:subnet/{s['SubnetId']}"
+        assert 0 < s["AvailableIpAddressCount"] <= 4091
+
+
+def test_default_security_group(ec2, vpc):
+    groups = ec2.describe_security_groups()["SecurityGroups"]
+    assert len(groups) == 1
+    g = groups[0]
+    assert g["GroupName"] == "default" and g["GroupId"].startswith("sg-")
+    assert g["Description"] == "default VPC security group"
+    assert g["VpcId"] == vpc["VpcId"] and g["OwnerId"] == ACCOUNT
+    inbound, = g["IpPermissions"]
+    assert inbound["IpProtocol"] == "-1" and inbound["IpRanges"] == []
+    assert inbound["UserIdGroupPairs"] == [{"UserId": ACCOUNT, "GroupId": g["GroupId"]}]
+    outbound, = g["IpPermissionsEgress"]
+    assert outbound["IpProtocol"] == "-1"
+    assert outbound["IpRanges"] == [{"CidrIp": "0.0.0.0/0"}] and outbound["UserIdGroupPairs"] == []
+
+
+def test_default_network_acl(ec2, vpc):
+    acls = ec2.describe_network_acls()["NetworkAcls"]
+    assert len(acls) == 1
+    acl = acls[0]
+    assert acl["IsDefault"] is True and acl["VpcId"] == vpc["VpcId"] and acl["NetworkAclId"].startswith("acl-")
+    entries = sorted((e["Egress"], e["RuleNumber"], e["RuleAction"], e["Protocol"], e["CidrBlock"]) for e in acl["Entries"])
+    assert entries == [
+        (False, 100, "allow", "-1", "0.0.0.0/0"),
+        (False, 32767, "deny", "-1", "0.0.0.0/0"),
+        (True, 100, "allow", "-1", "0.0.0.0/0"),
+        (True, 32767, "deny", "-1", "0.0.0.0/0"),
+    ]
+    subnets = {s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]}
+    assert {a["SubnetId"] for a in acl["Associations"]} == subnets
+
+
+def test_main_route_table_and_gateway(ec2, vpc):
+    igws = ec2.describe_internet_gateways()["InternetGateways"]
+    assert len(igws) == 1
+    igw = igws[0]
+    assert igw["InternetGatewayId"].startswith("igw-")
+    assert igw["Attachments"] == [{"State": "available", "VpcId": vpc["VpcId"]}]
+    rtbs = ec2.describe_route_tables()["RouteTables"]
+    assert len(rtbs) == 1
+    rtb = rtbs[0]
+    assert rtb["VpcId"] == vpc["VpcId"]
+    routes = {(r["DestinationCidrBlock"], r["GatewayId"], r["State"]) for r in rtb["Routes"]}
+    assert routes == {("172.31.0.0/16", "local", "active"), ("0.0.0.0/0", igw["InternetGatewayId"], "active")}
+    assoc, = rtb["Associations"]
+    assert assoc["Main"] is True and assoc["RouteTableId"] == rtb["RouteTableId"]
+    main = ec2.describe_route_tables(Filters=[{"Name": "association.main", "Values": ["true"]}])["RouteTables"]
+    assert main == rtbs
+
+
+def test_instance_network_agrees_across_calls(keycard, ec2, vpc):
+    inst = keycard.run_instance()
+    iid = inst["InstanceId"]
+    d = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+    sg = ec2.describe_security_groups()["SecurityGroups"][0]
+    subnet, = ec2.describe_subnets(Filters=[{"Name": "availability-zone", "Values": [f"{REGION}a"]}])["Subnets"]
+    assert d["VpcId"] == vpc["VpcId"] and d["SubnetId"] == subnet["SubnetId"]
+    assert d["SecurityGroups"] == [{"GroupId": sg["GroupId"], "GroupName": "default"}]
+    # The private address lies in the subnet's block (172.31.0.0/20).
+    octets = [int(x) for x in d["PrivateIpAddress"].split(".")]
+    assert octets[:2] == [172, 31] and octets[2] < 16
+    eni, = d["NetworkInterfaces"]
+    assert eni["NetworkInterfaceId"].startswith("eni-")
+    assert eni["SubnetId"] == subnet["SubnetId"] and eni["VpcId"] == vpc["VpcId"]
+    assert eni["PrivateIpAddress"] == d["PrivateIpAddress"] and eni["Status"] == "in-use"
+    assert eni["Attachment"]["DeviceIndex"] == 0 and eni["Attachment"]["Status"] == "attached"
+    assert eni["Groups"] == d["SecurityGroups"]
+    # The metadata service reports the same MAC, address and zone id.
+    tok = keycard.imds_token(iid)
+    imds = lambda p: keycard.imds(iid, p, token=tok)[2].decode()  # noqa: E731
+    assert imds("/latest/meta-data/mac") == eni["MacAddress"]
+    assert imds("/latest/meta-data/local-ipv4") == d["PrivateIpAddress"]
+    assert imds("/latest/meta-data/placement/availability-zone-id") == subnet["AvailabilityZoneId"]
+    base = f"/latest/meta-data/network/interfaces/macs/{eni['MacAddress']}/"
+    assert imds("/latest/meta-data/network/interfaces/macs/") == eni["MacAddress"] + "/"
+    assert imds(base + "interface-id") == eni["NetworkInterfaceId"]
+    assert imds(base + "subnet-id") == subnet["SubnetId"]
+    assert imds(base + "vpc-id") == vpc["VpcId"]
+    assert imds(base + "security-group-ids") == sg["GroupId"]
+    assert imds(base + "subnet-ipv4-cidr-block") == subnet["CidrBlock"]
+    assert imds(base + "local-ipv4s") == d["PrivateIpAddress"]
+
+    found = ec2.describe_network_interfaces(Filters=[{"Name": "attachment.instance-id", "Values": [iid]}])
+    n, = found["NetworkInterfaces"]
+    assert n["NetworkInterfaceId"] == eni["NetworkInterfaceId"]
+    assert n["Attachment"]["InstanceId"] == iid and n["Attachment"]["InstanceOwnerId"] == ACCOUNT
+    assert n["AvailabilityZone"] == f"{REGION}a" and n["MacAddress"] == eni["MacAddress"]
+    assert n["PrivateIpAddress"] == d["PrivateIpAddress"] and n["Groups"] == d["SecurityGroups"]
+    by_id = ec2.describe_network_interfaces(NetworkInterfaceIds=[n["NetworkInterfaceId"]])["NetworkInterfaces"]
+    assert by_id == [n]
+
+    # DescribeInstances filters on the network.
+    for name, value in [
+        ("vpc-id", vpc["VpcId"]),
+        ("subnet-id", subnet["SubnetId"]),
+        ("instance.group-id", sg["GroupId"]),
+        ("network-interface.network-interface-id", n["NetworkInterfaceId"]),
+    ]:
+        got = ec2.describe_instances(Filters=[{"Name": name, "Values": [value]}, {"Name": "instance-id", "Values": [iid]}])
+        assert [i["InstanceId"] for r in got["Reservations"] for i in r["Instances"]] == [iid], name
+    none = ec2.describe_instances(Filters=[{"Name": "subnet-id", "Values": ["subnet-00000000000000000"]}])
+    assert none["Reservations"] == []
+
+    # Termination removes the interface.
+    ec2.terminate_instances(InstanceIds=[iid])
+    gone = ec2.describe_network_interfaces(Filters=[{"Name": "attachment.instance-id", "Values": [iid]}])
+    assert gone["NetworkInterfaces"] == []
+    expect_error("InvalidNetworkInterfaceID.NotFound", ec2.describe_network_interfaces,
+                 NetworkInterfaceIds=[n["NetworkInterfaceId"]])
+
+
+def test_ids_filters_and_not_found(ec2, vpc):
+    vid = vpc["VpcId"]
+    assert ec2.describe_vpcs(VpcIds=[vid])["Vpcs"] == [vpc]
+    assert ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"] == [vpc]
+    assert ec2.describe_vpcs(Filters=[{"Name": "vpc-id", "Values": ["vpc-nope*"]}])["Vpcs"] == []
+    assert ec2.describe_vpcs(Filters=[{"Name": "tag:Name", "Values": ["x"]}])["Vpcs"] == []
+    e = expect_error("InvalidVpcID.NotFound", ec2.describe_vpcs, VpcIds=["vpc-0123456789abcdef0"])
+    assert "vpc-0123456789abcdef0" in e.response["Error"]["Message"]
+    expect_error("InvalidParameterValue", ec2.describe_vpcs, Filters=[{"Name": "no-such-filter", "Values": ["x"]}])
+
+    subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vid]}])["Subnets"]
+    assert len(subnets) == 3
+    one = subnets[0]["SubnetId"]
+    assert [s["SubnetId"] for s in ec2.describe_subnets(SubnetIds=[one])["Subnets"]] == [one]
+    assert len(ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]) == 3
+    expect_error("InvalidSubnetID.NotFound", ec2.describe_subnets, SubnetIds=["subnet-0123456789abcdef0"])
+
+    sg = ec2.describe_security_groups(GroupNames=["default"])["SecurityGroups"][0]
+    assert ec2.describe_security_groups(GroupIds=[sg["GroupId"]])["SecurityGroups"] == [sg]
+    assert ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["default"]}])["SecurityGroups"] == [sg]
+    assert ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vid]}])["SecurityGroups"] == [sg]
+    expect_error("InvalidGroup.NotFound", ec2.describe_security_groups, GroupIds=["sg-0123456789abcdef0"])
+    expect_error("InvalidGroup.NotFound", ec2.describe_security_groups, GroupNames=["web"])
+
+    expect_error("InvalidNetworkAclID.NotFound", ec2.describe_network_acls, NetworkAclIds=["acl-0123456789abcdef0"])
+    expect_error("InvalidRouteTableID.NotFound", ec2.describe_route_tables, RouteTableIds=["rtb-0123456789abcdef0"])
+    expect_error("InvalidInternetGatewayID.NotFound", ec2.describe_internet_gateways,
+                 InternetGatewayIds=["igw-0123456789abcdef0"])
+    gw = ec2.describe_internet_gateways(Filters=[{"Name": "attachment.vpc-id", "Values": [vid]}])
+    assert len(gw["InternetGateways"]) == 1
+
+
+def test_pagination(keycard_fresh):
+    ec2 = keycard_fresh.client("ec2")
+    first = ec2.describe_subnets(MaxResults=5)
+    assert len(first["Subnets"]) == 3 and "NextToken" not in first
+    expect_error("InvalidParameterValue", ec2.describe_subnets, NextToken="garbage")
+    ec2.run_instances(ImageId=AMI, MinCount=7, MaxCount=7)
+    page = ec2.describe_network_interfaces(MaxResults=5)
+    assert len(page["NetworkInterfaces"]) == 5 and page["NextToken"]
+    rest = ec2.describe_network_interfaces(MaxResults=5, NextToken=page["NextToken"])
+    assert len(rest["NetworkInterfaces"]) == 2 and "NextToken" not in rest
+    ids = [n["NetworkInterfaceId"] for n in page["NetworkInterfaces"] + rest["NetworkInterfaces"]]
+    assert len(set(ids)) == 7
+    expect_error("InvalidParameterCombination", ec2.describe_network_interfaces, NetworkInterfaceIds=ids[:1], MaxResults=5)
+    vpc_id = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    assert [v["VpcId"] for v in ec2.describe_vpcs(VpcIds=[vpc_id], MaxResults=5)["Vpcs"]] == [vpc_id]
+    pages = ec2.get_paginator("describe_network_interfaces").paginate(PaginationConfig={"PageSize": 5})
+    assert sorted(n["NetworkInterfaceId"] for p in pages for n in p["NetworkInterfaces"]) == sorted(ids)
+    subnet = [s for s in ec2.describe_subnets()["Subnets"] if s["AvailabilityZone"] == f"{REGION}a"][0]
+    assert subnet["AvailableIpAddressCount"] == 4091 - 7
+
+
+def test_regions_and_zones(ec2):
+    regions = ec2.describe_regions()["Regions"]
+    names = {r["RegionName"] for r in regions}
+    assert REGION in names and "eu-west-1" in names and "af-south-1" not in names
+    assert all(r["OptInStatus"] == "opt-in-not-required" for r in regions)
+    every = {r["RegionName"]: r["OptInStatus"] for r in ec2.describe_regions(AllRegions=True)["Regions"]}
+    assert every["af-south-1"] == "not-opted-in"
+    one = ec2.describe_regions(RegionNames=["eu-west-1"])["Regions"]
+    assert one == [{"Endpoint": "ec2.eu-west-1.amazonaws.com", "RegionName": "eu-west-1", "OptInStatus": "opt-in-not-required"}]
+    zones = ec2.describe_availability_zones()["AvailabilityZones"]
+    assert [z["ZoneName"] for z in zones] == [f"{REGION}a", f"{REGION}b", f"{REGION}c"]
+    assert all(z["State"] == "available" and z["RegionName"] == REGION for z in zones)
+    got = ec2.describe_availability_zones(Filters=[{"Name": "zone-id", "Values": ["use1-az2"]}])
+    assert [z["ZoneName"] for z in got["AvailabilityZones"]] == [f"{REGION}b"]
+
+
+@pytest.mark.parametrize(
+    "method,key,kwargs",
+    [
+        ("describe_volumes", "Volumes", {}),
+        ("describe_snapshots", "Snapshots", {"OwnerIds": ["self"]}),
+        ("describe_images", "Images", {"Owners": ["self"]}),
+        ("describe_addresses", "Addresses", {}),
+        ("describe_launch_templates", "LaunchTemplates", {}),
+        ("describe_vpc_endpoints", "VpcEndpoints", {}),
+        ("describe_vpc_peering_connections", "VpcPeeringConnections", {}),
+        ("describe_vpn_connections", "VpnConnections", {}),
+        ("describe_client_vpn_endpoints", "ClientVpnEndpoints", {}),
+        ("describe_transit_gateways", "TransitGateways", {}),
+        ("describe_flow_logs", "FlowLogs", {}),
+    ],
+)
+def test_empty_lists(ec2, method, key, kwargs):
+    out = getattr(ec2, method)(**kwargs)
+    assert out[key] == [], out
+
+
+@pytest.mark.parametrize(
+    "method,kwargs,code",
+    [
+        ("describe_volumes", {"VolumeIds": ["vol-0123456789abcdef0"]}, "InvalidVolume.NotFound"),
+        ("describe_snapshots", {"SnapshotIds": ["snap-0123456789abcdef0"]}, "InvalidSnapshot.NotFound"),
+        ("describe_images", {"ImageIds": [AMI]}, "InvalidAMIID.NotFound"),
+        ("describe_launch_templates", {"LaunchTemplateNames": ["my-template"]}, "InvalidLaunchTemplateName.NotFoundException"),
+        ("describe_launch_template_versions", {"LaunchTemplateId": "lt-0123456789abcdef0"},
+         "InvalidLaunchTemplateId.NotFound"),
+        ("describe_launch_template_versions", {"LaunchTemplateName": "my-template"},
+         "InvalidLaunchTemplateName.NotFoundException"),
+        ("describe_vpc_endpoints", {"VpcEndpointIds": ["vpce-0123456789abcdef0"]}, "InvalidVpcEndpointId.NotFound"),
+    ],
+)
+def test_named_resources_do_not_exist(ec2, method, kwargs, code):
+    expect_error(code, getattr(ec2, method), **kwargs)
+
+
+def test_account_settings(ec2):
+    assert ec2.get_ebs_encryption_by_default()["EbsEncryptionByDefault"] is False
+    assert ec2.get_instance_metadata_defaults()["AccountLevel"] == {}
+    assert ec2.get_snapshot_block_public_access_state()["State"] == "unblocked"
+    assert ec2.get_image_block_public_access_state()["ImageBlockPublicAccessState"] == "block-new-sharing"
+
+
+def test_dry_run(ec2):
+    expect_error("DryRunOperation", ec2.describe_vpcs, DryRun=True)
+
+
+def test_accounts_and_regions_have_their_own_network(keycard, vpc):
+    other_account, root = create_account(keycard)
+    other = keycard.client("ec2", creds=root)
+    theirs = other.describe_vpcs()["Vpcs"]
+    assert len(theirs) == 1 and theirs[0]["OwnerId"] == other_account
+    assert theirs[0]["VpcId"] != vpc["VpcId"] and theirs[0]["CidrBlock"] == "172.31.0.0/16"
+    expect_error("InvalidVpcID.NotFound", other.describe_vpcs, VpcIds=[vpc["VpcId"]])
+    mine = {s["SubnetId"] for s in keycard.client("ec2").describe_subnets()["Subnets"]}
+    assert not mine & {s["SubnetId"] for s in other.describe_subnets()["Subnets"]}
+    # An instance of the other account is not among this account's interfaces.
+    iid = other.run_instances(ImageId=AMI, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    got = keycard.client("ec2").describe_network_interfaces(
+        Filters=[{"Name": "attachment.instance-id", "Values": [iid]}])["NetworkInterfaces"]
+    assert got == []
+    # Another region: another VPC.
+    eu = keycard.client("ec2", region_name="eu-west-1").describe_vpcs()["Vpcs"]
+    assert len(eu) == 1 and eu[0]["VpcId"] != vpc["VpcId"]
+
+
+def test_ids_survive_a_restart(keycard_fresh):
+    before = keycard_fresh.client("ec2").describe_vpcs()["Vpcs"][0]["VpcId"]
+    keycard_fresh.restart()
+    assert keycard_fresh.client("ec2").describe_vpcs()["Vpcs"][0]["VpcId"] == before
+
+
+def test_cli_describe_vpcs_and_security_groups(keycard, vpc):
+    out = keycard.aws("ec2", "describe-vpcs", "--filters", "Name=is-default,Values=true")
+    assert [v["VpcId"] for v in out["Vpcs"]] == [vpc["VpcId"]]
+    sg = keycard.aws("ec2", "describe-security-groups", "--group-names", "default")
+    assert sg["SecurityGroups"][0]["VpcId"] == vpc["VpcId"]
+    err = keycard.aws_error("ec2", "describe-subnets", "--subnet-ids", "subnet-0123456789abcdef0")
+    assert err.code == "InvalidSubnetID.NotFound"
