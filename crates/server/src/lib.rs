@@ -15,8 +15,10 @@
 mod cloudtrail;
 mod ec2;
 mod iam;
+mod iam_governance;
 mod moto;
 pub mod ops;
+mod qr;
 mod render;
 mod s3;
 mod sts;

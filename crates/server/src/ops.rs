@@ -141,6 +141,27 @@ pub static IAM: &[OpDef] = &[
     same!(Iam, "iam", "ListInstanceProfilesForRole", RO),
     same!(Iam, "iam", "GetAccountSummary", RO),
     same!(Iam, "iam", "GetAccountAuthorizationDetails", RO),
+    // Governance records (server/src/iam_governance.rs).
+    same!(Iam, "iam", "CreateLoginProfile", RW),
+    same!(Iam, "iam", "GetLoginProfile", RO),
+    same!(Iam, "iam", "UpdateLoginProfile", RW),
+    same!(Iam, "iam", "DeleteLoginProfile", RW),
+    same!(Iam, "iam", "ChangePassword", RW),
+    same!(Iam, "iam", "UpdateAccountPasswordPolicy", RW),
+    same!(Iam, "iam", "GetAccountPasswordPolicy", RO),
+    same!(Iam, "iam", "DeleteAccountPasswordPolicy", RW),
+    same!(Iam, "iam", "CreateVirtualMFADevice", RW),
+    same!(Iam, "iam", "EnableMFADevice", RW),
+    same!(Iam, "iam", "DeactivateMFADevice", RW),
+    same!(Iam, "iam", "DeleteVirtualMFADevice", RW),
+    same!(Iam, "iam", "ListVirtualMFADevices", RO),
+    same!(Iam, "iam", "ListMFADevices", RO),
+    same!(Iam, "iam", "ResyncMFADevice", RW),
+    same!(Iam, "iam", "CreateAccountAlias", RW),
+    same!(Iam, "iam", "DeleteAccountAlias", RW),
+    same!(Iam, "iam", "ListAccountAliases", RO),
+    same!(Iam, "iam", "GenerateCredentialReport", RW),
+    same!(Iam, "iam", "GetCredentialReport", RO),
 ];
 
 /// STS. GetCallerIdentity and GetSessionToken need no permission on AWS.

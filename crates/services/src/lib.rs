@@ -19,6 +19,7 @@ pub mod delivery;
 pub mod ec2;
 pub mod error;
 pub mod iam;
+pub mod iam_governance;
 pub mod managed;
 pub mod model;
 pub mod s3;
@@ -368,6 +369,7 @@ impl Keycard {
                         created,
                         root_key_id: kid.clone(),
                         alias: None,
+                        governance: Default::default(),
                     })),
                     Change::Put(Entity::AccessKey(model::AccessKey {
                         account: acct.clone(),
@@ -443,11 +445,13 @@ impl Keycard {
             if let Some(old) = st.accounts.get(&acct) {
                 changes.push(Change::Delete("access_key", old.root_key_id.clone()));
             }
+            let old = st.accounts.get(&acct);
             changes.push(Change::Put(Entity::Account(Account {
                 id: acct.clone(),
                 created,
                 root_key_id: kid.clone(),
-                alias: None,
+                alias: old.and_then(|a| a.alias.clone()),
+                governance: old.map(|a| a.governance.clone()).unwrap_or_default(),
             })));
             changes.push(Change::Put(Entity::AccessKey(model::AccessKey {
                 account: acct.clone(),
