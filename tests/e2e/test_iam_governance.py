@@ -395,3 +395,35 @@ def test_credential_report(keycard_fresh):
     assert again["GeneratedTime"] == generated and "cr-later" not in again["Content"].decode()
     cli = kc.aws("iam", "get-credential-report")
     assert base64.b64decode(cli["Content"]).decode() == text
+
+
+# ------------------------------------------------------------ managed policies
+
+GOVERNANCE_MANAGED = {
+    "SecurityAudit": "/", "ReadOnlyAccess": "/", "ViewOnlyAccess": "/job-function/", "AWSSupportAccess": "/",
+    "AWSCloudShellFullAccess": "/", "AdministratorAccess": "/", "PowerUserAccess": "/", "IAMFullAccess": "/",
+    "AmazonS3FullAccess": "/", "AmazonS3ReadOnlyAccess": "/", "AmazonEC2FullAccess": "/",
+    "AmazonEC2ReadOnlyAccess": "/", "AmazonSSMManagedInstanceCore": "/",
+}
+
+
+def test_aws_managed_policies_tools_look_up(keycard):
+    iam = keycard.client("iam")
+    for name, path in GOVERNANCE_MANAGED.items():
+        arn = f"arn:aws:iam::aws:policy{path}{name}"
+        pol = iam.get_policy(PolicyArn=arn)["Policy"]
+        assert pol["PolicyName"] == name and pol["Path"] == path
+        d = iam.get_policy_version(PolicyArn=arn, VersionId=pol["DefaultVersionId"])["PolicyVersion"]["Document"]
+        assert d["Version"] == "2012-10-17" and d["Statement"], name
+    sec = iam.get_policy_version(PolicyArn="arn:aws:iam::aws:policy/SecurityAudit", VersionId="v1")
+    actions = {a for s in sec["PolicyVersion"]["Document"]["Statement"] for a in
+               ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert "iam:GenerateCredentialReport" in actions
+    # A user with SecurityAudit can read the governance records.
+    _, creds = keycard.new_user(managed=["arn:aws:iam::aws:policy/SecurityAudit"])
+    auditor = keycard.client("iam", creds=creds)
+    auditor.list_virtual_mfa_devices()
+    auditor.get_account_summary()
+    auditor.generate_credential_report()
+    auditor.get_credential_report()
+    expect_error("AccessDenied", auditor.create_account_alias, AccountAlias="not-allowed")
