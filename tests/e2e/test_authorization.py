@@ -301,6 +301,18 @@ def samples(e):
         "ListAccountAliases": ("iam", "list_account_aliases", {}, "*"),
         "GenerateCredentialReport": ("iam", "generate_credential_report", {}, "*"),
         "GetCredentialReport": ("iam", "get_credential_report", {}, "*"),
+        "GenerateServiceLastAccessedDetails": (
+            "iam",
+            "generate_service_last_accessed_details",
+            {"Arn": user_arn},
+            user_arn,
+        ),
+        "GetServiceLastAccessedDetails": (
+            "iam",
+            "get_service_last_accessed_details",
+            {"JobId": "00000000-0000-0000-0000-000000000000"},
+            "*",
+        ),
         # STS (AWS requires no permission for the first two)
         "GetCallerIdentity": ("sts", "get_caller_identity", {}, None),
         "GetSessionToken": ("sts", "get_session_token", {}, None),

@@ -10,11 +10,12 @@ import csv
 import hashlib
 import hmac
 import io
+import json
 import struct
 import time
 from datetime import datetime, timezone
 
-from conftest import ACCOUNT, expect_error, unique
+from conftest import ACCOUNT, allow, expect_error, trust_for, unique
 
 GOOD = "Good-Pass-123"
 
@@ -427,3 +428,57 @@ def test_aws_managed_policies_tools_look_up(keycard):
     auditor.generate_credential_report()
     auditor.get_credential_report()
     expect_error("AccessDenied", auditor.create_account_alias, AccountAlias="not-allowed")
+
+
+# ------------------------------------------------------ service last accessed
+
+
+def job(iam, arn, granularity="SERVICE_LEVEL"):
+    jid = iam.generate_service_last_accessed_details(Arn=arn, Granularity=granularity)["JobId"]
+    out = iam.get_service_last_accessed_details(JobId=jid)
+    assert out["JobStatus"] == "COMPLETED" and out["JobType"] == granularity
+    return jid, {s["ServiceNamespace"]: s for s in out["ServicesLastAccessed"]}
+
+
+def test_service_last_accessed_from_the_audit_trail(keycard_fresh):
+    kc = keycard_fresh
+    iam = kc.client("iam")
+    policy = allow(["s3:ListAllMyBuckets", "ec2:RunInstances", "iam:GetUser", "sts:AssumeRole",
+                    "iam:GetServiceLastAccessedDetails"])
+    user, creds = kc.new_user(name="sla-user", policy=policy)
+    kc.client("s3", creds=creds).list_buckets()
+    expect_error("UnauthorizedOperation", kc.client("ec2", creds=creds).describe_instances)
+    role = kc.new_role(trust_for(user["Arn"]), name="sla-role", policy=allow("s3:ListAllMyBuckets"))
+    got = kc.client("sts", creds=creds).assume_role(RoleArn=role["Arn"], RoleSessionName="sla")["Credentials"]
+    kc.client("s3", creds=got).list_buckets()
+    iam.create_group(GroupName="sla-group")
+    iam.put_group_policy(GroupName="sla-group", PolicyName="p", PolicyDocument=json.dumps(allow("s3:ListBucket")))
+    iam.add_user_to_group(GroupName="sla-group", UserName="sla-user")
+    now = datetime.now(timezone.utc)
+
+    jid, svc = job(iam, user["Arn"])
+    assert set(svc) == {"s3", "ec2", "iam", "sts"}
+    assert svc["s3"]["ServiceName"] == "Amazon S3"
+    assert svc["s3"]["LastAuthenticatedEntity"] == user["Arn"]
+    assert svc["s3"]["LastAuthenticatedRegion"] == "us-east-1"
+    assert abs((svc["s3"]["LastAuthenticated"] - now).total_seconds()) < 120
+    assert svc["s3"]["TotalAuthenticatedEntities"] == 1
+    assert "LastAuthenticated" in svc["ec2"], "denied attempts count"
+    assert "LastAuthenticated" not in svc["iam"], "granted but not used"
+    assert "TrackedActionsLastAccessed" not in svc["s3"]
+
+    _, act = job(iam, user["Arn"], "ACTION_LEVEL")
+    names = {a["ActionName"] for a in act["s3"]["TrackedActionsLastAccessed"]}
+    assert "ListBuckets" in names
+
+    _, rsvc = job(iam, role["Arn"])
+    assert set(rsvc) == {"s3"} and rsvc["s3"]["LastAuthenticatedEntity"] == role["Arn"]
+    _, gsvc = job(iam, f"arn:aws:iam::{ACCOUNT}:group/sla-group")
+    assert set(gsvc) == {"s3"} and gsvc["s3"]["LastAuthenticatedEntity"] == user["Arn"]
+
+    # Only the principal that generated the job may read it.
+    mine = kc.client("iam", creds=creds)
+    expect_error("NoSuchEntity", mine.get_service_last_accessed_details, JobId=jid)
+    expect_error("NoSuchEntity", iam.get_service_last_accessed_details, JobId="00000000-0000-0000-0000-000000000000")
+    expect_error("NoSuchEntity", iam.generate_service_last_accessed_details, Arn=f"arn:aws:iam::{ACCOUNT}:user/ghost")
+    expect_error("InvalidInput", iam.generate_service_last_accessed_details, Arn="arn:aws:s3:::some-bucket")

@@ -10,6 +10,7 @@ use keycard_proto::query::Params;
 use keycard_proto::xml::{IAM_XMLNS, XmlWriter, query_response};
 use keycard_services::ServiceError;
 use keycard_services::auth::Check;
+use keycard_services::iam_access::{Granularity, ServiceAccess};
 use keycard_services::iam_governance::{PasswordPolicy, VirtualMfa};
 use keycard_services::model::User;
 use keycard_services::sts::iso8601;
@@ -43,6 +44,8 @@ pub(crate) const OPS: &[&str] = &[
     "ListAccountAliases",
     "GenerateCredentialReport",
     "GetCredentialReport",
+    "GenerateServiceLastAccessedDetails",
+    "GetServiceLastAccessedDetails",
 ];
 
 /// Decide `iam:<op>` on one resource, with that resource's tags.
@@ -208,6 +211,31 @@ fn authorize_change_password(req: &mut Req, me: String, allowed: bool) -> Result
         }
         other => other,
     }
+}
+
+fn service_access_xml(w: &mut XmlWriter, s: &ServiceAccess, g: Granularity) {
+    w.start("member")
+        .elem("ServiceName", &s.name)
+        .elem("ServiceNamespace", &s.namespace);
+    if let Some(l) = &s.last {
+        w.elem("LastAuthenticated", &iso8601(l.time))
+            .elem("LastAuthenticatedEntity", &l.entity)
+            .elem("LastAuthenticatedRegion", &l.region);
+    }
+    w.elem_display("TotalAuthenticatedEntities", s.total_entities);
+    if g == Granularity::Action {
+        w.start("TrackedActionsLastAccessed");
+        for a in &s.actions {
+            w.start("member")
+                .elem("ActionName", &a.action)
+                .elem("LastAccessedEntity", &a.entity)
+                .elem("LastAccessedTime", &iso8601(a.time))
+                .elem("LastAccessedRegion", &a.region)
+                .end("member");
+        }
+        w.end("TrackedActionsLastAccessed");
+    }
+    w.end("member");
 }
 
 /// Handle one of [`OPS`]; `p` are the request's parameters.
@@ -464,6 +492,45 @@ pub(crate) async fn handle(req: &mut Req, p: &Params) -> R {
                 )
                 .elem("ReportFormat", "text/csv")
                 .elem("GeneratedTime", &iso8601(r.generated));
+            })
+        }
+        // ------------------------------------------ service last accessed
+        "GenerateServiceLastAccessedDetails" => {
+            let target = need(p, "Arn")?.to_string();
+            let granularity = match p.get("Granularity") {
+                None | Some("SERVICE_LEVEL") => Granularity::Service,
+                Some("ACTION_LEVEL") => Granularity::Action,
+                Some(v) => {
+                    return Err(ServiceError::ValidationError(format!(
+                        "1 validation error detected: Value '{v}' at 'granularity' failed to satisfy constraint: Member must satisfy enum value set: [SERVICE_LEVEL, ACTION_LEVEL]"
+                    )));
+                }
+            };
+            authz(req, target.clone())?;
+            let owner = req.caller.principal.arn.clone();
+            let id = kc
+                .generate_service_last_accessed(&acct, &target, granularity, &owner)
+                .await?;
+            ok(&|w| {
+                w.elem("JobId", &id);
+            })
+        }
+        "GetServiceLastAccessedDetails" => {
+            let id = need(p, "JobId")?;
+            authz(req, "*".into())?;
+            let job = kc.get_service_last_accessed(id, &req.caller.principal.arn)?;
+            let (page, next) = paginate(job.services.clone(), p)?;
+            ok(&|w| {
+                w.elem("JobStatus", "COMPLETED")
+                    .elem("JobType", job.granularity.as_str())
+                    .elem("JobCreationDate", &iso8601(job.created));
+                w.start("ServicesLastAccessed");
+                for s in &page {
+                    service_access_xml(w, s, job.granularity);
+                }
+                w.end("ServicesLastAccessed");
+                w.elem("JobCompletionDate", &iso8601(job.completed));
+                truncation(w, &next);
             })
         }
         other => Err(ServiceError::Internal(format!(

@@ -162,6 +162,8 @@ pub static IAM: &[OpDef] = &[
     same!(Iam, "iam", "ListAccountAliases", RO),
     same!(Iam, "iam", "GenerateCredentialReport", RW),
     same!(Iam, "iam", "GetCredentialReport", RO),
+    same!(Iam, "iam", "GenerateServiceLastAccessedDetails", RO),
+    same!(Iam, "iam", "GetServiceLastAccessedDetails", RO),
 ];
 
 /// STS. GetCallerIdentity and GetSessionToken need no permission on AWS.

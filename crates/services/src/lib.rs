@@ -19,6 +19,7 @@ pub mod delivery;
 pub mod ec2;
 pub mod error;
 pub mod iam;
+pub mod iam_access;
 pub mod iam_governance;
 pub mod managed;
 pub mod model;
@@ -107,6 +108,8 @@ pub struct Keycard {
     pub runtime: RwLock<Runtime>,
     /// Last-used data changed in memory and not yet in the store.
     last_used_dirty: Mutex<iam::LastUsedDirty>,
+    /// Service-last-accessed jobs (GenerateServiceLastAccessedDetails).
+    access_jobs: iam_access::AccessJobs,
 }
 
 /// Addresses the running process serves on, for `keycard exec`.
@@ -213,6 +216,7 @@ impl Keycard {
             instance_events: tokio::sync::watch::channel(0).0,
             runtime: RwLock::new(Runtime::default()),
             last_used_dirty: Mutex::new(Default::default()),
+            access_jobs: Default::default(),
         });
         managed::install(&kc).await?;
         kc.ensure_default_account().await?;
