@@ -482,3 +482,16 @@ def test_service_last_accessed_from_the_audit_trail(keycard_fresh):
     expect_error("NoSuchEntity", iam.get_service_last_accessed_details, JobId="00000000-0000-0000-0000-000000000000")
     expect_error("NoSuchEntity", iam.generate_service_last_accessed_details, Arn=f"arn:aws:iam::{ACCOUNT}:user/ghost")
     expect_error("InvalidInput", iam.generate_service_last_accessed_details, Arn="arn:aws:s3:::some-bucket")
+
+
+def test_rename_keeps_password_and_mfa(keycard):
+    iam = keycard.client("iam")
+    old, new = unique("before"), unique("after")
+    iam.create_user(UserName=old)
+    iam.create_login_profile(UserName=old, Password=GOOD)
+    serial, _ = enable_mfa(iam, old)
+    iam.update_user(UserName=old, NewUserName=new)
+    assert iam.get_login_profile(UserName=new)["LoginProfile"]["UserName"] == new
+    assert [d["SerialNumber"] for d in iam.list_mfa_devices(UserName=new)["MFADevices"]] == [serial]
+    listed = iam.list_virtual_mfa_devices(AssignmentStatus="Assigned")["VirtualMFADevices"]
+    assert [d["User"]["UserName"] for d in listed if d["SerialNumber"] == serial] == [new]

@@ -236,6 +236,8 @@ impl Keycard {
                 }
             }
             if let Some(n) = new_name {
+                // So does its MFA device.
+                changes.extend(crate::iam_governance::rename_mfa_user(st, account, name, n));
                 u.name = n.to_string();
             }
             if let Some(p) = new_path {

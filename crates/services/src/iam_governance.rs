@@ -721,7 +721,7 @@ impl Keycard {
     /// first time as AWS does, `COMPLETE` while it is fresh).
     pub async fn generate_credential_report(&self, account: &str) -> Result<ReportState> {
         let t = now();
-        let csv = self.credential_report_csv(account, t);
+        let csv = self.credential_report_csv(account);
         self.mutate(|st| {
             let mut a = account_of(st, account)?;
             if a.governance
@@ -756,8 +756,8 @@ impl Keycard {
         Ok(r)
     }
 
-    /// The credential report's CSV for the account as it is at `t`.
-    pub fn credential_report_csv(&self, account: &str, t: i64) -> String {
+    /// The credential report's CSV for the account as it is now.
+    pub fn credential_report_csv(&self, account: &str) -> String {
         let st = self.state();
         let mut out = String::from(REPORT_HEADER);
         out.push('\n');
@@ -798,7 +798,6 @@ impl Keycard {
             out.push_str(&row.join(","));
             out.push('\n');
         }
-        let _ = t;
         out
     }
 }
@@ -894,6 +893,19 @@ pub fn mfa_of_user<'a>(st: &'a State, account: &str, user: &str) -> Option<&'a V
             .as_deref()
             .is_some_and(|u| u.eq_ignore_ascii_case(user))
     })
+}
+
+/// The account record with the user's MFA device following a rename
+/// (`None` when the user has none).
+pub fn rename_mfa_user(st: &State, account: &str, old: &str, new: &str) -> Option<Change> {
+    let mut a = st.accounts.get(account)?.clone();
+    let d = a.governance.mfa.values_mut().find(|d| {
+        d.user
+            .as_deref()
+            .is_some_and(|u| u.eq_ignore_ascii_case(old))
+    })?;
+    d.user = Some(new.to_string());
+    Some(put_account(a))
 }
 
 fn base32_decode(s: &str) -> Option<Vec<u8>> {
