@@ -65,7 +65,7 @@ pub(crate) fn need<'a>(p: &'a Params, key: &str) -> Result<&'a str, ServiceError
     })
 }
 
-fn tags_in(p: &Params) -> Result<Vec<Tag>, ServiceError> {
+pub(crate) fn tags_in(p: &Params) -> Result<Vec<Tag>, ServiceError> {
     p.structs("Tags.member")
         .into_iter()
         .map(|t| {
@@ -77,7 +77,7 @@ fn tags_in(p: &Params) -> Result<Vec<Tag>, ServiceError> {
         .collect()
 }
 
-fn bool_param(p: &Params, key: &str) -> Result<Option<bool>, ServiceError> {
+pub(crate) fn bool_param(p: &Params, key: &str) -> Result<Option<bool>, ServiceError> {
     match p.get(key) {
         None => Ok(None),
         Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
@@ -89,7 +89,10 @@ fn bool_param(p: &Params, key: &str) -> Result<Option<bool>, ServiceError> {
 }
 
 /// Marker/MaxItems pagination: the marker is the offset of the next item.
-fn paginate<T>(items: Vec<T>, p: &Params) -> Result<(Vec<T>, Option<String>), ServiceError> {
+pub(crate) fn paginate<T>(
+    items: Vec<T>,
+    p: &Params,
+) -> Result<(Vec<T>, Option<String>), ServiceError> {
     let max = match p.get("MaxItems") {
         None => 100,
         Some(v) => v.parse::<usize>().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| {
@@ -110,14 +113,14 @@ fn paginate<T>(items: Vec<T>, p: &Params) -> Result<(Vec<T>, Option<String>), Se
     Ok((page, next))
 }
 
-fn truncation(w: &mut XmlWriter, next: &Option<String>) {
+pub(crate) fn truncation(w: &mut XmlWriter, next: &Option<String>) {
     w.elem("IsTruncated", if next.is_some() { "true" } else { "false" });
     if let Some(m) = next {
         w.elem("Marker", m);
     }
 }
 
-fn tags_xml(w: &mut XmlWriter, tags: &[Tag]) {
+pub(crate) fn tags_xml(w: &mut XmlWriter, tags: &[Tag]) {
     if tags.is_empty() {
         return;
     }
@@ -140,7 +143,7 @@ fn boundary_xml(w: &mut XmlWriter, b: &Option<String>) {
     }
 }
 
-fn user_xml(w: &mut XmlWriter, u: &User) {
+pub(crate) fn user_xml(w: &mut XmlWriter, u: &User) {
     w.elem("Path", &u.path)
         .elem("UserName", &u.name)
         .elem("UserId", &u.id)
@@ -229,7 +232,7 @@ fn access_key_xml(w: &mut XmlWriter, k: &AccessKey, user: &str) {
         .elem("CreateDate", &iso8601(k.created));
 }
 
-fn arn(account: &str, kind: &str, path: &str, name: &str) -> String {
+pub(crate) fn arn(account: &str, kind: &str, path: &str, name: &str) -> String {
     format!("arn:aws:iam::{account}:{kind}{path}{name}")
 }
 
@@ -246,7 +249,7 @@ fn holder_of(action: &str) -> Holder {
 /// The tags of the IAM resource an ARN names (users, roles, managed
 /// policies and instance profiles carry tags), for `aws:ResourceTag/…` and
 /// `iam:ResourceTag/…`.
-fn resource_tags(kc: &keycard_services::Keycard, acct: &str, arn: &str) -> Vec<Tag> {
+pub(crate) fn resource_tags(kc: &keycard_services::Keycard, acct: &str, arn: &str) -> Vec<Tag> {
     let st = kc.state();
     let Some(rest) = arn.split(':').nth(5) else {
         return Vec::new();
@@ -315,6 +318,9 @@ pub async fn handle(req: &mut Req) -> R {
     }
 
     match action {
+        gov if crate::iam_governance::OPS.contains(&gov) => {
+            crate::iam_governance::handle(req, &p).await
+        }
         // ------------------------------------------------------------ users
         "CreateUser" => {
             let name = need(&p, "UserName")?;

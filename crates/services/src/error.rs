@@ -21,6 +21,18 @@ pub enum ServiceError {
     #[error("{0}")]
     InvalidInput(String),
     #[error("{0}")]
+    PasswordPolicyViolation(String),
+    #[error("{0}")]
+    InvalidUserType(String),
+    #[error("{0}")]
+    InvalidAuthenticationCode(String),
+    #[error("{0}")]
+    ReportNotPresent(String),
+    #[error("{0}")]
+    ReportExpired(String),
+    #[error("{0}")]
+    EntityTemporarilyUnmodifiable(String),
+    #[error("{0}")]
     ValidationError(String),
     #[error("{0}")]
     MissingParameter(String),
@@ -199,6 +211,12 @@ impl ServiceError {
             LimitExceeded(_) => "LimitExceeded",
             MalformedPolicyDocument(_) => "MalformedPolicyDocument",
             InvalidInput(_) => "InvalidInput",
+            PasswordPolicyViolation(_) => "PasswordPolicyViolation",
+            InvalidUserType(_) => "InvalidUserType",
+            InvalidAuthenticationCode(_) => "InvalidAuthenticationCode",
+            ReportNotPresent(_) => "ReportNotPresent",
+            ReportExpired(_) => "ReportExpired",
+            EntityTemporarilyUnmodifiable(_) => "EntityTemporarilyUnmodifiable",
             ValidationError(_) => "ValidationError",
             MissingParameter(_) => "MissingParameter",
             InvalidParameterValue(_) => "InvalidParameterValue",
@@ -293,7 +311,10 @@ impl ServiceError {
             | NoSuchBucketPolicy(_)
             | NoSuchTagSet(_)
             | ResourceNotFound(_) => 404,
+            ReportNotPresent(_) | ReportExpired(_) => 410,
+            InvalidAuthenticationCode(_) => 403,
             EntityAlreadyExists(_)
+            | EntityTemporarilyUnmodifiable(_)
             | DeleteConflict(_)
             | LimitExceeded(_)
             | BucketAlreadyExists(_)

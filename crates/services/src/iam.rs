@@ -166,6 +166,7 @@ impl Keycard {
             inline: BTreeMap::new(),
             attached: Vec::new(),
             groups: Vec::new(),
+            login_profile: None,
         };
         self.mutate(|st| {
             if st.user(account, name).is_some() {
@@ -235,6 +236,8 @@ impl Keycard {
                 }
             }
             if let Some(n) = new_name {
+                // So does its MFA device.
+                changes.extend(crate::iam_governance::rename_mfa_user(st, account, name, n));
                 u.name = n.to_string();
             }
             if let Some(p) = new_path {
@@ -255,7 +258,14 @@ impl Keycard {
                 .access_keys
                 .values()
                 .any(|k| k.account == account && k.user.as_deref() == Some(u.name.as_str()));
-            if has_keys || !u.inline.is_empty() || !u.attached.is_empty() || !u.groups.is_empty() {
+            let has_mfa = crate::iam_governance::mfa_of_user(st, account, &u.name).is_some();
+            if has_keys
+                || has_mfa
+                || u.login_profile.is_some()
+                || !u.inline.is_empty()
+                || !u.attached.is_empty()
+                || !u.groups.is_empty()
+            {
                 return Err(ServiceError::DeleteConflict(
                     "Cannot delete entity, must delete policies first.".into(),
                 ));
@@ -1400,9 +1410,18 @@ impl Keycard {
                 .count()
                 .min(1),
         );
+        // Root has no MFA device, password or signing certificate here.
         m.insert("AccountMFAEnabled", 0);
-        m.insert("MFADevices", 0);
-        m.insert("MFADevicesInUse", 0);
+        m.insert("AccountPasswordPresent", 0);
+        m.insert("AccountSigningCertificatesPresent", 0);
+        let mfa = st.accounts.get(account).map(|a| &a.governance.mfa);
+        m.insert("MFADevices", mfa.map_or(0, |d| d.len()));
+        m.insert(
+            "MFADevicesInUse",
+            mfa.map_or(0, |d| d.values().filter(|x| x.user.is_some()).count()),
+        );
+        m.insert("Providers", 0);
+        m.insert("SigningCertificatesPerUserQuota", 2);
         m.insert(
             "PolicyVersionsInUse",
             users.iter().map(|u| u.attached.len()).sum::<usize>()

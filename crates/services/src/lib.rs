@@ -20,6 +20,8 @@ pub mod ec2;
 pub mod error;
 pub mod governance;
 pub mod iam;
+pub mod iam_access;
+pub mod iam_governance;
 pub mod managed;
 pub mod model;
 pub mod s3;
@@ -124,6 +126,8 @@ pub struct Keycard {
     /// The address each long-term key last signed from (since start): an
     /// instance's private address means the key lives on that instance.
     key_sources: Mutex<std::collections::HashMap<String, String>>,
+    /// Service-last-accessed jobs (GenerateServiceLastAccessedDetails).
+    access_jobs: iam_access::AccessJobs,
 }
 
 /// Addresses the running process serves on, for `keycard exec`.
@@ -238,6 +242,7 @@ impl Keycard {
             changes: tokio::sync::watch::channel(0).0,
             clock_offset: std::sync::atomic::AtomicI64::new(0),
             key_sources: Mutex::new(Default::default()),
+            access_jobs: Default::default(),
         });
         managed::install(&kc).await?;
         kc.ensure_default_account().await?;
@@ -488,6 +493,7 @@ impl Keycard {
                         created,
                         root_key_id: kid.clone(),
                         alias: None,
+                        governance: Default::default(),
                     })),
                     Change::Put(Entity::AccessKey(model::AccessKey {
                         account: acct.clone(),
@@ -563,11 +569,13 @@ impl Keycard {
             if let Some(old) = st.accounts.get(&acct) {
                 changes.push(Change::Delete("access_key", old.root_key_id.clone()));
             }
+            let old = st.accounts.get(&acct);
             changes.push(Change::Put(Entity::Account(Account {
                 id: acct.clone(),
                 created,
                 root_key_id: kid.clone(),
-                alias: None,
+                alias: old.and_then(|a| a.alias.clone()),
+                governance: old.map(|a| a.governance.clone()).unwrap_or_default(),
             })));
             changes.push(Change::Put(Entity::AccessKey(model::AccessKey {
                 account: acct.clone(),

@@ -56,6 +56,49 @@ pub const AWS_MANAGED: &[(&str, &str, &str, &str)] = &[
         "Provides read-only access to AWS services and resources.",
         include_str!("../managed/ReadOnlyAccess.json"),
     ),
+    // From moto's snapshot (managed/extract_moto.py; see SOURCES.md).
+    (
+        "SecurityAudit",
+        "/",
+        "The security audit template grants access to read security configuration metadata. It is useful for software that audits the configuration of an AWS account.",
+        include_str!("../managed/SecurityAudit.json"),
+    ),
+    (
+        "ViewOnlyAccess",
+        "/job-function/",
+        "This policy grants permissions to view resources and basic metadata across all AWS services.",
+        include_str!("../managed/ViewOnlyAccess.json"),
+    ),
+    (
+        "AWSSupportAccess",
+        "/",
+        "Allow users to access the AWS Support Center.",
+        include_str!("../managed/AWSSupportAccess.json"),
+    ),
+    (
+        "AWSCloudShellFullAccess",
+        "/",
+        "Grants full access to AWS CloudShell",
+        include_str!("../managed/AWSCloudShellFullAccess.json"),
+    ),
+    (
+        "PowerUserAccess",
+        "/",
+        "Provides full access to AWS services and resources, but does not allow management of Users and groups.",
+        include_str!("../managed/PowerUserAccess.json"),
+    ),
+    (
+        "IAMFullAccess",
+        "/",
+        "Provides full access to IAM via the AWS Management Console.",
+        include_str!("../managed/IAMFullAccess.json"),
+    ),
+    (
+        "AmazonEC2FullAccess",
+        "/",
+        "Provides full access to Amazon EC2 via the AWS Management Console.",
+        include_str!("../managed/AmazonEC2FullAccess.json"),
+    ),
 ];
 
 /// Make sure every AWS managed policy exists with its current document.
@@ -106,4 +149,37 @@ pub async fn install(kc: &Keycard) -> Result<()> {
         kc.mutate(|_| Ok((changes, ()))).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_document_compiles_and_names_are_unique() {
+        let mut names = std::collections::BTreeSet::new();
+        for (name, path, _, doc) in AWS_MANAGED {
+            assert!(names.insert(*name), "{name} twice");
+            assert!(path.starts_with('/') && path.ends_with('/'));
+            Policy::parse_unchecked_size(doc, PolicyKind::Identity)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        for want in [
+            "SecurityAudit",
+            "ReadOnlyAccess",
+            "ViewOnlyAccess",
+            "AWSSupportAccess",
+            "AWSCloudShellFullAccess",
+            "AdministratorAccess",
+            "PowerUserAccess",
+            "IAMFullAccess",
+            "AmazonS3FullAccess",
+            "AmazonS3ReadOnlyAccess",
+            "AmazonEC2FullAccess",
+            "AmazonEC2ReadOnlyAccess",
+            "AmazonSSMManagedInstanceCore",
+        ] {
+            assert!(names.contains(want), "{want} missing");
+        }
+    }
 }

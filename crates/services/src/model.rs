@@ -55,6 +55,9 @@ pub struct Account {
     pub root_key_id: String,
     #[serde(default)]
     pub alias: Option<String>,
+    /// Password policy, virtual MFA devices, credential report.
+    #[serde(default)]
+    pub governance: crate::iam_governance::AccountGovernance,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -75,6 +78,9 @@ pub struct User {
     /// Names of the groups the user belongs to (as the groups spell them).
     #[serde(default)]
     pub groups: Vec<String>,
+    /// The console password (CreateLoginProfile), hashed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_profile: Option<crate::iam_governance::LoginProfile>,
 }
 
 impl User {
