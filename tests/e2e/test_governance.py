@@ -182,3 +182,23 @@ def test_posture_table_and_metrics(kc):
     assert 'keycard_requests_total{service="ec2",operation="RunInstances",code=""} 1' in text
     assert f'keycard_instances_with_role_ratio{{account="{ACCOUNT}"}} 0' in text
     assert 'keycard_request_duration_seconds_count{service="iam"}' in text
+
+
+def test_console_password_without_mfa_and_unused(kc):
+    from test_iam_governance import two_codes
+
+    iam = kc.client("iam")
+    user, _ = kc.new_user()
+    name = user["UserName"]
+    iam.create_login_profile(UserName=name, Password="Corr3ct-horse-battery!")
+    f = on(findings(kc, "KC-IAM-013"), f"user/{name}")
+    assert f and f[0]["securityHubControl"] == "IAM.5" and f[0]["severity"] == "HIGH"
+    dev = iam.create_virtual_mfa_device(VirtualMFADeviceName=f"mfa-{name}")["VirtualMFADevice"]
+    c1, c2 = two_codes(dev["Base32StringSeed"])
+    iam.enable_mfa_device(UserName=name, SerialNumber=dev["SerialNumber"], AuthenticationCode1=c1, AuthenticationCode2=c2)
+    assert on(findings(kc, "KC-IAM-013"), f"user/{name}") == []
+    assert on(findings(kc, "KC-IAM-014"), f"user/{name}") == []
+    advance(kc, 46)
+    assert on(findings(kc, "KC-IAM-014"), f"user/{name}")
+    kc.aws("iam", "delete-login-profile", "--user-name", name)
+    assert on(findings(kc, "KC-IAM-014"), f"user/{name}") == []

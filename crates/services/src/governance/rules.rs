@@ -129,6 +129,8 @@ pub const IAM_ROLE_BROAD_MANY: &str = "KC-IAM-009";
 pub const IAM_ROLE_UNUSED: &str = "KC-IAM-010";
 pub const IAM_ROLE_NO_OWNER: &str = "KC-IAM-011";
 pub const IAM_KEY_AFTER_MIGRATION: &str = "KC-IAM-012";
+pub const IAM_CONSOLE_NO_MFA: &str = "KC-IAM-013";
+pub const IAM_PASSWORD_UNUSED: &str = "KC-IAM-014";
 
 /// Every rule keycard evaluates.
 pub static RULES: &[Rule] = &[
@@ -303,6 +305,30 @@ pub static RULES: &[Rule] = &[
         "AwsIamAccessKey",
         "The workload moved to an instance role: deactivate and delete the user's key (aws iam update-access-key --status Inactive, then delete-access-key).",
     )),
+    aws(
+        rule(
+            IAM_CONSOLE_NO_MFA,
+            "IAM user with a console password and no MFA device",
+            Severity::High,
+            "AwsIamUser",
+            "Enable a virtual MFA device for the user (aws iam create-virtual-mfa-device, then enable-mfa-device with two consecutive codes), or delete the login profile if the user needs no console access.",
+        ),
+        Some("mfa-enabled-for-iam-console-access"),
+        Some("IAM.5"),
+        Some("iam_user_mfa_enabled_console_access"),
+    ),
+    aws(
+        rule(
+            IAM_PASSWORD_UNUSED,
+            "Console password unused for 45 days",
+            Severity::Medium,
+            "AwsIamUser",
+            "Delete the user's login profile (aws iam delete-login-profile) if console access is not needed.",
+        ),
+        None,
+        Some("IAM.22"),
+        Some("iam_user_console_access_unused"),
+    ),
 ];
 
 pub fn find(id: &str) -> Option<&'static Rule> {
@@ -337,6 +363,7 @@ pub fn evaluate(st: &State, now: i64, facts: &Facts, scan: SecretScan) -> Vec<Ob
     let mut out = Vec::new();
     instances(st, scan, &mut out);
     access_keys(st, now, facts, &mut out);
+    passwords(st, now, &mut out);
     policies(st, &mut out);
     roles(st, now, &mut out);
     out.sort_by(|a, b| (a.rule, &a.resource).cmp(&(b.rule, &b.resource)));
@@ -462,6 +489,21 @@ fn key_arn(st: &State, account: &str, user: Option<&str>) -> String {
             Some(u) => format!("arn:aws:iam::{account}:user/{u}"),
             None => format!("arn:aws:iam::{account}:root"),
         },
+    }
+}
+
+/// Console passwords: MFA, and use (keycard has no console sign-in, so a
+/// password is unused since it was set unless a last use is recorded).
+fn passwords(st: &State, now: i64, out: &mut Vec<Observation>) {
+    for u in st.users.values() {
+        let Some(p) = &u.login_profile else { continue };
+        if crate::iam_governance::mfa_of_user(st, &u.account, &u.name).is_none() {
+            out.push(obs(IAM_CONSOLE_NO_MFA, &u.account, u.arn(), format!("user {} can sign in with a password and has no MFA", u.name)));
+        }
+        let since = p.last_used.unwrap_or(p.changed.max(p.created));
+        if now - since > 45 * DAY {
+            out.push(obs(IAM_PASSWORD_UNUSED, &u.account, u.arn(), format!("user {}'s password unused for {} days", u.name, (now - since) / DAY)));
+        }
     }
 }
 
