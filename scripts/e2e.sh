@@ -24,6 +24,22 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 
+# Prowler (the governance acceptance test) pins its own boto3: its own venv.
+pvenv=.venv-prowler
+preq=tests/requirements-prowler.txt
+if [ ! -x "$pvenv/bin/python" ]; then
+    echo "==> creating $pvenv"
+    python3 -m venv "$pvenv"
+fi
+pstamp="$pvenv/.keycard-requirements"
+pwant=$(sha256sum "$preq" | cut -d' ' -f1)
+if [ "$(cat "$pstamp" 2>/dev/null || true)" != "$pwant" ]; then
+    echo "==> installing $preq into $pvenv"
+    "$pvenv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    "$pvenv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$preq"
+    echo "$pwant" > "$pstamp"
+fi
+
 [ "${E2E_SETUP_ONLY:-0}" = 1 ] && exit 0
 
 export KEYCARD_BIN="${KEYCARD_BIN:-${CARGO_TARGET_DIR:-target}/release/keycard}"

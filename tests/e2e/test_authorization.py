@@ -392,6 +392,7 @@ def samples(e):
         "DescribeClientVpnEndpoints": ("ec2", "describe_client_vpn_endpoints", {}, "*"),
         "DescribeTransitGateways": ("ec2", "describe_transit_gateways", {}, "*"),
         "DescribeFlowLogs": ("ec2", "describe_flow_logs", {}, "*"),
+        "DescribeVpcEndpointServices": ("ec2", "describe_vpc_endpoint_services", {}, "*"),
         "GetEbsEncryptionByDefault": ("ec2", "get_ebs_encryption_by_default", {}, "*"),
         "GetInstanceMetadataDefaults": ("ec2", "get_instance_metadata_defaults", {}, "*"),
         "GetSnapshotBlockPublicAccessState": ("ec2", "get_snapshot_block_public_access_state", {}, "*"),
@@ -483,6 +484,11 @@ def samples(e):
             f"{bucket}/mp.bin",
         ),
         "ListParts": ("s3", "list_parts", {"Bucket": b, "Key": "mp.bin", "UploadId": e["upload"]}, f"{bucket}/mp.bin"),
+        "ListSAMLProviders": ("iam", "list_saml_providers", {}, "*"),
+        "ListOpenIDConnectProviders": ("iam", "list_open_id_connect_providers", {}, "*"),
+        "ListServerCertificates": ("iam", "list_server_certificates", {}, "*"),
+        "ListServiceSpecificCredentials": ("iam", "list_service_specific_credentials", {"UserName": u}, user_arn),
+        "ListOrganizationsFeatures": ("iam", "list_organizations_features", {}, "*"),
         # CloudTrail
         "LookupEvents": ("cloudtrail", "lookup_events", {}, "*"),
         # Organizations (keycard accounts are in none)
@@ -492,6 +498,7 @@ def samples(e):
         # (Same name as IAM's: qualified by the service.)
         "organizations.ListPolicies": ("organizations", "list_policies", {"Filter": "SERVICE_CONTROL_POLICY"}, "*"),
         "ListDelegatedAdministrators": ("organizations", "list_delegated_administrators", {}, "*"),
+        "DescribeAccount": ("organizations", "describe_account", {"AccountId": ACCOUNT}, "*"),
         # Security Hub
         "DescribeHub": ("securityhub", "describe_hub", {}, hub),
         "GetFindings": ("securityhub", "get_findings", {}, hub),

@@ -44,6 +44,7 @@ const NAMES: &[&str] = &[
     "DescribeClientVpnEndpoints",
     "DescribeTransitGateways",
     "DescribeFlowLogs",
+    "DescribeVpcEndpointServices",
     "GetEbsEncryptionByDefault",
     "GetInstanceMetadataDefaults",
     "GetSnapshotBlockPublicAccessState",
@@ -775,6 +776,8 @@ fn empty_spec(op: &str) -> Option<EmptySpec> {
         ),
         // Unknown flow log ids are not an error on AWS: an empty set.
         "DescribeFlowLogs" => ("flowLogSet", &[], true),
+        // keycard offers no endpoint services (and no AWS ones behind it).
+        "DescribeVpcEndpointServices" => ("serviceNameSet", &[], true),
         _ => return None,
     })
 }
@@ -821,6 +824,9 @@ fn empty(req: &Req, p: &Params, op: &str) -> Out {
     }
     Ok(respond(req, |w| {
         w.empty(list);
+        if op == "DescribeVpcEndpointServices" {
+            w.empty("serviceDetailSet");
+        }
     }))
 }
 

@@ -46,6 +46,11 @@ pub(crate) const OPS: &[&str] = &[
     "GetCredentialReport",
     "GenerateServiceLastAccessedDetails",
     "GetServiceLastAccessedDetails",
+    "ListSAMLProviders",
+    "ListOpenIDConnectProviders",
+    "ListServerCertificates",
+    "ListServiceSpecificCredentials",
+    "ListOrganizationsFeatures",
 ];
 
 /// Decide `iam:<op>` on one resource, with that resource's tags.
@@ -532,6 +537,47 @@ pub(crate) async fn handle(req: &mut Req, p: &Params) -> R {
                 w.elem("JobCompletionDate", &iso8601(job.completed));
                 truncation(w, &next);
             })
+        }
+        // keycard has no federation providers, server certificates or
+        // service-specific credentials: true, empty answers.
+        "ListSAMLProviders" => {
+            authz(req, "*".into())?;
+            ok(&|w| {
+                w.empty("SAMLProviderList");
+            })
+        }
+        "ListOpenIDConnectProviders" => {
+            authz(req, "*".into())?;
+            ok(&|w| {
+                w.empty("OpenIDConnectProviderList");
+            })
+        }
+        "ListServerCertificates" => {
+            authz(req, "*".into())?;
+            ok(&|w| {
+                w.empty("ServerCertificateMetadataList");
+                w.elem("IsTruncated", "false");
+            })
+        }
+        "ListServiceSpecificCredentials" => {
+            let name = match p.get("UserName") {
+                Some(n) => n.to_string(),
+                None => req.caller.username(),
+            };
+            authz(req, user_arn(req, &name))?;
+            kc.get_user(&acct, &name)?;
+            ok(&|w| {
+                w.empty("ServiceSpecificCredentials");
+            })
+        }
+        // Centralized root access needs an organization; keycard accounts
+        // are in none.
+        "ListOrganizationsFeatures" => {
+            authz(req, "*".into())?;
+            Err(ServiceError::OrganizationNotFound(
+                "The request was rejected because no organization is associated with your account."
+                    .into(),
+            ))
         }
         other => Err(ServiceError::Internal(format!(
             "operation {other} has a row but no handler"

@@ -164,6 +164,11 @@ pub static IAM: &[OpDef] = &[
     same!(Iam, "iam", "GetCredentialReport", RO),
     same!(Iam, "iam", "GenerateServiceLastAccessedDetails", RO),
     same!(Iam, "iam", "GetServiceLastAccessedDetails", RO),
+    same!(Iam, "iam", "ListSAMLProviders", RO),
+    same!(Iam, "iam", "ListOpenIDConnectProviders", RO),
+    same!(Iam, "iam", "ListServerCertificates", RO),
+    same!(Iam, "iam", "ListServiceSpecificCredentials", RO),
+    same!(Iam, "iam", "ListOrganizationsFeatures", RO),
 ];
 
 /// STS. GetCallerIdentity and GetSessionToken need no permission on AWS.
@@ -252,6 +257,7 @@ pub static EC2: &[OpDef] = &[
     same!(Ec2, "ec2", "DescribeClientVpnEndpoints", RO),
     same!(Ec2, "ec2", "DescribeTransitGateways", RO),
     same!(Ec2, "ec2", "DescribeFlowLogs", RO),
+    same!(Ec2, "ec2", "DescribeVpcEndpointServices", RO),
     same!(Ec2, "ec2", "GetEbsEncryptionByDefault", RO),
     same!(Ec2, "ec2", "GetInstanceMetadataDefaults", RO),
     same!(Ec2, "ec2", "GetSnapshotBlockPublicAccessState", RO),
@@ -356,6 +362,7 @@ pub static ORGANIZATIONS: &[OpDef] = &[
         "ListDelegatedAdministrators",
         RO
     ),
+    same!(Organizations, "organizations", "DescribeAccount", RO),
 ];
 
 /// Security Hub: keycard's governance findings in ASFF.

@@ -149,6 +149,8 @@ pub enum ServiceError {
     #[error("{0}")]
     OrganizationsNotInUse(String),
     #[error("{0}")]
+    OrganizationNotFound(String),
+    #[error("{0}")]
     ResourceNotFound(String),
     // EC2 network (crates/services/src/vpc.rs)
     #[error("{0}")]
@@ -273,6 +275,7 @@ impl ServiceError {
             InstanceLimitExceeded(_) => "InstanceLimitExceeded",
             InvalidIpAddressInUse(_) => "InvalidIPAddress.InUse",
             OrganizationsNotInUse(_) => "AWSOrganizationsNotInUseException",
+            OrganizationNotFound(_) => "OrganizationNotFoundException",
             ResourceNotFound(_) => "ResourceNotFoundException",
             InsufficientFreeAddressesInSubnet(_) => "InsufficientFreeAddressesInSubnet",
             InvalidVpcIdNotFound(_) => "InvalidVpcID.NotFound",

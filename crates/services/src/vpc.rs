@@ -495,6 +495,11 @@ pub const ROUTE_TABLE_FILTERS: &[&str] = &[
     "association.main",
     "association.route-table-association-id",
     "association.route-table-id",
+    // Only explicit associations carry a subnet or gateway: default
+    // subnets use the main table implicitly, so these match nothing here
+    // (as on AWS, where tools then fall back to the main table).
+    "association.subnet-id",
+    "association.gateway-id",
     "route.destination-cidr-block",
     "route.gateway-id",
     "route.origin",

@@ -498,11 +498,25 @@ fn passwords(st: &State, now: i64, out: &mut Vec<Observation>) {
     for u in st.users.values() {
         let Some(p) = &u.login_profile else { continue };
         if crate::iam_governance::mfa_of_user(st, &u.account, &u.name).is_none() {
-            out.push(obs(IAM_CONSOLE_NO_MFA, &u.account, u.arn(), format!("user {} can sign in with a password and has no MFA", u.name)));
+            out.push(obs(
+                IAM_CONSOLE_NO_MFA,
+                &u.account,
+                u.arn(),
+                format!("user {} can sign in with a password and has no MFA", u.name),
+            ));
         }
         let since = p.last_used.unwrap_or(p.changed.max(p.created));
         if now - since > 45 * DAY {
-            out.push(obs(IAM_PASSWORD_UNUSED, &u.account, u.arn(), format!("user {}'s password unused for {} days", u.name, (now - since) / DAY)));
+            out.push(obs(
+                IAM_PASSWORD_UNUSED,
+                &u.account,
+                u.arn(),
+                format!(
+                    "user {}'s password unused for {} days",
+                    u.name,
+                    (now - since) / DAY
+                ),
+            ));
         }
     }
 }
