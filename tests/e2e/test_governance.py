@@ -202,3 +202,56 @@ def test_console_password_without_mfa_and_unused(kc):
     assert on(findings(kc, "KC-IAM-014"), f"user/{name}")
     kc.aws("iam", "delete-login-profile", "--user-name", name)
     assert on(findings(kc, "KC-IAM-014"), f"user/{name}") == []
+
+
+def test_role_unreachable_owner_tags_and_service_wide_grants(kc):
+    iam = kc.client("iam")
+    role, prof = kc.instance_profile(policy={"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:*", "Resource": "*"}]})
+    name = role["RoleName"]
+    iid = kc.run_instance(profile=prof["InstanceProfileName"],
+                          MetadataOptions={"HttpTokens": "required", "HttpEndpoint": "disabled"})["InstanceId"]
+    assert on(findings(kc, "KC-EC2-004"), iid)
+    assert on(findings(kc, "KC-EC2-006"), iid), "no Owner tag on the instance"
+    assert on(findings(kc, "KC-IAM-011"), f"role/{name}"), "no Owner tag on the role"
+    assert on(findings(kc, "KC-IAM-006"), f"role/{name}"), "iam:* on *"
+    kc.client("ec2").modify_instance_metadata_options(InstanceId=iid, HttpEndpoint="enabled", HttpTokens="required")
+    kc.client("ec2").create_tags(Resources=[iid], Tags=[{"Key": "Owner", "Value": "team-a"}])
+    iam.tag_role(RoleName=name, Tags=[{"Key": "owner", "Value": "team-a"}])
+    iam.put_role_policy(RoleName=name, PolicyName="inline", PolicyDocument=doc(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iam:GetRole", "Resource": "*"}]}))
+    for rule, res in [("KC-EC2-004", iid), ("KC-EC2-006", iid), ("KC-IAM-011", f"role/{name}"),
+                      ("KC-IAM-006", f"role/{name}")]:
+        assert on(findings(kc, rule), res) == [], rule
+
+
+def test_unused_role_after_90_days(kc):
+    from conftest import EC2_TRUST
+
+    role = kc.new_role(EC2_TRUST, Tags=[{"Key": "Owner", "Value": "x"}])
+    assert on(findings(kc, "KC-IAM-010"), f"role/{role['RoleName']}") == []
+    advance(kc, 91)
+    assert on(findings(kc, "KC-IAM-010"), f"role/{role['RoleName']}")
+    kc.client("iam").delete_role(RoleName=role["RoleName"])
+    assert on(findings(kc, "KC-IAM-010"), f"role/{role['RoleName']}") == []
+
+
+def test_kpis_of_a_seeded_estate(kc):
+    """Known answers: 4 running instances, 3 with a role, one stopped one
+    without (not counted); keys: root + 2 users' + 1 inactive."""
+    _, prof = kc.instance_profile()
+    for _ in range(3):
+        kc.run_instance(profile=prof["InstanceProfileName"], MetadataOptions={"HttpTokens": "required"})
+    kc.run_instance(MetadataOptions={"HttpTokens": "required"})
+    stopped = kc.run_instance()["InstanceId"]
+    kc.client("ec2").stop_instances(InstanceIds=[stopped])
+    kc.new_user()
+    user, creds = kc.new_user()
+    kc.client("iam").update_access_key(UserName=user["UserName"], AccessKeyId=creds["AccessKeyId"], Status="Inactive")
+    kc.new_user()
+    k = posture(kc)["kpis"]
+    assert (k["runningInstances"], k["runningInstancesWithRole"]) == (4, 3)
+    assert k["pctInstancesWithRole"] == 75.0
+    assert k["activeLongTermKeys"] == 3  # root + two active user keys
+    assert k["openFindings"]["CRITICAL"] == 1  # the root key
+    assert k["exposedCredentialFindings"] == 1
