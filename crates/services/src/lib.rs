@@ -19,6 +19,7 @@ pub mod delivery;
 pub mod ec2;
 pub mod error;
 pub mod iam;
+pub mod keyinfo;
 pub mod managed;
 pub mod model;
 pub mod s3;
@@ -442,6 +443,12 @@ impl Keycard {
             let mut changes = Vec::new();
             if let Some(old) = st.accounts.get(&acct) {
                 changes.push(Change::Delete("access_key", old.root_key_id.clone()));
+                if let Some(k) = st.access_keys.get(&old.root_key_id)
+                    && k.id != kid
+                {
+                    let gone = model::DeletedAccessKey::of(k, created);
+                    changes.push(Change::Put(Entity::DeletedAccessKey(gone)));
+                }
             }
             changes.push(Change::Put(Entity::Account(Account {
                 id: acct.clone(),
@@ -525,6 +532,7 @@ impl Keycard {
                 "policy",
                 "instance_profile",
                 "access_key",
+                "deleted_access_key",
                 "bucket",
                 "object",
                 "upload",
