@@ -241,7 +241,8 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
-/// The distinct repositories the paths are in.
+/// The distinct repositories the paths are in (a path in none is only
+/// warned about: its files are still scanned).
 fn git_roots(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut roots = Vec::new();
     for p in paths {
@@ -250,7 +251,13 @@ fn git_roots(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
         } else {
             p.parent().map(Path::to_path_buf).unwrap_or_default()
         };
-        let top = git(&dir, &["rev-parse", "--show-toplevel"])?;
+        let Ok(top) = git(&dir, &["rev-parse", "--show-toplevel"]) else {
+            eprintln!(
+                "keycard: {} is in no git repository: history not scanned",
+                p.display()
+            );
+            continue;
+        };
         let top = PathBuf::from(String::from_utf8_lossy(&top).trim());
         if !roots.contains(&top) {
             roots.push(top);
