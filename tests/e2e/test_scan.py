@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from conftest import ACCOUNT, keycard_bin, unique
+from conftest import ACCOUNT, keycard_bin, trust_for, unique
 
 UNKNOWN_ACCOUNT = "999988887777"
 
@@ -245,3 +245,27 @@ def test_admin_endpoint_answers_for_key_ids(keycard, estate):
     v = keycard.admin_get(f"/_keycard/admin/access-keys/{aid}")
     assert v["status"] == "active" and v["accessKeyId"] == aid and "secretAccessKey" not in v
     assert keycard.admin_get(f"/_keycard/admin/access-keys/{estate['unknown'][0]}")["status"] == "unknown"
+
+
+def test_session_key_is_attributed_to_its_role_session(keycard, tmp_path):
+    user, creds = keycard.new_user()
+    role = keycard.new_role(trust_for(user["Arn"]))
+    sts = keycard.client("sts", creds=creds)
+    out = sts.assume_role(RoleArn=role["Arn"], RoleSessionName="leaky")
+    c = out["Credentials"]
+    (tmp_path / "session.env").write_text(
+        f"AWS_ACCESS_KEY_ID={c['AccessKeyId']}\nAWS_SECRET_ACCESS_KEY={c['SecretAccessKey']}\n"
+        f"AWS_SESSION_TOKEN={c['SessionToken']}\n"
+    )
+    p = run_scan(keycard, "session.env", "--format", "json", cwd=tmp_path)
+    assert p.returncode == 1, p.stderr
+    f = json.loads(p.stdout)["findings"]
+    assert {x["kind"] for x in f} == {"access-key-id", "secret-access-key", "session-token"}
+    kid = one(f, "session.env", "access-key-id")
+    assert (kid["status"], kid["severity"]) == ("active", "critical")
+    assert kid["ownerArn"] == out["AssumedRoleUser"]["Arn"]
+    assert kid["expiration"].endswith("Z")
+    tok = one(f, "session.env", "session-token")
+    assert tok["accessKeyId"] == c["AccessKeyId"] and tok["severity"] == "critical"
+    for secret in (c["SecretAccessKey"], c["SessionToken"]):
+        assert secret not in p.stdout
