@@ -14,6 +14,8 @@ use keycard_proto::SecretKey;
 use keycard_services::{Config, Keycard};
 use keycard_store::{AuditQuery, Durability, SqliteStore, Store};
 
+mod scan_cmd;
+
 #[derive(Parser)]
 #[command(
     name = "keycard",
@@ -162,6 +164,9 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Find hardcoded AWS keys in files, directories and git history, and
+    /// check each against keycard (exit 1 on findings at or above --fail-on).
+    Scan(scan_cmd::ScanArgs),
     /// List every operation keycard serves, from its operation tables.
     Operations {
         /// JSON lines instead of a table.
@@ -260,6 +265,7 @@ const GOVERNANCE_PERIOD: Duration = Duration::from_secs(60);
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Scan(args) => return scan_cmd::run(args),
         Command::Policy { command } => policy(command),
         Command::Operations { json } => {
             operations(json);
@@ -570,7 +576,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             print!("{pem}");
             Ok(())
         }
-        Command::Policy { .. } | Command::Operations { .. } => {
+        Command::Policy { .. } | Command::Operations { .. } | Command::Scan(_) => {
             unreachable!("handled without a runtime")
         }
     }

@@ -12,6 +12,7 @@
     )
 )]
 
+mod admin_keys;
 mod cloudtrail;
 mod ec2;
 mod ec2_network;
@@ -928,6 +929,14 @@ async fn admin(kc: &Keycard, parts: &Parts, body: Body) -> Response<Body> {
                     "message": format!("The instance ID '{id}' does not exist")}),
             ),
         };
+    }
+    if parts.method == http::Method::GET
+        && let Some(id) = parts
+            .uri
+            .path()
+            .strip_prefix("/_keycard/admin/access-keys/")
+    {
+        return admin_keys::found_key(kc, id).await;
     }
     if parts.method != http::Method::POST || parts.uri.path() != "/_keycard/admin/accounts" {
         return reply(404, serde_json::json!({"error": "unknown admin path"}));

@@ -386,7 +386,14 @@ impl Keycard {
                     "The root access key of an account cannot be deleted through this API.".into(),
                 ));
             }
-            Ok((vec![Change::Delete("access_key", id.to_string())], ()))
+            let gone = DeletedAccessKey::of(&k, now());
+            Ok((
+                vec![
+                    Change::Delete("access_key", id.to_string()),
+                    Change::Put(Entity::DeletedAccessKey(gone)),
+                ],
+                (),
+            ))
         })
         .await
     }

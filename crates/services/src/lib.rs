@@ -22,6 +22,7 @@ pub mod governance;
 pub mod iam;
 pub mod iam_access;
 pub mod iam_governance;
+pub mod keyinfo;
 pub mod managed;
 pub mod model;
 pub mod s3;
@@ -568,6 +569,12 @@ impl Keycard {
             let mut changes = Vec::new();
             if let Some(old) = st.accounts.get(&acct) {
                 changes.push(Change::Delete("access_key", old.root_key_id.clone()));
+                if let Some(k) = st.access_keys.get(&old.root_key_id)
+                    && k.id != kid
+                {
+                    let gone = model::DeletedAccessKey::of(k, created);
+                    changes.push(Change::Put(Entity::DeletedAccessKey(gone)));
+                }
             }
             let old = st.accounts.get(&acct);
             changes.push(Change::Put(Entity::Account(Account {
@@ -653,6 +660,7 @@ impl Keycard {
                 "policy",
                 "instance_profile",
                 "access_key",
+                "deleted_access_key",
                 "bucket",
                 "object",
                 "upload",

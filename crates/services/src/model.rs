@@ -249,6 +249,35 @@ pub struct AccessKey {
     pub last_used: Option<LastUsed>,
 }
 
+/// A deleted access key, remembered (without its secret) so a key id found
+/// in code or user data can still be attributed. AWS forgets deleted keys;
+/// keycard goes further for `keycard scan`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeletedAccessKey {
+    pub account: String,
+    /// `None` for an account's root key.
+    pub user: Option<String>,
+    pub id: String,
+    pub created: Epoch,
+    pub deleted: Epoch,
+    #[serde(default)]
+    pub last_used: Option<LastUsed>,
+}
+
+impl DeletedAccessKey {
+    /// The record of `k` deleted at `deleted`.
+    pub fn of(k: &AccessKey, deleted: Epoch) -> Self {
+        DeletedAccessKey {
+            account: k.account.clone(),
+            user: k.user.clone(),
+            id: k.id.clone(),
+            created: k.created,
+            deleted,
+            last_used: k.last_used.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Bucket {
     pub name: String,
@@ -325,6 +354,7 @@ pub enum Entity {
     Policy(ManagedPolicy),
     InstanceProfile(InstanceProfile),
     AccessKey(AccessKey),
+    DeletedAccessKey(DeletedAccessKey),
     Bucket(Bucket),
     Object(ObjectMeta),
     Upload(Upload),
@@ -347,6 +377,7 @@ impl Entity {
             Entity::Policy(p) => ("policy", p.arn()),
             Entity::InstanceProfile(p) => ("instance_profile", name_key(&p.account, &p.name)),
             Entity::AccessKey(k) => ("access_key", k.id.clone()),
+            Entity::DeletedAccessKey(k) => ("deleted_access_key", k.id.clone()),
             Entity::Bucket(b) => ("bucket", b.name.clone()),
             Entity::Object(o) => ("object", format!("{}/{}", o.bucket, o.key)),
             Entity::Upload(u) => ("upload", u.id.clone()),
@@ -363,6 +394,7 @@ impl Entity {
             Entity::Policy(x) => serde_json::to_string(x),
             Entity::InstanceProfile(x) => serde_json::to_string(x),
             Entity::AccessKey(x) => serde_json::to_string(x),
+            Entity::DeletedAccessKey(x) => serde_json::to_string(x),
             Entity::Bucket(x) => serde_json::to_string(x),
             Entity::Object(x) => serde_json::to_string(x),
             Entity::Upload(x) => serde_json::to_string(x),
@@ -384,6 +416,7 @@ impl Entity {
             "policy" => Entity::Policy(de(json)?),
             "instance_profile" => Entity::InstanceProfile(de(json)?),
             "access_key" => Entity::AccessKey(de(json)?),
+            "deleted_access_key" => Entity::DeletedAccessKey(de(json)?),
             "bucket" => Entity::Bucket(de(json)?),
             "object" => Entity::Object(de(json)?),
             "upload" => Entity::Upload(de(json)?),

@@ -20,6 +20,8 @@ pub struct State {
     pub policies: BTreeMap<String, ManagedPolicy>,
     pub instance_profiles: BTreeMap<String, InstanceProfile>,
     pub access_keys: BTreeMap<String, AccessKey>,
+    /// Deleted access keys, by key id (for attributing leaked ids).
+    pub deleted_access_keys: BTreeMap<String, DeletedAccessKey>,
     /// Clear secrets of long-term keys, by key id.
     pub secrets: HashMap<String, SecretKey>,
     pub buckets: BTreeMap<String, Bucket>,
@@ -68,6 +70,9 @@ impl State {
             Entity::AccessKey(k) => {
                 self.access_keys.insert(key, k);
             }
+            Entity::DeletedAccessKey(k) => {
+                self.deleted_access_keys.insert(key, k);
+            }
             Entity::Bucket(mut b) => {
                 if let Some(p) = &mut b.policy {
                     p.recompile(PolicyKind::Resource);
@@ -113,6 +118,9 @@ impl State {
             "access_key" => {
                 self.access_keys.remove(key);
                 self.secrets.remove(key);
+            }
+            "deleted_access_key" => {
+                self.deleted_access_keys.remove(key);
             }
             "bucket" => {
                 self.buckets.remove(key);
