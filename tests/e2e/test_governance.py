@@ -3,6 +3,7 @@ the AWS CLI, the finding appears in ``keycard posture``, the state is
 fixed, and the finding resolves. Age-based rules use the server's test
 clock (``--test-clock``, moved through the admin endpoint), never sleeps."""
 
+import gzip
 import json
 import subprocess
 
@@ -77,11 +78,11 @@ def test_imdsv1_and_hop_limit_then_enforced(kc):
     assert on(findings(kc, "KC-EC2-002"), iid) == [] and on(findings(kc, "KC-EC2-003"), iid) == []
 
 
-def test_live_key_in_user_data_is_critical(kc):
+def test_live_key_in_gzipped_user_data_is_critical(kc):
     user, creds = kc.new_user()
     script = f"#!/bin/bash\nexport AWS_ACCESS_KEY_ID={creds['AccessKeyId']}\n"
-    # boto3 base64-encodes UserData itself, as EC2 stores it.
-    iid = kc.run_instance(UserData=script)["InstanceId"]
+    # cloud-init accepts gzipped user data; boto3 base64-encodes it.
+    iid = kc.run_instance(UserData=gzip.compress(script.encode()))["InstanceId"]
     f = on(findings(kc, "KC-EC2-005"), iid)
     assert f and f[0]["severity"] == "CRITICAL", f
     assert creds["SecretAccessKey"] not in json.dumps(posture(kc))
@@ -255,3 +256,40 @@ def test_kpis_of_a_seeded_estate(kc):
     assert k["activeLongTermKeys"] == 3  # root + two active user keys
     assert k["openFindings"]["CRITICAL"] == 1  # the root key
     assert k["exposedCredentialFindings"] == 1
+
+
+def test_scan_findings_join_the_posture(kc, tmp_path):
+    user, creds = kc.new_user()
+    key = creds["AccessKeyId"]
+    repo = tmp_path / "app"
+    repo.mkdir()
+    (repo / "settings.py").write_text(f'AWS_ACCESS_KEY_ID = "{key}"\nAWS_SECRET_ACCESS_KEY = "{creds["SecretAccessKey"]}"\n')
+    scan = subprocess.run([str(keycard_bin()), "scan", str(repo), "--data-dir", str(kc.data_dir), "--format", "json"],
+                          capture_output=True, text=True, timeout=60)
+    assert scan.returncode == 1, scan.stderr  # a critical finding
+    f = on(findings(kc, "KC-SCAN-001"), key)
+    assert f and f[0]["severity"] == "CRITICAL" and "settings.py:1" in f[0]["detail"], f
+    assert creds["SecretAccessKey"] not in json.dumps(posture(kc))
+    trend = posture(kc)["trend"]
+    assert trend[-1]["exposedCredentialFindings"] >= 2  # the root key and this one
+    # Deactivated: still exposed, lower; deleted: resolved.
+    kc.client("iam").update_access_key(UserName=user["UserName"], AccessKeyId=key, Status="Inactive")
+    assert on(findings(kc, "KC-SCAN-001"), key)[0]["severity"] == "HIGH"
+    kc.client("iam").delete_access_key(UserName=user["UserName"], AccessKeyId=key)
+    assert on(findings(kc, "KC-SCAN-001"), key) == []
+
+
+def test_a_rescan_without_the_key_resolves_it(kc, tmp_path):
+    _, creds = kc.new_user()
+    key = creds["AccessKeyId"]
+    tree = tmp_path / "ops"  # not tmp_path itself: the data dir lives there
+    tree.mkdir()
+    f = tree / "deploy.sh"
+    f.write_text(f"export AWS_ACCESS_KEY_ID={key}\n")
+    run = lambda: subprocess.run([str(keycard_bin()), "scan", str(tree), "--data-dir", str(kc.data_dir)],
+                                 capture_output=True, text=True, timeout=60)
+    run()
+    assert on(findings(kc, "KC-SCAN-001"), key)
+    f.write_text("# credentials come from the instance role now\n")
+    assert run().returncode == 0
+    assert on(findings(kc, "KC-SCAN-001"), key) == []

@@ -157,6 +157,7 @@ fn scan(args: &ScanArgs) -> anyhow::Result<Vec<Finding>> {
         .into_iter()
         .map(|(loc, m)| finding(loc, m, &statuses))
         .collect();
+    verifier.report(args, &findings);
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Human => human(&mut out, &findings, verifier.verified())?,
@@ -373,6 +374,45 @@ impl Verifier {
         self.server.is_some()
     }
 
+    /// Hand the key ids found to the running server, so they join the
+    /// posture (rule KC-SCAN-001) until a later scan of the same paths no
+    /// longer finds them. The root names what was scanned.
+    fn report(&self, args: &ScanArgs, findings: &[Finding]) {
+        let Some((addr, token)) = &self.server else {
+            return;
+        };
+        let mut roots: Vec<String> = args
+            .paths
+            .iter()
+            .map(|p| {
+                std::fs::canonicalize(p)
+                    .unwrap_or_else(|_| p.clone())
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        roots.sort();
+        let root = format!(
+            "{}{}",
+            roots.join("\n"),
+            if args.git { " (git)" } else { "" }
+        );
+        let mut hits: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for f in findings {
+            if let Some(id) = &f.access_key_id {
+                let at = match &f.commit {
+                    Some(c) => format!("{}:{}@{}", f.path, f.line, c),
+                    None => format!("{}:{}", f.path, f.line),
+                };
+                hits.entry(id.clone()).or_default().push(at);
+            }
+        }
+        let body = json!({"root": root, "hits": hits}).to_string();
+        if let Err(e) = admin_post(addr, "/_keycard/admin/governance/scans", token, &body) {
+            eprintln!("keycard: reporting the scan to the server: {e:#}");
+        }
+    }
+
     /// keycard's answer for `id`, or `{"status": "unverified"}`.
     fn lookup(&self, id: &str) -> Value {
         let Some((addr, token)) = &self.server else {
@@ -386,6 +426,23 @@ impl Verifier {
             }
         }
     }
+}
+
+fn admin_post(addr: &str, path: &str, token: &str, body: &str) -> anyhow::Result<()> {
+    let mut s = std::net::TcpStream::connect(addr)
+        .with_context(|| format!("connecting to the running keycard at {addr}"))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    if !resp.starts_with("HTTP/1.1 200") {
+        bail!("keycard answered: {}", resp.lines().next().unwrap_or(""));
+    }
+    Ok(())
 }
 
 fn admin_get(addr: &str, path: &str, token: &str) -> anyhow::Result<Value> {

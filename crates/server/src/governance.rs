@@ -29,6 +29,9 @@ pub async fn admin(kc: &Keycard, parts: &Parts, body: &[u8]) -> Option<(u16, Val
     {
         return Some(workflow(kc, id, body).await);
     }
+    if path == "/_keycard/admin/governance/scans" && method == http::Method::POST {
+        return Some(scan(kc, body).await);
+    }
     if path == "/_keycard/admin/clock" && method == http::Method::POST {
         return Some(clock(kc, body));
     }
@@ -146,6 +149,60 @@ async fn workflow(kc: &Keycard, id: &str, body: &[u8]) -> (u16, Value) {
             json!({"error": "InvalidInput", "message": "SUPPRESSED needs a note saying why"}),
         ),
         Err(WorkflowError::Store(m)) => (503, json!({"error": "ServiceUnavailable", "message": m})),
+    }
+}
+
+/// `keycard scan` reports what it found under a root: `{"root": "…",
+/// "hits": {"AKIA…": ["path:line", …]}}`. It replaces that root's last
+/// report; the findings follow at once.
+async fn scan(kc: &Keycard, body: &[u8]) -> (u16, Value) {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let Some(root) = v
+        .get("root")
+        .and_then(Value::as_str)
+        .filter(|r| !r.is_empty())
+    else {
+        return (
+            400,
+            json!({"error": "InvalidInput", "message": "root is required"}),
+        );
+    };
+    let mut hits = std::collections::BTreeMap::new();
+    for (k, locs) in v
+        .get("hits")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let locs: Vec<String> = locs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .take(100)
+            .map(|l| l.chars().take(1024).collect())
+            .collect();
+        if k.len() <= 128 {
+            hits.insert(k.clone(), locs);
+        }
+    }
+    let report = keycard_services::governance::ScanReport {
+        root: root.chars().take(4096).collect(),
+        scanned_at: kc.governance_now(),
+        hits,
+    };
+    if let Err(e) = kc.governance.record_scan(report, kc.store().as_ref()).await {
+        return (
+            503,
+            json!({"error": "ServiceUnavailable", "message": e.to_string()}),
+        );
+    }
+    match kc.evaluate_governance().await {
+        Ok(d) => (200, json!({"delta": d})),
+        Err(e) => (
+            503,
+            json!({"error": "ServiceUnavailable", "message": e.to_string()}),
+        ),
     }
 }
 

@@ -381,6 +381,7 @@ impl Keycard {
             .collect();
         let sources = self.key_sources.lock().unwrap_or_else(|e| e.into_inner());
         governance::Facts {
+            scanned_keys: self.governance.scan_hits(),
             keys_used_from_instances: sources
                 .iter()
                 .filter_map(|(k, ip)| by_ip.get(ip.as_str()).map(|i| (k.clone(), i.to_string())))

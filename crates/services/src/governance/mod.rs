@@ -23,7 +23,7 @@ pub use rules::{Facts, Observation, RULES, Rule, Severity};
 use crate::state::State;
 
 /// Record kinds this module owns (not entities of the read model).
-pub const KINDS: &[&str] = &["finding", "kpi"];
+pub const KINDS: &[&str] = &["finding", "kpi", "scan"];
 
 /// ASFF `Workflow.Status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +136,8 @@ struct Book {
     findings: BTreeMap<String, Finding>,
     /// `account/date` -> KPIs.
     kpis: BTreeMap<String, Kpis>,
+    /// Root -> the last scan of it.
+    scans: BTreeMap<String, ScanReport>,
 }
 
 /// The findings and KPI series of a keycard, kept in memory and stored.
@@ -169,6 +171,11 @@ impl Governance {
         for r in store.load_kind("kpi").await? {
             if let Ok(k) = serde_json::from_str::<Kpis>(&r.value) {
                 book.kpis.insert(r.key, k);
+            }
+        }
+        for r in store.load_kind("scan").await? {
+            if let Ok(s) = serde_json::from_str::<ScanReport>(&r.value) {
+                book.scans.insert(s.root.clone(), s);
             }
         }
         Ok(Governance {
@@ -205,6 +212,33 @@ impl Governance {
         };
         store.commit(&ops, &[]).await?;
         Ok(delta)
+    }
+
+    /// Replace what the last scan of `report.root` found.
+    pub async fn record_scan(
+        &self,
+        report: ScanReport,
+        store: &dyn Store,
+    ) -> keycard_store::Result<()> {
+        let key = finding_id("scan", &report.root);
+        store
+            .commit(&[Op::put("scan", key, to_json(&report))], &[])
+            .await?;
+        self.book().scans.insert(report.root.clone(), report);
+        Ok(())
+    }
+
+    /// Every key id a scan found, with where (all roots merged).
+    pub fn scan_hits(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for s in self.book().scans.values() {
+            for (k, locs) in &s.hits {
+                out.entry(k.clone())
+                    .or_default()
+                    .extend(locs.iter().cloned());
+            }
+        }
+        out
     }
 
     /// Findings, newest change first, filtered.
@@ -419,57 +453,34 @@ fn kpis(findings: &BTreeMap<String, Finding>, input: &KpiInput, now: i64) -> Vec
         .collect()
 }
 
-/// Secrets in EC2 user data (base64 as stored): each access key id found
-/// (AKIA/ASIA/ABIA/ACCA + 16 base32 characters, word-bounded, AWS's
-/// `…EXAMPLE` documentation keys excepted), and `private-key` for each
-/// PEM private key block. Plain text is scanned too, in case the data
-/// was stored undecoded.
+/// Secrets in EC2 user data (base64 as stored; plain, base64 and gzip
+/// layers opened by `keycard-scan`): each access key id found, and one
+/// entry per secret key, session token or private key without an id.
+/// AWS's documentation keys are allow-listed by the scanner.
 pub fn user_data_secrets(data: &[u8]) -> Vec<String> {
-    use base64::Engine;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(
-            data.iter()
-                .copied()
-                .filter(|b| !b.is_ascii_whitespace())
-                .collect::<Vec<u8>>(),
-        )
-        .ok();
-    let mut found = Vec::new();
-    for text in [Some(data), decoded.as_deref()].into_iter().flatten() {
-        found.extend(key_ids(text));
-        let t = String::from_utf8_lossy(text);
-        if t.contains("-----BEGIN") && t.contains("PRIVATE KEY-----") {
-            found.push("private-key".to_string());
-        }
-    }
+    use keycard_scan::Kind;
+    let mut found: Vec<String> = keycard_scan::scan_bytes(data)
+        .into_iter()
+        .map(|m| match (m.key_id, m.kind) {
+            (Some(id), _) => id,
+            (None, Kind::SecretAccessKey) => "secret-access-key".into(),
+            (None, Kind::SessionToken) => "session-token".into(),
+            (None, _) => "private-key".into(),
+        })
+        .collect();
     found.sort();
     found.dedup();
     found
 }
 
-fn key_ids(text: &[u8]) -> Vec<String> {
-    const PREFIXES: [&[u8]; 4] = [b"AKIA", b"ASIA", b"ABIA", b"ACCA"];
-    let is_id_char = |b: u8| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b);
-    let word = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_alphanumeric());
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i + 20 <= text.len() {
-        let w = text.get(i..i + 20).unwrap_or_default();
-        if PREFIXES.iter().any(|p| w.starts_with(p))
-            && w.iter().skip(4).all(|b| is_id_char(*b))
-            && !word(i.checked_sub(1).and_then(|j| text.get(j)))
-            && !word(text.get(i + 20))
-        {
-            let id = String::from_utf8_lossy(w).into_owned();
-            if !id.ends_with("EXAMPLE") {
-                out.push(id);
-            }
-            i += 20;
-        } else {
-            i += 1;
-        }
-    }
-    out
+/// Where `keycard scan` last found each key id under one scanned root.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanReport {
+    pub root: String,
+    pub scanned_at: i64,
+    /// key id -> locations (`path:line`, with `@commit` from git history).
+    pub hits: BTreeMap<String, Vec<String>>,
 }
 
 #[cfg(test)]

@@ -131,6 +131,7 @@ pub const IAM_ROLE_NO_OWNER: &str = "KC-IAM-011";
 pub const IAM_KEY_AFTER_MIGRATION: &str = "KC-IAM-012";
 pub const IAM_CONSOLE_NO_MFA: &str = "KC-IAM-013";
 pub const IAM_PASSWORD_UNUSED: &str = "KC-IAM-014";
+pub const SCAN_KEY_EXPOSED: &str = "KC-SCAN-001";
 
 /// Every rule keycard evaluates.
 pub static RULES: &[Rule] = &[
@@ -329,6 +330,13 @@ pub static RULES: &[Rule] = &[
         Some("IAM.22"),
         Some("iam_user_console_access_unused"),
     ),
+    exposed(rule(
+        SCAN_KEY_EXPOSED,
+        "Access key of this account found in files or git history (keycard scan)",
+        Severity::High,
+        "AwsIamAccessKey",
+        "Deactivate and delete the key (it is in someone's files or repository history for good), move the workload to a role, and rescan.",
+    )),
 ];
 
 pub fn find(id: &str) -> Option<&'static Rule> {
@@ -351,6 +359,8 @@ pub struct Facts {
     /// User access key ids seen signing calls from an instance's address,
     /// with that instance id.
     pub keys_used_from_instances: BTreeMap<String, String>,
+    /// Key ids `keycard scan` found, with where.
+    pub scanned_keys: BTreeMap<String, Vec<String>>,
 }
 
 /// How to read user data for secrets (the scanner crate plugs in here).
@@ -523,11 +533,29 @@ fn passwords(st: &State, now: i64, out: &mut Vec<Observation>) {
 
 fn access_keys(st: &State, now: i64, facts: &Facts, out: &mut Vec<Observation>) {
     for k in st.access_keys.values() {
+        let owner = key_arn(st, &k.account, k.user.as_deref());
+        let resource = format!("{owner}/accesskey/{}", k.id);
+        if let Some(locs) = facts.scanned_keys.get(&k.id) {
+            let at: Vec<&str> = locs.iter().take(3).map(String::as_str).collect();
+            let mut o = obs(
+                SCAN_KEY_EXPOSED,
+                &k.account,
+                resource.clone(),
+                format!(
+                    "{} ({}) found at {}",
+                    k.id,
+                    k.status.as_str(),
+                    at.join(", ")
+                ),
+            );
+            if k.status == KeyStatus::Active {
+                o.severity = Severity::Critical;
+            }
+            out.push(o);
+        }
         if k.status != KeyStatus::Active {
             continue;
         }
-        let owner = key_arn(st, &k.account, k.user.as_deref());
-        let resource = format!("{owner}/accesskey/{}", k.id);
         if k.user.is_none() {
             out.push(obs(
                 IAM_ROOT_KEY,

@@ -142,7 +142,9 @@ fn user_data_keys_plain_and_base64_but_not_examples() {
         "word-bounded"
     );
     assert_eq!(
-        user_data_secrets(b"-----BEGIN RSA PRIVATE KEY-----\nMII\n"),
+        user_data_secrets(
+            b"-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\n-----END RSA PRIVATE KEY-----\n"
+        ),
         ["private-key"]
     );
 }
