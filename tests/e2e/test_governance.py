@@ -117,18 +117,28 @@ def test_admin_instance_role_is_critical_and_passrole_star(kc):
         {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"}]}))
     assert on(findings(kc, "KC-IAM-005"), f"role/{role['RoleName']}") == []
     assert on(findings(kc, "KC-IAM-007"), f"role/{role['RoleName']}")
+    kc.client("iam").put_role_policy(RoleName=role["RoleName"], PolicyName="inline", PolicyDocument=doc(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*",
+                                                 "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}}]}))
+    assert on(findings(kc, "KC-IAM-007"), f"role/{role['RoleName']}") == [], "PassRole scoped to a service"
     user, _ = kc.new_user(managed=["arn:aws:iam::aws:policy/AdministratorAccess"])
     f = on(findings(kc, "KC-IAM-005"), f"user/{user['UserName']}")
     assert f and f[0]["severity"] == "HIGH"
+    kc.client("iam").detach_user_policy(UserName=user["UserName"], PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess")
+    assert on(findings(kc, "KC-IAM-005"), f"user/{user['UserName']}") == []
 
 
 def test_shared_role_across_owners_and_broad_role_on_many(kc):
     role, prof = kc.instance_profile(policy=ADMIN)
     name = prof["InstanceProfileName"]
-    for owner in ["team-a", "team-b", "team-a"]:
-        kc.run_instance(profile=name, TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Owner", "Value": owner}]}])
+    ids = [kc.run_instance(profile=name, TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Owner", "Value": owner}]}])["InstanceId"]
+           for owner in ["team-a", "team-b", "team-a"]]
     assert on(findings(kc, "KC-IAM-008"), f"role/{role['RoleName']}")
     assert on(findings(kc, "KC-IAM-009"), f"role/{role['RoleName']}")
+    # team-b's instance leaves: one owner, two instances.
+    kc.client("ec2").terminate_instances(InstanceIds=[ids[1]])
+    assert on(findings(kc, "KC-IAM-008"), f"role/{role['RoleName']}") == []
+    assert on(findings(kc, "KC-IAM-009"), f"role/{role['RoleName']}") == []
 
 
 def test_root_key_and_suppression_workflow(kc):
@@ -143,6 +153,11 @@ def test_root_key_and_suppression_workflow(kc):
     again = on(findings(kc, "KC-IAM-004"), ":root")[0]
     assert again["workflow"] == "SUPPRESSED" and again["note"].startswith("bootstrap")
     assert posture(kc)["kpis"]["openFindings"]["CRITICAL"] == 0, "suppressed findings are not counted"
+    # The fix: an admin user takes over and the root key is deactivated
+    # (keycard keeps the bootstrap key itself: DeleteConflict).
+    kc.new_user(managed=["arn:aws:iam::aws:policy/AdministratorAccess"])
+    kc.client("iam").update_access_key(AccessKeyId=kc.root_creds["AccessKeyId"], Status="Inactive")
+    assert on(findings(kc, "KC-IAM-004", "--all"), ":root")[0]["workflow"] == "RESOLVED"
 
 
 def test_findings_and_trend_survive_a_restart(kc):
