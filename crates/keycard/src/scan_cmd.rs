@@ -428,30 +428,21 @@ impl Verifier {
     }
 }
 
-fn admin_post(addr: &str, path: &str, token: &str, body: &str) -> anyhow::Result<()> {
+/// One request to the running server's admin endpoint; the body of a 200.
+fn admin_call(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> anyhow::Result<String> {
     let mut s = std::net::TcpStream::connect(addr)
         .with_context(|| format!("connecting to the running keycard at {addr}"))?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    )?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
-    if !resp.starts_with("HTTP/1.1 200") {
-        bail!("keycard answered: {}", resp.lines().next().unwrap_or(""));
-    }
-    Ok(())
-}
-
-fn admin_get(addr: &str, path: &str, token: &str) -> anyhow::Result<Value> {
-    let mut s = std::net::TcpStream::connect(addr)
-        .with_context(|| format!("connecting to the running keycard at {addr}"))?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
     )?;
     let mut resp = String::new();
     s.read_to_string(&mut resp)?;
@@ -459,7 +450,17 @@ fn admin_get(addr: &str, path: &str, token: &str) -> anyhow::Result<Value> {
     if !head.starts_with("HTTP/1.1 200") {
         bail!("keycard answered: {}", head.lines().next().unwrap_or(""));
     }
-    Ok(serde_json::from_str(body.trim())?)
+    Ok(body.trim().to_string())
+}
+
+fn admin_post(addr: &str, path: &str, token: &str, body: &str) -> anyhow::Result<()> {
+    admin_call(addr, "POST", path, token, body).map(|_| ())
+}
+
+fn admin_get(addr: &str, path: &str, token: &str) -> anyhow::Result<Value> {
+    Ok(serde_json::from_str(&admin_call(
+        addr, "GET", path, token, "",
+    )?)?)
 }
 
 // ---------------------------------------------------------------- findings

@@ -863,16 +863,21 @@ pub(crate) fn xml_response(status: u16, body: String) -> Response<Body> {
     r
 }
 
-/// Prometheus scrape, with the admin bearer token (counts and findings
-/// are not for anyone who can reach the port).
-fn metrics_endpoint(kc: &Keycard, parts: &Parts) -> Response<Body> {
+/// Whether the request carries the admin endpoint's bearer token.
+fn admin_bearer_ok(kc: &Keycard, parts: &Parts) -> bool {
     let token = parts
         .headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    let mut r = if kc.check_admin_token(token) {
+    kc.check_admin_token(token)
+}
+
+/// Prometheus scrape, with the admin bearer token (counts and findings
+/// are not for anyone who can reach the port).
+fn metrics_endpoint(kc: &Keycard, parts: &Parts) -> Response<Body> {
+    let mut r = if admin_bearer_ok(kc, parts) {
         Response::new(Body::from(metrics::render(kc)))
     } else {
         let mut r = Response::new(Body::from("bearer token required\n"));
@@ -894,13 +899,7 @@ async fn admin(kc: &Keycard, parts: &Parts, body: Body) -> Response<Body> {
         *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
         r
     };
-    let token = parts
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !kc.check_admin_token(token) {
+    if !admin_bearer_ok(kc, parts) {
         return reply(403, serde_json::json!({"error": "bad admin token"}));
     }
     if parts.uri.path().starts_with("/_keycard/admin/governance/")

@@ -198,19 +198,28 @@ impl Governance {
         store: &dyn Store,
     ) -> keycard_store::Result<Delta> {
         let _one = self.eval_lock.lock().await;
-        let (ops, delta) = {
-            let mut book = self.book();
-            let (mut ops, delta) = reconcile(&mut book.findings, st_obs, now);
-            for k in kpis(&book.findings, &kpi_input, now) {
+        // Worked out on a copy and swapped in only once stored: a failed
+        // write leaves memory as the store has it, and the next evaluation
+        // writes the same changes again.
+        let (mut findings, mut new_kpis) = {
+            let book = self.book();
+            (book.findings.clone(), Vec::new())
+        };
+        let (mut ops, delta) = reconcile(&mut findings, st_obs, now);
+        {
+            let book = self.book();
+            for k in kpis(&findings, &kpi_input, now) {
                 let key = format!("{}/{}", k.account, k.date);
                 if book.kpis.get(&key) != Some(&k) {
                     ops.push(Op::put("kpi", key.clone(), to_json(&k)));
-                    book.kpis.insert(key, k);
+                    new_kpis.push((key, k));
                 }
             }
-            (ops, delta)
-        };
+        }
         store.commit(&ops, &[]).await?;
+        let mut book = self.book();
+        book.findings = findings;
+        book.kpis.extend(new_kpis);
         Ok(delta)
     }
 

@@ -374,8 +374,9 @@ pub fn evaluate(st: &State, now: i64, facts: &Facts, scan: SecretScan) -> Vec<Ob
     instances(st, scan, &mut out);
     access_keys(st, now, facts, &mut out);
     passwords(st, now, &mut out);
-    policies(st, &mut out);
-    roles(st, now, &mut out);
+    let on_instances = instance_roles(st);
+    policies(st, &on_instances, &mut out);
+    roles(st, now, &on_instances, &mut out);
     out.sort_by(|a, b| (a.rule, &a.resource).cmp(&(b.rule, &b.resource)));
     out.dedup_by(|a, b| a.rule == b.rule && a.resource == b.resource);
     out
@@ -749,8 +750,11 @@ fn instance_roles(st: &State) -> BTreeMap<String, Vec<&Instance>> {
     by_role
 }
 
-fn policies(st: &State, out: &mut Vec<Observation>) {
-    let on_instances = instance_roles(st);
+fn policies(
+    st: &State,
+    on_instances: &BTreeMap<String, Vec<&Instance>>,
+    out: &mut Vec<Observation>,
+) {
     for u in st.users.values() {
         let mut d = docs(st, &u.inline, &u.attached);
         for g in &u.groups {
@@ -769,20 +773,42 @@ fn policies(st: &State, out: &mut Vec<Observation>) {
     }
     for r in st.roles.values() {
         let d = docs(st, &r.inline, &r.attached);
-        let on = on_instances.contains_key(&format!("{}/{}", r.account, r.name));
+        let g = probe(&d, &r.account);
+        let insts = on_instances.get(&format!("{}/{}", r.account, r.name));
         grant_findings(
-            probe(&d, &r.account),
+            g,
             &r.account,
             &r.arn(),
             &format!("role {}", r.name),
-            on,
+            insts.is_some(),
             out,
         );
+        if let Some(insts) = insts
+            && (g.admin || g.iam_or_sts_wide)
+            && insts.len() >= BROAD_MANY
+            && !r.path.starts_with("/aws-service-role/")
+        {
+            out.push(obs(
+                IAM_ROLE_BROAD_MANY,
+                &r.account,
+                r.arn(),
+                format!(
+                    "role {} with broad permissions is used by {} instances",
+                    r.name,
+                    insts.len()
+                ),
+            ));
+        }
     }
 }
 
-fn roles(st: &State, now: i64, out: &mut Vec<Observation>) {
-    let on_instances = instance_roles(st);
+/// Role usage and tagging (their grants are judged in `policies`).
+fn roles(
+    st: &State,
+    now: i64,
+    on_instances: &BTreeMap<String, Vec<&Instance>>,
+    out: &mut Vec<Observation>,
+) {
     for r in st.roles.values() {
         if r.path.starts_with("/aws-service-role/") {
             continue;
@@ -791,20 +817,6 @@ fn roles(st: &State, now: i64, out: &mut Vec<Observation>) {
         let users = on_instances.get(&format!("{}/{}", r.account, r.name));
         if let Some(insts) = users {
             shared(r.account.as_str(), &arn, &r.name, insts, out);
-            let d = docs(st, &r.inline, &r.attached);
-            let g = probe(&d, &r.account);
-            if (g.admin || g.iam_or_sts_wide) && insts.len() >= BROAD_MANY {
-                out.push(obs(
-                    IAM_ROLE_BROAD_MANY,
-                    &r.account,
-                    arn.clone(),
-                    format!(
-                        "role {} with broad permissions is used by {} instances",
-                        r.name,
-                        insts.len()
-                    ),
-                ));
-            }
         }
         let since = r.last_used.unwrap_or(r.created);
         if users.is_none() && now - since > 90 * DAY {
