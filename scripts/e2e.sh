@@ -33,7 +33,7 @@ if [ ! -x "$pvenv/bin/python" ]; then
 fi
 pstamp="$pvenv/.keycard-requirements"
 pwant=$(sha256sum "$preq" | cut -d' ' -f1)
-if [ "$(cat "$pstamp" 2>/dev/null || true)" != "$pwant" ]; then
+if [ "$(cat "$pstamp" 2>/dev/null || true)" != "$pwant" ] || [ ! -x "$pvenv/bin/prowler" ]; then
     echo "==> installing $preq into $pvenv"
     "$pvenv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
     "$pvenv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$preq"
