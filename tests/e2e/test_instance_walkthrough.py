@@ -129,7 +129,12 @@ def test_exec_strips_static_credentials(keycard, seed):
     assert env["AWS_SHARED_CREDENTIALS_FILE"] == "/dev/null"
     assert env["AWS_CONFIG_FILE"] == "/dev/null"
     assert env["AWS_EC2_METADATA_SERVICE_ENDPOINT"].startswith("http://127.77.")
-    assert env["AWS_ENDPOINT_URL"] == keycard.endpoint
+    # The instance's own network path to the API: its metadata address,
+    # the server's port (so keycard knows the call came from the instance).
+    access = keycard.instance_access(seed)
+    assert env["AWS_ENDPOINT_URL"] == access["apiEndpoint"]
+    assert access["apiEndpoint"].startswith("http://" + env["AWS_EC2_METADATA_SERVICE_ENDPOINT"].split("//")[1].split(":")[0])
+    assert access["apiEndpoint"].endswith(":" + keycard.endpoint.rsplit(":", 1)[1])
 
 
 def test_instance_without_profile_then_attach_readonly(keycard):

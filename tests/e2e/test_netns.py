@@ -169,3 +169,29 @@ def test_user_key_used_on_an_instance_with_a_role_is_a_finding(kc, seed_instance
     assert found and seed_instance in found[0]["detail"] and found[0]["severity"] == "HIGH"
     kc.client("iam").delete_access_key(UserName=user["UserName"], AccessKeyId=creds["AccessKeyId"])
     assert finding() == []
+
+
+def test_instance_credentials_are_bound_by_aws_policy_in_netns(kc):
+    """Issue 10 in netns mode: with AWS's documented binding policy on the
+    role, the role's credentials work inside the instance's namespace and
+    are refused (and reported) from the host."""
+    from botocore.exceptions import ClientError
+
+    from test_instance_binding import AWS_BINDING_POLICY, OUTSIDE, of, sightings
+
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:ListRoles", "Resource": "*"}] + AWS_BINDING_POLICY["Statement"]}
+    role, prof = kc.instance_profile(policy=policy)
+    iid = kc.run_instance(prof["InstanceProfileName"])["InstanceId"]
+    assert wait_for(lambda: has_ns(iid))
+    wait_until_serving(kc, iid)
+    kc.exec_aws(iid, "iam", "list-roles")
+    # Copied out of the instance's metadata service, from inside it.
+    p = kc.exec(iid, "curl", "-s", f"http://169.254.169.254/latest/meta-data/iam/security-credentials/{role['RoleName']}")
+    c = json.loads(p.stdout)
+    creds = {"AccessKeyId": c["AccessKeyId"], "SecretAccessKey": c["SecretAccessKey"], "SessionToken": c["Token"]}
+    with pytest.raises(ClientError) as e:
+        kc.client("iam", creds=creds).list_roles()
+    assert e.value.response["Error"]["Code"] == "AccessDenied"
+    f = of(sightings(kc), iid, OUTSIDE)
+    assert len(f) == 1 and f[0]["Service"]["Count"] == 1

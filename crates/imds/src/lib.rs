@@ -4,7 +4,9 @@
 //!
 //! - **loopback** (default, no privileges): `127.77.A.B:PORT`, one address
 //!   per instance; `keycard exec` points `AWS_EC2_METADATA_SERVICE_ENDPOINT`
-//!   at it.
+//!   at it, and `AWS_ENDPOINT_URL` at keycard's API on the same address
+//!   (the instance's own network path, so keycard knows calls that come
+//!   from the instance).
 //! - **netns** (root): a network namespace per instance with its private
 //!   IP and `169.254.169.254:80` inside it, plus keycard's API on the
 //!   namespace's `127.0.0.1`.
@@ -37,12 +39,14 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use keycard_services::Keycard;
+use keycard_services::binding::NetworkPath;
 use keycard_services::ec2::ImdsHealth;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// Serve keycard's API on a listener (used inside instance namespaces).
-pub type ApiServe = Arc<dyn Fn(TcpListener, Option<std::net::IpAddr>) + Send + Sync>;
+/// With a path, the listener is an instance's own network path.
+pub type ApiServe = Arc<dyn Fn(TcpListener, Option<NetworkPath>) + Send + Sync>;
 
 /// How instances reach their metadata service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +92,8 @@ pub struct Imds {
     opts: Options,
     live: Mutex<HashMap<String, Live>>,
     port: Mutex<u16>,
+    /// Port of the instances' loopback API listeners, once chosen.
+    api_port: Mutex<Option<u16>>,
     /// Serializes reconciliations.
     reconcile_lock: tokio::sync::Mutex<()>,
 }
@@ -100,6 +106,7 @@ impl Imds {
             opts,
             live: Mutex::new(HashMap::new()),
             port: Mutex::new(port),
+            api_port: Mutex::new(None),
             reconcile_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -178,7 +185,7 @@ impl Imds {
         };
         for (id, (addr, ip)) in todo {
             let live = match self.opts.network {
-                Network::Loopback => self.open_loopback(&id, addr).await,
+                Network::Loopback => self.open_loopback(&id, addr, &ip).await,
                 Network::Netns => self.open_netns(&id, addr, &ip).await,
             };
             match live {
@@ -237,24 +244,38 @@ impl Imds {
 
     /// Open the instance's listener at the first free candidate address;
     /// only "address in use" moves on to the next.
-    async fn open_loopback(&self, id: &str, slot_addr: Ipv4Addr) -> std::io::Result<Live> {
+    async fn open_loopback(
+        &self,
+        id: &str,
+        slot_addr: Ipv4Addr,
+        ip: &str,
+    ) -> std::io::Result<Live> {
         let mut tried = Vec::new();
         for addr in self.candidates(slot_addr) {
-            match self.bind_loopback(addr).await {
-                Ok(l) => {
+            let bound = match self.bind_loopback(addr).await {
+                Ok(l) => match self.bind_instance_api(addr).await {
+                    Ok(api) => Ok((l, api)),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            match bound {
+                Ok((l, api_l)) => {
                     if addr != slot_addr {
                         tracing::warn!(instance = %id, taken = %slot_addr, using = %addr,
                             "metadata address in use (another server?): listening elsewhere");
                     }
+                    let mut tasks = vec![tokio::spawn(serve_imds(
+                        self.kc.clone(),
+                        l,
+                        id.to_string(),
+                        None,
+                    ))];
+                    self.serve_api(&mut tasks, api_l, id, ip);
                     return Ok(Live {
                         slot_addr,
                         bound: Some(addr),
-                        tasks: vec![tokio::spawn(serve_imds(
-                            self.kc.clone(),
-                            l,
-                            id.to_string(),
-                            None,
-                        ))],
+                        tasks,
                         netns: None,
                     });
                 }
@@ -287,6 +308,43 @@ impl Imds {
         Ok(l)
     }
 
+    /// Bind the instance's API listener at its metadata address: the
+    /// main API's port when free there, else one port chosen at the first
+    /// bind and used by every instance after.
+    async fn bind_instance_api(&self, addr: Ipv4Addr) -> std::io::Result<TcpListener> {
+        let chosen = *self.api_port.lock().unwrap_or_else(|e| e.into_inner());
+        let l = match chosen {
+            Some(p) => TcpListener::bind(SocketAddr::from((addr, p))).await?,
+            None => match TcpListener::bind(SocketAddr::from((addr, self.opts.api_port))).await {
+                Ok(l) => l,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    TcpListener::bind(SocketAddr::from((addr, 0))).await?
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        if chosen.is_none() {
+            let port = l.local_addr()?.port();
+            *self.api_port.lock().unwrap_or_else(|e| e.into_inner()) = Some(port);
+            let mut rt = self.kc.runtime.write().unwrap_or_else(|e| e.into_inner());
+            rt.instance_api_port = Some(port);
+        }
+        Ok(l)
+    }
+
+    /// Serve keycard's API on an instance's own listener.
+    fn serve_api(&self, tasks: &mut Vec<JoinHandle<()>>, l: TcpListener, id: &str, ip: &str) {
+        let (Some(api), Ok(private_ip)) = (&self.opts.api, ip.parse()) else {
+            return;
+        };
+        let api = api.clone();
+        let path = NetworkPath {
+            instance_id: id.to_string(),
+            private_ip,
+        };
+        tasks.push(tokio::spawn(async move { api(l, Some(path)) }));
+    }
+
     async fn open_netns(&self, id: &str, addr: Ipv4Addr, ip: &str) -> std::io::Result<Live> {
         let name = netns::name(&self.kc, id);
         netns::create(&name, ip).await?;
@@ -305,12 +363,7 @@ impl Imds {
             id.to_string(),
             ip.parse().ok(),
         ))];
-        if let Some(api) = &self.opts.api {
-            let api = api.clone();
-            let l = TcpListener::from_std(api_l)?;
-            let source = ip.parse().ok();
-            tasks.push(tokio::spawn(async move { api(l, source) }));
-        }
+        self.serve_api(&mut tasks, TcpListener::from_std(api_l)?, id, ip);
         Ok(Live {
             slot_addr: addr,
             // Inside its namespace the instance reaches the usual address.

@@ -114,6 +114,12 @@ enum Command {
         /// production: findings and KPIs would be dated in the future.
         #[arg(long, hide = true)]
         test_clock: bool,
+        /// What happens when an instance's role credentials are used
+        /// anywhere but on their instance: `detect` allows the call and
+        /// records a finding; `bound` refuses it (and records the finding).
+        #[arg(long, default_value = "detect", env = "KEYCARD_INSTANCE_CREDENTIALS",
+              value_parser = ["detect", "bound"])]
+        instance_credentials: String,
     },
     /// Findings and KPIs of the estate (asks the running server, which
     /// evaluates every rule first).
@@ -215,6 +221,15 @@ enum AuditCommand {
         /// Stop after printing what exists now.
         #[arg(long)]
         no_follow: bool,
+    },
+    /// Instance credentials used away from their instance (or after it
+    /// stopped, terminated or changed role), as GuardDuty findings.
+    Exfiltration {
+        #[command(flatten)]
+        data: DataDir,
+        /// GuardDuty `GetFindings` JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -371,6 +386,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             imds_port,
             fsync,
             test_clock,
+            instance_credentials,
         } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -407,6 +423,9 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 Some(other) => bail!("unknown --compat mode {other} (known: moto)"),
             }
             config.test_clock = test_clock;
+            config.instance_credentials =
+                keycard_services::binding::BindingMode::parse(&instance_credentials)
+                    .unwrap_or_default();
             let durability = if fsync == "always" {
                 Durability::PowerLoss
             } else {
@@ -443,7 +462,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                         let _ = stop.wait_for(|s| *s).await;
                     };
                     let _ = match source {
-                        Some(ip) => keycard_server::serve_instance(kc, l, ip, stopped).await,
+                        Some(path) => keycard_server::serve_instance(kc, l, path, stopped).await,
                         None => keycard_server::serve(kc, l, stopped).await,
                     };
                 });
@@ -564,6 +583,20 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Audit {
+            command: AuditCommand::Exfiltration { data, json },
+        } => {
+            let store = open_store(&data.path()).await?;
+            let mut all: Vec<keycard_services::binding::Sighting> = store
+                .load_kind("exfil")
+                .await?
+                .iter()
+                .filter_map(|r| serde_json::from_str(&r.value).ok())
+                .collect();
+            all.sort_by_key(|s| std::cmp::Reverse(s.last_seen));
+            print_sightings(&all, json);
+            Ok(())
+        }
         Command::Exec {
             data,
             via,
@@ -579,6 +612,50 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Policy { .. } | Command::Operations { .. } | Command::Scan(_) => {
             unreachable!("handled without a runtime")
         }
+    }
+}
+
+/// `keycard audit exfiltration`: one line per sighting, or GuardDuty JSON.
+fn print_sightings(all: &[keycard_services::binding::Sighting], json: bool) {
+    if json {
+        let findings: Vec<serde_json::Value> = all
+            .iter()
+            .map(|s| {
+                let id = keycard_services::governance::finding_id("exfil", &s.key());
+                s.guardduty_json(id.trim_start_matches("exfil/"))
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "Findings": findings }))
+                .unwrap_or_default()
+        );
+        return;
+    }
+    if all.is_empty() {
+        println!("No instance credentials have been used away from their instance.");
+        return;
+    }
+    for s in all {
+        let calls: Vec<String> = s.calls.iter().map(|(c, n)| format!("{c}×{n}")).collect();
+        let sources: Vec<&str> = s.sources.keys().map(String::as_str).collect();
+        println!(
+            "{}\n  instance {}  session {}\n  key {}  from {}{}\n  calls {} ({} refused)\n  first {}  last {}\n",
+            s.finding_type,
+            s.instance_id,
+            s.session_arn,
+            s.access_key_id,
+            sources.join(", "),
+            s.remote_instance_id
+                .as_ref()
+                .map(|i| format!(" over instance {i}"))
+                .or_else(|| s.reason.as_ref().map(|r| format!(" after {r}")))
+                .unwrap_or_default(),
+            calls.join(", "),
+            s.denied,
+            keycard_services::sts::iso8601(s.first_seen),
+            keycard_services::sts::iso8601(s.last_seen),
+        );
     }
 }
 
@@ -643,16 +720,18 @@ async fn exec(
     let imds = s("imdsEndpoint");
     if netns.is_none() && via == "imds" {
         // The listener opens right after launch; wait for it briefly.
-        let hostport = imds
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while tokio::net::TcpStream::connect(&hostport).await.is_err() {
-            if std::time::Instant::now() > deadline {
-                bail!("the metadata service of {id} at {hostport} does not answer");
+        for url in [imds.as_str(), &s("apiEndpoint")] {
+            let hostport = url
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_string();
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while tokio::net::TcpStream::connect(&hostport).await.is_err() {
+                if std::time::Instant::now() > deadline {
+                    bail!("the listener of {id} at {hostport} does not answer");
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
     let (program, args): (String, Vec<String>) = match &netns {
@@ -676,14 +755,12 @@ async fn exec(
     }
     cmd.env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .env("AWS_CONFIG_FILE", "/dev/null");
-    if std::env::var_os("AWS_ENDPOINT_URL").is_some() {
-        // Kept: the user chose an endpoint on purpose.
-        if let Some(v) = std::env::var_os("AWS_ENDPOINT_URL") {
-            cmd.env("AWS_ENDPOINT_URL", v);
-        }
-    } else {
-        cmd.env("AWS_ENDPOINT_URL", s("apiEndpoint"));
-    }
+    // The instance's own path to the API, unless the user chose another
+    // endpoint on purpose (one that is not this server).
+    match std::env::var("AWS_ENDPOINT_URL") {
+        Ok(v) if !is_this_server(&v, addr.trim()) => cmd.env("AWS_ENDPOINT_URL", v),
+        _ => cmd.env("AWS_ENDPOINT_URL", s("apiEndpoint")),
+    };
     let region = s("region");
     if std::env::var_os("AWS_REGION").is_none() {
         cmd.env("AWS_REGION", &region);
@@ -706,6 +783,29 @@ async fn exec(
     }
     let err = cmd.exec();
     bail!("running {program}: {err}")
+}
+
+/// Whether an endpoint URL names the server listening at `addr`
+/// (`127.0.0.1:4566`), by address or as localhost.
+fn is_this_server(url: &str, addr: &str) -> bool {
+    let hostport = url
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .trim_end_matches('/');
+    let Ok(server) = addr.parse::<std::net::SocketAddr>() else {
+        return false;
+    };
+    let Some((host, port)) = hostport.rsplit_once(':') else {
+        return false;
+    };
+    if port.parse::<u16>().ok() != Some(server.port()) {
+        return false;
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip == server.ip() || (ip.is_loopback() && server.ip().is_unspecified()))
 }
 
 /// A minimal HTTP/1.1 POST to the local admin endpoint.
@@ -756,6 +856,20 @@ mod tests {
             } => Ok((root_secret_access_key, root_secret_access_key_file)),
             _ => unreachable!("serve parses as Serve"),
         }
+    }
+
+    #[test]
+    fn exec_recognises_this_server_by_address_or_localhost() {
+        assert!(is_this_server("http://127.0.0.1:4566", "127.0.0.1:4566"));
+        assert!(is_this_server("http://localhost:4566/", "127.0.0.1:4566"));
+        assert!(is_this_server("http://127.0.0.1:4566", "0.0.0.0:4566"));
+        assert!(!is_this_server("http://127.0.0.1:4567", "127.0.0.1:4566"));
+        assert!(!is_this_server(
+            "https://s3.amazonaws.com",
+            "127.0.0.1:4566"
+        ));
+        assert!(!is_this_server("http://10.0.0.1:4566", "127.0.0.1:4566"));
+        assert!(!is_this_server("garbage", "127.0.0.1:4566"));
     }
 
     #[test]

@@ -42,6 +42,7 @@ use keycard_policy::Context;
 use keycard_proto::sigv4::{self, AuthError, AuthErrorCode, ParsedAuth, Verified};
 use keycard_services::audit::{self, EventInput, PendingEvent};
 use keycard_services::auth::{Caller, Check, Decided, ResourcePolicy};
+use keycard_services::binding::{self, BindingMode, NetworkPath, Use};
 use keycard_services::{Keycard, ServiceError, Wire};
 use serde_json::Value;
 
@@ -71,14 +72,14 @@ pub fn router(kc: Arc<Keycard>) -> axum::Router {
 /// on an instance's own API listener (inside its network namespace) come
 /// from the instance's private address, as in a VPC, whatever the socket
 /// says (it says 127.0.0.1).
-#[derive(Clone, Copy, Debug)]
-pub struct InstanceSource(pub std::net::IpAddr);
+#[derive(Clone, Debug)]
+pub struct InstanceSource(pub NetworkPath);
 
 /// Serve an instance's own API listener until `shutdown` resolves.
 pub async fn serve_instance(
     kc: Arc<Keycard>,
     listener: tokio::net::TcpListener,
-    source: std::net::IpAddr,
+    source: NetworkPath,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(
@@ -338,6 +339,8 @@ struct Envelope {
     region: String,
     source_ip: String,
     user_agent: String,
+    /// Instance credentials used away from their instance: the event says so.
+    mark: Option<Value>,
 }
 
 impl Envelope {
@@ -374,6 +377,7 @@ impl Envelope {
             resources: Vec::new(),
             decided: &[],
             recipient_account: caller.map(|c| c.account.as_str()).unwrap_or(account),
+            instance_credentials: self.mark.clone(),
         });
         match recorded.await {
             Ok(()) => render::error(self.protocol, &e, &self.rid, path),
@@ -407,8 +411,9 @@ async fn handle(
     source: Option<axum::Extension<InstanceSource>>,
     req: Request<Body>,
 ) -> Response<Body> {
-    let peer = match source {
-        Some(axum::Extension(InstanceSource(ip))) => SocketAddr::new(ip, peer.port()),
+    let path = source.map(|axum::Extension(InstanceSource(p))| p);
+    let peer = match &path {
+        Some(p) => SocketAddr::new(p.private_ip, peer.port()),
         None => peer,
     };
     let (parts, body) = req.into_parts();
@@ -433,18 +438,25 @@ async fn handle(
     if parts.uri.path() == "/metrics" && parts.method == http::Method::GET {
         return metrics_endpoint(&kc, &parts);
     }
-    dispatch(kc, peer, parts, body).await
+    dispatch(kc, peer, path, parts, body).await
 }
 
 /// route -> authenticate -> parse -> authorize -> execute -> audit -> render.
-async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) -> Response<Body> {
+async fn dispatch(
+    kc: Arc<Keycard>,
+    peer: SocketAddr,
+    path_in: Option<NetworkPath>,
+    parts: Parts,
+    body: Body,
+) -> Response<Body> {
     let parsed = sigv4::parse_auth(&parts);
     let service = match &parsed {
         Ok(Some(a)) => a.scope.service.clone(),
         _ => guess_service(&parts).to_string(),
     };
     let protocol = Protocol::for_service(&service, &parts);
-    let env = Envelope {
+    let mut env = Envelope {
+        mark: None,
         started: std::time::Instant::now(),
         rid: request_id(),
         protocol,
@@ -500,6 +512,9 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
                 .as_ref()
                 .and_then(|a| kc.key_account(&a.access_key_id, a.session_token.as_deref()))
                 .unwrap_or_default();
+            if let Some(a) = &auth {
+                note_stale_session(&kc, a, &mut env).await;
+            }
             return env.refuse(&kc, e, &account, &path).await;
         }
     };
@@ -543,7 +558,23 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
             .fail(&kc, e, None, "", op.name, &path, Value::Null)
             .await;
     }
-    let ctx = request_context(&kc, &authn.caller, &env);
+    let credential_use = kc.instance_credential_use(&authn.caller, path_in.as_ref());
+    if let Some(u) = credential_use.as_ref().filter(|u| **u != Use::OnInstance) {
+        env.mark = Some(use_mark(&authn.caller, u));
+        let bound = kc.config.instance_credentials == BindingMode::Bound;
+        kc.record_sighting(&authn.caller, u, None, &env.source_ip, op.name, bound)
+            .await;
+        if bound {
+            let e = bound_refusal(&authn.caller, op, protocol);
+            return env
+                .fail(&kc, e, Some(&authn.caller), "", op.name, &path, Value::Null)
+                .await;
+        }
+    }
+    let mut ctx = request_context(&kc, &authn.caller, &env);
+    if let Some(p) = &path_in {
+        kc.add_network_context(p, &mut ctx);
+    }
     kc.touch_credentials(&authn.caller, &service, &env.region, &env.source_ip);
     let mut req = Req {
         kc: kc.clone(),
@@ -583,6 +614,7 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
             resources: Vec::new(),
             decided: &[],
             recipient_account: &req.caller.account,
+            instance_credentials: env.mark.clone(),
         })
     });
     let run = async {
@@ -642,6 +674,7 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
         resources: std::mem::take(&mut req.audit.resources),
         decided: &req.audit.decided,
         recipient_account: &req.caller.account,
+        instance_credentials: env.mark.clone(),
     };
     let recorded = match &pending {
         Some(p) => kc.audit.record_final(p, event).await,
@@ -658,6 +691,75 @@ async fn dispatch(kc: Arc<Keycard>, peer: SocketAddr, parts: Parts, body: Body) 
         Ok(()) => response,
         Err(u) => render::error(protocol, &ServiceError::from(u), &env.rid, &path),
     }
+}
+
+/// The audit event's note that instance credentials were used away from
+/// their instance.
+fn use_mark(caller: &Caller, u: &Use) -> Value {
+    let instance = match &caller.kind {
+        keycard_services::auth::CallerKind::Session(s) => {
+            s.claims.instance.as_ref().map(|i| i.id.clone())
+        }
+        _ => None,
+    };
+    let (finding, over) = match u {
+        Use::OtherInstance { instance_id, .. } => (binding::INSIDE_AWS, Some(instance_id.clone())),
+        _ => (binding::OUTSIDE_AWS, None),
+    };
+    serde_json::json!({
+        "deliveredTo": instance,
+        "arrivedOver": over,
+        "findingType": finding,
+    })
+}
+
+/// `--instance-credentials bound`: the refusal, in AWS's words for a
+/// denial, with why in keycard's.
+fn bound_refusal(caller: &Caller, op: &ops::OpDef, protocol: Protocol) -> ServiceError {
+    let action = op.actions.first().copied().unwrap_or(op.name);
+    let instance = match &caller.kind {
+        keycard_services::auth::CallerKind::Session(s) => s
+            .claims
+            .instance
+            .as_ref()
+            .map(|i| i.id.clone())
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    let m = format!(
+        "User: {} is not authorized to perform: {action} because these credentials belong to instance {instance} and the request did not come from it",
+        caller.principal.arn
+    );
+    match protocol {
+        Protocol::Ec2 => ServiceError::UnauthorizedOperation(format!(
+            "You are not authorized to perform this operation. {m}"
+        )),
+        Protocol::S3 => ServiceError::AccessDenied("Access Denied".into()),
+        _ => ServiceError::AccessDenied(m),
+    }
+}
+
+/// A refused call signed with the credentials of an instance that has
+/// stopped, terminated or changed role: somebody kept a copy.
+async fn note_stale_session(kc: &Keycard, a: &ParsedAuth, env: &mut Envelope) {
+    let Some((caller, reason)) =
+        kc.stale_instance_caller(&a.access_key_id, a.session_token.as_deref())
+    else {
+        return;
+    };
+    kc.record_sighting(
+        &caller,
+        &Use::Outside,
+        Some(&reason),
+        &env.source_ip,
+        "Unauthenticated",
+        true,
+    )
+    .await;
+    env.mark = Some(serde_json::json!({
+        "findingType": binding::AFTER_INSTANCE,
+        "reason": reason,
+    }));
 }
 
 /// EC2 words a denial its own way and appends the encoded authorization
@@ -964,8 +1066,18 @@ fn instance_access(kc: &Keycard, id: &str) -> Option<Value> {
     let inst = kc.state().instances.get(id).cloned()?;
     let rt = kc.runtime.read().unwrap_or_else(|e| e.into_inner()).clone();
     let api = rt.api_addr?;
+    // The instance's own network path to the API: in its namespace, or
+    // its loopback address (the main API's port unless that was taken).
     let api_url = if rt.netns {
         format!("http://127.0.0.1:{}", api.port())
+    } else {
+        let port = rt.instance_api_port.unwrap_or(api.port());
+        format!("http://{}:{port}", inst.imds_addr())
+    };
+    // The SDKs take container credentials only from 127.0.0.1 / localhost
+    // (the JS SDK refuses other loopback addresses): the main listener.
+    let container_base = if rt.netns {
+        api_url.clone()
     } else {
         format!("http://{api}")
     };
@@ -981,7 +1093,7 @@ fn instance_access(kc: &Keycard, id: &str) -> Option<Value> {
         "apiEndpoint": api_url,
         "imdsEndpoint": imds,
         "netns": rt.netns.then(|| keycard_imds::netns::name(kc, &inst.id)),
-        "containerCredentialsFullUri": format!("{api_url}{CONTAINER_CREDENTIALS_PATH}"),
+        "containerCredentialsFullUri": format!("{container_base}{CONTAINER_CREDENTIALS_PATH}"),
         "containerAuthorizationToken": keycard_imds::token::mint_container(kc, &inst.id),
     }))
 }

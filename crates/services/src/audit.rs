@@ -68,6 +68,9 @@ pub struct EventInput<'a> {
     /// CloudTrail data event (object-level S3) rather than management.
     pub data_event: bool,
     pub recipient_account: &'a str,
+    /// Instance credentials used away from their instance (keycard's own
+    /// field; CloudTrail has none).
+    pub instance_credentials: Option<Value>,
 }
 
 /// Keys whose values never enter an audit record (compared in lower
@@ -225,6 +228,8 @@ struct Body<'a> {
     event_category: &'static str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     keycard_authorization: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keycard_instance_credentials: Option<Value>,
 }
 
 #[derive(serde::Serialize)]
@@ -281,6 +286,7 @@ fn build_row(ev: EventInput<'_>, event_id: Option<String>, pending: bool) -> Aud
         recipient_account_id: ev.recipient_account,
         event_category: if ev.data_event { "Data" } else { "Management" },
         keycard_authorization: ev.decided.iter().map(decision_json).collect(),
+        keycard_instance_credentials: ev.instance_credentials,
     };
     // Serializing borrowed fields straight to text: no intermediate map.
     let body = serde_json::to_string(&body).unwrap_or_default();

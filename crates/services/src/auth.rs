@@ -433,6 +433,9 @@ impl Keycard {
                     if let Some(ip) = &i.private_ip {
                         ctx.insert("aws:Ec2InstanceSourcePrivateIPv4", ip.clone());
                     }
+                    if let Some(vpc) = crate::binding::instance_vpc(&st, &i.id) {
+                        ctx.insert("aws:Ec2InstanceSourceVpc", vpc);
+                    }
                 }
             }
             CallerKind::Anonymous => {

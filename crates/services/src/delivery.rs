@@ -273,6 +273,7 @@ impl Keycard {
             decided: &[],
             data_event: false,
             recipient_account: &inst.account,
+            instance_credentials: None,
         });
         // Inside `delivered`, the metadata service waits for the commit
         // before it answers; elsewhere the event commits in the background.

@@ -14,6 +14,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod binding;
 pub mod crypto;
 pub mod delivery;
 pub mod ec2;
@@ -65,6 +66,9 @@ pub struct Config {
     pub test_clock: bool,
     /// Most audit events waiting for the writer; `record` waits beyond it.
     pub audit_queue: usize,
+    /// `--instance-credentials`: refuse (bound) or report (detect) use of
+    /// instance credentials away from their instance.
+    pub instance_credentials: binding::BindingMode,
 }
 
 impl Config {
@@ -79,6 +83,7 @@ impl Config {
             compat_moto: false,
             test_clock: false,
             audit_queue: audit::DEFAULT_QUEUE,
+            instance_credentials: binding::BindingMode::Detect,
         }
     }
 }
@@ -139,6 +144,9 @@ pub struct Runtime {
     pub imds_port: Option<u16>,
     /// Instances live in network namespaces (`--instance-network netns`).
     pub netns: bool,
+    /// Port of the per-instance loopback API listeners (an instance's own
+    /// network path to keycard's API, at its metadata address).
+    pub instance_api_port: Option<u16>,
 }
 
 fn read_or_create_master(dir: &Path) -> std::io::Result<crypto::SealKey> {
@@ -382,6 +390,7 @@ impl Keycard {
         let sources = self.key_sources.lock().unwrap_or_else(|e| e.into_inner());
         governance::Facts {
             scanned_keys: self.governance.scan_hits(),
+            sightings: self.governance.sightings(),
             keys_used_from_instances: sources
                 .iter()
                 .filter_map(|(k, ip)| by_ip.get(ip.as_str()).map(|i| (k.clone(), i.to_string())))

@@ -106,6 +106,7 @@ fn event<'a>(caller: &'a Caller, name: &'a str, request_id: &'a str) -> EventInp
         decided: &[],
         data_event: false,
         recipient_account: DEFAULT_ACCOUNT,
+        instance_credentials: None,
     }
 }
 

@@ -23,7 +23,7 @@ pub use rules::{Facts, Observation, RULES, Rule, Severity};
 use crate::state::State;
 
 /// Record kinds this module owns (not entities of the read model).
-pub const KINDS: &[&str] = &["finding", "kpi", "scan"];
+pub const KINDS: &[&str] = &["finding", "kpi", "scan", "exfil"];
 
 /// ASFF `Workflow.Status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +138,8 @@ struct Book {
     kpis: BTreeMap<String, Kpis>,
     /// Root -> the last scan of it.
     scans: BTreeMap<String, ScanReport>,
+    /// Instance credentials used from elsewhere, by sighting key.
+    sightings: BTreeMap<String, crate::binding::Sighting>,
 }
 
 /// The findings and KPI series of a keycard, kept in memory and stored.
@@ -176,6 +178,11 @@ impl Governance {
         for r in store.load_kind("scan").await? {
             if let Ok(s) = serde_json::from_str::<ScanReport>(&r.value) {
                 book.scans.insert(s.root.clone(), s);
+            }
+        }
+        for r in store.load_kind("exfil").await? {
+            if let Ok(s) = serde_json::from_str::<crate::binding::Sighting>(&r.value) {
+                book.sightings.insert(s.key(), s);
             }
         }
         Ok(Governance {
@@ -235,6 +242,34 @@ impl Governance {
             .await?;
         self.book().scans.insert(report.root.clone(), report);
         Ok(())
+    }
+
+    /// Fold one call into its sighting and store it. Stored before memory
+    /// changes, as evaluations are.
+    pub async fn record_sighting(
+        &self,
+        fresh: crate::binding::Sighting,
+        source: &str,
+        call: &str,
+        denied: bool,
+        at: i64,
+        store: &dyn Store,
+    ) -> keycard_store::Result<()> {
+        let _one = self.eval_lock.lock().await;
+        let mut copy = self.book().sightings.clone();
+        let s = crate::binding::merge(&mut copy, fresh, source, call, denied, at);
+        store
+            .commit(&[Op::put("exfil", s.key(), to_json(&s))], &[])
+            .await?;
+        self.book().sightings = copy;
+        Ok(())
+    }
+
+    /// Every sighting, most recent first.
+    pub fn sightings(&self) -> Vec<crate::binding::Sighting> {
+        let mut v: Vec<_> = self.book().sightings.values().cloned().collect();
+        v.sort_by_key(|s| std::cmp::Reverse(s.last_seen));
+        v
     }
 
     /// Every key id a scan found, with where (all roots merged).

@@ -117,6 +117,9 @@ pub const EC2_HOP_LIMIT: &str = "KC-EC2-003";
 pub const EC2_ROLE_UNREACHABLE: &str = "KC-EC2-004";
 pub const EC2_USER_DATA_SECRET: &str = "KC-EC2-005";
 pub const EC2_NO_OWNER: &str = "KC-EC2-006";
+pub const EC2_CREDS_OUTSIDE: &str = "KC-EC2-007";
+pub const EC2_CREDS_OTHER_INSTANCE: &str = "KC-EC2-008";
+pub const EC2_CREDS_AFTER: &str = "KC-EC2-009";
 pub const IAM_KEY_OLD: &str = "KC-IAM-001";
 pub const IAM_KEY_UNUSED_45: &str = "KC-IAM-002";
 pub const IAM_KEY_UNUSED_90: &str = "KC-IAM-003";
@@ -191,6 +194,27 @@ pub static RULES: &[Rule] = &[
         Severity::Informational,
         "AwsEc2Instance",
         "Tag the instance with Owner (and App / Environment) as the tagging strategy asks: aws ec2 create-tags --resources ID --tags Key=Owner,Value=TEAM.",
+    ),
+    exposed(rule(
+        EC2_CREDS_OUTSIDE,
+        "Instance role credentials used outside their instance (GuardDuty InstanceCredentialExfiltration.OutsideAWS)",
+        Severity::High,
+        "AwsEc2Instance",
+        "Treat the session as stolen: revoke it (aws iam put-role-policy with an AWSRevokeOlderSessions-style deny on aws:TokenIssueTime, or replace the instance profile), find how it left the instance (SSRF, IMDSv1, a copied file), require IMDSv2, and run keycard with --instance-credentials bound or attach AWS's aws:SourceVpc / aws:VpcSourceIp deny policy.",
+    )),
+    exposed(rule(
+        EC2_CREDS_OTHER_INSTANCE,
+        "Instance role credentials used from another instance (GuardDuty InstanceCredentialExfiltration.InsideAWS)",
+        Severity::High,
+        "AwsEc2Instance",
+        "Treat the session as stolen: revoke it, find how the other instance obtained it, and bind instance credentials to their instance (--instance-credentials bound, or AWS's aws:SourceVpc / aws:VpcSourceIp deny policy).",
+    )),
+    rule(
+        EC2_CREDS_AFTER,
+        "Instance role credentials used after their instance stopped, terminated or changed role (refused)",
+        Severity::Medium,
+        "AwsEc2Instance",
+        "The calls were refused, but someone holds a copy of the instance's old credentials: find where they were copied to and remove them; review the calls in the audit trail.",
     ),
     aws(
         rule(
@@ -361,6 +385,8 @@ pub struct Facts {
     pub keys_used_from_instances: BTreeMap<String, String>,
     /// Key ids `keycard scan` found, with where.
     pub scanned_keys: BTreeMap<String, Vec<String>>,
+    /// Instance credentials used from elsewhere.
+    pub sightings: Vec<crate::binding::Sighting>,
 }
 
 /// How to read user data for secrets (the scanner crate plugs in here).
@@ -377,6 +403,7 @@ pub fn evaluate(st: &State, now: i64, facts: &Facts, scan: SecretScan) -> Vec<Ob
     let on_instances = instance_roles(st);
     policies(st, &on_instances, &mut out);
     roles(st, now, &on_instances, &mut out);
+    credential_sightings(facts, &mut out);
     out.sort_by(|a, b| (a.rule, &a.resource).cmp(&(b.rule, &b.resource)));
     out.dedup_by(|a, b| a.rule == b.rule && a.resource == b.resource);
     out
@@ -409,6 +436,42 @@ fn live(st: &State) -> impl Iterator<Item = &Instance> {
         .values()
         .map(|i| i.as_ref())
         .filter(|i| !i.is_terminated())
+}
+
+/// One finding per instance and kind of misuse; they stay open until
+/// suppressed (archived), as GuardDuty's do: what happened stays true.
+fn credential_sightings(facts: &Facts, out: &mut Vec<Observation>) {
+    use crate::binding::{INSIDE_AWS, OUTSIDE_AWS};
+    for s in &facts.sightings {
+        let rule = match s.finding_type.as_str() {
+            OUTSIDE_AWS => EC2_CREDS_OUTSIDE,
+            INSIDE_AWS => EC2_CREDS_OTHER_INSTANCE,
+            _ => EC2_CREDS_AFTER,
+        };
+        let sources: Vec<&str> = s.sources.keys().map(String::as_str).collect();
+        let calls: Vec<String> = s.calls.iter().map(|(c, n)| format!("{c}×{n}")).collect();
+        let mut detail = format!(
+            "{}: session {} (key {}) used from {}",
+            s.instance_id,
+            s.session_arn,
+            s.access_key_id,
+            sources.join(", ")
+        );
+        if let Some(i) = &s.remote_instance_id {
+            detail.push_str(&format!(" over instance {i}"));
+        }
+        if let Some(r) = &s.reason {
+            detail.push_str(&format!(" after {r}"));
+        }
+        detail.push_str(&format!(
+            "; calls {}; {} refused; first seen {}, last seen {}",
+            calls.join(", "),
+            s.denied,
+            crate::sts::iso8601(s.first_seen),
+            crate::sts::iso8601(s.last_seen)
+        ));
+        out.push(obs(rule, &s.account, s.instance_arn(), detail));
+    }
 }
 
 fn instances(st: &State, scan: SecretScan, out: &mut Vec<Observation>) {
