@@ -84,6 +84,7 @@ def estate(keycard):
     iam.create_instance_profile(InstanceProfileName=e["profile"])
     iam.add_role_to_instance_profile(InstanceProfileName=e["profile"], RoleName=e["role"])
     e["key_id"] = iam.create_access_key(UserName=e["user"])["AccessKey"]["AccessKeyId"]
+    e["detector"] = keycard.client("guardduty").list_detectors()["DetectorIds"][0]
     s3.create_bucket(Bucket=e["bucket"])
     s3.put_object(Bucket=e["bucket"], Key=e["key"], Body=b"hello")
     e["upload"] = s3.create_multipart_upload(Bucket=e["bucket"], Key="mp.bin")["UploadId"]
@@ -112,6 +113,7 @@ def samples(e):
     obj = f"arn:aws:s3:::{b}/{k}"
     bucket = f"arn:aws:s3:::{b}"
     hub = f"arn:aws:securityhub:{REGION}:{a}:hub/default"
+    detector = f"arn:aws:guardduty:{REGION}:{a}:detector/{e['detector']}"
     doc_text = doc(allow("s3:GetObject"))
     return {
         # IAM
@@ -508,6 +510,11 @@ def samples(e):
             {"FindingIdentifiers": [{"Id": "x", "ProductArn": "y"}], "Workflow": {"Status": "NOTIFIED"}},
             hub,
         ),
+        # GuardDuty
+        "ListDetectors": ("guardduty", "list_detectors", {}, "*"),
+        "GetDetector": ("guardduty", "get_detector", {"DetectorId": e["detector"]}, detector),
+        "ListFindings": ("guardduty", "list_findings", {"DetectorId": e["detector"]}, detector),
+        "guardduty.GetFindings": ("guardduty", "get_findings", {"DetectorId": e["detector"], "FindingIds": ["x"]}, detector),
     }
 
 
@@ -544,7 +551,7 @@ def test_every_operation_refuses_a_principal_without_permissions(keycard, estate
         except ClientError as e:
             code = error_code(e)
             want = {"ec2": "UnauthorizedOperation", "organizations": "AccessDeniedException",
-                    "securityhub": "AccessDeniedException"}.get(service, "AccessDenied")
+                    "securityhub": "AccessDeniedException", "guardduty": "AccessDeniedException"}.get(service, "AccessDenied")
             if resource is None:  # HEAD: no body, so the code is the status
                 assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 403, row
             else:

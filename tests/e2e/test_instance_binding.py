@@ -264,3 +264,37 @@ def test_bound_keeps_working_on_the_instance(bound):
     _, creds = bound.new_user(policy=READ)
     bound.client("iam", creds=creds).list_roles()
     assert of(sightings(bound), iid, OUTSIDE) == []
+
+
+def test_guardduty_api_shows_the_finding(keycard):
+    """Tools that read GuardDuty (boto3, the AWS CLI) find the sighting
+    as GuardDuty would show it."""
+    iid, role = launch(keycard)
+    creds = stolen(keycard, iid, role)
+    keycard.client("s3", creds=creds).list_buckets()
+    gd = keycard.client("guardduty")
+    det = gd.list_detectors()["DetectorIds"]
+    assert len(det) == 1 and len(det[0]) == 32
+    assert gd.get_detector(DetectorId=det[0])["Status"] == "ENABLED"
+    crit = {"Criterion": {"type": {"Eq": [OUTSIDE]}, "resource.instanceDetails.instanceId": {"Eq": [iid]}}}
+    ids = gd.list_findings(DetectorId=det[0], FindingCriteria=crit)["FindingIds"]
+    assert len(ids) == 1
+    f = gd.get_findings(DetectorId=det[0], FindingIds=ids)["Findings"][0]
+    assert f["Type"] == OUTSIDE and f["Id"] == ids[0] and f["Severity"] == 8.0
+    assert f["Resource"]["InstanceDetails"]["InstanceId"] == iid
+    assert f["Resource"]["AccessKeyDetails"]["AccessKeyId"] == creds["AccessKeyId"]
+    assert f["Service"]["Action"]["AwsApiCallAction"]["RemoteIpDetails"]["IpAddressV4"] == "127.0.0.1"
+    assert f["Service"]["Count"] == 1 and f["Service"]["Archived"] is False
+    # Criteria that match nothing, pagination, and bad input.
+    none = {"Criterion": {"resource.instanceDetails.instanceId": {"Eq": ["i-00000000000000000"]}}}
+    assert gd.list_findings(DetectorId=det[0], FindingCriteria=none)["FindingIds"] == []
+    pages = list(gd.get_paginator("list_findings").paginate(DetectorId=det[0], PaginationConfig={"PageSize": 1}))
+    assert sum(len(p["FindingIds"]) for p in pages) == len(sightings(keycard))
+    with pytest.raises(ClientError) as e:
+        gd.list_findings(DetectorId="0" * 32)
+    assert code(e.value) == "BadRequestException"
+    with pytest.raises(ClientError) as e:
+        gd.list_findings(DetectorId=det[0], FindingCriteria={"Criterion": {"nope": {"Eq": ["x"]}}})
+    assert code(e.value) == "BadRequestException"
+    out = keycard.aws("guardduty", "list-findings", "--detector-id", det[0])
+    assert ids[0] in out["FindingIds"]

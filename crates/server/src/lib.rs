@@ -17,6 +17,7 @@ mod cloudtrail;
 mod ec2;
 mod ec2_network;
 pub mod governance;
+mod guardduty;
 mod iam;
 mod iam_governance;
 mod metrics;
@@ -626,6 +627,7 @@ async fn dispatch(
             Protocol::Ec2 => ec2::handle(&mut req).await,
             Protocol::Organizations => organizations::handle(&mut req),
             Protocol::SecurityHub => securityhub::handle(&mut req).await,
+            Protocol::GuardDuty => guardduty::handle(&mut req).await,
             Protocol::Other(_) => Err(unknown_operation(protocol, &name)),
         }
     };
@@ -819,6 +821,7 @@ fn op_name(protocol: Protocol, parts: &Parts, body: &[u8]) -> Result<String, Ser
         }
         Protocol::S3 => Ok(s3::op_name(parts).to_string()),
         Protocol::SecurityHub => Ok(securityhub::op_name(parts)),
+        Protocol::GuardDuty => Ok(guardduty::op_name(parts)),
         Protocol::CloudTrail | Protocol::Organizations | Protocol::Other(_) => {
             match parts
                 .headers
@@ -864,6 +867,7 @@ fn unknown_operation(protocol: Protocol, name: &str) -> ServiceError {
         Protocol::CloudTrail
         | Protocol::Organizations
         | Protocol::SecurityHub
+        | Protocol::GuardDuty
         | Protocol::Other(_) => ServiceError::InvalidAction(format!("Unknown operation {name}")),
     }
 }

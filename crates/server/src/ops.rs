@@ -372,6 +372,14 @@ pub static SECURITYHUB: &[OpDef] = &[
     same!(SecurityHub, "securityhub", "BatchUpdateFindings", RW),
 ];
 
+/// GuardDuty: instance credentials used away from their instance.
+pub static GUARDDUTY: &[OpDef] = &[
+    same!(GuardDuty, "guardduty", "ListDetectors", RO),
+    same!(GuardDuty, "guardduty", "GetDetector", RO),
+    same!(GuardDuty, "guardduty", "ListFindings", RO),
+    same!(GuardDuty, "guardduty", "GetFindings", RO),
+];
+
 /// Every table, for `keycard operations` and the tests that walk them.
 pub fn all() -> impl Iterator<Item = &'static OpDef> {
     IAM.iter()
@@ -381,6 +389,7 @@ pub fn all() -> impl Iterator<Item = &'static OpDef> {
         .chain(CLOUDTRAIL)
         .chain(ORGANIZATIONS)
         .chain(SECURITYHUB)
+        .chain(GUARDDUTY)
 }
 
 /// The table of a protocol.
@@ -393,6 +402,7 @@ pub fn table(p: Protocol) -> &'static [OpDef] {
         Protocol::CloudTrail => CLOUDTRAIL,
         Protocol::Organizations => ORGANIZATIONS,
         Protocol::SecurityHub => SECURITYHUB,
+        Protocol::GuardDuty => GUARDDUTY,
         Protocol::Other(_) => &[],
     }
 }

@@ -20,6 +20,8 @@ pub enum Protocol {
     Organizations,
     /// Security Hub (REST-JSON): keycard's findings in ASFF.
     SecurityHub,
+    /// GuardDuty (REST-JSON): instance-credential sightings as findings.
+    GuardDuty,
     /// A service keycard does not serve, answered in its own family's shape.
     Other(Wire),
 }
@@ -36,6 +38,7 @@ impl Protocol {
             "cloudtrail" => Protocol::CloudTrail,
             "organizations" => Protocol::Organizations,
             "securityhub" => Protocol::SecurityHub,
+            "guardduty" => Protocol::GuardDuty,
             _ => Protocol::Other(shape_of(parts)),
         }
     }
@@ -49,6 +52,7 @@ impl Protocol {
             Protocol::CloudTrail => "cloudtrail.amazonaws.com",
             Protocol::Organizations => "organizations.amazonaws.com",
             Protocol::SecurityHub => "securityhub.amazonaws.com",
+            Protocol::GuardDuty => "guardduty.amazonaws.com",
             Protocol::Other(_) => "",
         }
     }
@@ -60,7 +64,7 @@ impl Protocol {
             Protocol::Ec2 => Wire::Ec2,
             Protocol::S3 => Wire::S3,
             Protocol::CloudTrail => Wire::CloudTrail,
-            Protocol::Organizations | Protocol::SecurityHub => Wire::Json,
+            Protocol::Organizations | Protocol::SecurityHub | Protocol::GuardDuty => Wire::Json,
             Protocol::Other(w) => w,
         }
     }

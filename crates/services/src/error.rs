@@ -152,6 +152,9 @@ pub enum ServiceError {
     OrganizationNotFound(String),
     #[error("{0}")]
     ResourceNotFound(String),
+    /// GuardDuty's (REST-JSON) malformed-input error.
+    #[error("{0}")]
+    BadRequest(String),
     // EC2 network (crates/services/src/vpc.rs)
     #[error("{0}")]
     InsufficientFreeAddressesInSubnet(String),
@@ -277,6 +280,7 @@ impl ServiceError {
             OrganizationsNotInUse(_) => "AWSOrganizationsNotInUseException",
             OrganizationNotFound(_) => "OrganizationNotFoundException",
             ResourceNotFound(_) => "ResourceNotFoundException",
+            BadRequest(_) => "BadRequestException",
             InsufficientFreeAddressesInSubnet(_) => "InsufficientFreeAddressesInSubnet",
             InvalidVpcIdNotFound(_) => "InvalidVpcID.NotFound",
             InvalidSubnetIdNotFound(_) => "InvalidSubnetID.NotFound",
