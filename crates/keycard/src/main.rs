@@ -1,5 +1,6 @@
 //! `keycard`: the binary. It only wires the crates together.
 
+mod denials_cmd;
 mod posture;
 
 use std::io::Read;
@@ -51,6 +52,10 @@ fn default_data_dir() -> PathBuf {
 }
 
 #[derive(Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once at start; boxing would only obscure clap's derive"
+)]
 enum Command {
     /// Run the server: IAM, STS, S3 and CloudTrail on one port.
     Serve {
@@ -120,6 +125,16 @@ enum Command {
         #[arg(long, default_value = "detect", env = "KEYCARD_INSTANCE_CREDENTIALS",
               value_parser = ["detect", "bound"])]
         instance_credentials: String,
+        /// `enforced`: a denied call is refused. `soft`: it goes ahead, and
+        /// its audit event and a log line say it would have been denied
+        /// and why (for learning what an application needs).
+        #[arg(long, default_value = "enforced", env = "KEYCARD_ENFORCEMENT",
+              value_parser = ["enforced", "soft"])]
+        enforcement: String,
+        /// Soft enforcement for this user or role ARN only (repeatable); a
+        /// user or role tagged `keycard:enforcement=soft` is soft too.
+        #[arg(long = "soft-principal", value_name = "ARN")]
+        soft_principals: Vec<String>,
     },
     /// Findings and KPIs of the estate (asks the running server, which
     /// evaluates every rule first).
@@ -221,6 +236,25 @@ enum AuditCommand {
         /// Stop after printing what exists now.
         #[arg(long)]
         no_follow: bool,
+    },
+    /// Every denial and would-be denial (soft enforcement), grouped by
+    /// principal and action, with what decided it.
+    Denials {
+        #[command(flatten)]
+        data: DataDir,
+        /// Only this principal (the event's userIdentity ARN, e.g.
+        /// arn:aws:sts::123456789012:assumed-role/App/i-…).
+        #[arg(long)]
+        principal: Option<String>,
+        /// How far back: 90s, 30m, 24h, 7d or all.
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// Account (default: the data dir's default account).
+        #[arg(long)]
+        account: Option<String>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Instance credentials used away from their instance (or after it
     /// stopped, terminated or changed role), as GuardDuty findings.
@@ -387,6 +421,8 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             fsync,
             test_clock,
             instance_credentials,
+            enforcement,
+            soft_principals,
         } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -423,6 +459,8 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 Some(other) => bail!("unknown --compat mode {other} (known: moto)"),
             }
             config.test_clock = test_clock;
+            config.soft_enforcement = enforcement == "soft";
+            config.soft_principals = soft_principals;
             config.instance_credentials =
                 keycard_services::binding::BindingMode::parse(&instance_credentials)
                     .unwrap_or_default();
@@ -583,6 +621,16 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Audit {
+            command:
+                AuditCommand::Denials {
+                    data,
+                    principal,
+                    since,
+                    account,
+                    json,
+                },
+        } => denials_cmd::run(data.path(), account, principal, &since, json).await,
         Command::Audit {
             command: AuditCommand::Exfiltration { data, json },
         } => {

@@ -32,6 +32,9 @@ pub async fn admin(kc: &Keycard, parts: &Parts, body: &[u8]) -> Option<(u16, Val
     if path == "/_keycard/admin/governance/scans" && method == http::Method::POST {
         return Some(scan(kc, body).await);
     }
+    if path == "/_keycard/admin/audit/denials" && method == http::Method::GET {
+        return Some(denials(kc, query).await);
+    }
     if path == "/_keycard/admin/clock" && method == http::Method::POST {
         return Some(clock(kc, body));
     }
@@ -44,6 +47,61 @@ fn param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
         .filter_map(|kv| kv.split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
+}
+
+/// `?account=&principal=&sinceMs=`: the denial report (URL-encoded values).
+async fn denials(kc: &Keycard, query: &str) -> (u16, Value) {
+    let account = param(query, "account")
+        .map(percent_decode)
+        .unwrap_or_else(|| keycard_services::DEFAULT_ACCOUNT.to_string());
+    let principal = param(query, "principal").map(percent_decode);
+    let since = param(query, "sinceMs")
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0);
+    denials_value(kc, &account, principal.as_deref(), since).await
+}
+
+/// The denial report as `keycard audit denials --json` prints it.
+pub async fn denials_value(
+    kc: &Keycard,
+    account: &str,
+    principal: Option<&str>,
+    since_ms: i64,
+) -> (u16, Value) {
+    match kc.denials(account, principal, since_ms).await {
+        Ok(v) => (200, json!({ "account": account, "principals": v })),
+        Err(e) => (
+            e.status(),
+            json!({"error": e.code(), "message": e.message()}),
+        ),
+    }
+}
+
+/// `%XX` escapes and `+` of a query value.
+fn percent_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (b.get(i), b.get(i + 1..i + 3)) {
+            (Some(b'%'), Some(h)) => match std::str::from_utf8(h)
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                Some(x) => {
+                    out.push(x);
+                    i += 3;
+                    continue;
+                }
+                None => out.push(b'%'),
+            },
+            (Some(b'+'), _) => out.push(b' '),
+            (Some(c), _) => out.push(*c),
+            (None, _) => break,
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn posture(kc: &Keycard, query: &str) -> (u16, Value) {

@@ -211,6 +211,11 @@ impl Decided {
     }
 }
 
+/// `overriddenBy` of a denial soft enforcement let through.
+pub const SOFT: &str = "soft enforcement";
+/// The IAM tag that puts one user or role under soft enforcement.
+pub const SOFT_TAG: &str = "keycard:enforcement";
+
 fn invalid_token() -> ServiceError {
     ServiceError::InvalidClientTokenId(
         "The security token included in the request is invalid.".into(),
@@ -607,10 +612,66 @@ impl Keycard {
         let mut d = self.decide(caller, base, check);
         if !enforce && !d.evaluation.is_allowed() {
             d.overridden_by = Some("enforcement off");
+        } else if !d.evaluation.is_allowed() && self.is_soft(caller) {
+            d.overridden_by = Some(SOFT);
+            self.explain_soft(caller, &d);
         }
         let msg = (!d.permits())
             .then(|| Self::denied_message(caller, &d.action, &d.resource, &d.evaluation));
         (d, msg)
+    }
+
+    /// Whether soft enforcement applies to the caller: everyone with
+    /// `--enforcement soft`, else principals listed with `--soft-principal`
+    /// or whose IAM user / role carries the tag `keycard:enforcement=soft`.
+    /// Read from the entity, never from session tags, so a caller cannot
+    /// tag its own session out of enforcement.
+    pub fn is_soft(&self, caller: &Caller) -> bool {
+        if self.config.soft_enforcement {
+            return true;
+        }
+        let st = self.state();
+        let (arn, tags) = match &caller.kind {
+            CallerKind::User { name, .. } => (
+                caller.principal.arn.clone(),
+                st.user(&caller.account, name).map(|u| u.tags.clone()),
+            ),
+            CallerKind::Session(s) => match &s.claims.role {
+                Some(r) => (
+                    r.arn.clone(),
+                    st.role(&s.claims.account, &r.name).map(|x| x.tags.clone()),
+                ),
+                None => (caller.principal.arn.clone(), None),
+            },
+            _ => (caller.principal.arn.clone(), None),
+        };
+        self.config.soft_principals.contains(&arn)
+            || tags.unwrap_or_default().iter().any(|t| {
+                t.key.eq_ignore_ascii_case(SOFT_TAG) && t.value.eq_ignore_ascii_case("soft")
+            })
+    }
+
+    /// LocalStack's "explainable IAM", for a call soft enforcement let
+    /// through: what was needed, and what denied it.
+    fn explain_soft(&self, caller: &Caller, d: &Decided) {
+        let e = &d.evaluation;
+        let denied_by: Vec<String> = e
+            .matched
+            .iter()
+            .filter(|m| m.effect == keycard_policy::Effect::Deny)
+            .map(|m| format!("{}#{}", m.policy_id, m.sid.as_deref().unwrap_or("")))
+            .collect();
+        let missing: Vec<&str> = e.missing.iter().map(|k| k.description()).collect();
+        tracing::warn!(
+            principal = %caller.principal.arn,
+            action = %d.action,
+            resource = %d.resource,
+            decision = e.decision.as_str(),
+            explicitly_denied_by = ?denied_by,
+            not_allowed_by = ?missing,
+            "soft enforcement: would be denied ({})",
+            e.reason(&d.action)
+        );
     }
 
     /// AWS's AccessDenied message for a denied evaluation.

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod binding;
 pub mod crypto;
 pub mod delivery;
+pub mod denials;
 pub mod ec2;
 pub mod error;
 pub mod governance;
@@ -69,6 +70,11 @@ pub struct Config {
     /// `--instance-credentials`: refuse (bound) or report (detect) use of
     /// instance credentials away from their instance.
     pub instance_credentials: binding::BindingMode,
+    /// `--enforcement soft`: every denial is logged and recorded but the
+    /// call goes ahead.
+    pub soft_enforcement: bool,
+    /// `--soft-principal ARN`: soft for these users / roles only.
+    pub soft_principals: Vec<String>,
 }
 
 impl Config {
@@ -84,6 +90,8 @@ impl Config {
             test_clock: false,
             audit_queue: audit::DEFAULT_QUEUE,
             instance_credentials: binding::BindingMode::Detect,
+            soft_enforcement: false,
+            soft_principals: Vec::new(),
         }
     }
 }
