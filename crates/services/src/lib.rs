@@ -25,6 +25,7 @@ pub mod iam_governance;
 pub mod keyinfo;
 pub mod managed;
 pub mod model;
+pub mod network;
 pub mod s3;
 pub mod state;
 pub mod sts;
@@ -666,6 +667,9 @@ impl Keycard {
                 "object",
                 "upload",
                 "instance",
+                "vpc",
+                "subnet",
+                "security_group",
             ];
             let ops: Vec<Op> = kinds
                 .iter()
