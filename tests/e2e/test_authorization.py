@@ -94,7 +94,7 @@ def estate(keycard):
     ]
     e["vpc"] = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
     e["subnet"] = ec2.create_subnet(VpcId=e["vpc"], CidrBlock="10.42.1.0/24")["Subnet"]["SubnetId"]
-    e["sg"] = ec2.create_security_group(GroupName=unique("sg"), Description="authz", VpcId=e["vpc"])["GroupId"]
+    e["sg"] = ec2.create_security_group(GroupName=unique("authz-group"), Description="authz", VpcId=e["vpc"])["GroupId"]
     nobody, creds = keycard.new_user(name=unique("nobody"))
     e["nobody"] = nobody
     e["creds"] = creds

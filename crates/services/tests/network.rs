@@ -162,7 +162,7 @@ async fn instances_live_in_their_subnet_and_everything_survives_a_reload() {
     assert_eq!(vpc::interface_of(&reloaded), Some(eni));
 
     again
-        .change_state(a, &[inst.id.clone()], StateOp::Terminate)
+        .change_state(a, std::slice::from_ref(&inst.id), StateOp::Terminate)
         .await
         .unwrap();
     again
