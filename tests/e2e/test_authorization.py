@@ -93,6 +93,9 @@ def estate(keycard):
     e["association"] = ec2.describe_iam_instance_profile_associations()["IamInstanceProfileAssociations"][0][
         "AssociationId"
     ]
+    e["vpc"] = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+    e["subnet"] = ec2.create_subnet(VpcId=e["vpc"], CidrBlock="10.42.1.0/24")["Subnet"]["SubnetId"]
+    e["sg"] = ec2.create_security_group(GroupName=unique("authz-group"), Description="authz", VpcId=e["vpc"])["GroupId"]
     nobody, creds = keycard.new_user(name=unique("nobody"))
     e["nobody"] = nobody
     e["creds"] = creds
@@ -330,6 +333,32 @@ def samples(e):
             f"arn:aws:ec2:{REGION}:{a}:instance/*",
         ),
         "DescribeInstances": ("ec2", "describe_instances", {}, "*"),
+        "CreateVpc": ("ec2", "create_vpc", {"CidrBlock": "10.43.0.0/16"}, f"arn:aws:ec2:{REGION}:{a}:vpc/*"),
+        "DeleteVpc": ("ec2", "delete_vpc", {"VpcId": e["vpc"]}, f"arn:aws:ec2:{REGION}:{a}:vpc/{e['vpc']}"),
+        "CreateSubnet": (
+            "ec2",
+            "create_subnet",
+            {"VpcId": e["vpc"], "CidrBlock": "10.42.2.0/24"},
+            f"arn:aws:ec2:{REGION}:{a}:subnet/*",
+        ),
+        "DeleteSubnet": (
+            "ec2",
+            "delete_subnet",
+            {"SubnetId": e["subnet"]},
+            f"arn:aws:ec2:{REGION}:{a}:subnet/{e['subnet']}",
+        ),
+        "CreateSecurityGroup": (
+            "ec2",
+            "create_security_group",
+            {"GroupName": "authz-new", "Description": "d"},
+            f"arn:aws:ec2:{REGION}:{a}:security-group/*",
+        ),
+        "DeleteSecurityGroup": (
+            "ec2",
+            "delete_security_group",
+            {"GroupId": e["sg"]},
+            f"arn:aws:ec2:{REGION}:{a}:security-group/{e['sg']}",
+        ),
         "DescribeInstanceStatus": ("ec2", "describe_instance_status", {}, "*"),
         "StartInstances": ("ec2", "start_instances", {"InstanceIds": [e["instance"]]}, inst_arn),
         "StopInstances": ("ec2", "stop_instances", {"InstanceIds": [e["instance"]]}, inst_arn),
@@ -681,7 +710,8 @@ def test_run_instances_records_pass_role(keycard):
     out = ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, IamInstanceProfile={"Name": prof["InstanceProfileName"]})
     ev = event_for(keycard, "RunInstances", out["ResponseMetadata"]["RequestId"])
     actions = [d["action"] for d in ev["keycardAuthorization"]]
-    assert actions.count("ec2:RunInstances") == 2  # the instance and the image
+    # The instance, the image, the subnet and the default security group.
+    assert actions.count("ec2:RunInstances") == 4
     assert ("iam:PassRole", role["Arn"]) in {(d["action"], d["resource"]) for d in ev["keycardAuthorization"]}
 
 

@@ -329,3 +329,201 @@ def test_cli_describe_vpcs_and_security_groups(keycard, vpc):
     assert sg["SecurityGroups"][0]["VpcId"] == vpc["VpcId"]
     err = keycard.aws_error("ec2", "describe-subnets", "--subnet-ids", "subnet-0123456789abcdef0")
     assert err.code == "InvalidSubnetID.NotFound"
+
+
+# ---------------------------------------------------------------- created VPCs, subnets, groups
+
+
+def net_client(keycard):
+    """EC2 as the root of a new account: its network is its own."""
+    _, creds = create_account(keycard)
+    return keycard.client("ec2", creds=creds)
+
+
+def tagged(kind, **tags):
+    return [{"ResourceType": kind, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
+
+
+def test_vpc_subnet_group_and_instances(keycard):
+    ec2 = net_client(keycard)
+    new = ec2.create_vpc(CidrBlock="10.0.0.0/16", TagSpecifications=tagged("vpc", Name="app"))["Vpc"]
+    vid = new["VpcId"]
+    assert vid.startswith("vpc-") and len(vid) == 21
+    assert (new["CidrBlock"], new["IsDefault"], new["State"]) == ("10.0.0.0/16", False, "pending")
+    assert new["Tags"] == [{"Key": "Name", "Value": "app"}]
+    assert len(ec2.describe_vpcs()["Vpcs"]) == 2
+    for f in ({"Name": "is-default", "Values": ["false"]}, {"Name": "tag:Name", "Values": ["ap*"]},
+              {"Name": "tag-key", "Values": ["Name"]}, {"Name": "cidr", "Values": ["10.0.0.0/16"]}):
+        got = ec2.describe_vpcs(Filters=[f])["Vpcs"]
+        assert [v["VpcId"] for v in got] == [vid], f
+        assert got[0]["State"] == "available"
+    # AWS gives a new VPC its default group, main route table and default ACL.
+    by_vpc = [{"Name": "vpc-id", "Values": [vid]}]
+    [dflt] = ec2.describe_security_groups(Filters=by_vpc)["SecurityGroups"]
+    assert dflt["GroupName"] == "default"
+    [rtb] = ec2.describe_route_tables(Filters=by_vpc)["RouteTables"]
+    assert [(r["DestinationCidrBlock"], r["GatewayId"]) for r in rtb["Routes"]] == [("10.0.0.0/16", "local")]
+    assert rtb["Associations"][0]["Main"] is True
+
+    sub = ec2.create_subnet(VpcId=vid, CidrBlock="10.0.1.0/24", AvailabilityZone=f"{REGION}b",
+                            TagSpecifications=tagged("subnet", tier="web"))["Subnet"]
+    sid = sub["SubnetId"]
+    assert (sub["VpcId"], sub["CidrBlock"], sub["AvailabilityZoneId"]) == (vid, "10.0.1.0/24", "use1-az2")
+    assert sub["DefaultForAz"] is False and sub["AvailableIpAddressCount"] == 251
+    [acl] = ec2.describe_network_acls(Filters=by_vpc)["NetworkAcls"]
+    assert [a["SubnetId"] for a in acl["Associations"]] == [sid]
+    assert [s["SubnetId"] for s in ec2.describe_subnets(Filters=[{"Name": "tag:tier", "Values": ["web"]}])["Subnets"]] == [sid]
+
+    web = ec2.create_security_group(GroupName="web", Description="web tier", VpcId=vid,
+                                    TagSpecifications=tagged("security-group", tier="web"))
+    gid = web["GroupId"]
+    assert web["SecurityGroupArn"] == f"arn:aws:ec2:{REGION}:{ec2_account(ec2)}:security-group/{gid}"
+    g = ec2.describe_security_groups(GroupIds=[gid])["SecurityGroups"][0]
+    assert (g["VpcId"], g["Description"], g["IpPermissions"]) == (vid, "web tier", [])
+    assert g["IpPermissionsEgress"][0]["IpRanges"] == [{"CidrIp": "0.0.0.0/0"}]
+    expect_error("InvalidGroup.Duplicate", ec2.create_security_group, GroupName="web", Description="x", VpcId=vid)
+    expect_error("InvalidGroup.Reserved", ec2.create_security_group, GroupName="default", Description="x", VpcId=vid)
+
+    run = dict(ImageId=AMI, MinCount=1, MaxCount=1)
+    i1 = ec2.run_instances(SubnetId=sid, SecurityGroupIds=[gid], **run)["Instances"][0]
+    assert (i1["VpcId"], i1["SubnetId"], i1["PrivateIpAddress"]) == (vid, sid, "10.0.1.4")
+    assert i1["SecurityGroups"] == [{"GroupId": gid, "GroupName": "web"}]
+    assert i1["Placement"]["AvailabilityZone"] == f"{REGION}b"
+    i2 = ec2.run_instances(NetworkInterfaces=[{"DeviceIndex": 0, "SubnetId": sid, "PrivateIpAddress": "10.0.1.50"}],
+                           **run)["Instances"][0]
+    assert (i2["SubnetId"], i2["PrivateIpAddress"]) == (sid, "10.0.1.50")
+    assert i2["SecurityGroups"] == [{"GroupId": dflt["GroupId"], "GroupName": "default"}]
+    expect_error("InvalidIPAddress.InUse", ec2.run_instances, SubnetId=sid, PrivateIpAddress="10.0.1.50", **run)
+    expect_error("InvalidParameterValue", ec2.run_instances, SubnetId=sid, PrivateIpAddress="10.0.2.5", **run)
+    expect_error("InvalidParameterValue", ec2.run_instances, SubnetId=sid, PrivateIpAddress="10.0.1.255", **run)
+    default_sg = ec2.describe_security_groups(GroupNames=["default"])["SecurityGroups"][0]["GroupId"]
+    expect_error("InvalidParameter", ec2.run_instances, SubnetId=sid, SecurityGroupIds=[default_sg], **run)
+    expect_error("InvalidSubnetID.NotFound", ec2.run_instances, SubnetId="subnet-0123456789abcdef0", **run)
+    expect_error("InvalidGroup.NotFound", ec2.run_instances, SubnetId=sid, SecurityGroupIds=["sg-0123456789abcdef0"], **run)
+
+    found = ec2.describe_instances(Filters=[{"Name": "subnet-id", "Values": [sid]}])["Reservations"]
+    assert sorted(i["InstanceId"] for r in found for i in r["Instances"]) == sorted([i1["InstanceId"], i2["InstanceId"]])
+    named = ec2.describe_instances(Filters=[{"Name": "instance.group-name", "Values": ["web"]}])["Reservations"]
+    assert [i["InstanceId"] for r in named for i in r["Instances"]] == [i1["InstanceId"]]
+    [eni] = ec2.describe_network_interfaces(Filters=[{"Name": "group-id", "Values": [gid]}])["NetworkInterfaces"]
+    assert (eni["SubnetId"], eni["VpcId"], eni["PrivateIpAddress"]) == (sid, vid, "10.0.1.4")
+    assert eni["Attachment"]["InstanceId"] == i1["InstanceId"]
+    assert ec2.describe_subnets(SubnetIds=[sid])["Subnets"][0]["AvailableIpAddressCount"] == 249
+
+    # Dependencies hold until the instances are gone.
+    expect_error("DependencyViolation", ec2.delete_vpc, VpcId=vid)
+    expect_error("DependencyViolation", ec2.delete_subnet, SubnetId=sid)
+    expect_error("DependencyViolation", ec2.delete_security_group, GroupId=gid)
+    expect_error("CannotDelete", ec2.delete_security_group, GroupId=dflt["GroupId"])
+    ec2.terminate_instances(InstanceIds=[i1["InstanceId"], i2["InstanceId"]])
+    expect_error("DependencyViolation", ec2.delete_vpc, VpcId=vid)  # the subnet and the group
+    ec2.delete_security_group(GroupId=gid)
+    ec2.delete_subnet(SubnetId=sid)
+    ec2.delete_vpc(VpcId=vid)
+    expect_error("InvalidVpcID.NotFound", ec2.describe_vpcs, VpcIds=[vid])
+    expect_error("InvalidGroup.NotFound", ec2.describe_security_groups, GroupIds=[dflt["GroupId"]])
+    assert len(ec2.describe_vpcs()["Vpcs"]) == 1
+    assert len(ec2.describe_route_tables()["RouteTables"]) == 1
+
+
+def ec2_account(ec2):
+    return ec2.describe_security_groups(GroupNames=["default"])["SecurityGroups"][0]["OwnerId"]
+
+
+def test_vpc_and_subnet_validation(keycard):
+    ec2 = net_client(keycard)
+    for cidr, code in (("10.0.0.0/8", "InvalidVpc.Range"), ("10.0.0.0/29", "InvalidVpc.Range"),
+                       ("10.0.0.1/16", "InvalidParameterValue"), ("nonsense", "InvalidParameterValue")):
+        expect_error(code, ec2.create_vpc, CidrBlock=cidr)
+    expect_error("DryRunOperation", ec2.create_vpc, CidrBlock="10.0.0.0/16", DryRun=True)
+    assert len(ec2.describe_vpcs()["Vpcs"]) == 1, "nothing was created"
+    vid = ec2.create_vpc(CidrBlock="10.5.0.0/16")["Vpc"]["VpcId"]
+    ec2.create_subnet(VpcId=vid, CidrBlock="10.5.0.0/20", AvailabilityZoneId="use1-az3")
+    for cidr, code in (("10.6.0.0/24", "InvalidSubnet.Range"), ("10.5.0.0/29", "InvalidSubnet.Range"),
+                       ("10.5.1.0/24", "InvalidSubnet.Conflict"), ("10.5.0.0/16", "InvalidSubnet.Conflict")):
+        expect_error(code, ec2.create_subnet, VpcId=vid, CidrBlock=cidr)
+    expect_error("InvalidParameterValue", ec2.create_subnet, VpcId=vid, CidrBlock="10.5.16.0/24",
+                 AvailabilityZone=f"{REGION}z")
+    expect_error("InvalidVpcID.NotFound", ec2.create_subnet, VpcId="vpc-0123456789abcdef0", CidrBlock="10.5.16.0/24")
+    # A subnet of its own in the default VPC, beside the default ones.
+    dflt = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    expect_error("InvalidSubnet.Conflict", ec2.create_subnet, VpcId=dflt, CidrBlock="172.31.0.0/24")
+    extra = ec2.create_subnet(VpcId=dflt, CidrBlock="172.31.48.0/20")["Subnet"]
+    assert extra["DefaultForAz"] is False and extra["AvailabilityZone"] == f"{REGION}a"
+    # Security groups without a VpcId go to the default VPC; delete by name there.
+    gid = ec2.create_security_group(GroupName="ops", Description="ops")["GroupId"]
+    assert ec2.describe_security_groups(GroupNames=["ops"])["SecurityGroups"][0]["VpcId"] == dflt
+    i = ec2.run_instances(ImageId=AMI, MinCount=1, MaxCount=1, SecurityGroups=["ops", "default"])["Instances"][0]
+    assert {g["GroupName"] for g in i["SecurityGroups"]} == {"ops", "default"}
+    assert i["PrivateIpAddress"].startswith("172.31.")
+    expect_error("DependencyViolation", ec2.delete_security_group, GroupName="ops")
+    ec2.terminate_instances(InstanceIds=[i["InstanceId"]])
+    assert ec2.delete_security_group(GroupName="ops")["GroupId"] == gid
+    expect_error("InvalidGroup.NotFound", ec2.delete_security_group, GroupId=gid)
+    expect_error("DependencyViolation", ec2.delete_vpc, VpcId=dflt)
+    default_subnet = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"][0]
+    expect_error("UnsupportedOperation", ec2.delete_subnet, SubnetId=default_subnet["SubnetId"])
+
+
+def test_create_vpc_request_tags_are_authorized(keycard):
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "ec2:CreateVpc", "Resource": "*",
+             "Condition": {"StringEquals": {"aws:RequestTag/team": "blue"}}},
+            {"Effect": "Allow", "Action": "ec2:CreateTags", "Resource": "*",
+             "Condition": {"StringEquals": {"ec2:CreateAction": "CreateVpc"}}},
+            {"Effect": "Allow", "Action": "ec2:DeleteVpc", "Resource": "*",
+             "Condition": {"StringEquals": {"ec2:ResourceTag/team": "blue"}}},
+        ],
+    }
+    _, creds = keycard.new_user(policy=policy)
+    ec2 = keycard.client("ec2", creds=creds)
+    expect_error("UnauthorizedOperation", ec2.create_vpc, CidrBlock="10.7.0.0/16")
+    expect_error("UnauthorizedOperation", ec2.create_vpc, CidrBlock="10.7.0.0/16",
+                 TagSpecifications=tagged("vpc", team="red"))
+    vid = ec2.create_vpc(CidrBlock="10.7.0.0/16", TagSpecifications=tagged("vpc", team="blue"))["Vpc"]["VpcId"]
+    root = keycard.client("ec2")
+    other = root.create_vpc(CidrBlock="10.8.0.0/16")["Vpc"]["VpcId"]
+    expect_error("UnauthorizedOperation", ec2.delete_vpc, VpcId=other)
+    ec2.delete_vpc(VpcId=vid)
+    root.delete_vpc(VpcId=other)
+
+
+def test_cli_vpc_flow_survives_restart(keycard_fresh):
+    import ipaddress
+
+    kc = keycard_fresh
+    vpc = kc.aws("ec2", "create-vpc", "--cidr-block", "10.20.0.0/16",
+                 "--tag-specifications", "ResourceType=vpc,Tags=[{Key=Name,Value=cli}]")["Vpc"]
+    vid = vpc["VpcId"]
+    sub = kc.aws("ec2", "create-subnet", "--vpc-id", vid, "--cidr-block", "10.20.3.0/24",
+                 "--availability-zone", f"{REGION}c")["Subnet"]
+    sid = sub["SubnetId"]
+    gid = kc.aws("ec2", "create-security-group", "--group-name", "cli-web", "--description", "cli",
+                 "--vpc-id", vid)["GroupId"]
+    run = kc.aws("ec2", "run-instances", "--image-id", AMI, "--count", "1", "--subnet-id", sid,
+                 "--security-group-ids", gid)
+    iid = run["Instances"][0]["InstanceId"]
+    inst = kc.aws("ec2", "describe-instances", "--instance-ids", iid)["Reservations"][0]["Instances"][0]
+    assert (inst["SubnetId"], inst["VpcId"]) == (sid, vid)
+    assert ipaddress.ip_address(inst["PrivateIpAddress"]) in ipaddress.ip_network("10.20.3.0/24")
+    assert inst["NetworkInterfaces"][0]["Groups"] == [{"GroupId": gid, "GroupName": "cli-web"}]
+    assert kc.aws_error("ec2", "delete-subnet", "--subnet-id", sid).code == "DependencyViolation"
+    assert kc.aws_error("ec2", "delete-vpc", "--vpc-id", vid).code == "DependencyViolation"
+
+    kc.restart()
+    vpcs = kc.aws("ec2", "describe-vpcs", "--filters", "Name=tag:Name,Values=cli")["Vpcs"]
+    assert [v["VpcId"] for v in vpcs] == [vid]
+    assert kc.aws("ec2", "describe-subnets", "--subnet-ids", sid)["Subnets"][0]["AvailabilityZone"] == f"{REGION}c"
+    assert kc.aws("ec2", "describe-security-groups", "--group-ids", gid)["SecurityGroups"][0]["GroupName"] == "cli-web"
+    after = kc.aws("ec2", "describe-instances", "--instance-ids", iid)["Reservations"][0]["Instances"][0]
+    assert (after["SubnetId"], after["PrivateIpAddress"]) == (sid, inst["PrivateIpAddress"])
+
+    kc.aws("ec2", "terminate-instances", "--instance-ids", iid)
+    kc.aws("ec2", "delete-security-group", "--group-id", gid)
+    kc.aws("ec2", "delete-subnet", "--subnet-id", sid)
+    kc.aws("ec2", "delete-vpc", "--vpc-id", vid)
+    kc.restart()
+    assert kc.aws_error("ec2", "describe-vpcs", "--vpc-ids", vid).code == "InvalidVpcID.NotFound"
+    assert len(kc.aws("ec2", "describe-vpcs")["Vpcs"]) == 1

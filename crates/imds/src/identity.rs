@@ -99,6 +99,7 @@ mod tests {
             slot: 1,
             client_token: None,
             state_reason: None,
+            network: None,
             imds: Default::default(),
         };
         let d = document(&i);

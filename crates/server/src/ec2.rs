@@ -13,6 +13,7 @@ use keycard_services::ec2::{
     RunInput, StateOp,
 };
 use keycard_services::model::{InstanceProfile, Tag};
+use keycard_services::network::{LaunchNetwork, Placement};
 use keycard_services::sts::iso8601;
 
 use crate::iam::{audit_params, params};
@@ -70,7 +71,7 @@ fn metadata_input(p: &Params) -> MetadataOptionsInput {
     }
 }
 
-fn tags(list: Vec<Params>) -> Result<Vec<Tag>, ServiceError> {
+pub(crate) fn tags(list: Vec<Params>) -> Result<Vec<Tag>, ServiceError> {
     list.into_iter()
         .map(|t| {
             Ok(Tag {
@@ -85,7 +86,7 @@ fn tags(list: Vec<Params>) -> Result<Vec<Tag>, ServiceError> {
 }
 
 /// A required scalar parameter; EC2's `MissingParameter` when absent.
-fn required<'a>(p: &'a Params, name: &str) -> Result<&'a str, ServiceError> {
+pub(crate) fn required<'a>(p: &'a Params, name: &str) -> Result<&'a str, ServiceError> {
     p.required(name)
         .map_err(|e| ServiceError::MissingParameter(e.message))
 }
@@ -97,7 +98,7 @@ fn count(p: &Params, name: &str) -> Result<u32, ServiceError> {
 }
 
 impl Req {
-    fn ec2_resource(&self, kind: &str, id: &str) -> String {
+    pub(crate) fn ec2_resource(&self, kind: &str, id: &str) -> String {
         format!(
             "arn:aws:ec2:{}:{}:{kind}/{id}",
             self.region, self.caller.account
@@ -156,6 +157,61 @@ impl Req {
     }
 }
 
+/// RunInstances' `NetworkInterface.1` (device 0): its subnet, groups
+/// and address, which may not be given at the instance level too.
+fn primary_interface(p: &Params, mut input: RunInput) -> Result<RunInput, ServiceError> {
+    let nics = p.structs("NetworkInterface");
+    let Some(nic) = nics.first() else {
+        return Ok(input);
+    };
+    if nics.len() > 1 || nic.get("DeviceIndex").is_some_and(|d| d != "0") {
+        return Err(ServiceError::UnsupportedOperation(
+            "keycard instances have one network interface (DeviceIndex 0)".into(),
+        ));
+    }
+    let n = &mut input.network;
+    if n.subnet_id.is_some() || !n.group_ids.is_empty() || !n.group_names.is_empty() {
+        return Err(ServiceError::InvalidParameterCombination(
+            "Network interfaces and an instance-level subnet ID or security groups may not be specified on the same request".into(),
+        ));
+    }
+    if input.private_ip.is_some() && nic.get("PrivateIpAddress").is_some() {
+        return Err(ServiceError::InvalidParameterCombination(
+            "Network interfaces and an instance-level private IP address may not be specified on the same request".into(),
+        ));
+    }
+    n.subnet_id = nic.get("SubnetId").map(str::to_string);
+    n.group_ids = ids(nic, "SecurityGroupId");
+    if let Some(ip) = nic.get("PrivateIpAddress") {
+        input.private_ip = Some(ip.to_string());
+    }
+    Ok(input)
+}
+
+impl Req {
+    /// ec2:RunInstances on the subnet and each security group, with
+    /// their tags and `ec2:Vpc` as keys of that check alone.
+    fn authorize_placement(&mut self, pl: &Placement) -> Result<(), ServiceError> {
+        let vpc = pl.vpc.arn();
+        let subnet = Check::new("ec2:RunInstances", pl.subnet.arn())
+            .account(pl.subnet.account.clone())
+            .tags(Some("ec2"), &pl.subnet.tags)
+            .key("ec2:Vpc", vpc.clone())
+            .key("ec2:Region", self.region.clone());
+        self.check(subnet)?;
+        for g in &pl.groups {
+            self.check(
+                Check::new("ec2:RunInstances", g.arn())
+                    .account(g.account.clone())
+                    .tags(Some("ec2"), &g.tags)
+                    .key("ec2:Vpc", vpc.clone())
+                    .key("ec2:Region", self.region.clone()),
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// DryRun: permission checks passed, so say so and stop.
 pub(crate) fn dry_run_ok() -> ServiceError {
     ServiceError::DryRunOperation("Request would have succeeded, but DryRun flag is set.".into())
@@ -181,6 +237,7 @@ pub async fn handle(req: &mut Req) -> R {
         "DescribeInstanceAttribute" => describe_attribute(req, &p, dry)?,
         "CreateTags" | "DeleteTags" => tag_ops(req, &p, dry, action).await?,
         n if crate::ec2_network::handles(n) => crate::ec2_network::handle(req, &p, dry)?,
+        n if crate::ec2_vpc::handles(n) => crate::ec2_vpc::handle(req, &p, dry).await?,
         // A row without an arm: the table and this match disagree.
         other => {
             return Err(ServiceError::Internal(format!(
@@ -219,9 +276,16 @@ async fn run_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, S
         tags: tags_in,
         private_ip: p.get("PrivateIpAddress").map(str::to_string),
         client_token: p.get("ClientToken").map(str::to_string),
+        network: LaunchNetwork {
+            subnet_id: p.get("SubnetId").map(str::to_string),
+            group_ids: ids(p, "SecurityGroupId"),
+            group_names: ids(p, "SecurityGroup"),
+        },
     };
+    let input = primary_interface(p, input)?;
     // Validate first: a bad request is refused the same way, dry or not.
-    let profile = req.kc.check_run(&req.caller.account, &input)?;
+    let launch = req.kc.check_run(&req.caller.account, &req.region, &input)?;
+    let profile = launch.profile;
     let m = input.metadata.apply(&MetadataOptions::default())?;
     req.request_key(
         "ec2:InstanceType",
@@ -260,6 +324,7 @@ async fn run_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, S
                 .key("ec2:CreateAction", "RunInstances"),
         )?;
     }
+    req.authorize_placement(&launch.placement)?;
     if let Some(pr) = &profile {
         req.authorize_pass_role(pr, &any_instance)?;
     }
@@ -299,7 +364,7 @@ fn state_xml(w: &mut XmlWriter, tag: &str, name: &str) {
         .end(tag);
 }
 
-fn tag_set(w: &mut XmlWriter, tags: &[Tag]) {
+pub(crate) fn tag_set(w: &mut XmlWriter, tags: &[Tag]) {
     if tags.is_empty() {
         return;
     }

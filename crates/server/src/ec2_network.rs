@@ -11,13 +11,11 @@ use keycard_proto::xml::{XmlWriter, ec2_response};
 use keycard_services::ServiceError;
 use keycard_services::auth::ResourcePolicy;
 use keycard_services::ec2::{self, Instance};
-use keycard_services::vpc::{
-    self, DEFAULT_GROUP, DEFAULT_GROUP_DESCRIPTION, DefaultNetwork, NetworkInterface, Subnet,
-    VPC_CIDR,
-};
+use keycard_services::network::{GroupRef, SecurityGroup, Subnet, Vpc};
+use keycard_services::vpc::{self, DefaultNetwork, NetworkInterface, Subnet as DefaultSubnet};
 
 use crate::Req;
-use crate::ec2::{dry_run_ok, filters, ids, iso8601_ms};
+use crate::ec2::{dry_run_ok, filters, ids, iso8601_ms, tag_set};
 
 type Out = Result<String, ServiceError>;
 
@@ -65,12 +63,12 @@ pub(crate) fn handle(req: &mut Req, p: &Params, dry: bool) -> Out {
     match op {
         "DescribeRegions" => regions(req, p),
         "DescribeAvailabilityZones" => zones(req, p, &net),
-        "DescribeVpcs" => vpcs(req, p, &net),
-        "DescribeSubnets" => subnets(req, p, &net),
+        "DescribeVpcs" => vpcs(req, p),
+        "DescribeSubnets" => subnets(req, p),
         "DescribeSecurityGroups" => groups(req, p, &net),
-        "DescribeNetworkAcls" => acls(req, p, &net),
+        "DescribeNetworkAcls" => acls(req, p),
         "DescribeNetworkInterfaces" => interfaces(req, p),
-        "DescribeRouteTables" => route_tables(req, p, &net),
+        "DescribeRouteTables" => route_tables(req, p),
         "DescribeInternetGateways" => gateways(req, p, &net),
         "GetEbsEncryptionByDefault" => Ok(respond(req, |w| {
             w.elem("ebsEncryptionByDefault", "false")
@@ -97,7 +95,7 @@ pub(crate) fn handle(req: &mut Req, p: &Params, dry: bool) -> Out {
     }
 }
 
-fn respond(req: &Req, body: impl FnOnce(&mut XmlWriter)) -> String {
+pub(crate) fn respond(req: &Req, body: impl FnOnce(&mut XmlWriter)) -> String {
     ec2_response(req.op.name, &req.request_id.clone(), body)
 }
 
@@ -168,7 +166,7 @@ fn zones(req: &Req, p: &Params, net: &DefaultNetwork) -> Out {
             )));
         }
     }
-    let list: Vec<&Subnet> = net
+    let list: Vec<&DefaultSubnet> = net
         .subnets
         .iter()
         .filter(|s| names.is_empty() || names.contains(&s.zone))
@@ -222,107 +220,111 @@ fn only_default(
     Ok((!items.is_empty(), next))
 }
 
-fn vpcs(req: &Req, p: &Params, net: &DefaultNetwork) -> Out {
-    let (show, next) = only_default(
-        p,
-        net,
-        Kind {
-            id_param: "VpcId",
-            filters: vpc::VPC_FILTERS,
-            max: 1000,
-        },
-        &net.vpc_id,
+fn vpcs(req: &Req, p: &Params) -> Out {
+    let wanted = ids(p, "VpcId");
+    let (after, limit) = paging(p, 1000)?;
+    let items = req.kc.vpcs(&req.caller.account, &req.region);
+    let items = vpc::pick(
+        items,
+        &wanted,
+        |v| &v.id,
         |x| ServiceError::InvalidVpcIdNotFound(vpc::not_found_message("vpc", x)),
-        vpc::vpc_facts,
     )?;
+    let items = vpc::select_tagged(items, &filters(p), vpc::VPC_FILTERS, vpc::vpc_facts, |v| {
+        &v.tags
+    })?;
+    let (items, next) = vpc::page(items, after.as_deref(), limit, |v| &v.id);
     Ok(respond(req, |w| {
         w.start("vpcSet");
-        if show {
-            vpc_xml(w, net);
+        for v in &items {
+            vpc_xml(w, "item", v, "available");
         }
         w.end("vpcSet");
         next_xml(w, &next);
     }))
 }
 
-fn vpc_xml(w: &mut XmlWriter, n: &DefaultNetwork) {
-    w.start("item")
-        .elem("vpcId", &n.vpc_id)
-        .elem("ownerId", &n.account)
-        .elem("state", "available")
-        .elem("cidrBlock", VPC_CIDR)
+/// A VPC as DescribeVpcs (`item`) or CreateVpc (`vpc`) shows it.
+pub(crate) fn vpc_xml(w: &mut XmlWriter, tag: &str, v: &Vpc, state: &str) {
+    w.start(tag)
+        .elem("vpcId", &v.id)
+        .elem("ownerId", &v.account)
+        .elem("state", state)
+        .elem("cidrBlock", &v.cidr)
         .start("cidrBlockAssociationSet")
         .start("item")
-        .elem("cidrBlock", VPC_CIDR)
-        .elem("associationId", &n.cidr_association)
+        .elem("cidrBlock", &v.cidr)
+        .elem("associationId", &v.cidr_association)
         .start("cidrBlockState")
         .elem("state", "associated")
         .end("cidrBlockState")
         .end("item")
         .end("cidrBlockAssociationSet")
         .empty("ipv6CidrBlockAssociationSet")
-        .elem("dhcpOptionsId", &n.dhcp_options_id)
+        .elem("dhcpOptionsId", &v.dhcp_options_id)
         .elem("instanceTenancy", "default")
-        .elem("isDefault", "true")
-        .start("blockPublicAccessStates")
+        .elem("isDefault", if v.is_default { "true" } else { "false" });
+    tag_set(w, &v.tags);
+    w.start("blockPublicAccessStates")
         .elem("internetGatewayBlockMode", "off")
         .end("blockPublicAccessStates")
-        .end("item");
+        .end(tag);
 }
 
-fn subnets(req: &Req, p: &Params, net: &DefaultNetwork) -> Out {
+fn subnets(req: &Req, p: &Params) -> Out {
     let wanted = ids(p, "SubnetId");
     let (after, limit) = paging(p, 1000)?;
-    let items: Vec<(usize, &Subnet)> = net.subnets.iter().enumerate().collect();
+    let items = req.kc.subnets(&req.caller.account, &req.region);
     let items = vpc::pick(
         items,
         &wanted,
-        |(_, s)| &s.id,
+        |s| &s.id,
         |x| ServiceError::InvalidSubnetIdNotFound(vpc::not_found_message("subnet", x)),
     )?;
-    let items = vpc::select(items, &filters(p), vpc::SUBNET_FILTERS, |(_, s)| {
-        vpc::subnet_facts(net, s)
-    })?;
-    let (items, next) = vpc::page(items, after.as_deref(), limit, |(_, s)| &s.id);
-    let free: Vec<u32> = items
-        .iter()
-        .map(|(n, _)| req.kc.free_addresses(&net.account, &net.region, *n))
-        .collect();
+    let items = vpc::select_tagged(
+        items,
+        &filters(p),
+        vpc::SUBNET_FILTERS,
+        vpc::subnet_facts,
+        |s| &s.tags,
+    )?;
+    let (items, next) = vpc::page(items, after.as_deref(), limit, |s| &s.id);
+    let free: Vec<u32> = items.iter().map(|s| req.kc.free_addresses_in(s)).collect();
     Ok(respond(req, |w| {
         w.start("subnetSet");
-        for ((_, s), free) in items.iter().zip(free) {
-            subnet_xml(w, net, s, free);
+        for (s, free) in items.iter().zip(free) {
+            subnet_xml(w, "item", s, free);
         }
         w.end("subnetSet");
         next_xml(w, &next);
     }))
 }
 
-fn subnet_xml(w: &mut XmlWriter, n: &DefaultNetwork, s: &Subnet, free: u32) {
-    let off = |w: &mut XmlWriter, tag: &str| {
-        w.elem(tag, "false");
-    };
-    w.start("item")
+/// A subnet as DescribeSubnets (`item`) or CreateSubnet (`subnet`) shows it.
+pub(crate) fn subnet_xml(w: &mut XmlWriter, tag: &str, s: &Subnet, free: u32) {
+    let flag = |b: bool| if b { "true" } else { "false" };
+    w.start(tag)
         .elem("subnetId", &s.id)
-        .elem("subnetArn", &n.subnet_arn(s))
+        .elem("subnetArn", &s.arn())
         .elem("state", "available")
-        .elem("vpcId", &n.vpc_id)
-        .elem("ownerId", &n.account)
-        .elem("cidrBlock", s.cidr)
+        .elem("vpcId", &s.vpc_id)
+        .elem("ownerId", &s.account)
+        .elem("cidrBlock", &s.cidr)
         .empty("ipv6CidrBlockAssociationSet")
         .elem_display("availableIpAddressCount", free)
         .elem("availabilityZone", &s.zone)
         .elem("availabilityZoneId", &s.zone_id)
-        .elem("defaultForAz", "true")
-        .elem("mapPublicIpOnLaunch", "true");
-    for tag in [
+        .elem("defaultForAz", flag(s.default_for_az))
+        .elem("mapPublicIpOnLaunch", flag(s.default_for_az));
+    for off in [
         "mapCustomerOwnedIpOnLaunch",
         "assignIpv6AddressOnCreation",
         "enableDns64",
         "ipv6Native",
     ] {
-        off(w, tag);
+        w.elem(off, "false");
     }
+    tag_set(w, &s.tags);
     w.start("privateDnsNameOptionsOnLaunch")
         .elem("hostnameType", "ip-name")
         .elem("enableResourceNameDnsARecord", "false")
@@ -331,7 +333,7 @@ fn subnet_xml(w: &mut XmlWriter, n: &DefaultNetwork, s: &Subnet, free: u32) {
         .start("blockPublicAccessStates")
         .elem("internetGatewayBlockMode", "off")
         .end("blockPublicAccessStates")
-        .end("item");
+        .end(tag);
 }
 
 fn groups(req: &Req, p: &Params, net: &DefaultNetwork) -> Out {
@@ -344,21 +346,27 @@ fn groups(req: &Req, p: &Params, net: &DefaultNetwork) -> Out {
             )));
         }
     }
-    if let Some(n) = names.iter().find(|n| n.as_str() != DEFAULT_GROUP) {
+    let (after, limit) = paging(p, 1000)?;
+    let items = req.kc.security_groups(&req.caller.account, &req.region);
+    // GroupName names groups of the default VPC only, as on AWS.
+    if let Some(n) = names.iter().find(|n| {
+        !items
+            .iter()
+            .any(|g| g.vpc_id == net.vpc_id && &g.name == *n)
+    }) {
         return Err(ServiceError::InvalidGroupNotFound(format!(
             "The security group '{n}' does not exist in default VPC '{}'",
             net.vpc_id
         )));
     }
-    let (show, next) = only_default(
-        p,
-        net,
-        Kind {
-            id_param: "GroupId",
-            filters: vpc::GROUP_FILTERS,
-            max: 1000,
-        },
-        &net.security_group_id,
+    let items: Vec<SecurityGroup> = items
+        .into_iter()
+        .filter(|g| names.is_empty() || g.vpc_id == net.vpc_id && names.contains(&g.name))
+        .collect();
+    let items = vpc::pick(
+        items,
+        &wanted,
+        |g| &g.id,
         |x| match x {
             [id] => ServiceError::InvalidGroupNotFound(format!(
                 "The security group '{id}' does not exist"
@@ -368,42 +376,54 @@ fn groups(req: &Req, p: &Params, net: &DefaultNetwork) -> Out {
                 x.join(", ")
             )),
         },
-        vpc::group_facts,
     )?;
+    let items = vpc::select_tagged(
+        items,
+        &filters(p),
+        vpc::GROUP_FILTERS,
+        vpc::group_facts,
+        |g| &g.tags,
+    )?;
+    let (items, next) = vpc::page(items, after.as_deref(), limit, |g| &g.id);
     Ok(respond(req, |w| {
         w.start("securityGroupInfo");
-        if show {
-            group_xml(w, net);
+        for g in &items {
+            group_xml(w, g);
         }
         w.end("securityGroupInfo");
         next_xml(w, &next);
     }))
 }
 
-/// The default group's rules: all traffic in from members of the
-/// group itself, all traffic out to anywhere.
-fn group_xml(w: &mut XmlWriter, n: &DefaultNetwork) {
+fn no_rule_sources(w: &mut XmlWriter) {
+    w.empty("ipv6Ranges").empty("prefixListIds");
+}
+
+/// A group's rules: a `default` group lets in all traffic from its own
+/// members; every group lets all traffic out.
+fn group_xml(w: &mut XmlWriter, g: &SecurityGroup) {
     w.start("item")
-        .elem("ownerId", &n.account)
-        .elem("groupId", &n.security_group_id)
-        .elem("groupName", DEFAULT_GROUP)
-        .elem("groupDescription", DEFAULT_GROUP_DESCRIPTION)
-        .elem("vpcId", &n.vpc_id)
-        .elem("securityGroupArn", &n.security_group_arn())
-        .start("ipPermissions")
-        .start("item")
-        .elem("ipProtocol", "-1")
-        .start("groups")
-        .start("item")
-        .elem("userId", &n.account)
-        .elem("groupId", &n.security_group_id)
-        .end("item")
-        .end("groups")
-        .empty("ipRanges")
-        .empty("ipv6Ranges")
-        .empty("prefixListIds")
-        .end("item")
-        .end("ipPermissions")
+        .elem("ownerId", &g.account)
+        .elem("groupId", &g.id)
+        .elem("groupName", &g.name)
+        .elem("groupDescription", &g.description)
+        .elem("vpcId", &g.vpc_id)
+        .elem("securityGroupArn", &g.arn())
+        .start("ipPermissions");
+    if g.is_default() {
+        w.start("item")
+            .elem("ipProtocol", "-1")
+            .start("groups")
+            .start("item")
+            .elem("userId", &g.account)
+            .elem("groupId", &g.id)
+            .end("item")
+            .end("groups")
+            .empty("ipRanges");
+        no_rule_sources(w);
+        w.end("item");
+    }
+    w.end("ipPermissions")
         .start("ipPermissionsEgress")
         .start("item")
         .elem("ipProtocol", "-1")
@@ -412,43 +432,55 @@ fn group_xml(w: &mut XmlWriter, n: &DefaultNetwork) {
         .start("item")
         .elem("cidrIp", "0.0.0.0/0")
         .end("item")
-        .end("ipRanges")
-        .empty("ipv6Ranges")
-        .empty("prefixListIds")
-        .end("item")
-        .end("ipPermissionsEgress")
-        .end("item");
+        .end("ipRanges");
+    no_rule_sources(w);
+    w.end("item").end("ipPermissionsEgress");
+    tag_set(w, &g.tags);
+    w.end("item");
 }
 
-fn acls(req: &Req, p: &Params, net: &DefaultNetwork) -> Out {
-    let (show, next) = only_default(
-        p,
-        net,
-        Kind {
-            id_param: "NetworkAclId",
-            filters: vpc::ACL_FILTERS,
-            max: 1000,
-        },
-        &net.network_acl_id,
+/// Each VPC with its subnets (for its ACL's associations).
+fn vpcs_with_subnets(req: &Req) -> Vec<(Vpc, Vec<Subnet>)> {
+    let all = req.kc.subnets(&req.caller.account, &req.region);
+    req.kc
+        .vpcs(&req.caller.account, &req.region)
+        .into_iter()
+        .map(|v| {
+            let mine = all.iter().filter(|s| s.vpc_id == v.id).cloned().collect();
+            (v, mine)
+        })
+        .collect()
+}
+
+fn acls(req: &Req, p: &Params) -> Out {
+    let wanted = ids(p, "NetworkAclId");
+    let (after, limit) = paging(p, 1000)?;
+    let items = vpc::pick(
+        vpcs_with_subnets(req),
+        &wanted,
+        |(v, _)| &v.network_acl_id,
         |x| ServiceError::InvalidNetworkAclIdNotFound(vpc::not_found_message("network ACL", x)),
-        vpc::acl_facts,
     )?;
+    let items = vpc::select(items, &filters(p), vpc::ACL_FILTERS, |(v, s)| {
+        vpc::acl_facts(v, s)
+    })?;
+    let (items, next) = vpc::page(items, after.as_deref(), limit, |(v, _)| &v.network_acl_id);
     Ok(respond(req, |w| {
         w.start("networkAclSet");
-        if show {
-            acl_xml(w, net);
+        for (v, s) in &items {
+            acl_xml(w, v, s);
         }
         w.end("networkAclSet");
         next_xml(w, &next);
     }))
 }
 
-/// The default ACL: rule 100 allows everything each way, the `*` rule
-/// (32767) denies what no rule matched.
-fn acl_xml(w: &mut XmlWriter, n: &DefaultNetwork) {
+/// A VPC's default ACL: rule 100 allows everything each way, the `*`
+/// rule (32767) denies what no rule matched; every subnet uses it.
+fn acl_xml(w: &mut XmlWriter, v: &Vpc, subnets: &[Subnet]) {
     w.start("item")
-        .elem("networkAclId", &n.network_acl_id)
-        .elem("vpcId", &n.vpc_id)
+        .elem("networkAclId", &v.network_acl_id)
+        .elem("vpcId", &v.id)
         .elem("default", "true")
         .start("entrySet");
     for egress in ["true", "false"] {
@@ -463,57 +495,56 @@ fn acl_xml(w: &mut XmlWriter, n: &DefaultNetwork) {
         }
     }
     w.end("entrySet").start("associationSet");
-    for s in &n.subnets {
+    for s in subnets {
         w.start("item")
             .elem("networkAclAssociationId", &s.acl_association)
-            .elem("networkAclId", &n.network_acl_id)
+            .elem("networkAclId", &v.network_acl_id)
             .elem("subnetId", &s.id)
             .end("item");
     }
     w.end("associationSet")
         .empty("tagSet")
-        .elem("ownerId", &n.account)
+        .elem("ownerId", &v.account)
         .end("item");
 }
 
-fn route_tables(req: &Req, p: &Params, net: &DefaultNetwork) -> Out {
-    let (show, next) = only_default(
-        p,
-        net,
-        Kind {
-            id_param: "RouteTableId",
-            filters: vpc::ROUTE_TABLE_FILTERS,
-            max: 100,
-        },
-        &net.route_table_id,
+fn route_tables(req: &Req, p: &Params) -> Out {
+    let wanted = ids(p, "RouteTableId");
+    let (after, limit) = paging(p, 100)?;
+    let items = vpc::pick(
+        req.kc.vpcs(&req.caller.account, &req.region),
+        &wanted,
+        |v| &v.route_table_id,
         |x| ServiceError::InvalidRouteTableIdNotFound(vpc::not_found_message("route table", x)),
+    )?;
+    let items = vpc::select(
+        items,
+        &filters(p),
+        vpc::ROUTE_TABLE_FILTERS,
         vpc::route_table_facts,
     )?;
+    let (items, next) = vpc::page(items, after.as_deref(), limit, |v| &v.route_table_id);
     Ok(respond(req, |w| {
         w.start("routeTableSet");
-        if show {
-            route_table_xml(w, net);
+        for v in &items {
+            route_table_xml(w, v);
         }
         w.end("routeTableSet");
         next_xml(w, &next);
     }))
 }
 
-/// The main table: the VPC's own block stays local, the rest goes out
-/// through the internet gateway. Default subnets use it implicitly.
-fn route_table_xml(w: &mut XmlWriter, n: &DefaultNetwork) {
+/// A VPC's main table (vpc::routes). Subnets use it implicitly.
+fn route_table_xml(w: &mut XmlWriter, v: &Vpc) {
     w.start("item")
-        .elem("routeTableId", &n.route_table_id)
-        .elem("vpcId", &n.vpc_id)
-        .elem("ownerId", &n.account)
+        .elem("routeTableId", &v.route_table_id)
+        .elem("vpcId", &v.id)
+        .elem("ownerId", &v.account)
         .start("routeSet");
-    for (dest, gw, origin) in [
-        (VPC_CIDR, "local", "CreateRouteTable"),
-        ("0.0.0.0/0", n.internet_gateway_id.as_str(), "CreateRoute"),
-    ] {
+    for (dest, gw, origin) in vpc::routes(v) {
         w.start("item")
-            .elem("destinationCidrBlock", dest)
-            .elem("gatewayId", gw)
+            .elem("destinationCidrBlock", &dest)
+            .elem("gatewayId", &gw)
             .elem("state", "active")
             .elem("origin", origin)
             .end("item");
@@ -521,8 +552,8 @@ fn route_table_xml(w: &mut XmlWriter, n: &DefaultNetwork) {
     w.end("routeSet")
         .start("associationSet")
         .start("item")
-        .elem("routeTableAssociationId", &n.main_association)
-        .elem("routeTableId", &n.route_table_id)
+        .elem("routeTableAssociationId", &v.main_association)
+        .elem("routeTableId", &v.route_table_id)
         .elem("main", "true")
         .start("associationState")
         .elem("state", "associated")
@@ -610,13 +641,15 @@ fn interfaces(req: &Req, p: &Params) -> Out {
     }))
 }
 
-fn group_set(w: &mut XmlWriter, group_id: &str) {
-    w.start("groupSet")
-        .start("item")
-        .elem("groupId", group_id)
-        .elem("groupName", DEFAULT_GROUP)
-        .end("item")
-        .end("groupSet");
+fn group_set(w: &mut XmlWriter, groups: &[GroupRef]) {
+    w.start("groupSet");
+    for g in groups {
+        w.start("item")
+            .elem("groupId", &g.id)
+            .elem("groupName", &g.name)
+            .end("item");
+    }
+    w.end("groupSet");
 }
 
 /// An interface as DescribeNetworkInterfaces (`full`) or an instance's
@@ -639,7 +672,7 @@ fn eni_xml(w: &mut XmlWriter, e: &NetworkInterface, full: bool) {
         .elem("privateDnsName", &e.private_dns)
         .elem("sourceDestCheck", "true")
         .elem("interfaceType", "interface");
-    group_set(w, &e.group_id);
+    group_set(w, &e.groups);
     w.start("attachment").elem("attachmentId", &e.attachment_id);
     if full {
         w.elem("instanceId", &e.instance_id)
@@ -673,7 +706,7 @@ pub(crate) fn instance_network_xml(w: &mut XmlWriter, i: &Instance) {
     w.elem("vpcId", &e.vpc_id)
         .elem("subnetId", &e.subnet_id)
         .elem("sourceDestCheck", "true");
-    group_set(w, &e.group_id);
+    group_set(w, &e.groups);
     w.start("networkInterfaceSet");
     eni_xml(w, &e, false);
     w.end("networkInterfaceSet");

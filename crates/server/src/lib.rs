@@ -16,6 +16,7 @@ mod admin_keys;
 mod cloudtrail;
 mod ec2;
 mod ec2_network;
+mod ec2_vpc;
 pub mod governance;
 mod guardduty;
 mod iam;

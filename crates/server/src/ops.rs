@@ -258,6 +258,13 @@ pub static EC2: &[OpDef] = &[
     same!(Ec2, "ec2", "DescribeTransitGateways", RO),
     same!(Ec2, "ec2", "DescribeFlowLogs", RO),
     same!(Ec2, "ec2", "DescribeVpcEndpointServices", RO),
+    // Created VPCs, subnets and security groups (ec2_vpc.rs).
+    same!(Ec2, "ec2", "CreateVpc", RW, ["ec2:CreateTags"]),
+    same!(Ec2, "ec2", "DeleteVpc", RW),
+    same!(Ec2, "ec2", "CreateSubnet", RW, ["ec2:CreateTags"]),
+    same!(Ec2, "ec2", "DeleteSubnet", RW),
+    same!(Ec2, "ec2", "CreateSecurityGroup", RW, ["ec2:CreateTags"]),
+    same!(Ec2, "ec2", "DeleteSecurityGroup", RW),
     same!(Ec2, "ec2", "GetEbsEncryptionByDefault", RO),
     same!(Ec2, "ec2", "GetInstanceMetadataDefaults", RO),
     same!(Ec2, "ec2", "GetSnapshotBlockPublicAccessState", RO),

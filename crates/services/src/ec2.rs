@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, ServiceError};
 use crate::model::{Change, Entity, InstanceProfile, Tag};
+use crate::network::{self, InstanceNetwork, LaunchNetwork, Placement};
 use crate::state::State;
 use crate::sts::Session;
 use crate::{Keycard, crypto, now, vpc};
@@ -150,6 +151,10 @@ pub struct Instance {
     /// Why the instance last changed state (`User initiated (…)`).
     #[serde(default)]
     pub state_reason: Option<String>,
+    /// Its VPC, subnet and security groups; `None` on records from before
+    /// keycard stored them: the default subnet and group (vpc.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<InstanceNetwork>,
     /// How its metadata service is doing. Runtime only: listeners are
     /// opened again at every start.
     #[serde(skip)]
@@ -186,8 +191,12 @@ impl Instance {
         )
     }
 
+    /// Its subnet's zone.
     pub fn availability_zone(&self) -> String {
-        format!("{}a", self.region)
+        match &self.network {
+            Some(n) => n.zone.clone(),
+            None => format!("{}a", self.region),
+        }
     }
 
     /// `ip-172-31-16-1.ec2.internal`, as AWS names it per region.
@@ -286,6 +295,8 @@ pub struct RunInput {
     pub tags: Vec<Tag>,
     pub private_ip: Option<String>,
     pub client_token: Option<String>,
+    /// SubnetId, SecurityGroupIds and SecurityGroups.
+    pub network: LaunchNetwork,
 }
 
 /// One instance's state change.
@@ -315,7 +326,8 @@ fn invalid(msg: impl Into<String>) -> ServiceError {
     ServiceError::InvalidParameterValue(msg.into())
 }
 
-fn hex_id(prefix: &str) -> String {
+/// `prefix` + 17 random hex digits, as AWS's resource ids.
+pub(crate) fn hex_id(prefix: &str) -> String {
     let b = crypto::random_bytes::<9>();
     let mut h = hex::encode(b);
     h.truncate(17);
@@ -671,12 +683,21 @@ fn live_addresses(st: &State) -> BTreeSet<String> {
         .collect()
 }
 
-/// The slot's address in the default subnet, else the first free one
-/// (a requested address may hold the slot's).
-fn instance_address(slot: u32, used: &BTreeSet<String>) -> Result<String> {
-    vpc::slot_address(slot)
+/// In the default VPC's first subnet, the slot's address; else (or when
+/// taken: a requested address may hold it) the subnet's first free one.
+fn instance_address(
+    slot: u32,
+    subnet: &network::Subnet,
+    used: &BTreeSet<String>,
+) -> Result<String> {
+    let first_default = vpc::DefaultNetwork::new(&subnet.account, &subnet.region)
+        .instance_subnet()
+        .is_some_and(|d| d.id == subnet.id);
+    first_default
+        .then(|| vpc::slot_address(slot))
+        .flatten()
         .filter(|a| !used.contains(a))
-        .or_else(|| vpc::free_address(used))
+        .or_else(|| network::free_address_in(&subnet.cidr, used))
         .ok_or_else(|| {
             ServiceError::InsufficientFreeAddressesInSubnet(
                 "There are not enough free addresses in subnet to satisfy the requested number of instances.".into(),
@@ -715,9 +736,9 @@ impl Keycard {
 
     /// Validate a RunInstances request without launching anything; the
     /// profile it names (for the iam:PassRole check) comes back.
-    pub fn check_run(&self, account: &str, input: &RunInput) -> Result<Option<InstanceProfile>> {
+    pub fn check_run(&self, account: &str, region: &str, input: &RunInput) -> Result<Launch> {
         let st = self.state();
-        validate_run(&st, account, input)
+        validate_run(&st, account, region, input)
     }
 
     /// Launch instances. All-or-nothing: a bad field launches none.
@@ -740,7 +761,8 @@ impl Keycard {
                     return Ok((Vec::new(), (reservation_id, prior)));
                 }
             }
-            let profile = validate_run(st, account, &input)?;
+            let Launch { profile, placement } = validate_run(st, account, region, &input)?;
+            let net = placement.network();
             let count = input.max_count.min(MAX_RUN_COUNT) as usize;
             let slots = free_slots(st, count)?;
             if input.private_ip.is_some() && count > 1 {
@@ -757,7 +779,7 @@ impl Keycard {
             for (n, slot) in slots.into_iter().enumerate() {
                 let ip = match &input.private_ip {
                     Some(ip) => ip.clone(),
-                    None => instance_address(slot, &used)?,
+                    None => instance_address(slot, &placement.subnet, &used)?,
                 };
                 used.insert(ip.clone());
                 out.push(Instance {
@@ -782,6 +804,7 @@ impl Keycard {
                     slot,
                     client_token: input.client_token.clone(),
                     state_reason: None,
+                    network: Some(net.clone()),
                     imds: ImdsHealth::Unknown,
                 });
             }
@@ -1118,7 +1141,15 @@ fn find_association<'a>(
         })
 }
 
-fn validate_run(st: &State, account: &str, input: &RunInput) -> Result<Option<InstanceProfile>> {
+/// What a valid RunInstances request launches with: its profile and
+/// where its instances go.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub profile: Option<InstanceProfile>,
+    pub placement: Placement,
+}
+
+fn validate_run(st: &State, account: &str, region: &str, input: &RunInput) -> Result<Launch> {
     if input.image_id.is_empty() {
         return Err(ServiceError::MissingParameter(
             "The request must contain the parameter ImageId".into(),
@@ -1162,6 +1193,7 @@ fn validate_run(st: &State, account: &str, input: &RunInput) -> Result<Option<In
     }
     validate_tags(&input.tags)?;
     input.metadata.apply(&MetadataOptions::default())?;
+    let placement = network::place(st, account, region, &input.network)?;
     if let Some(ip) = &input.private_ip {
         let addr: Ipv4Addr = ip
             .parse()
@@ -1177,7 +1209,7 @@ fn validate_run(st: &State, account: &str, input: &RunInput) -> Result<Option<In
                 "Cannot specify a private IP address when launching more than one instance".into(),
             ));
         }
-        vpc::check_requested_address(ip)?;
+        network::check_requested_address(ip, &placement.subnet.cidr)?;
         if ip_in_use(st, ip) {
             return Err(ServiceError::InvalidIpAddressInUse(format!(
                 "Address {ip} is in use."
@@ -1189,11 +1221,12 @@ fn validate_run(st: &State, account: &str, input: &RunInput) -> Result<Option<In
     {
         return Err(invalid("ClientToken must be 1 to 64 characters"));
     }
-    input
+    let profile = input
         .profile
         .as_ref()
         .map(|r| resolve_profile(st, account, r).cloned())
-        .transpose()
+        .transpose()?;
+    Ok(Launch { profile, placement })
 }
 
 impl Keycard {

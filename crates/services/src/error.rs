@@ -198,6 +198,28 @@ pub enum ServiceError {
     InvalidClientVpnEndpointIdNotFound(String),
     #[error("{0}")]
     InvalidTransitGatewayIdNotFound(String),
+    #[error("{0}")]
+    InvalidVpcIdMalformed(String),
+    #[error("{0}")]
+    InvalidSubnetIdMalformed(String),
+    #[error("{0}")]
+    InvalidVpcRange(String),
+    #[error("{0}")]
+    InvalidSubnetRange(String),
+    #[error("{0}")]
+    InvalidSubnetConflict(String),
+    #[error("{0}")]
+    InvalidGroupDuplicate(String),
+    #[error("{0}")]
+    InvalidGroupReserved(String),
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("{0}")]
+    DependencyViolation(String),
+    #[error("{0}")]
+    CannotDelete(String),
+    #[error("{0}")]
+    UnsupportedOperation(String),
     // Server side
     #[error("{0}")]
     ServiceUnavailable(String),
@@ -302,6 +324,17 @@ impl ServiceError {
             InvalidVpnConnectionIdNotFound(_) => "InvalidVpnConnectionID.NotFound",
             InvalidClientVpnEndpointIdNotFound(_) => "InvalidClientVpnEndpointId.NotFound",
             InvalidTransitGatewayIdNotFound(_) => "InvalidTransitGatewayID.NotFound",
+            InvalidVpcIdMalformed(_) => "InvalidVpcID.Malformed",
+            InvalidSubnetIdMalformed(_) => "InvalidSubnetID.Malformed",
+            InvalidVpcRange(_) => "InvalidVpc.Range",
+            InvalidSubnetRange(_) => "InvalidSubnet.Range",
+            InvalidSubnetConflict(_) => "InvalidSubnet.Conflict",
+            InvalidGroupDuplicate(_) => "InvalidGroup.Duplicate",
+            InvalidGroupReserved(_) => "InvalidGroup.Reserved",
+            InvalidParameter(_) => "InvalidParameter",
+            DependencyViolation(_) => "DependencyViolation",
+            CannotDelete(_) => "CannotDelete",
+            UnsupportedOperation(_) => "UnsupportedOperation",
             ServiceUnavailable(_) => "ServiceUnavailable",
             Internal(_) => "InternalFailure",
         }

@@ -27,6 +27,7 @@ pub mod iam_governance;
 pub mod keyinfo;
 pub mod managed;
 pub mod model;
+pub mod network;
 pub mod s3;
 pub mod state;
 pub mod sts;
@@ -683,6 +684,9 @@ impl Keycard {
                 "object",
                 "upload",
                 "instance",
+                "vpc",
+                "subnet",
+                "security_group",
             ];
             let ops: Vec<Op> = kinds
                 .iter()

@@ -359,6 +359,9 @@ pub enum Entity {
     Object(ObjectMeta),
     Upload(Upload),
     Instance(crate::ec2::Instance),
+    Vpc(crate::network::Vpc),
+    Subnet(crate::network::Subnet),
+    SecurityGroup(crate::network::SecurityGroup),
 }
 
 /// Case-insensitive IAM names: uniqueness ignores case, display keeps it.
@@ -382,6 +385,9 @@ impl Entity {
             Entity::Object(o) => ("object", format!("{}/{}", o.bucket, o.key)),
             Entity::Upload(u) => ("upload", u.id.clone()),
             Entity::Instance(i) => ("instance", i.id.clone()),
+            Entity::Vpc(v) => ("vpc", v.id.clone()),
+            Entity::Subnet(x) => ("subnet", x.id.clone()),
+            Entity::SecurityGroup(g) => ("security_group", g.id.clone()),
         }
     }
 
@@ -399,6 +405,9 @@ impl Entity {
             Entity::Object(x) => serde_json::to_string(x),
             Entity::Upload(x) => serde_json::to_string(x),
             Entity::Instance(x) => serde_json::to_string(x),
+            Entity::Vpc(x) => serde_json::to_string(x),
+            Entity::Subnet(x) => serde_json::to_string(x),
+            Entity::SecurityGroup(x) => serde_json::to_string(x),
         };
         // Serializing plain structs of strings and numbers cannot fail.
         r.unwrap_or_default()
@@ -421,6 +430,9 @@ impl Entity {
             "object" => Entity::Object(de(json)?),
             "upload" => Entity::Upload(de(json)?),
             "instance" => Entity::Instance(de(json)?),
+            "vpc" => Entity::Vpc(de(json)?),
+            "subnet" => Entity::Subnet(de(json)?),
+            "security_group" => Entity::SecurityGroup(de(json)?),
             other => return Err(format!("unknown record kind {other}")),
         })
     }

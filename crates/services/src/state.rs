@@ -9,6 +9,7 @@ use keycard_proto::secret::SecretKey;
 
 use crate::ec2::Instance;
 use crate::model::*;
+use crate::network::{SecurityGroup, Subnet, Vpc};
 
 #[derive(Default)]
 pub struct State {
@@ -29,6 +30,11 @@ pub struct State {
     pub objects: HashMap<String, BTreeMap<String, ObjectMeta>>,
     pub uploads: BTreeMap<String, Upload>,
     pub instances: BTreeMap<String, std::sync::Arc<Instance>>,
+    /// Created VPCs, subnets and security groups by id (the default
+    /// network is derived, never stored: network.rs).
+    pub vpcs: BTreeMap<String, Vpc>,
+    pub subnets: BTreeMap<String, Subnet>,
+    pub security_groups: BTreeMap<String, SecurityGroup>,
 }
 
 fn compile_inline(m: &mut BTreeMap<String, PolicyDoc>) {
@@ -92,6 +98,15 @@ impl State {
             Entity::Instance(i) => {
                 self.instances.insert(key, std::sync::Arc::new(i));
             }
+            Entity::Vpc(v) => {
+                self.vpcs.insert(key, v);
+            }
+            Entity::Subnet(x) => {
+                self.subnets.insert(key, x);
+            }
+            Entity::SecurityGroup(g) => {
+                self.security_groups.insert(key, g);
+            }
         }
     }
 
@@ -138,6 +153,15 @@ impl State {
             }
             "instance" => {
                 self.instances.remove(key);
+            }
+            "vpc" => {
+                self.vpcs.remove(key);
+            }
+            "subnet" => {
+                self.subnets.remove(key);
+            }
+            "security_group" => {
+                self.security_groups.remove(key);
             }
             _ => {}
         }

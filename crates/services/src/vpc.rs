@@ -4,10 +4,9 @@
 //! and one network interface per instance. Nothing here is stored: ids
 //! are derived from account and region (and the instance id for its
 //! interface), so they are the same after every restart and differ
-//! between accounts. Governance tools read this; keycard has no API to
-//! change it.
+//! between accounts. What accounts create beside it (VPCs, subnets,
+//! security groups) is stored: network.rs.
 
-use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use sha2::{Digest, Sha256};
@@ -15,6 +14,8 @@ use sha2::{Digest, Sha256};
 use crate::Keycard;
 use crate::ec2::{Filter, Instance, check_filters, next_token, wildcard};
 use crate::error::{Result, ServiceError};
+use crate::model::Tag;
+use crate::network::{GroupRef, SecurityGroup, Subnet as NetSubnet, Vpc};
 
 /// The default VPC's block, as on AWS.
 pub const VPC_CIDR: &str = "172.31.0.0/16";
@@ -30,7 +31,8 @@ const ZONES: [(char, &str); 3] = [
 const FIRST_HOST: u32 = u32::from_be_bytes([172, 31, 0, 4]);
 const LAST_HOST: u32 = u32::from_be_bytes([172, 31, 15, 254]);
 /// Addresses a /20 default subnet offers (4096 less AWS's five).
-pub const SUBNET_ADDRESSES: u32 = 4091;
+#[cfg(test)]
+const SUBNET_ADDRESSES: u32 = 4091;
 
 /// `prefix` + 17 hex digits derived from the parts.
 fn derived(prefix: &str, parts: &[&str]) -> String {
@@ -152,34 +154,6 @@ pub fn slot_address(slot: u32) -> Option<String> {
     (n <= LAST_HOST).then(|| Ipv4Addr::from(n).to_string())
 }
 
-/// The first address of the instance subnet not in `used`.
-pub fn free_address(used: &BTreeSet<String>) -> Option<String> {
-    (FIRST_HOST..=LAST_HOST)
-        .map(|n| Ipv4Addr::from(n).to_string())
-        .find(|a| !used.contains(a))
-}
-
-/// Whether a requested private address may be used in the instance
-/// subnet (inside it and not one of AWS's five reserved addresses).
-pub fn check_requested_address(ip: &str) -> Result<()> {
-    let n = ip
-        .parse::<Ipv4Addr>()
-        .map(u32::from)
-        .map_err(|_| ServiceError::InvalidParameterValue(format!("Invalid value '{ip}'")))?;
-    let subnet_start = FIRST_HOST - 4;
-    if !(subnet_start..=LAST_HOST + 1).contains(&n) {
-        return Err(ServiceError::InvalidParameterValue(format!(
-            "Address {ip} does not fall within the subnet's address range"
-        )));
-    }
-    if !(FIRST_HOST..=LAST_HOST).contains(&n) {
-        return Err(ServiceError::InvalidParameterValue(format!(
-            "Address {ip} is in subnet's reserved address range"
-        )));
-    }
-    Ok(())
-}
-
 /// An instance's primary network interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetworkInterface {
@@ -192,7 +166,12 @@ pub struct NetworkInterface {
     pub subnet_id: String,
     pub zone: String,
     pub zone_id: String,
+    /// The first of `groups` (the one the default network gives).
     pub group_id: String,
+    /// Its security groups, in launch order.
+    pub groups: Vec<GroupRef>,
+    pub vpc_cidr: String,
+    pub subnet_cidr: String,
     pub private_ip: String,
     pub private_dns: String,
     pub mac: String,
@@ -200,25 +179,31 @@ pub struct NetworkInterface {
     pub attach_time: i64,
 }
 
-/// The primary interface of an instance; none once it is terminated
-/// (AWS deletes it with the instance).
+/// The primary interface of an instance: its VPC, subnet, groups and
+/// private address. None once it is terminated (AWS deletes it with the
+/// instance). The one place that says where an instance is.
 pub fn interface_of(i: &Instance) -> Option<NetworkInterface> {
     if i.is_terminated() {
         return None;
     }
-    let net = DefaultNetwork::new(&i.account, &i.region);
-    let subnet = net.instance_subnet()?;
+    let net = match &i.network {
+        Some(n) => n.clone(),
+        None => DefaultNetwork::new(&i.account, &i.region).instance_network()?,
+    };
     Some(NetworkInterface {
         id: derived("eni-", &[&i.id]),
         attachment_id: derived("eni-attach-", &[&i.id]),
         instance_id: i.id.clone(),
         account: i.account.clone(),
         region: i.region.clone(),
-        vpc_id: net.vpc_id.clone(),
-        subnet_id: subnet.id.clone(),
-        zone: subnet.zone.clone(),
-        zone_id: subnet.zone_id.clone(),
-        group_id: net.security_group_id.clone(),
+        group_id: net.groups.first().map(|g| g.id.clone()).unwrap_or_default(),
+        vpc_id: net.vpc_id,
+        subnet_id: net.subnet_id,
+        zone: net.zone,
+        zone_id: net.zone_id,
+        groups: net.groups,
+        vpc_cidr: net.vpc_cidr,
+        subnet_cidr: net.subnet_cidr,
         private_ip: i.private_ip.clone().unwrap_or_default(),
         private_dns: i.private_dns(),
         mac: i.mac(),
@@ -232,14 +217,24 @@ pub fn instance_fact(i: &Instance, name: &str) -> Option<Vec<String>> {
     let v = match name {
         "vpc-id" | "network-interface.vpc-id" => eni.vpc_id,
         "subnet-id" | "network-interface.subnet-id" => eni.subnet_id,
-        "instance.group-id" | "network-interface.group-id" => eni.group_id,
-        "instance.group-name" | "network-interface.group-name" => DEFAULT_GROUP.into(),
+        "instance.group-id" | "network-interface.group-id" => return Some(group_ids(&eni)),
+        "instance.group-name" | "network-interface.group-name" => {
+            return Some(group_names(&eni));
+        }
         "network-interface.network-interface-id" => eni.id,
         "network-interface.mac-address" => eni.mac,
         "network-interface.attachment.attachment-id" => eni.attachment_id,
         _ => return None,
     };
     Some(vec![v])
+}
+
+fn group_ids(e: &NetworkInterface) -> Vec<String> {
+    e.groups.iter().map(|g| g.id.clone()).collect()
+}
+
+fn group_names(e: &NetworkInterface) -> Vec<String> {
+    e.groups.iter().map(|g| g.name.clone()).collect()
 }
 
 /// Instance filter names this module answers.
@@ -265,26 +260,43 @@ fn one(name: &'static str, v: impl Into<String>) -> (&'static str, Vec<String>) 
 }
 
 /// Keep the items every filter matches. Unknown filter names are
-/// refused; the default resources carry no tags, so `tag:` filters
-/// match nothing.
+/// refused; resources without tags match no `tag:` filter.
 pub fn select<T>(
     items: Vec<T>,
     filters: &[Filter],
     known: &[&str],
     facts: impl Fn(&T) -> Facts,
 ) -> Result<Vec<T>> {
+    select_tagged(items, filters, known, facts, |_| &[])
+}
+
+/// [`select`] for resources with tags: `tag:K`, `tag-key` and
+/// `tag-value` match them.
+pub fn select_tagged<T>(
+    items: Vec<T>,
+    filters: &[Filter],
+    known: &[&str],
+    facts: impl Fn(&T) -> Facts,
+    tags: impl Fn(&T) -> &[Tag],
+) -> Result<Vec<T>> {
     check_filters(filters, known)?;
     Ok(items
         .into_iter()
         .filter(|item| {
             let f = facts(item);
+            let t = tags(item);
             filters.iter().all(|flt| {
-                f.iter().any(|(name, values)| {
-                    *name == flt.name
-                        && values
+                let any = |v: &str| flt.values.iter().any(|p| wildcard(p, v));
+                match flt.name.as_str() {
+                    "tag-key" => t.iter().any(|x| any(&x.key)),
+                    "tag-value" => t.iter().any(|x| any(&x.value)),
+                    n => match n.strip_prefix("tag:") {
+                        Some(k) => t.iter().any(|x| x.key == k && any(&x.value)),
+                        None => f
                             .iter()
-                            .any(|v| flt.values.iter().any(|p| wildcard(p, v)))
-                })
+                            .any(|(name, values)| *name == n && values.iter().any(|v| any(v))),
+                    },
+                }
             })
         })
         .collect())
@@ -349,6 +361,7 @@ pub const VPC_FILTERS: &[&str] = &[
     "vpc-id",
     "cidr",
     "cidr-block-association.cidr-block",
+    "cidr-block-association.association-id",
     "cidr-block-association.state",
     "dhcp-options-id",
     "is-default",
@@ -359,16 +372,21 @@ pub const VPC_FILTERS: &[&str] = &[
     "tag-value",
 ];
 
-pub fn vpc_facts(n: &DefaultNetwork) -> Facts {
+fn flag(b: bool) -> &'static str {
+    if b { "true" } else { "false" }
+}
+
+pub fn vpc_facts(v: &Vpc) -> Facts {
     vec![
-        one("vpc-id", &n.vpc_id),
-        one("cidr", VPC_CIDR),
-        one("cidr-block-association.cidr-block", VPC_CIDR),
+        one("vpc-id", &v.id),
+        one("cidr", &v.cidr),
+        one("cidr-block-association.cidr-block", &v.cidr),
+        one("cidr-block-association.association-id", &v.cidr_association),
         one("cidr-block-association.state", "associated"),
-        one("dhcp-options-id", &n.dhcp_options_id),
-        one("is-default", "true"),
-        one("isDefault", "true"),
-        one("owner-id", &n.account),
+        one("dhcp-options-id", &v.dhcp_options_id),
+        one("is-default", flag(v.is_default)),
+        one("isDefault", flag(v.is_default)),
+        one("owner-id", &v.account),
         one("state", "available"),
     ]
 }
@@ -392,23 +410,23 @@ pub const SUBNET_FILTERS: &[&str] = &[
     "tag-value",
 ];
 
-pub fn subnet_facts(n: &DefaultNetwork, s: &Subnet) -> Facts {
+pub fn subnet_facts(s: &NetSubnet) -> Facts {
     let mut f = vec![
         one("subnet-id", &s.id),
-        one("subnet-arn", n.subnet_arn(s)),
-        one("vpc-id", &n.vpc_id),
+        one("subnet-arn", s.arn()),
+        one("vpc-id", &s.vpc_id),
         one("availability-zone-id", &s.zone_id),
-        one("default-for-az", "true"),
-        one("defaultForAz", "true"),
-        one("map-public-ip-on-launch", "true"),
-        one("owner-id", &n.account),
+        one("default-for-az", flag(s.default_for_az)),
+        one("defaultForAz", flag(s.default_for_az)),
+        one("map-public-ip-on-launch", flag(s.default_for_az)),
+        one("owner-id", &s.account),
         one("state", "available"),
     ];
     for name in ["availability-zone", "availabilityZone"] {
         f.push(one(name, &s.zone));
     }
     for name in ["cidr", "cidr-block", "cidrBlock"] {
-        f.push(one(name, s.cidr));
+        f.push(one(name, &s.cidr));
     }
     f
 }
@@ -429,20 +447,27 @@ pub const GROUP_FILTERS: &[&str] = &[
     "tag-value",
 ];
 
-pub fn group_facts(n: &DefaultNetwork) -> Facts {
-    vec![
-        one("group-id", &n.security_group_id),
-        one("group-name", DEFAULT_GROUP),
-        one("description", DEFAULT_GROUP_DESCRIPTION),
-        one("vpc-id", &n.vpc_id),
-        one("owner-id", &n.account),
-        one("ip-permission.protocol", "-1"),
-        one("ip-permission.group-id", &n.security_group_id),
-        one("ip-permission.group-name", DEFAULT_GROUP),
-        one("ip-permission.user-id", &n.account),
+/// A `default` group lets its own members in; every group lets all
+/// traffic out (AWS's rules for new groups).
+pub fn group_facts(g: &SecurityGroup) -> Facts {
+    let mut f = vec![
+        one("group-id", &g.id),
+        one("group-name", &g.name),
+        one("description", &g.description),
+        one("vpc-id", &g.vpc_id),
+        one("owner-id", &g.account),
         one("egress.ip-permission.protocol", "-1"),
         one("egress.ip-permission.cidr", "0.0.0.0/0"),
-    ]
+    ];
+    if g.is_default() {
+        f.extend([
+            one("ip-permission.protocol", "-1"),
+            one("ip-permission.group-id", &g.id),
+            one("ip-permission.group-name", &g.name),
+            one("ip-permission.user-id", &g.account),
+        ]);
+    }
+    f
 }
 
 pub const ACL_FILTERS: &[&str] = &[
@@ -462,23 +487,21 @@ pub const ACL_FILTERS: &[&str] = &[
     "tag-value",
 ];
 
-pub fn acl_facts(n: &DefaultNetwork) -> Facts {
+/// A VPC's default ACL, associated with every subnet of the VPC.
+pub fn acl_facts(v: &Vpc, subnets: &[NetSubnet]) -> Facts {
     vec![
-        one("network-acl-id", &n.network_acl_id),
-        one("vpc-id", &n.vpc_id),
+        one("network-acl-id", &v.network_acl_id),
+        one("vpc-id", &v.id),
         one("default", "true"),
-        one("owner-id", &n.account),
+        one("owner-id", &v.account),
         (
             "association.association-id",
-            n.subnets
-                .iter()
-                .map(|s| s.acl_association.clone())
-                .collect(),
+            subnets.iter().map(|s| s.acl_association.clone()).collect(),
         ),
-        one("association.network-acl-id", &n.network_acl_id),
+        one("association.network-acl-id", &v.network_acl_id),
         (
             "association.subnet-id",
-            n.subnets.iter().map(|s| s.id.clone()).collect(),
+            subnets.iter().map(|s| s.id.clone()).collect(),
         ),
         one("entry.cidr", "0.0.0.0/0"),
         ("entry.egress", vec!["true".into(), "false".into()]),
@@ -508,29 +531,34 @@ pub const ROUTE_TABLE_FILTERS: &[&str] = &[
     "tag-value",
 ];
 
-pub fn route_table_facts(n: &DefaultNetwork) -> Facts {
+/// A main route table's routes: the VPC's block stays local; the
+/// default VPC's table also sends the rest to its internet gateway.
+pub fn routes(v: &Vpc) -> Vec<(String, String, &'static str)> {
+    let mut r = vec![(v.cidr.clone(), "local".to_string(), "CreateRouteTable")];
+    if let Some(igw) = &v.internet_gateway_id {
+        r.push(("0.0.0.0/0".into(), igw.clone(), "CreateRoute"));
+    }
+    r
+}
+
+pub fn route_table_facts(v: &Vpc) -> Facts {
+    let r = routes(v);
+    let col = |f: fn(&(String, String, &'static str)) -> String| -> Vec<String> {
+        r.iter().map(f).collect()
+    };
     vec![
-        one("route-table-id", &n.route_table_id),
-        one("vpc-id", &n.vpc_id),
-        one("owner-id", &n.account),
+        one("route-table-id", &v.route_table_id),
+        one("vpc-id", &v.id),
+        one("owner-id", &v.account),
         one("association.main", "true"),
         one(
             "association.route-table-association-id",
-            &n.main_association,
+            &v.main_association,
         ),
-        one("association.route-table-id", &n.route_table_id),
-        (
-            "route.destination-cidr-block",
-            vec![VPC_CIDR.into(), "0.0.0.0/0".into()],
-        ),
-        (
-            "route.gateway-id",
-            vec!["local".into(), n.internet_gateway_id.clone()],
-        ),
-        (
-            "route.origin",
-            vec!["CreateRouteTable".into(), "CreateRoute".into()],
-        ),
+        one("association.route-table-id", &v.route_table_id),
+        ("route.destination-cidr-block", col(|x| x.0.clone())),
+        ("route.gateway-id", col(|x| x.1.clone())),
+        ("route.origin", col(|x| x.2.to_string())),
         one("route.state", "active"),
     ]
 }
@@ -586,8 +614,8 @@ pub fn interface_facts(e: &NetworkInterface) -> Facts {
         one("network-interface-id", &e.id),
         one("vpc-id", &e.vpc_id),
         one("subnet-id", &e.subnet_id),
-        one("group-id", &e.group_id),
-        one("group-name", DEFAULT_GROUP),
+        ("group-id", group_ids(e)),
+        ("group-name", group_names(e)),
         one("availability-zone", &e.zone),
         one("attachment.instance-id", &e.instance_id),
         one("attachment.instance-owner-id", &e.account),
@@ -734,15 +762,6 @@ impl Keycard {
             .filter_map(|i| interface_of(i))
             .collect()
     }
-
-    /// Addresses left in each default subnet of the account's region.
-    pub fn free_addresses(&self, account: &str, region: &str, subnet_index: usize) -> u32 {
-        if subnet_index != 0 {
-            return SUBNET_ADDRESSES;
-        }
-        let used = self.network_interfaces(account, region).len();
-        SUBNET_ADDRESSES.saturating_sub(u32::try_from(used).unwrap_or(u32::MAX))
-    }
 }
 
 #[cfg(test)]
@@ -775,8 +794,8 @@ mod tests {
     #[test]
     fn filters_ids_and_pages() {
         let n = DefaultNetwork::new("111111111111", "us-east-1");
-        let subnets = || n.subnets.clone();
-        let facts = |s: &Subnet| subnet_facts(&n, s);
+        let subnets = || n.subnet_records();
+        let facts = subnet_facts;
         let got = select(
             subnets(),
             &[filter("cidr-block", "172.31.16.*")],
@@ -821,8 +840,9 @@ mod tests {
             Some("172.31.15.254")
         );
         assert_eq!(slot_address(SUBNET_ADDRESSES + 1), None);
-        assert!(check_requested_address("172.31.9.9").is_ok());
-        assert!(check_requested_address("172.31.0.1").is_err());
-        assert!(check_requested_address("10.1.2.3").is_err());
+        let check = |ip| crate::network::check_requested_address(ip, "172.31.0.0/20");
+        assert!(check("172.31.9.9").is_ok());
+        assert!(check("172.31.0.1").is_err());
+        assert!(check("10.1.2.3").is_err());
     }
 }
