@@ -19,6 +19,7 @@ mod ec2_network;
 pub mod governance;
 mod iam;
 mod iam_governance;
+mod iam_simulate;
 mod metrics;
 mod moto;
 pub mod ops;

@@ -26,6 +26,7 @@ pub mod keyinfo;
 pub mod managed;
 pub mod model;
 pub mod s3;
+pub mod simulate;
 pub mod state;
 pub mod sts;
 pub mod validate;
