@@ -319,6 +319,31 @@ def samples(e):
             {"JobId": "00000000-0000-0000-0000-000000000000"},
             "*",
         ),
+        # the policy simulator
+        "SimulatePrincipalPolicy": (
+            "iam",
+            "simulate_principal_policy",
+            {"PolicySourceArn": user_arn, "ActionNames": ["s3:GetObject"]},
+            user_arn,
+        ),
+        "SimulateCustomPolicy": (
+            "iam",
+            "simulate_custom_policy",
+            {"PolicyInputList": [doc_text], "ActionNames": ["s3:GetObject"]},
+            "*",
+        ),
+        "GetContextKeysForPrincipalPolicy": (
+            "iam",
+            "get_context_keys_for_principal_policy",
+            {"PolicySourceArn": role_arn},
+            role_arn,
+        ),
+        "GetContextKeysForCustomPolicy": (
+            "iam",
+            "get_context_keys_for_custom_policy",
+            {"PolicyInputList": [doc_text]},
+            "*",
+        ),
         # STS (AWS requires no permission for the first two)
         "GetCallerIdentity": ("sts", "get_caller_identity", {}, None),
         "GetSessionToken": ("sts", "get_session_token", {}, None),

@@ -1,6 +1,7 @@
 //! `keycard`: the binary. It only wires the crates together.
 
 mod denials_cmd;
+mod policy_cmd;
 mod posture;
 
 use std::io::Read;
@@ -170,7 +171,7 @@ enum Command {
         #[command(flatten)]
         data: DataDir,
     },
-    /// Evaluate and validate IAM policies offline.
+    /// Evaluate and validate IAM policies offline; simulate a principal on the running server.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
@@ -210,6 +211,8 @@ enum PolicyCommand {
         #[arg(long, default_value = "identity")]
         kind: String,
     },
+    /// Simulate a principal's policies on the running server (IAM's policy simulator).
+    Simulate(policy_cmd::SimulateArgs),
 }
 
 #[derive(Subcommand)]
@@ -366,6 +369,7 @@ fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
                 Err(e) => bail!("{}: {}", e.code.as_str(), e.message),
             }
         }
+        PolicyCommand::Simulate(args) => policy_cmd::simulate(args),
     }
 }
 

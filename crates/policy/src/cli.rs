@@ -13,6 +13,9 @@
 //!
 //! Output: one result object (or an array, in input order):
 //! `{"decision": "Allow"|"ExplicitDeny"|"ImplicitDeny", "matchedStatements": [...], "reason": "..."}`.
+//! A matched statement's `span` (line and column of its braces) refers to the policy text: the
+//! string as given when a policy is passed as a JSON string, the compact re-serialization of an
+//! object otherwise.
 
 use serde_json::{Map, Value, json};
 

@@ -122,6 +122,8 @@ pub(crate) struct Condition {
     pub(crate) set: SetOp,
     pub(crate) if_exists: bool,
     pub(crate) key_lc: String,
+    /// The key as written (reported by the simulator).
+    pub(crate) key: String,
     pub(crate) values: Vec<CVal>,
 }
 
@@ -236,7 +238,20 @@ impl Condition {
             set,
             if_exists,
             key_lc: key.to_lowercase(),
+            key: key.to_string(),
             values,
+        })
+    }
+
+    /// Variables in the condition's values, as written.
+    pub(crate) fn variable_names(&self) -> impl Iterator<Item = &str> {
+        self.values.iter().flat_map(|v| {
+            match v {
+                CVal::Tpl(t) => Some(t.variable_names()),
+                _ => None,
+            }
+            .into_iter()
+            .flatten()
         })
     }
 

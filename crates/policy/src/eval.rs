@@ -8,6 +8,7 @@ use crate::context::Context;
 use crate::glob::{ArnPattern, arn_parts};
 use crate::parse::{Effect, Policy, PrincipalSpec, ResItem, Statement};
 use crate::principal::{Principal, PrincipalKind};
+use crate::span::Span;
 use crate::template::Vars;
 
 /// One authorization request.
@@ -88,6 +89,9 @@ pub struct MatchedStatement {
     pub index: usize,
     /// The statement's effect.
     pub effect: Effect,
+    /// Where the statement is in the policy text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span: Option<Span>,
 }
 
 /// Decision plus the statements that decided it.
@@ -155,7 +159,21 @@ struct Env<'a> {
     has_boundary: bool,
 }
 
-impl Env<'_> {
+impl<'a> Env<'a> {
+    fn new(request: &Request<'a>, set: &PolicySet<'_>) -> Env<'a> {
+        let action_lc = request.action.to_lowercase();
+        let service_len = action_lc.find(':').unwrap_or(action_lc.len());
+        Env {
+            principal: request.principal,
+            action_lc,
+            service_len,
+            resource: request.resource,
+            res_parts: arn_parts(request.resource),
+            ctx: request.context,
+            has_boundary: set.boundary.is_some() && request.principal.has_identity_side(),
+        }
+    }
+
     fn service(&self) -> &str {
         self.action_lc.get(..self.service_len).unwrap_or("")
     }
@@ -261,32 +279,8 @@ fn all_identities_listed(spec: &PrincipalSpec, p: &Principal) -> bool {
 
 /// Does the statement apply to the request? Returns how the principal matched.
 fn statement_applies(st: &Statement, env: &Env<'_>) -> Option<PMatch> {
-    let action = &env.action_lc;
-    if st.actions.iter().any(|g| g.matches(action)) == st.not_action {
+    if !action_matches(st, env) || !resource_matches(st, env) {
         return None;
-    }
-    if let Some(spec) = &st.resource {
-        // A variable with no value in NotResource makes the statement invalid (it does not
-        // apply) rather than "not matching" and so granting or denying everything else: IAM
-        // User Guide, policy variables: "any attempt to match it fails and causes the
-        // statement to be invalid".
-        if spec.not
-            && spec.items.iter().any(|item| match item {
-                ResItem::Tpl(t) => t.resolve_tokens(env).is_none(),
-                ResItem::Pat(_) => false,
-            })
-        {
-            return None;
-        }
-        let hit = spec.items.iter().any(|item| match item {
-            ResItem::Pat(p) => p.matches(env.resource, env.res_parts.as_ref()),
-            ResItem::Tpl(t) => t.resolve_tokens(env).is_some_and(|ts| {
-                ArnPattern::from_tokens(&ts).matches(env.resource, env.res_parts.as_ref())
-            }),
-        });
-        if hit == spec.not {
-            return None;
-        }
     }
     let pm = match &st.principal {
         // "The NotPrincipal element with a Deny effect will always deny any IAM principal
@@ -302,12 +296,46 @@ fn statement_applies(st: &Statement, env: &Env<'_>) -> Option<PMatch> {
     Some(pm)
 }
 
+#[inline]
+fn action_matches(st: &Statement, env: &Env<'_>) -> bool {
+    st.actions.iter().any(|g| g.matches(&env.action_lc)) != st.not_action
+}
+
+#[inline]
+fn resource_matches(st: &Statement, env: &Env<'_>) -> bool {
+    if let Some(spec) = &st.resource {
+        // A variable with no value in NotResource makes the statement invalid (it does not
+        // apply) rather than "not matching" and so granting or denying everything else: IAM
+        // User Guide, policy variables: "any attempt to match it fails and causes the
+        // statement to be invalid".
+        if spec.not
+            && spec.items.iter().any(|item| match item {
+                ResItem::Tpl(t) => t.resolve_tokens(env).is_none(),
+                ResItem::Pat(_) => false,
+            })
+        {
+            return false;
+        }
+        let hit = spec.items.iter().any(|item| match item {
+            ResItem::Pat(p) => p.matches(env.resource, env.res_parts.as_ref()),
+            ResItem::Tpl(t) => t.resolve_tokens(env).is_some_and(|ts| {
+                ArnPattern::from_tokens(&ts).matches(env.resource, env.res_parts.as_ref())
+            }),
+        });
+        if hit == spec.not {
+            return false;
+        }
+    }
+    true
+}
+
 struct Hit<'a> {
     kind: PolicyKind,
     id: &'a str,
     sid: Option<&'a str>,
     index: usize,
     effect: Effect,
+    span: Option<Span>,
 }
 
 impl Hit<'_> {
@@ -318,6 +346,7 @@ impl Hit<'_> {
             sid: self.sid.map(str::to_string),
             index: self.index,
             effect: self.effect,
+            span: self.span,
         }
     }
 }
@@ -342,6 +371,7 @@ fn eval_policy<'a>(
                 sid: st.sid.as_deref(),
                 index: i,
                 effect: st.effect,
+                span: policy.span(i),
             });
             if st.effect == Effect::Allow {
                 allow = allow.max(Some(pm));
@@ -354,17 +384,7 @@ fn eval_policy<'a>(
 /// Evaluate a request against every applicable policy, following AWS's decision logic.
 pub fn evaluate(request: &Request<'_>, set: &PolicySet<'_>) -> Evaluation {
     let principal = request.principal;
-    let action_lc = request.action.to_lowercase();
-    let service_len = action_lc.find(':').unwrap_or(action_lc.len());
-    let env = Env {
-        principal,
-        action_lc,
-        service_len,
-        resource: request.resource,
-        res_parts: arn_parts(request.resource),
-        ctx: request.context,
-        has_boundary: set.boundary.is_some() && principal.has_identity_side(),
-    };
+    let env = Env::new(request, set);
     let identity_side = principal.has_identity_side();
     let cross = identity_side
         && request
@@ -481,5 +501,60 @@ pub fn evaluate(request: &Request<'_>, set: &PolicySet<'_>) -> Evaluation {
         decision,
         matched: hits.iter().map(Hit::to_matched).collect(),
         missing,
+    }
+}
+
+/// The condition keys a request leaves out that decide whether a statement
+/// applies: keys of the conditions (and variables of the resource) of every
+/// statement whose action and literal resources match, absent from the context
+/// and not derived from the principal. For the simulator's
+/// `MissingContextValues`; the decision itself comes from [`evaluate`].
+pub fn missing_context_keys(request: &Request<'_>, set: &PolicySet<'_>) -> Vec<String> {
+    let env = Env::new(request, set);
+    let mut out: Vec<String> = Vec::new();
+    let policies = set
+        .identity
+        .iter()
+        .chain(&set.resource)
+        .chain(&set.trust)
+        .chain(&set.boundary)
+        .chain(&set.session)
+        .chain(set.scps.iter().flatten());
+    for pr in policies {
+        let stmts = pr.policy.statements();
+        for &i in pr.policy.candidates(env.service()) {
+            let Some(st) = stmts.get(i as usize) else {
+                continue;
+            };
+            if action_matches(st, &env) {
+                missing_of_statement(st, &env, &mut out);
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|k| seen.insert(k.to_lowercase()));
+    out
+}
+
+fn missing_of_statement(st: &Statement, env: &Env<'_>, out: &mut Vec<String>) {
+    let absent = |name: &str| env.values(&name.to_lowercase()).is_none();
+    let mut resource_vars = Vec::new();
+    if let Some(spec) = &st.resource {
+        for item in &spec.items {
+            if let ResItem::Tpl(t) = item {
+                resource_vars.extend(t.variable_names().filter(|n| absent(n)));
+            }
+        }
+    }
+    // A resource that cannot match whatever the keys are makes the keys moot.
+    if resource_vars.is_empty() && !resource_matches(st, env) {
+        return;
+    }
+    out.extend(resource_vars.into_iter().map(str::to_string));
+    for c in &st.conditions {
+        if absent(&c.key) {
+            out.push(c.key.clone());
+        }
+        out.extend(c.variable_names().filter(|n| absent(n)).map(str::to_string));
     }
 }

@@ -16,6 +16,7 @@ mod eval;
 mod glob;
 mod parse;
 mod principal;
+mod span;
 mod template;
 
 pub mod cli;
@@ -23,9 +24,13 @@ pub mod cli;
 use serde::{Deserialize, Serialize};
 
 pub use context::Context;
-pub use eval::{Decision, Evaluation, MatchedStatement, PolicyRef, PolicySet, Request, evaluate};
+pub use eval::{
+    Decision, Evaluation, MatchedStatement, PolicyRef, PolicySet, Request, evaluate,
+    missing_context_keys,
+};
 pub use parse::{Effect, Policy};
 pub use principal::{Principal, PrincipalKind};
+pub use span::{Position, Span};
 
 /// The role a policy document plays; decides validation rules and quotas.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

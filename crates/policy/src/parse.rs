@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::condition::Condition;
 use crate::glob::{ArnPattern, Glob};
+use crate::span::{Span, statement_spans};
 use crate::template::Template;
 use crate::{PolicyError, PolicyKind, policy_size};
 
@@ -44,6 +45,10 @@ struct Inner {
     size: usize,
     statements: Vec<Statement>,
     index: Index,
+    /// Where each statement is in the text (empty if unknown).
+    spans: Vec<Span>,
+    /// Condition keys and variables the document references, as written.
+    context_keys: Vec<String>,
 }
 
 /// Statements indexed by the (lower-case) service prefix of their actions.
@@ -133,7 +138,14 @@ impl Policy {
         }
         let doc: Value = serde_json::from_str(json)
             .map_err(|_| PolicyError::malformed("This policy contains invalid Json"))?;
-        Self::from_value(&doc, kind, size)
+        let mut policy = Self::from_value(&doc, kind, size)?;
+        let spans = statement_spans(json);
+        if spans.len() == policy.statement_count()
+            && let Some(inner) = Arc::get_mut(&mut policy.inner)
+        {
+            inner.spans = spans;
+        }
+        Ok(policy)
     }
 
     fn from_value(doc: &Value, kind: PolicyKind, size: usize) -> Result<Policy, PolicyError> {
@@ -172,8 +184,10 @@ impl Policy {
         let variables = version == VERSION_2012;
         let mut statements = Vec::with_capacity(stmts.len());
         let mut sids = HashSet::new();
+        let mut context_keys = Vec::new();
         for (i, s) in stmts.into_iter().enumerate() {
             let st = compile_statement(i, s, kind, variables)?;
+            referenced_keys(s, variables, &mut context_keys);
             if let Some(sid) = &st.sid
                 && !sid.is_empty()
                 && !sids.insert(sid.clone())
@@ -194,6 +208,8 @@ impl Policy {
                 size,
                 statements,
                 index,
+                spans: Vec::new(),
+                context_keys: dedup_ignore_case(context_keys),
             }),
         })
     }
@@ -228,6 +244,17 @@ impl Policy {
         self.inner.statements.iter().map(|s| s.sid.as_deref())
     }
 
+    /// Where statement `index` is in the text it was parsed from.
+    pub fn span(&self, index: usize) -> Option<Span> {
+        self.inner.spans.get(index).copied()
+    }
+
+    /// The condition keys and policy variables the document references, as
+    /// written, in document order, each once (case-insensitively).
+    pub fn context_keys(&self) -> &[String] {
+        &self.inner.context_keys
+    }
+
     pub(crate) fn statements(&self) -> &[Statement] {
         &self.inner.statements
     }
@@ -243,6 +270,45 @@ impl Policy {
             Err(_) => &idx.always,
         }
     }
+}
+
+/// Condition keys of a statement, and the variables in its Resource /
+/// NotResource and condition values (only where variables are substituted).
+fn referenced_keys(s: &Map<String, Value>, variables: bool, out: &mut Vec<String>) {
+    let vars_of = |v: &Value, out: &mut Vec<String>| {
+        let texts: Vec<&str> = match v {
+            Value::String(t) => vec![t.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        for t in texts {
+            if variables && let Some(tpl) = Template::parse(t) {
+                out.extend(tpl.variable_names().map(str::to_string));
+            }
+        }
+    };
+    for field in ["Resource", "NotResource"] {
+        if let Some(v) = s.get(field) {
+            vars_of(v, out);
+        }
+    }
+    if let Some(Value::Object(ops)) = s.get("Condition") {
+        for keys in ops.values() {
+            if let Value::Object(keys) = keys {
+                for (key, vals) in keys {
+                    out.push(key.clone());
+                    vars_of(vals, out);
+                }
+            }
+        }
+    }
+}
+
+fn dedup_ignore_case(keys: Vec<String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    keys.into_iter()
+        .filter(|k| seen.insert(k.to_lowercase()))
+        .collect()
 }
 
 fn build_index(statements: &[Statement]) -> Index {

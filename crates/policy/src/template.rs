@@ -11,9 +11,10 @@ pub(crate) enum Part {
     Text(String),
     /// `${*}`, `${?}`, `${$}`: a literal character.
     Escape(char),
-    /// `${key}` or `${key, 'default'}`; key stored lower-cased.
+    /// `${key}` or `${key, 'default'}`; key stored lower-cased, `name` as written.
     Var {
         key: String,
+        name: String,
         default: Option<String>,
     },
 }
@@ -71,6 +72,14 @@ impl Template {
         self.parts.iter().any(|p| matches!(p, Part::Var { .. }))
     }
 
+    /// The variables' keys as written, in order (for `GetContextKeysFor*Policy`).
+    pub(crate) fn variable_names(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Var { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+    }
+
     /// Resolve to plain text (`None` if a variable has no value and no default).
     pub(crate) fn resolve_string(&self, vars: &dyn Vars) -> Option<String> {
         let mut out = String::new();
@@ -78,7 +87,9 @@ impl Template {
             match p {
                 Part::Text(t) => out.push_str(t),
                 Part::Escape(c) => out.push(*c),
-                Part::Var { key, default } => out.push_str(lookup(vars, key, default.as_deref())?),
+                Part::Var { key, default, .. } => {
+                    out.push_str(lookup(vars, key, default.as_deref())?)
+                }
             }
         }
         Some(out)
@@ -91,7 +102,7 @@ impl Template {
             match p {
                 Part::Text(t) => tokenize(t, &mut out),
                 Part::Escape(c) => out.push(GTok::Lit(*c)),
-                Part::Var { key, default } => out.extend(
+                Part::Var { key, default, .. } => out.extend(
                     lookup(vars, key, default.as_deref())?
                         .chars()
                         .map(GTok::Lit),
@@ -131,6 +142,7 @@ fn parse_var(inner: &str) -> Option<Part> {
     }
     Some(Part::Var {
         key: key.to_lowercase(),
+        name: key.to_string(),
         default,
     })
 }

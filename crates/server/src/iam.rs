@@ -321,6 +321,9 @@ pub async fn handle(req: &mut Req) -> R {
         gov if crate::iam_governance::OPS.contains(&gov) => {
             crate::iam_governance::handle(req, &p).await
         }
+        sim if crate::iam_simulate::OPS.contains(&sim) => {
+            crate::iam_simulate::handle(req, &p).await
+        }
         // ------------------------------------------------------------ users
         "CreateUser" => {
             let name = need(&p, "UserName")?;

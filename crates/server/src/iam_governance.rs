@@ -54,7 +54,7 @@ pub(crate) const OPS: &[&str] = &[
 ];
 
 /// Decide `iam:<op>` on one resource, with that resource's tags.
-fn authz(req: &mut Req, res: String) -> Result<(), ServiceError> {
+pub(crate) fn authz(req: &mut Req, res: String) -> Result<(), ServiceError> {
     let acct = req.caller.account.clone();
     req.audit
         .resources

@@ -21,6 +21,7 @@ pub mod governance;
 mod guardduty;
 mod iam;
 mod iam_governance;
+mod iam_simulate;
 mod metrics;
 mod moto;
 pub mod ops;

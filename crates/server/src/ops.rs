@@ -169,6 +169,11 @@ pub static IAM: &[OpDef] = &[
     same!(Iam, "iam", "ListServerCertificates", RO),
     same!(Iam, "iam", "ListServiceSpecificCredentials", RO),
     same!(Iam, "iam", "ListOrganizationsFeatures", RO),
+    // The policy simulator (server/src/iam_simulate.rs).
+    same!(Iam, "iam", "SimulatePrincipalPolicy", RO),
+    same!(Iam, "iam", "SimulateCustomPolicy", RO),
+    same!(Iam, "iam", "GetContextKeysForPrincipalPolicy", RO),
+    same!(Iam, "iam", "GetContextKeysForCustomPolicy", RO),
 ];
 
 /// STS. GetCallerIdentity and GetSessionToken need no permission on AWS.

@@ -222,13 +222,13 @@ fn invalid_token() -> ServiceError {
     )
 }
 
-struct Collected {
-    identity: Vec<(String, Arc<Policy>)>,
-    boundary: Option<(String, Arc<Policy>)>,
-    session: Vec<(String, Arc<Policy>)>,
+pub(crate) struct Collected {
+    pub(crate) identity: Vec<(String, Arc<Policy>)>,
+    pub(crate) boundary: Option<(String, Arc<Policy>)>,
+    pub(crate) session: Vec<(String, Arc<Policy>)>,
 }
 
-fn push_managed(st: &State, arns: &[String], out: &mut Vec<(String, Arc<Policy>)>) {
+pub(crate) fn push_managed(st: &State, arns: &[String], out: &mut Vec<(String, Arc<Policy>)>) {
     for arn in arns {
         if let Some(c) = st
             .policies
@@ -241,7 +241,7 @@ fn push_managed(st: &State, arns: &[String], out: &mut Vec<(String, Arc<Policy>)
     }
 }
 
-fn push_inline(
+pub(crate) fn push_inline(
     owner_arn: &str,
     m: &std::collections::BTreeMap<String, PolicyDoc>,
     out: &mut Vec<(String, Arc<Policy>)>,
@@ -253,7 +253,7 @@ fn push_inline(
     }
 }
 
-fn boundary_of(st: &State, arn: Option<&String>) -> Option<(String, Arc<Policy>)> {
+pub(crate) fn boundary_of(st: &State, arn: Option<&String>) -> Option<(String, Arc<Policy>)> {
     let arn = arn?;
     match st
         .policies
@@ -276,7 +276,7 @@ fn boundary_of(st: &State, arn: Option<&String>) -> Option<(String, Arc<Policy>)
     }
 }
 
-fn collect_user(st: &State, account: &str, name: &str, out: &mut Collected) {
+pub(crate) fn collect_user(st: &State, account: &str, name: &str, out: &mut Collected) {
     if let Some(u) = st.user(account, name) {
         let arn = u.arn();
         push_inline(&arn, &u.inline, &mut out.identity);

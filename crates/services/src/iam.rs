@@ -38,7 +38,7 @@ impl Holder {
     }
 }
 
-fn no_such(kind: &str, name: &str) -> ServiceError {
+pub(crate) fn no_such(kind: &str, name: &str) -> ServiceError {
     ServiceError::NoSuchEntity(format!("The {kind} with name {name} cannot be found."))
 }
 

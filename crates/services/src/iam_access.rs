@@ -142,8 +142,8 @@ fn not_found(arn: &str) -> ServiceError {
     ServiceError::NoSuchEntity(format!("The entity {arn} cannot be found."))
 }
 
-fn subject(st: &State, account: &str, arn: &str) -> Result<Subject> {
-    let invalid = || ServiceError::InvalidInput(format!("ARN {arn} is not valid."));
+/// The account and resource (`user/PATH/NAME`, …) of an IAM ARN.
+pub(crate) fn split_iam_arn(arn: &str) -> Option<(&str, &str)> {
     let mut parts = arn.splitn(6, ':');
     let (Some("arn"), Some(_), Some("iam"), Some(_), Some(acct), Some(rest)) = (
         parts.next(),
@@ -153,8 +153,14 @@ fn subject(st: &State, account: &str, arn: &str) -> Result<Subject> {
         parts.next(),
         parts.next(),
     ) else {
-        return Err(invalid());
+        return None;
     };
+    Some((acct, rest))
+}
+
+fn subject(st: &State, account: &str, arn: &str) -> Result<Subject> {
+    let invalid = || ServiceError::InvalidInput(format!("ARN {arn} is not valid."));
+    let (acct, rest) = split_iam_arn(arn).ok_or_else(invalid)?;
     let name = rest.rsplit('/').next().unwrap_or("");
     let kind = rest.split('/').next().unwrap_or("");
     if kind == "policy" {

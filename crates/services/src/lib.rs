@@ -29,6 +29,7 @@ pub mod managed;
 pub mod model;
 pub mod network;
 pub mod s3;
+pub mod simulate;
 pub mod state;
 pub mod sts;
 pub mod validate;
