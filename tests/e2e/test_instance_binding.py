@@ -298,3 +298,30 @@ def test_guardduty_api_shows_the_finding(keycard):
     assert code(e.value) == "BadRequestException"
     out = keycard.aws("guardduty", "list-findings", "--detector-id", det[0])
     assert ids[0] in out["FindingIds"]
+
+
+def test_an_instance_in_its_own_vpc_carries_that_vpc(keycard):
+    """An instance launched into a created VPC's subnet: its private IP is
+    from the subnet, its metadata shows the subnet, and its calls carry
+    that VPC as aws:SourceVpc (a policy keyed on it allows them)."""
+    ec2 = keycard.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.1.0/24")["Subnet"]["SubnetId"]
+    only_from_vpc = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:ListRoles", "Resource": "*",
+         "Condition": {"StringEquals": {"aws:SourceVpc": vpc, "aws:Ec2InstanceSourceVpc": vpc}}}]}
+    role, prof = keycard.instance_profile(policy=only_from_vpc)
+    inst = keycard.run_instance(prof["InstanceProfileName"], SubnetId=subnet)
+    iid = inst["InstanceId"]
+    assert inst["VpcId"] == vpc and inst["PrivateIpAddress"].startswith("10.42.1.")
+    keycard.exec_aws(iid, "iam", "list-roles")
+    tok = keycard.imds_token(iid)
+    mac = keycard.imds(iid, "/latest/meta-data/mac", token=tok)[2].decode()
+    base = f"/latest/meta-data/network/interfaces/macs/{mac}/"
+    assert keycard.imds(iid, base + "subnet-ipv4-cidr-block", token=tok)[2].decode() == "10.42.1.0/24"
+    assert keycard.imds(iid, base + "vpc-ipv4-cidr-block", token=tok)[2].decode() == "10.42.0.0/16"
+    assert keycard.imds(iid, base + "vpc-id", token=tok)[2].decode() == vpc
+    # From the host the same credentials have no aws:SourceVpc: refused.
+    with pytest.raises(ClientError) as e:
+        keycard.client("iam", creds=stolen(keycard, iid, role)).list_roles()
+    assert code(e.value) == "AccessDenied"

@@ -190,11 +190,9 @@ fn network(inst: &Instance, path: &str) -> Reply {
     if mac != eni.mac {
         return not_found();
     }
-    let subnet_cidr = vpc::DefaultNetwork::new(&eni.account, &eni.region)
-        .instance_subnet()
-        .map(|s| s.cidr)
-        .unwrap_or_default();
     let text = |s: &str| reply(200, s.to_string());
+    let ids: Vec<&str> = eni.groups.iter().map(|g| g.id.as_str()).collect();
+    let names: Vec<&str> = eni.groups.iter().map(|g| g.name.as_str()).collect();
     match leaf {
         "" => listing(&[
             "device-number",
@@ -217,12 +215,12 @@ fn network(inst: &Instance, path: &str) -> Reply {
         "local-ipv4s" => text(&eni.private_ip),
         "mac" => text(&eni.mac),
         "owner-id" => text(&eni.account),
-        "security-group-ids" => text(&eni.group_id),
-        "security-groups" => text(vpc::DEFAULT_GROUP),
+        "security-group-ids" => text(&ids.join("\n")),
+        "security-groups" => text(&names.join("\n")),
         "subnet-id" => text(&eni.subnet_id),
-        "subnet-ipv4-cidr-block" => text(subnet_cidr),
+        "subnet-ipv4-cidr-block" => text(&eni.subnet_cidr),
         "vpc-id" => text(&eni.vpc_id),
-        "vpc-ipv4-cidr-block" | "vpc-ipv4-cidr-blocks" => text(vpc::VPC_CIDR),
+        "vpc-ipv4-cidr-block" | "vpc-ipv4-cidr-blocks" => text(&eni.vpc_cidr),
         _ => not_found(),
     }
 }
@@ -321,10 +319,24 @@ fn meta_data(kc: &Keycard, inst: &Instance, path: &str, delivery: Delivery) -> R
         "local-ipv4" => text(inst.private_ip.clone().unwrap_or_default()),
         "mac" => text(inst.mac()),
         "reservation-id" => text(inst.reservation_id.clone()),
-        "security-groups" => text("default".into()),
+        "security-groups" => text(
+            vpc::interface_of(inst)
+                .map(|e| {
+                    e.groups
+                        .iter()
+                        .map(|g| g.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
+                .unwrap_or_else(|| vpc::DEFAULT_GROUP.to_string()),
+        ),
         "placement" => listing(&["availability-zone", "availability-zone-id", "region"]),
         "placement/availability-zone" => text(inst.availability_zone()),
-        "placement/availability-zone-id" => text(vpc::zone_id(&inst.region, 0)),
+        "placement/availability-zone-id" => text(
+            vpc::interface_of(inst)
+                .map(|e| e.zone_id)
+                .unwrap_or_else(|| vpc::zone_id(&inst.region, 0)),
+        ),
         "placement/region" => text(inst.region.clone()),
         l if l == "network" || l.starts_with("network/") => network(inst, l),
         "tags" if tags_on => listing(&["instance"]),
