@@ -53,7 +53,7 @@ fn default_data_dir() -> PathBuf {
 }
 
 #[derive(Subcommand)]
-#[expect(
+#[allow(
     clippy::large_enum_variant,
     reason = "parsed once at start; boxing would only obscure clap's derive"
 )]
