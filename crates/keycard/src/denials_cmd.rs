@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 
-use crate::{admin_request, open_store};
+use crate::posture::server_or_offline;
 
 /// `90s`, `30m`, `24h`, `7d` (or `all`) as seconds.
 pub fn parse_since(s: &str) -> anyhow::Result<Option<i64>> {
@@ -52,38 +52,18 @@ pub async fn run(
         Some(secs) => (keycard_services::now() - secs) * 1000,
         None => 0,
     };
-    let v: Value = match std::fs::read_to_string(dir.join("server.addr")) {
-        Ok(addr) => {
-            let token = std::fs::read_to_string(dir.join("admin.token"))
-                .context("reading admin.token of the running server")?;
-            let mut path = format!(
-                "/_keycard/admin/audit/denials?account={}&sinceMs={since_ms}",
-                encode(&account)
-            );
-            if let Some(p) = &principal {
-                path.push_str(&format!("&principal={}", encode(p)));
-            }
-            let out = admin_request(addr.trim(), "GET", &path, token.trim(), "").await?;
-            serde_json::from_str(&out).context("the server's answer is not JSON")?
-        }
-        Err(_) => {
-            let store = open_store(&dir).await?;
-            let kc = keycard_services::Keycard::open(keycard_services::Config::new(&dir), store)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let (status, v) = keycard_server::governance::denials_value(
-                &kc,
-                &account,
-                principal.as_deref(),
-                since_ms,
-            )
-            .await;
-            if status != 200 {
-                bail!("{v}");
-            }
-            v
-        }
-    };
+    let mut path = format!(
+        "/_keycard/admin/audit/denials?account={}&sinceMs={since_ms}",
+        encode(&account)
+    );
+    if let Some(p) = &principal {
+        path.push_str(&format!("&principal={}", encode(p)));
+    }
+    let v = server_or_offline(&dir, &path, |kc| async move {
+        keycard_server::governance::denials_value(&kc, &account, principal.as_deref(), since_ms)
+            .await
+    })
+    .await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {

@@ -8,6 +8,35 @@ use serde_json::Value;
 
 use crate::{admin_request, open_store};
 
+/// A report from the running server's admin endpoint `path` (it holds
+/// every answered event and the live state), or, when no server runs on
+/// `dir`, computed by `offline` on the data dir itself.
+pub async fn server_or_offline<F, Fut>(
+    dir: &std::path::Path,
+    path: &str,
+    offline: F,
+) -> anyhow::Result<Value>
+where
+    F: FnOnce(std::sync::Arc<keycard_services::Keycard>) -> Fut,
+    Fut: std::future::Future<Output = (u16, Value)>,
+{
+    if let Ok(addr) = std::fs::read_to_string(dir.join("server.addr")) {
+        let token = std::fs::read_to_string(dir.join("admin.token"))
+            .context("reading admin.token of the running server")?;
+        let out = admin_request(addr.trim(), "GET", path, token.trim(), "").await?;
+        return serde_json::from_str(&out).context("the server's answer is not JSON");
+    }
+    let store = open_store(dir).await?;
+    let kc = keycard_services::Keycard::open(keycard_services::Config::new(dir), store)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (status, v) = offline(kc).await;
+    if status != 200 {
+        bail!("{v}");
+    }
+    Ok(v)
+}
+
 pub async fn run(
     dir: std::path::PathBuf,
     json: bool,
@@ -15,30 +44,16 @@ pub async fn run(
     all: bool,
 ) -> anyhow::Result<()> {
     let account = account.unwrap_or_else(|| keycard_services::DEFAULT_ACCOUNT.to_string());
-    let v = match std::fs::read_to_string(dir.join("server.addr")) {
-        Ok(addr) => {
-            let token = std::fs::read_to_string(dir.join("admin.token"))
-                .context("reading admin.token of the running server")?;
-            let path = format!(
-                "/_keycard/admin/governance/posture?account={account}&all={}",
-                u8::from(all)
-            );
-            let out = admin_request(addr.trim(), "GET", &path, token.trim(), "").await?;
-            serde_json::from_str(&out).context("the server's answer is not JSON")?
-        }
-        Err(_) => {
-            let store = open_store(&dir).await?;
-            let kc = keycard_services::Keycard::open(keycard_services::Config::new(&dir), store)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let (status, v) = keycard_server::governance::posture_value(&kc, &account, all).await;
-            if status != 200 {
-                bail!("{}", v);
-            }
-            kc.audit.flush().await;
-            v
-        }
-    };
+    let path = format!(
+        "/_keycard/admin/governance/posture?account={account}&all={}",
+        u8::from(all)
+    );
+    let v = server_or_offline(&dir, &path, |kc| async move {
+        let out = keycard_server::governance::posture_value(&kc, &account, all).await;
+        kc.audit.flush().await;
+        out
+    })
+    .await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
