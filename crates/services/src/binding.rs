@@ -129,7 +129,7 @@ impl Sighting {
     }
 
     /// Fold one more call in.
-    fn add(&mut self, source: &str, call: &str, denied: bool, at: i64) {
+    pub(crate) fn add(&mut self, source: &str, call: &str, denied: bool, at: i64) {
         *self.sources.entry(source.to_string()).or_default() += 1;
         *self.calls.entry(call.to_string()).or_default() += 1;
         if denied {
@@ -389,20 +389,6 @@ impl Keycard {
     }
 }
 
-/// Merge one call into the stored sightings map; returns the updated one.
-pub(crate) fn merge(
-    book: &mut BTreeMap<String, Sighting>,
-    fresh: Sighting,
-    source: &str,
-    call: &str,
-    denied: bool,
-    at: i64,
-) -> Sighting {
-    let s = book.entry(fresh.key()).or_insert(fresh);
-    s.add(source, call, denied, at);
-    s.clone()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,19 +414,11 @@ mod tests {
     }
 
     #[test]
-    fn merging_counts_calls_sources_and_times() {
-        let mut book = BTreeMap::new();
-        merge(
-            &mut book,
-            sighting(),
-            "127.0.0.1",
-            "ListBuckets",
-            false,
-            100,
-        );
-        merge(&mut book, sighting(), "127.0.0.1", "ListBuckets", true, 90);
-        let s = merge(&mut book, sighting(), "10.0.0.9", "GetObject", false, 120);
-        assert_eq!(book.len(), 1);
+    fn adding_counts_calls_sources_and_times() {
+        let mut s = sighting();
+        s.add("127.0.0.1", "ListBuckets", false, 100);
+        s.add("127.0.0.1", "ListBuckets", true, 90);
+        s.add("10.0.0.9", "GetObject", false, 120);
         assert_eq!(s.count(), 3);
         assert_eq!(s.calls.get("ListBuckets"), Some(&2));
         assert_eq!(s.sources.get("10.0.0.9"), Some(&1));
@@ -449,15 +427,8 @@ mod tests {
 
     #[test]
     fn guardduty_shape() {
-        let mut book = BTreeMap::new();
-        let s = merge(
-            &mut book,
-            sighting(),
-            "127.0.0.1",
-            "ListBuckets",
-            false,
-            1_700_000_000,
-        );
+        let mut s = sighting();
+        s.add("127.0.0.1", "ListBuckets", false, 1_700_000_000);
         let g = s.guardduty_json("abc");
         assert_eq!(g["Type"], OUTSIDE_AWS);
         assert_eq!(

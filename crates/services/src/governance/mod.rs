@@ -256,12 +256,15 @@ impl Governance {
         store: &dyn Store,
     ) -> keycard_store::Result<()> {
         let _one = self.eval_lock.lock().await;
-        let mut copy = self.book().sightings.clone();
-        let s = crate::binding::merge(&mut copy, fresh, source, call, denied, at);
+        // Only this sighting is copied, updated and stored; memory follows
+        // once the store has it.
+        let key = fresh.key();
+        let mut s = self.book().sightings.get(&key).cloned().unwrap_or(fresh);
+        s.add(source, call, denied, at);
         store
-            .commit(&[Op::put("exfil", s.key(), to_json(&s))], &[])
+            .commit(&[Op::put("exfil", key.clone(), to_json(&s))], &[])
             .await?;
-        self.book().sightings = copy;
+        self.book().sightings.insert(key, s);
         Ok(())
     }
 
