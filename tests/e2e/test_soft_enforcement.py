@@ -133,3 +133,18 @@ def test_a_session_tag_cannot_make_a_session_soft(per_principal):
     with pytest.raises(ClientError) as e:
         kc.client("iam", creds=c).list_users()
     assert e.value.response["Error"]["Code"] == "AccessDenied"
+
+
+def test_the_report_names_the_context_keys_a_denial_lacked(keycard):
+    # Allowed only from a VPC: a call from outside lacks aws:SourceVpc.
+    policy = allow("iam:ListUsers", Condition={"StringEquals": {"aws:SourceVpc": "vpc-0abc"}})
+    user, creds = keycard.new_user(policy=policy)
+    with pytest.raises(ClientError):
+        keycard.client("iam", creds=creds).list_users()
+    a = action_of(denials(keycard, "--principal", user["Arn"]), user["Arn"], "iam:ListUsers")
+    assert a["missingContextKeys"] == ["aws:SourceVpc"]
+    # A plain denial (no condition involved) lacks no key.
+    user2, creds2 = keycard.new_user()
+    with pytest.raises(ClientError):
+        keycard.client("iam", creds=creds2).list_users()
+    assert action_of(denials(keycard, "--principal", user2["Arn"]), user2["Arn"], "iam:ListUsers")["missingContextKeys"] == []

@@ -29,7 +29,7 @@ pub fn parse_since(s: &str) -> anyhow::Result<Option<i64>> {
     Ok(Some(n.saturating_mul(mult)))
 }
 
-fn encode(v: &str) -> String {
+pub fn encode(v: &str) -> String {
     v.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -125,6 +125,10 @@ pub fn render(v: &Value) -> String {
             let not = list(a, "notAllowedBy");
             if !not.is_empty() {
                 let _ = writeln!(o, "    no allow in {not}");
+            }
+            let keys = list(a, "missingContextKeys");
+            if !keys.is_empty() {
+                let _ = writeln!(o, "    missing keys {keys}");
             }
         }
         let _ = writeln!(o);

@@ -1,6 +1,7 @@
 //! `keycard`: the binary. It only wires the crates together.
 
 mod denials_cmd;
+mod generate_cmd;
 mod policy_cmd;
 mod posture;
 
@@ -213,6 +214,9 @@ enum PolicyCommand {
     },
     /// Simulate a principal's policies on the running server (IAM's policy simulator).
     Simulate(policy_cmd::SimulateArgs),
+    /// Generate the identity policy a principal needs from what it did
+    /// (the audit trail), ready for `aws iam put-role-policy`.
+    Generate(generate_cmd::GenerateArgs),
 }
 
 #[derive(Subcommand)]
@@ -370,6 +374,7 @@ fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
             }
         }
         PolicyCommand::Simulate(args) => policy_cmd::simulate(args),
+        PolicyCommand::Generate(args) => generate_cmd::run(args, default_data_dir()),
     }
 }
 

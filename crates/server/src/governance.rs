@@ -35,6 +35,9 @@ pub async fn admin(kc: &Keycard, parts: &Parts, body: &[u8]) -> Option<(u16, Val
     if path == "/_keycard/admin/audit/denials" && method == http::Method::GET {
         return Some(denials(kc, query).await);
     }
+    if path == "/_keycard/admin/policy/generate" && method == http::Method::GET {
+        return Some(generate(kc, query).await);
+    }
     if path == "/_keycard/admin/clock" && method == http::Method::POST {
         return Some(clock(kc, body));
     }
@@ -59,6 +62,53 @@ async fn denials(kc: &Keycard, query: &str) -> (u16, Value) {
         .and_then(|v| v.parse::<i64>().ok())
         .unwrap_or(0);
     denials_value(kc, &account, principal.as_deref(), since).await
+}
+
+/// `?account=&principal=&sinceMs=`: a policy generated from what the
+/// principal did since then.
+async fn generate(kc: &Keycard, query: &str) -> (u16, Value) {
+    let account = param(query, "account")
+        .map(percent_decode)
+        .unwrap_or_else(|| keycard_services::DEFAULT_ACCOUNT.to_string());
+    let Some(principal) = param(query, "principal").map(percent_decode) else {
+        return (
+            400,
+            json!({"error": "ValidationException", "message": "principal is required"}),
+        );
+    };
+    let since = param(query, "sinceMs")
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0);
+    generate_value(kc, &account, &principal, since).await
+}
+
+/// `keycard policy generate`'s answer: the policy, how many actions it
+/// covers, and whether every event of the window was read.
+pub async fn generate_value(
+    kc: &Keycard,
+    account: &str,
+    principal: &str,
+    since_ms: i64,
+) -> (u16, Value) {
+    let now = keycard_services::now();
+    match kc
+        .observe_principal(account, principal, since_ms / 1000, now + 1)
+        .await
+    {
+        Ok((observed, complete)) => (
+            200,
+            json!({
+                "principal": principal,
+                "actions": observed.len(),
+                "isComplete": complete,
+                "policy": keycard_services::generate::policy(&observed),
+            }),
+        ),
+        Err(e) => (
+            e.status(),
+            json!({"error": e.code(), "message": e.message()}),
+        ),
+    }
 }
 
 /// The denial report as `keycard audit denials --json` prints it.

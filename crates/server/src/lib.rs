@@ -1015,6 +1015,7 @@ async fn admin(kc: &Keycard, parts: &Parts, body: Body) -> Response<Body> {
     if parts.uri.path().starts_with("/_keycard/admin/governance/")
         || parts.uri.path() == "/_keycard/admin/clock"
         || parts.uri.path() == "/_keycard/admin/audit/denials"
+        || parts.uri.path() == "/_keycard/admin/policy/generate"
     {
         let bytes = match http_body_util::Limited::new(body, 64 * 1024)
             .collect()

@@ -188,6 +188,14 @@ fn decision_json(d: &Decided) -> Value {
                 .into(),
         );
     }
+    if !d.missing_context.is_empty()
+        && let Some(m) = v.as_object_mut()
+    {
+        m.insert(
+            "missingContextKeys".into(),
+            d.missing_context.clone().into(),
+        );
+    }
     if let (Some(o), Some(m)) = (d.overridden_by, v.as_object_mut()) {
         m.insert("overriddenBy".into(), o.into());
     }

@@ -193,12 +193,26 @@ impl<'a> Check<'a> {
     }
 }
 
+/// What one authorization asks: an action on a resource, in a context,
+/// against the resource-side policy.
+#[derive(Clone, Copy)]
+struct Query<'a> {
+    action: &'a str,
+    resource: &'a str,
+    resource_account: Option<&'a str>,
+    ctx: &'a Context,
+    rp: ResourcePolicy<'a>,
+}
+
 /// A decided check, as the audit event lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decided {
     pub action: String,
     pub resource: String,
     pub evaluation: Evaluation,
+    /// Condition keys the deciding statements needed that the request
+    /// lacked (empty when allowed).
+    pub missing_context: Vec<String>,
     /// Set when the call went ahead although the evaluation denied (the
     /// bucket owner's root managing its bucket policy, enforcement off).
     pub overridden_by: Option<&'static str>,
@@ -481,6 +495,47 @@ impl Keycard {
         ctx: &Context,
         rp: ResourcePolicy<'_>,
     ) -> Evaluation {
+        let q = Query {
+            action,
+            resource,
+            resource_account,
+            ctx,
+            rp,
+        };
+        self.evaluate_with(caller, q, keycard_policy::evaluate)
+    }
+
+    /// [`Keycard::authorize`], plus, when it does not allow, the condition
+    /// keys its statements needed that the request lacked (the denial
+    /// report's `missingContextKeys`). Computed only on denial: the
+    /// allowed path stays one evaluation.
+    fn authorize_explained(&self, caller: &Caller, q: Query<'_>) -> (Evaluation, Vec<String>) {
+        self.evaluate_with(caller, q, |req, set| {
+            let e = keycard_policy::evaluate(req, set);
+            let missing = if e.is_allowed() {
+                Vec::new()
+            } else {
+                keycard_policy::missing_context_keys(req, set)
+            };
+            (e, missing)
+        })
+    }
+
+    /// Collect the caller's policies and hand the request and the policy
+    /// set to `f`.
+    fn evaluate_with<T>(
+        &self,
+        caller: &Caller,
+        q: Query<'_>,
+        f: impl FnOnce(&Request<'_>, &PolicySet<'_>) -> T,
+    ) -> T {
+        let Query {
+            action,
+            resource,
+            resource_account,
+            ctx,
+            rp,
+        } = q;
         let mut col = Collected {
             identity: Vec::new(),
             boundary: None,
@@ -572,7 +627,7 @@ impl Keycard {
             resource_account,
             context: ctx,
         };
-        keycard_policy::evaluate(&req, &set)
+        f(&req, &set)
     }
 
     /// Decide one check: the request's context with the check's own keys
@@ -582,18 +637,19 @@ impl Keycard {
         for (k, v) in &check.keys {
             ctx.insert_multi(k, v.clone());
         }
-        let evaluation = self.authorize(
-            caller,
-            check.action,
-            &check.resource,
-            check.account.as_deref(),
-            &ctx,
-            check.policy,
-        );
+        let q = Query {
+            action: check.action,
+            resource: &check.resource,
+            resource_account: check.account.as_deref(),
+            ctx: &ctx,
+            rp: check.policy,
+        };
+        let (evaluation, missing_context) = self.authorize_explained(caller, q);
         Decided {
             action: check.action.to_string(),
             resource: check.resource.clone(),
             evaluation,
+            missing_context,
             overridden_by: None,
         }
     }

@@ -32,6 +32,8 @@ pub struct ActionDenials {
     pub denying_statements: BTreeSet<String>,
     /// The policy kinds that did not allow (for implicit denials).
     pub not_allowed_by: BTreeSet<String>,
+    /// Condition keys a statement needed that the request did not carry.
+    pub missing_context_keys: BTreeSet<String>,
     pub first_seen: String,
     pub last_seen: String,
 }
@@ -49,6 +51,16 @@ fn text(v: &Value, k: &str) -> String {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string()
+}
+
+/// The strings of the array member `k`.
+fn strings<'a>(v: &'a Value, k: &str) -> impl Iterator<Item = String> + 'a {
+    v.get(k)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
 }
 
 /// Fold one event's non-allowing decisions into the report.
@@ -105,16 +117,9 @@ fn fold(
                     .insert(format!("{}#{sid}", text(m, "policyId")));
             }
         }
-        for k in d
-            .get("missing")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(k) = k.as_str() {
-                a.not_allowed_by.insert(k.to_string());
-            }
-        }
+        a.not_allowed_by.extend(strings(&d, "missing"));
+        a.missing_context_keys
+            .extend(strings(&d, "missingContextKeys"));
         a.first_seen = a.first_seen.clone().min(time.clone());
         a.last_seen = a.last_seen.clone().max(time.clone());
     }
@@ -172,10 +177,11 @@ impl Keycard {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn row(body: Value) -> AuditRow {
+    /// An audit row carrying `body`, for tests that read events.
+    pub(crate) fn row(body: Value) -> AuditRow {
         AuditRow {
             seq: 0,
             event_id: String::new(),
@@ -209,7 +215,8 @@ mod tests {
                 "2026-01-02T00:00:00Z",
                 serde_json::json!([
                     {"action": "s3:GetObject", "resource": "arn:aws:s3:::b/k", "decision": "ImplicitDeny",
-                     "matchedStatements": [], "missing": ["identity-based policy"], "overriddenBy": SOFT},
+                     "matchedStatements": [], "missing": ["identity-based policy"], "overriddenBy": SOFT,
+                     "missingContextKeys": ["aws:SourceVpc"]},
                 ]),
             ),
             event(
@@ -240,6 +247,7 @@ mod tests {
         assert_eq!(a[0].decisions.get("ExplicitDeny"), Some(&1));
         assert!(a[0].denying_statements.contains("p#NoJ"));
         assert!(a[0].not_allowed_by.contains("identity-based policy"));
+        assert!(a[0].missing_context_keys.contains("aws:SourceVpc"));
         assert_eq!(a[0].first_seen, "2026-01-01T00:00:00Z");
         assert_eq!(a[0].last_seen, "2026-01-02T00:00:00Z");
         assert_eq!(a[0].resources.len(), 2);

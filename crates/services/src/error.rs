@@ -155,6 +155,9 @@ pub enum ServiceError {
     /// GuardDuty's (REST-JSON) malformed-input error.
     #[error("{0}")]
     BadRequest(String),
+    /// Access Analyzer's (REST-JSON) malformed-input error.
+    #[error("{0}")]
+    ValidationException(String),
     // EC2 network (crates/services/src/vpc.rs)
     #[error("{0}")]
     InsufficientFreeAddressesInSubnet(String),
@@ -303,6 +306,7 @@ impl ServiceError {
             OrganizationNotFound(_) => "OrganizationNotFoundException",
             ResourceNotFound(_) => "ResourceNotFoundException",
             BadRequest(_) => "BadRequestException",
+            ValidationException(_) => "ValidationException",
             InsufficientFreeAddressesInSubnet(_) => "InsufficientFreeAddressesInSubnet",
             InvalidVpcIdNotFound(_) => "InvalidVpcID.NotFound",
             InvalidSubnetIdNotFound(_) => "InvalidSubnetID.NotFound",

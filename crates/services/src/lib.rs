@@ -20,6 +20,7 @@ pub mod delivery;
 pub mod denials;
 pub mod ec2;
 pub mod error;
+pub mod generate;
 pub mod governance;
 pub mod iam;
 pub mod iam_access;
@@ -219,7 +220,7 @@ impl Keycard {
         let mut state = State::default();
         let governance = governance::Governance::load(store.as_ref()).await?;
         for rec in store.load_all().await? {
-            if governance::KINDS.contains(&rec.kind.as_str()) {
+            if governance::KINDS.contains(&rec.kind.as_str()) || rec.kind == generate::KIND {
                 continue;
             }
             let e = Entity::from_record(&rec.kind, &rec.value)
@@ -688,6 +689,7 @@ impl Keycard {
                 "vpc",
                 "subnet",
                 "security_group",
+                generate::KIND,
             ];
             let ops: Vec<Op> = kinds
                 .iter()
