@@ -230,6 +230,12 @@ def test_auth_failures_belong_to_the_key_account(keycard_fresh):
     assert bad_rid in seen_by_b and bad_session_rid in seen_by_b
     assert seen_by_b[bad_rid]["errorCode"] == "SignatureDoesNotMatch"
     assert seen_by_b[bad_rid]["recipientAccountId"] == b
+    # The key id it claimed (never its secret) is recorded, and findable.
+    claimed = seen_by_b[bad_rid]["userIdentity"]
+    assert claimed == {"type": "Unknown", "accountId": b, "accessKeyId": b_root["AccessKeyId"]}
+    by_key = kc.client("cloudtrail", b_root).lookup_events(
+        LookupAttributes=[{"AttributeKey": "AccessKeyId", "AttributeValue": b_root["AccessKeyId"]}])["Events"]
+    assert bad_rid in {json.loads(e["CloudTrailEvent"])["requestID"] for e in by_key}
     assert unknown_rid not in seen_by_b
     seen_by_a = failures(kc.root_creds)
     assert bad_rid not in seen_by_a and unknown_rid not in seen_by_a

@@ -520,7 +520,25 @@ async fn dispatch(
             if let Some(a) = &auth {
                 note_stale_session(&kc, a, &mut env).await;
             }
-            return env.refuse(&kc, e, &account, &path).await;
+            // The key id it claimed (not its secret) makes the failure
+            // findable by AccessKeyId, as a leaked key's misuse should be.
+            let claimed = auth
+                .as_ref()
+                .filter(|a| {
+                    keycard_proto::ids::account_from_access_key_id(&a.access_key_id).is_some()
+                })
+                .map(|a| Caller::unverified(&a.access_key_id, &account));
+            return env
+                .fail(
+                    &kc,
+                    e,
+                    claimed.as_ref(),
+                    &account,
+                    "Unauthenticated",
+                    &path,
+                    Value::Null,
+                )
+                .await;
         }
     };
     // Route: the operation's row.

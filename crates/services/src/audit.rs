@@ -121,6 +121,10 @@ fn user_identity(c: Option<&Caller>) -> Value {
     if c.principal.kind == keycard_policy::PrincipalKind::Service {
         return json!({"type": "AWSService", "invokedBy": c.principal.arn});
     }
+    if matches!(c.kind, CallerKind::Anonymous) && !c.access_key_id.is_empty() {
+        // A key id claimed by a request that failed authentication.
+        return json!({"type": "Unknown", "accountId": c.account, "accessKeyId": c.access_key_id});
+    }
     let mut m = Map::new();
     m.insert("type".into(), c.identity_type().into());
     m.insert("principalId".into(), c.user_id().into());

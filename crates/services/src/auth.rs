@@ -58,6 +58,16 @@ impl Caller {
         }
     }
 
+    /// A caller that claimed `key_id` but did not prove it (a failed
+    /// signature): anonymous, carrying only the key id for the audit trail.
+    pub fn unverified(key_id: &str, account: &str) -> Caller {
+        Caller {
+            access_key_id: key_id.to_string(),
+            account: account.to_string(),
+            ..Caller::anonymous()
+        }
+    }
+
     /// CloudTrail `userIdentity.type`.
     /// An AWS service acting on its own (EC2 delivering instance roles).
     pub fn service(name: &str) -> Caller {
