@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 use keycard_policy::PolicyKind;
 use keycard_proto::SecretKey;
 use keycard_services::{Config, Keycard};
-use keycard_store::{AuditQuery, Durability, SqliteStore, Store};
+use keycard_store::{AuditQuery, Durability, PgStore, SqliteStore, Store};
 
 mod scan_cmd;
 
@@ -62,6 +62,17 @@ enum Command {
     Serve {
         #[command(flatten)]
         data: DataDir,
+        /// Where the entities and the audit trail live: a
+        /// `postgres://user[:password]@host:port/db` URL shares them between
+        /// nodes; default: SQLite in the data dir (which still holds keys
+        /// and S3 object bodies either way).
+        #[arg(
+            long,
+            value_name = "URL",
+            env = "KEYCARD_STORE",
+            hide_env_values = true
+        )]
+        store: Option<String>,
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:4566", env = "KEYCARD_LISTEN")]
         listen: String,
@@ -408,10 +419,30 @@ async fn open_store_with(
     Ok(Arc::new(store))
 }
 
+/// The server's store: PostgreSQL for a `postgres://` URL, else SQLite in
+/// the data dir. The URL may hold a password: errors never repeat it.
+async fn open_serve_store(
+    dir: &std::path::Path,
+    url: Option<&str>,
+    durability: Durability,
+) -> anyhow::Result<Arc<dyn Store>> {
+    match url {
+        None | Some("" | "sqlite") => open_store_with(dir, durability).await,
+        Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+            let store = PgStore::open(u)
+                .await
+                .context("opening the PostgreSQL store (--store)")?;
+            Ok(Arc::new(store))
+        }
+        Some(_) => bail!("--store takes a postgres:// URL (or `sqlite`, the default)"),
+    }
+}
+
 async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Serve {
             data,
+            store: store_url,
             listen,
             region,
             root_access_key_id,
@@ -473,7 +504,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             } else {
                 Durability::Crash
             };
-            let store = open_store_with(&dir, durability).await?;
+            let store = open_serve_store(&dir, store_url.as_deref(), durability).await?;
             let kc = Keycard::open(config, store)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
