@@ -46,7 +46,8 @@ def event_names(keycard, **kw):
 
 
 def test_state_and_audit_survive_a_restart_on_postgres(make_keycard, pg_url):
-    kc = make_keycard("--store", pg_url)
+    # Retention runs at start (and hourly): today's events are kept.
+    kc = make_keycard("--store", pg_url, "--audit-retention", "90d")
     # Entities live in PostgreSQL: no SQLite database in the data dir.
     assert not (kc.data_dir / "keycard.db").exists()
 
@@ -86,6 +87,8 @@ def test_state_and_audit_survive_a_restart_on_postgres(make_keycard, pg_url):
     assert "GetUser" in by_user and "ListUsers" in by_user
 
 
-def test_a_bad_store_url_refuses_to_start(make_keycard):
+def test_a_bad_store_url_or_retention_refuses_to_start(make_keycard):
     with pytest.raises(RuntimeError, match="takes a postgres"):
         make_keycard("--store", "mysql://nowhere/db")
+    with pytest.raises(RuntimeError, match="expected a positive duration"):
+        make_keycard("--audit-retention", "0d")

@@ -73,6 +73,11 @@ enum Command {
             hide_env_values = true
         )]
         store: Option<String>,
+        /// Keep audit events this long (e.g. 90d, 24h), dropping older ones
+        /// at start and hourly; on PostgreSQL whole days go, so up to a day
+        /// more is kept. `all` keeps everything.
+        #[arg(long, default_value = "all", env = "KEYCARD_AUDIT_RETENTION")]
+        audit_retention: String,
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:4566", env = "KEYCARD_LISTEN")]
         listen: String,
@@ -325,6 +330,38 @@ const LAST_USED_FLUSH: Duration = Duration::from_secs(10);
 /// How often governance re-evaluates with no change (age-based rules).
 const GOVERNANCE_PERIOD: Duration = Duration::from_secs(60);
 
+/// How often audit retention runs (`--audit-retention`).
+const AUDIT_RETENTION_PERIOD: Duration = Duration::from_secs(3600);
+
+/// `--audit-retention`: how long to keep events, in seconds (`None`: all).
+fn parse_retention(s: &str) -> anyhow::Result<Option<i64>> {
+    match denials_cmd::parse_since(s) {
+        Ok(Some(secs)) if secs > 0 => Ok(Some(secs)),
+        Ok(None) => Ok(None),
+        _ => {
+            bail!("--audit-retention {s}: expected a positive duration such as 90d or 24h, or all")
+        }
+    }
+}
+
+/// Expire audit events older than `keep_s` now and every
+/// `AUDIT_RETENTION_PERIOD`; a failure is logged and retried next time.
+fn spawn_audit_retention(store: Arc<dyn Store>, keep_s: i64) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(AUDIT_RETENTION_PERIOD);
+        loop {
+            tick.tick().await;
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            let cutoff = now_ms.saturating_sub(keep_s.saturating_mul(1000));
+            if let Err(e) = store.expire_audit(cutoff).await {
+                tracing::warn!(error = %e, "audit retention failed; will retry");
+            }
+        }
+    })
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -443,6 +480,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
         Command::Serve {
             data,
             store: store_url,
+            audit_retention,
             listen,
             region,
             root_access_key_id,
@@ -504,7 +542,9 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             } else {
                 Durability::Crash
             };
+            let retention = parse_retention(&audit_retention)?;
             let store = open_serve_store(&dir, store_url.as_deref(), durability).await?;
+            let retention_task = retention.map(|keep| spawn_audit_retention(store.clone(), keep));
             let kc = Keycard::open(config, store)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -575,6 +615,9 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let _ = imds_task.await;
             flusher.abort();
             governance.abort();
+            if let Some(t) = retention_task {
+                t.abort();
+            }
             if let Err(e) = kc.flush_last_used().await {
                 tracing::error!(error = %e, "persisting last-used data at shutdown failed");
             }
@@ -928,6 +971,15 @@ async fn admin_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_retention_values() {
+        assert_eq!(parse_retention("90d").unwrap(), Some(90 * 86_400));
+        assert_eq!(parse_retention("all").unwrap(), None);
+        for bad in ["0d", "-1d", "90", "90w", ""] {
+            assert!(parse_retention(bad).is_err(), "{bad}");
+        }
+    }
 
     fn serve(args: &[&str]) -> Result<(Option<String>, Option<PathBuf>), clap::Error> {
         let argv = ["keycard", "serve"].iter().chain(args).copied();

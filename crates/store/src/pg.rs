@@ -216,14 +216,21 @@ impl PgStore {
         self.days.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Create the partitions of the events' days that this process has
-    /// not seen yet. Its own short transaction under a lock: creating a
-    /// partition locks the parent table, and two nodes must not race to
-    /// create the same one.
+    /// Create the partitions of the events' days, and of each following
+    /// day, that this process has not seen yet. Its own short transaction
+    /// under a lock: creating a partition locks the parent table (briefly
+    /// blocking lookups), and two nodes must not race to create the same
+    /// one. Creating the next day ahead keeps that off midnight's first
+    /// requests.
     async fn ensure_partitions(&self, rows: &[AuditRow]) -> sqlx::Result<()> {
         let missing: Vec<i64> = {
             let known = self.known_days();
-            let days: HashSet<i64> = rows.iter().map(|r| day_of(r.event_time_ms)).collect();
+            let days: HashSet<i64> = rows
+                .iter()
+                .map(|r| day_of(r.event_time_ms))
+                .flat_map(|d| [d, d.saturating_add(1)])
+                .filter(|d| (day_of(i64::MIN)..=day_of(i64::MAX)).contains(d))
+                .collect();
             days.into_iter().filter(|d| !known.contains(d)).collect()
         };
         if missing.is_empty() {

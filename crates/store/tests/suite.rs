@@ -743,15 +743,23 @@ mod postgres {
                 "audit_p20251108",
                 "audit_p20251109",
                 "audit_p20251110",
+                "audit_p20251111",
                 "audit_resource_p20251108",
                 "audit_resource_p20251109",
                 "audit_resource_p20251110",
-            ]
+                "audit_resource_p20251111",
+            ],
+            "each event's day and the next one"
         );
         a.expire_audit(day0 + 2 * DAY).await.unwrap();
         assert_eq!(
             tables().await,
-            ["audit_p20251110", "audit_resource_p20251110"]
+            [
+                "audit_p20251110",
+                "audit_p20251111",
+                "audit_resource_p20251110",
+                "audit_resource_p20251111"
+            ]
         );
         // b's cache still has the dropped days.
         b.append_audit(&[at(4, day0 + 5)]).await.unwrap();
