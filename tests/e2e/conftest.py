@@ -19,6 +19,7 @@ target/debug/keycard (relative to the repository root).
 from __future__ import annotations
 
 import configparser
+import glob
 import json
 import os
 import re
@@ -30,6 +31,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 import pytest
@@ -171,9 +173,6 @@ def creds_env(creds) -> dict:
 def fresh_pg_database() -> str:
     """A new database on the ``KEYCARD_TEST_PG`` server, as a URL: with
     ``KEYCARD_E2E_ON_PG=1`` every server of the suite runs on its own one."""
-    import glob
-    from urllib.parse import urlsplit, urlunsplit
-
     base = os.environ["KEYCARD_TEST_PG"]
     psql = shutil.which("psql") or sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"))[-1]
     db = f"kc_e2e_{uuid.uuid4().hex[:12]}"

@@ -7,37 +7,21 @@ Needs a PostgreSQL server: ``KEYCARD_TEST_PG`` (a superuser URL, set by
 Without it the test fails, unless ``KEYCARD_SKIP_PG=1`` says to skip.
 """
 
-import glob
 import os
-import shutil
-import subprocess
-import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from conftest import ACCOUNT, allow, doc, expect_error, trust_for
-
-
-def psql() -> str:
-    found = shutil.which("psql") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"))), None)
-    if not found:
-        pytest.fail("KEYCARD_TEST_PG is set but there is no psql to create a database with")
-    return found
+from conftest import ACCOUNT, allow, doc, expect_error, fresh_pg_database, trust_for
 
 
 @pytest.fixture
 def pg_url():
     """A fresh database on the test server, as a URL for --store."""
-    base = os.environ.get("KEYCARD_TEST_PG")
-    if not base:
+    if not os.environ.get("KEYCARD_TEST_PG"):
         if os.environ.get("KEYCARD_SKIP_PG") == "1":
             pytest.skip("KEYCARD_SKIP_PG=1")
         pytest.fail("KEYCARD_TEST_PG is not set: run under scripts/with-postgres.sh (or set KEYCARD_SKIP_PG=1)")
-    db = f"kc_e2e_{uuid.uuid4().hex[:12]}"
-    subprocess.run([psql(), base, "-v", "ON_ERROR_STOP=1", "-qc", f"CREATE DATABASE {db}"], check=True)
-    parts = urlsplit(base)
-    return urlunsplit(parts._replace(path=f"/{db}"))
+    return fresh_pg_database()
 
 
 def event_names(keycard, **kw):
