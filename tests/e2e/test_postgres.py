@@ -7,11 +7,13 @@ Needs a PostgreSQL server: ``KEYCARD_TEST_PG`` (a superuser URL, set by
 Without it the test fails, unless ``KEYCARD_SKIP_PG=1`` says to skip.
 """
 
+import json
 import os
+import subprocess
 
 import pytest
 
-from conftest import ACCOUNT, allow, doc, expect_error, fresh_pg_database, trust_for
+from conftest import ACCOUNT, allow, doc, expect_error, fresh_pg_database, keycard_bin, trust_for
 
 
 @pytest.fixture
@@ -69,6 +71,30 @@ def test_state_and_audit_survive_a_restart_on_postgres(make_keycard, pg_url):
     assert any(key["AccessKeyId"] == e.get("AccessKeyId") for e in denied)
     by_user = event_names(kc, LookupAttributes=[{"AttributeKey": "Username", "AttributeValue": "pg-alice"}])
     assert "GetUser" in by_user and "ListUsers" in by_user
+
+
+def offline(kc, *args):
+    """A keycard command on the server's data dir (KEYCARD_STORE unset)."""
+    env = {k: v for k, v in os.environ.items() if k != "KEYCARD_STORE"}
+    return subprocess.run(
+        [str(keycard_bin()), *args, "--data-dir", str(kc.data_dir)],
+        capture_output=True, text=True, timeout=60, env=env,
+    )
+
+
+def test_offline_commands_read_the_same_store(make_keycard, pg_url):
+    kc = make_keycard("--store", pg_url)
+    kc.aws("iam", "create-user", "--user-name", "pg-tail")
+    tail = offline(kc, "audit", "tail", "--no-follow", "--last", "100", "--store", pg_url)
+    assert tail.returncode == 0, tail.stderr
+    names = [json.loads(line)["eventName"] for line in tail.stdout.splitlines()]
+    assert "CreateUser" in names
+    # Without --store the data dir says where its state is, instead of
+    # showing an empty SQLite database.
+    refused = offline(kc, "audit", "exfiltration")
+    assert refused.returncode != 0
+    assert "pass --store" in refused.stderr
+    assert pg_url.rsplit("/", 1)[-1] in refused.stderr
 
 
 def test_a_bad_store_url_or_retention_refuses_to_start(make_keycard):

@@ -1,6 +1,7 @@
 //! `keycard`: the binary. It only wires the crates together.
 
 mod denials_cmd;
+mod open;
 mod policy_cmd;
 mod posture;
 
@@ -14,7 +15,7 @@ use clap::{Parser, Subcommand};
 use keycard_policy::PolicyKind;
 use keycard_proto::SecretKey;
 use keycard_services::{Config, Keycard};
-use keycard_store::{AuditQuery, Durability, PgStore, SqliteStore, Store};
+use keycard_store::{AuditQuery, Durability, Store};
 
 mod scan_cmd;
 
@@ -34,6 +35,17 @@ struct DataDir {
     /// Where keycard keeps its database, keys and objects.
     #[arg(long, env = "KEYCARD_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Where the entities and the audit trail live: a
+    /// `postgres://user[:password]@host:port/db` URL shares them between
+    /// nodes; default: SQLite in the data dir (which still holds keys and
+    /// S3 object bodies either way).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "KEYCARD_STORE",
+        hide_env_values = true
+    )]
+    store: Option<String>,
 }
 
 impl DataDir {
@@ -62,17 +74,6 @@ enum Command {
     Serve {
         #[command(flatten)]
         data: DataDir,
-        /// Where the entities and the audit trail live: a
-        /// `postgres://user[:password]@host:port/db` URL shares them between
-        /// nodes; default: SQLite in the data dir (which still holds keys
-        /// and S3 object bodies either way).
-        #[arg(
-            long,
-            value_name = "URL",
-            env = "KEYCARD_STORE",
-            hide_env_values = true
-        )]
-        store: Option<String>,
         /// Keep audit events this long (e.g. 90d, 24h), dropping older ones
         /// at start and hourly; on PostgreSQL whole days go, so up to a day
         /// more is kept. `all` keeps everything.
@@ -441,45 +442,10 @@ fn root_secret(
     Ok(Some(SecretKey::new(secret.to_owned())))
 }
 
-async fn open_store(dir: &std::path::Path) -> anyhow::Result<Arc<dyn Store>> {
-    open_store_with(dir, Durability::default()).await
-}
-
-async fn open_store_with(
-    dir: &std::path::Path,
-    durability: Durability,
-) -> anyhow::Result<Arc<dyn Store>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let store = SqliteStore::open_with(&dir.join("keycard.db"), durability)
-        .await
-        .with_context(|| format!("opening database in {}", dir.display()))?;
-    Ok(Arc::new(store))
-}
-
-/// The server's store: PostgreSQL for a `postgres://` URL, else SQLite in
-/// the data dir. The URL may hold a password: errors never repeat it.
-async fn open_serve_store(
-    dir: &std::path::Path,
-    url: Option<&str>,
-    durability: Durability,
-) -> anyhow::Result<Arc<dyn Store>> {
-    match url {
-        None | Some("" | "sqlite") => open_store_with(dir, durability).await,
-        Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
-            let store = PgStore::open(u)
-                .await
-                .context("opening the PostgreSQL store (--store)")?;
-            Ok(Arc::new(store))
-        }
-        Some(_) => bail!("--store takes a postgres:// URL (or `sqlite`, the default)"),
-    }
-}
-
 async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Serve {
             data,
-            store: store_url,
             audit_retention,
             listen,
             region,
@@ -543,7 +509,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 Durability::Crash
             };
             let retention = parse_retention(&audit_retention)?;
-            let store = open_serve_store(&dir, store_url.as_deref(), durability).await?;
+            let store = data.open_store_with(durability).await?;
             let retention_task = retention.map(|keep| spawn_audit_retention(store.clone(), keep));
             let kc = Keycard::open(config, store)
                 .await
@@ -630,7 +596,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             json,
             account,
             all,
-        } => posture::run(data.path(), json, account, all).await,
+        } => posture::run(&data, json, account, all).await,
         Command::Accounts {
             command: AccountsCommand::Create { data, account_id },
         } => {
@@ -645,7 +611,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 println!("{out}");
                 return Ok(());
             }
-            let store = open_store(&dir).await?;
+            let store = data.open_store().await?;
             let kc = Keycard::open(Config::new(&dir), store)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -667,7 +633,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                     no_follow,
                 },
         } => {
-            let store = open_store(&data.path()).await?;
+            let store = data.open_store().await?;
             let mut recent = store
                 .query_audit(&AuditQuery {
                     limit: last.max(1),
@@ -708,11 +674,11 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                     account,
                     json,
                 },
-        } => denials_cmd::run(data.path(), account, principal, &since, json).await,
+        } => denials_cmd::run(&data, account, principal, &since, json).await,
         Command::Audit {
             command: AuditCommand::Exfiltration { data, json },
         } => {
-            let store = open_store(&data.path()).await?;
+            let store = data.open_store().await?;
             let mut all: Vec<keycard_services::binding::Sighting> = store
                 .load_kind("exfil")
                 .await?
