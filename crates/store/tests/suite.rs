@@ -656,6 +656,56 @@ mod postgres {
         assert_eq!(a.load_kind("user").await.unwrap().len(), 2);
     }
 
+    /// A listener whose connection dies says so (catch up), then hears
+    /// later commits on a new connection.
+    #[tokio::test]
+    async fn listener_survives_a_lost_connection() {
+        let Some(opts) = fresh_options("listener").await else {
+            return;
+        };
+        let s = PgStore::open_with(opts.clone()).await.unwrap();
+        let mut heard = s.subscribe().await.unwrap();
+        let mut c = sqlx::PgConnection::connect_with(&opts).await.unwrap();
+        let killed: Vec<(bool,)> = sqlx::query_as(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+        assert_eq!(killed.len(), 1);
+        let mut notices = Vec::new();
+        for _ in 0..3 {
+            let got = tokio::time::timeout(Duration::from_secs(10), heard.recv()).await;
+            let got = got.expect("an answer within 10 s");
+            notices.push(format!("{got:?}"));
+            if matches!(got, Ok(Notice::CatchUp)) {
+                break;
+            }
+        }
+        assert!(
+            notices.last().is_some_and(|n| n == "Ok(CatchUp)"),
+            "{notices:?}"
+        );
+        s.commit(&[Op::put("user", "u", "{}")], &[]).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), heard.recv())
+            .await
+            .expect("a notification within 10 s")
+            .unwrap();
+        assert_eq!(got, Notice::Seq(s.current_seq().await.unwrap()));
+    }
+
+    /// An unreachable or malformed database is an error, not a panic.
+    #[tokio::test]
+    async fn unreachable_database_is_an_error() {
+        assert!(
+            PgStore::open("postgres://nobody@127.0.0.1:1/none")
+                .await
+                .is_err()
+        );
+        assert!(PgStore::open("not a url").await.is_err());
+    }
+
     /// Concurrent writers on two handles: every commit gets its own range
     /// of the sequence, and the feed replays to the stored state.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
