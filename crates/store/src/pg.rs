@@ -11,6 +11,7 @@
 //!   its changes to the `changes` feed (a sequence) and notifies
 //!   `keycard_changes`: the feed's order is the commit order on every node.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -459,24 +460,32 @@ fn row_to_change(r: &PgRow) -> Result<Change> {
     Ok(Change { seq, op })
 }
 
-/// The events to write, one per event id: without `replace` the first of
-/// each id wins; with it the last one's content, at the first one's place.
-fn one_per_id(rows: &[AuditRow], replace: bool) -> Vec<&AuditRow> {
+/// The events to write, one per event id, as SQLite's multi-row upsert
+/// leaves them: without `replace` the first of each id wins, with it the
+/// last one's content at the first one's place; either way the event keeps
+/// the resource names of all of them.
+fn one_per_id(rows: &[AuditRow], replace: bool) -> Vec<Cow<'_, AuditRow>> {
     let mut at: HashMap<&str, usize> = HashMap::new();
-    let mut out: Vec<&AuditRow> = Vec::with_capacity(rows.len());
+    let mut out: Vec<Cow<'_, AuditRow>> = Vec::with_capacity(rows.len());
     for r in rows {
-        match at.get(r.event_id.as_str()) {
-            Some(i) if replace => {
-                if let Some(slot) = out.get_mut(*i) {
-                    *slot = r;
-                }
-            }
-            Some(_) => {}
-            None => {
-                at.insert(&r.event_id, out.len());
-                out.push(r);
+        let Some(slot) = at.get(r.event_id.as_str()).and_then(|i| out.get_mut(*i)) else {
+            at.insert(&r.event_id, out.len());
+            out.push(Cow::Borrowed(r));
+            continue;
+        };
+        let mut names = slot.resource_names.clone();
+        for n in &r.resource_names {
+            if !names.contains(n) {
+                names.push(n.clone());
             }
         }
+        let mut merged = if replace {
+            r.clone()
+        } else {
+            slot.as_ref().clone()
+        };
+        merged.resource_names = names;
+        *slot = Cow::Owned(merged);
     }
     out
 }
@@ -488,7 +497,8 @@ async fn insert_audit(
     rows: &[AuditRow],
     replace: bool,
 ) -> sqlx::Result<()> {
-    let rows = one_per_id(rows, replace);
+    let merged = one_per_id(rows, replace);
+    let rows: Vec<&AuditRow> = merged.iter().map(AsRef::as_ref).collect();
     for chunk in rows.chunks(AUDIT_CHUNK) {
         let seqs = claim_ids(conn, chunk).await?;
         let fresh: Vec<(i64, &AuditRow)> = chunk
@@ -884,11 +894,23 @@ mod tests {
         let ev = |id: &str, body: &str| AuditRow {
             event_id: id.into(),
             body: body.into(),
+            resource_names: vec![format!("n{body}")],
             ..AuditRow::default()
         };
         let rows = [ev("a", "1"), ev("b", "2"), ev("a", "3")];
-        let bodies = |v: Vec<&AuditRow>| v.iter().map(|r| r.body.clone()).collect::<Vec<_>>();
-        assert_eq!(bodies(one_per_id(&rows, false)), ["1", "2"]);
-        assert_eq!(bodies(one_per_id(&rows, true)), ["3", "2"]);
+        let bodies = |v: Vec<Cow<'_, AuditRow>>| {
+            v.iter()
+                .map(|r| (r.body.clone(), r.resource_names.join(",")))
+                .collect::<Vec<_>>()
+        };
+        let pair = |b: &str, n: &str| (b.to_string(), n.to_string());
+        assert_eq!(
+            bodies(one_per_id(&rows, false)),
+            [pair("1", "n1,n3"), pair("2", "n2")]
+        );
+        assert_eq!(
+            bodies(one_per_id(&rows, true)),
+            [pair("3", "n1,n3"), pair("2", "n2")]
+        );
     }
 }
