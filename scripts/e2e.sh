@@ -5,6 +5,7 @@
 #   ./scripts/e2e.sh                    # build the release binary if missing, run all
 #   ./scripts/e2e.sh -k s3 -x           # extra arguments go to pytest
 #   KEYCARD_BIN=target/debug/keycard ./scripts/e2e.sh
+#   KEYCARD_SKIP_PG=1 ./scripts/e2e.sh  # no PostgreSQL: skip test_postgres.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,4 +58,9 @@ fi
 
 echo "==> e2e: pytest tests/e2e (KEYCARD_BIN=$KEYCARD_BIN)"
 export PYTHONDONTWRITEBYTECODE=1
-exec "$venv/bin/python" -m pytest tests/e2e -q -p no:cacheprovider "$@"
+# test_postgres.py needs a server: a throwaway one unless KEYCARD_TEST_PG
+# names one (KEYCARD_SKIP_PG=1 skips those tests instead).
+if [ "${KEYCARD_SKIP_PG:-0}" = 1 ]; then
+    exec "$venv/bin/python" -m pytest tests/e2e -q -p no:cacheprovider "$@"
+fi
+exec ./scripts/with-postgres.sh "$venv/bin/python" -m pytest tests/e2e -q -p no:cacheprovider "$@"

@@ -2,7 +2,9 @@
 # The one command that runs every test on a fresh machine: format and lint
 # checks, the Rust unit and integration tests, the release build, and the
 # end-to-end suite against the real AWS CLI, boto3, aws-sdk-rust and the JS
-# SDK. Exits non-zero on any failure. Extra arguments go to pytest.
+# SDK. Exits non-zero on any failure. Extra arguments go to pytest. The Rust
+# tests and the e2e suite each run with a throwaway PostgreSQL server
+# (scripts/with-postgres.sh installs Debian's postgresql when missing).
 #
 # The boto3 rotation soak (tests/e2e/test_boto3_soak.py) takes minutes of
 # botocore's own refresh timing, so it starts first, in the background, and
@@ -28,8 +30,8 @@ fi
 
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
-echo "==> cargo test"
-cargo test --workspace --all-targets
+echo "==> cargo test (with a throwaway PostgreSQL for the store suite)"
+./scripts/with-postgres.sh cargo test --workspace --all-targets
 echo "==> cargo build -p keycard-sdk-probe"
 cargo build -p keycard-sdk-probe
 

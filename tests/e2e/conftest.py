@@ -19,6 +19,7 @@ target/debug/keycard (relative to the repository root).
 from __future__ import annotations
 
 import configparser
+import glob
 import json
 import os
 import re
@@ -30,6 +31,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import boto3
 import pytest
@@ -168,6 +170,16 @@ def creds_env(creds) -> dict:
     return env
 
 
+def fresh_pg_database() -> str:
+    """A new database on the ``KEYCARD_TEST_PG`` server, as a URL: with
+    ``KEYCARD_E2E_ON_PG=1`` every server of the suite runs on its own one."""
+    base = os.environ["KEYCARD_TEST_PG"]
+    psql = shutil.which("psql") or sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"))[-1]
+    db = f"kc_e2e_{uuid.uuid4().hex[:12]}"
+    subprocess.run([psql, base, "-v", "ON_ERROR_STOP=1", "-qc", f"CREATE DATABASE {db}"], check=True)
+    return urlunsplit(urlsplit(base)._replace(path=f"/{db}"))
+
+
 class Keycard:
     """A running keycard server on a temp data dir."""
 
@@ -176,6 +188,8 @@ class Keycard:
         self.data_dir = base / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.extra_args = list(extra_args)
+        if os.environ.get("KEYCARD_E2E_ON_PG") == "1" and "--store" not in self.extra_args:
+            self.extra_args += ["--store", fresh_pg_database()]
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None

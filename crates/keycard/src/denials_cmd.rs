@@ -41,7 +41,7 @@ pub fn encode(v: &str) -> String {
 }
 
 pub async fn run(
-    dir: std::path::PathBuf,
+    data: &crate::DataDir,
     account: Option<String>,
     principal: Option<String>,
     since: &str,
@@ -59,7 +59,7 @@ pub async fn run(
     if let Some(p) = &principal {
         path.push_str(&format!("&principal={}", encode(p)));
     }
-    let v = server_or_offline(&dir, &path, |kc| async move {
+    let v = server_or_offline(data, &path, |kc| async move {
         keycard_server::governance::denials_value(&kc, &account, principal.as_deref(), since_ms)
             .await
     })

@@ -2,8 +2,6 @@
 //! what it did (allowed, denied or let through by soft enforcement) in the
 //! audit trail. Prints a document ready for `aws iam put-role-policy`.
 
-use std::path::PathBuf;
-
 use anyhow::{Context as _, bail};
 
 use crate::denials_cmd::{encode, parse_since};
@@ -11,9 +9,8 @@ use crate::posture::server_or_offline;
 
 #[derive(clap::Args)]
 pub struct GenerateArgs {
-    /// Where keycard keeps its database, keys and objects.
-    #[arg(long, env = "KEYCARD_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: crate::DataDir,
     /// The IAM role or user, e.g. arn:aws:iam::123456789012:role/App
     /// (its sessions count as the role).
     #[arg(long)]
@@ -26,16 +23,15 @@ pub struct GenerateArgs {
     pub account: Option<String>,
 }
 
-pub fn run(args: GenerateArgs, default_dir: PathBuf) -> anyhow::Result<()> {
+pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    rt.block_on(generate(args, default_dir))
+    rt.block_on(generate(args))
 }
 
-async fn generate(args: GenerateArgs, default_dir: PathBuf) -> anyhow::Result<()> {
-    let dir = args.data_dir.unwrap_or(default_dir);
+async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     let account = args
         .account
         .unwrap_or_else(|| keycard_services::DEFAULT_ACCOUNT.to_string());
@@ -49,7 +45,7 @@ async fn generate(args: GenerateArgs, default_dir: PathBuf) -> anyhow::Result<()
         encode(&account),
         encode(&principal)
     );
-    let v = server_or_offline(&dir, &path, |kc| async move {
+    let v = server_or_offline(&args.data, &path, |kc| async move {
         keycard_server::governance::generate_value(&kc, &account, &principal, since_ms).await
     })
     .await?;

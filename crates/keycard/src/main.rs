@@ -2,6 +2,7 @@
 
 mod denials_cmd;
 mod generate_cmd;
+mod open;
 mod policy_cmd;
 mod posture;
 
@@ -15,7 +16,7 @@ use clap::{Parser, Subcommand};
 use keycard_policy::PolicyKind;
 use keycard_proto::SecretKey;
 use keycard_services::{Config, Keycard};
-use keycard_store::{AuditQuery, Durability, SqliteStore, Store};
+use keycard_store::{AuditQuery, Durability, Store};
 
 mod scan_cmd;
 
@@ -35,6 +36,17 @@ struct DataDir {
     /// Where keycard keeps its database, keys and objects.
     #[arg(long, env = "KEYCARD_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Where the entities and the audit trail live: a
+    /// `postgres://user[:password]@host:port/db` URL shares them between
+    /// nodes; default: SQLite in the data dir (which still holds keys and
+    /// S3 object bodies either way).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "KEYCARD_STORE",
+        hide_env_values = true
+    )]
+    store: Option<String>,
 }
 
 impl DataDir {
@@ -63,6 +75,11 @@ enum Command {
     Serve {
         #[command(flatten)]
         data: DataDir,
+        /// Keep audit events this long (e.g. 90d, 24h), dropping older ones
+        /// at start and hourly; on PostgreSQL whole days go, so up to a day
+        /// more is kept. `all` keeps everything.
+        #[arg(long, default_value = "all", env = "KEYCARD_AUDIT_RETENTION")]
+        audit_retention: String,
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:4566", env = "KEYCARD_LISTEN")]
         listen: String,
@@ -318,6 +335,38 @@ const LAST_USED_FLUSH: Duration = Duration::from_secs(10);
 /// How often governance re-evaluates with no change (age-based rules).
 const GOVERNANCE_PERIOD: Duration = Duration::from_secs(60);
 
+/// How often audit retention runs (`--audit-retention`).
+const AUDIT_RETENTION_PERIOD: Duration = Duration::from_secs(3600);
+
+/// `--audit-retention`: how long to keep events, in seconds (`None`: all).
+fn parse_retention(s: &str) -> anyhow::Result<Option<i64>> {
+    match denials_cmd::parse_since(s) {
+        Ok(Some(secs)) if secs > 0 => Ok(Some(secs)),
+        Ok(None) => Ok(None),
+        _ => {
+            bail!("--audit-retention {s}: expected a positive duration such as 90d or 24h, or all")
+        }
+    }
+}
+
+/// Expire audit events older than `keep_s` now and every
+/// `AUDIT_RETENTION_PERIOD`; a failure is logged and retried next time.
+fn spawn_audit_retention(store: Arc<dyn Store>, keep_s: i64) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(AUDIT_RETENTION_PERIOD);
+        loop {
+            tick.tick().await;
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            let cutoff = now_ms.saturating_sub(keep_s.saturating_mul(1000));
+            if let Err(e) = store.expire_audit(cutoff).await {
+                tracing::warn!(error = %e, "audit retention failed; will retry");
+            }
+        }
+    })
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -374,7 +423,7 @@ fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
             }
         }
         PolicyCommand::Simulate(args) => policy_cmd::simulate(args),
-        PolicyCommand::Generate(args) => generate_cmd::run(args, default_data_dir()),
+        PolicyCommand::Generate(args) => generate_cmd::run(args),
     }
 }
 
@@ -398,25 +447,11 @@ fn root_secret(
     Ok(Some(SecretKey::new(secret.to_owned())))
 }
 
-async fn open_store(dir: &std::path::Path) -> anyhow::Result<Arc<dyn Store>> {
-    open_store_with(dir, Durability::default()).await
-}
-
-async fn open_store_with(
-    dir: &std::path::Path,
-    durability: Durability,
-) -> anyhow::Result<Arc<dyn Store>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let store = SqliteStore::open_with(&dir.join("keycard.db"), durability)
-        .await
-        .with_context(|| format!("opening database in {}", dir.display()))?;
-    Ok(Arc::new(store))
-}
-
 async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Serve {
             data,
+            audit_retention,
             listen,
             region,
             root_access_key_id,
@@ -478,7 +513,9 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             } else {
                 Durability::Crash
             };
-            let store = open_store_with(&dir, durability).await?;
+            let retention = parse_retention(&audit_retention)?;
+            let store = data.open_store_with(durability).await?;
+            let retention_task = retention.map(|keep| spawn_audit_retention(store.clone(), keep));
             let kc = Keycard::open(config, store)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -549,6 +586,9 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let _ = imds_task.await;
             flusher.abort();
             governance.abort();
+            if let Some(t) = retention_task {
+                t.abort();
+            }
             if let Err(e) = kc.flush_last_used().await {
                 tracing::error!(error = %e, "persisting last-used data at shutdown failed");
             }
@@ -561,7 +601,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             json,
             account,
             all,
-        } => posture::run(data.path(), json, account, all).await,
+        } => posture::run(&data, json, account, all).await,
         Command::Accounts {
             command: AccountsCommand::Create { data, account_id },
         } => {
@@ -576,7 +616,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 println!("{out}");
                 return Ok(());
             }
-            let store = open_store(&dir).await?;
+            let store = data.open_store().await?;
             let kc = Keycard::open(Config::new(&dir), store)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -598,7 +638,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                     no_follow,
                 },
         } => {
-            let store = open_store(&data.path()).await?;
+            let store = data.open_store().await?;
             let mut recent = store
                 .query_audit(&AuditQuery {
                     limit: last.max(1),
@@ -639,11 +679,11 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                     account,
                     json,
                 },
-        } => denials_cmd::run(data.path(), account, principal, &since, json).await,
+        } => denials_cmd::run(&data, account, principal, &since, json).await,
         Command::Audit {
             command: AuditCommand::Exfiltration { data, json },
         } => {
-            let store = open_store(&data.path()).await?;
+            let store = data.open_store().await?;
             let mut all: Vec<keycard_services::binding::Sighting> = store
                 .load_kind("exfil")
                 .await?
@@ -902,6 +942,15 @@ async fn admin_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_retention_values() {
+        assert_eq!(parse_retention("90d").unwrap(), Some(90 * 86_400));
+        assert_eq!(parse_retention("all").unwrap(), None);
+        for bad in ["0d", "-1d", "90", "90w", ""] {
+            assert!(parse_retention(bad).is_err(), "{bad}");
+        }
+    }
 
     fn serve(args: &[&str]) -> Result<(Option<String>, Option<PathBuf>), clap::Error> {
         let argv = ["keycard", "serve"].iter().chain(args).copied();

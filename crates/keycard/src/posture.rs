@@ -6,13 +6,13 @@ use std::fmt::Write as _;
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 
-use crate::{admin_request, open_store};
+use crate::{DataDir, admin_request};
 
 /// A report from the running server's admin endpoint `path` (it holds
 /// every answered event and the live state), or, when no server runs on
 /// `dir`, computed by `offline` on the data dir itself.
 pub async fn server_or_offline<F, Fut>(
-    dir: &std::path::Path,
+    data: &DataDir,
     path: &str,
     offline: F,
 ) -> anyhow::Result<Value>
@@ -20,14 +20,15 @@ where
     F: FnOnce(std::sync::Arc<keycard_services::Keycard>) -> Fut,
     Fut: std::future::Future<Output = (u16, Value)>,
 {
+    let dir = data.path();
     if let Ok(addr) = std::fs::read_to_string(dir.join("server.addr")) {
         let token = std::fs::read_to_string(dir.join("admin.token"))
             .context("reading admin.token of the running server")?;
         let out = admin_request(addr.trim(), "GET", path, token.trim(), "").await?;
         return serde_json::from_str(&out).context("the server's answer is not JSON");
     }
-    let store = open_store(dir).await?;
-    let kc = keycard_services::Keycard::open(keycard_services::Config::new(dir), store)
+    let store = data.open_store().await?;
+    let kc = keycard_services::Keycard::open(keycard_services::Config::new(&dir), store)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (status, v) = offline(kc).await;
@@ -38,7 +39,7 @@ where
 }
 
 pub async fn run(
-    dir: std::path::PathBuf,
+    data: &DataDir,
     json: bool,
     account: Option<String>,
     all: bool,
@@ -48,7 +49,7 @@ pub async fn run(
         "/_keycard/admin/governance/posture?account={account}&all={}",
         u8::from(all)
     );
-    let v = server_or_offline(&dir, &path, |kc| async move {
+    let v = server_or_offline(data, &path, |kc| async move {
         let out = keycard_server::governance::posture_value(&kc, &account, all).await;
         kc.audit.flush().await;
         out

@@ -17,8 +17,10 @@
 )]
 
 mod journal;
+mod pg;
 mod sqlite;
 
+pub use pg::{CHANGES_CHANNEL, CHANGES_PAGE, Change, ChangeListener, Notice, PgStore};
 pub use sqlite::{Durability, SqliteStore};
 
 use async_trait::async_trait;
@@ -152,6 +154,14 @@ pub trait Store: Send + Sync + 'static {
     async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRow>>;
     /// Delete every audit event (moto-compatible reset).
     async fn clear_audit(&self) -> Result<()>;
+    /// Retention: forget audit events older than `before_ms`. A backend
+    /// may keep some older ones (PostgreSQL drops whole days, never part
+    /// of one); it never removes one at or after `before_ms`. The default
+    /// keeps everything.
+    async fn expire_audit(&self, before_ms: i64) -> Result<()> {
+        let _ = before_ms;
+        Ok(())
+    }
     async fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
     async fn put_meta(&self, key: &str, value: &[u8]) -> Result<()>;
 }

@@ -609,6 +609,26 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    /// One file has no partitions to drop: the old rows go, with their
+    /// resource names.
+    async fn expire_audit(&self, before_ms: i64) -> Result<()> {
+        self.inner.ingest().await?;
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "DELETE FROM audit_resource WHERE seq IN
+             (SELECT seq FROM audit WHERE event_time_ms < ?)",
+        )
+        .bind(before_ms)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM audit WHERE event_time_ms < ?")
+            .bind(before_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let row = sqlx::query("SELECT value FROM meta WHERE key = ?")
             .bind(key)
