@@ -213,6 +213,8 @@ enum PolicyCommand {
     },
     /// Simulate a principal's policies on the running server (IAM's policy simulator).
     Simulate(policy_cmd::SimulateArgs),
+    /// Check a policy as IAM Access Analyzer's ValidatePolicy does, offline.
+    Lint(policy_cmd::LintArgs),
 }
 
 #[derive(Subcommand)]
@@ -318,6 +320,9 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Scan(args) => return scan_cmd::run(args),
+        Command::Policy {
+            command: PolicyCommand::Lint(args),
+        } => return policy_cmd::lint(args),
         Command::Policy { command } => policy(command),
         Command::Operations { json } => {
             operations(json);
@@ -370,6 +375,14 @@ fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
             }
         }
         PolicyCommand::Simulate(args) => policy_cmd::simulate(args),
+        PolicyCommand::Lint(args) => {
+            let code = policy_cmd::lint(args);
+            if code == std::process::ExitCode::SUCCESS {
+                Ok(())
+            } else {
+                bail!("policy lint found problems")
+            }
+        }
     }
 }
 

@@ -420,6 +420,7 @@ impl ServiceError {
             (Wire::Json, InvalidAction(_)) => own("UnknownOperationException", 400),
             (Wire::Json, AccessDenied(_)) => own("AccessDeniedException", 403),
             (Wire::Json, InvalidInput(_)) => own("InvalidInputException", 400),
+            (Wire::Json, ValidationError(_)) => own("ValidationException", 400),
             _ => own(self.code(), self.status()),
         }
     }
