@@ -154,7 +154,7 @@ def test_lint_human_output_and_exit_codes(tmp_path):
     clean = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*","Sid":""}]}'
     p = lint(tmp_path, doc=clean, stdin=True)
     assert p.returncode == 0, p.stdout
-    assert p.stdout.strip() == "-:1:95: SUGGESTION EMPTY_SID_VALUE Add a value to the empty string in the Sid element."
+    assert p.stdout.strip() == "-:1:101: SUGGESTION EMPTY_SID_VALUE Add a value to the empty string in the Sid element."
     p = subprocess.run([str(keycard_bin()), "policy", "lint", str(tmp_path / "missing.json")],
                        capture_output=True, text=True)
     assert p.returncode == 2

@@ -194,6 +194,9 @@ fn value(key: &str) -> PathElement {
     PathElement::Value(key.to_string())
 }
 
+/// Most items of one element compared pairwise for redundancy.
+const MAX_REDUNDANCY_ITEMS: usize = 1000;
+
 const TOP_ELEMENTS: [&str; 3] = ["Version", "Id", "Statement"];
 const STATEMENT_ELEMENTS: [&str; 9] = [
     "Sid",
@@ -538,8 +541,12 @@ impl Linter<'_> {
         }
     }
 
-    /// Items another item of the same element already covers.
+    /// Items another item of the same element already covers. The pairwise
+    /// check is skipped past [`MAX_REDUNDANCY_ITEMS`] items to bound the work.
     fn redundant(&mut self, items: &[Item], code: &str, what: &str, ci: bool) {
+        if items.len() > MAX_REDUNDANCY_ITEMS {
+            return;
+        }
         let norm = |s: &str| {
             if ci {
                 s.to_ascii_lowercase()

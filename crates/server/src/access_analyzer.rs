@@ -59,14 +59,7 @@ fn invalid(m: impl Into<String>) -> ServiceError {
     ServiceError::ValidationError(m.into())
 }
 
-fn ok(v: Value) -> Response<Body> {
-    let mut r = Response::new(Body::from(v.to_string()));
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    r
-}
+use crate::render::json_ok as ok;
 
 pub async fn handle(req: &mut Req) -> Result<Response<Body>, ServiceError> {
     let body: Value = if req.body.is_empty() {
@@ -165,9 +158,10 @@ fn validate_policy(req: &Req, body: &Value) -> Result<Response<Body>, ServiceErr
     let findings = lint::validate(doc, ty, rt);
     let end = start.saturating_add(page).min(findings.len());
     let slice = findings.get(start.min(end)..end).unwrap_or_default();
-    let mut out = json!({ "findings": slice });
-    if end < findings.len() {
-        out["nextToken"] = json!(token(end, &fp));
-    }
+    let out = if end < findings.len() {
+        json!({ "findings": slice, "nextToken": token(end, &fp) })
+    } else {
+        json!({ "findings": slice })
+    };
     Ok(ok(out))
 }

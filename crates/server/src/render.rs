@@ -142,3 +142,13 @@ pub fn error(protocol: Protocol, e: &ServiceError, request_id: &str, path: &str)
     }
     r
 }
+
+/// A REST-JSON success: the body with `Content-Type: application/json`.
+pub fn json_ok(v: serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(Body::from(v.to_string()));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
