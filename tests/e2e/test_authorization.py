@@ -569,6 +569,22 @@ def samples(e):
         "GetDetector": ("guardduty", "get_detector", {"DetectorId": e["detector"]}, detector),
         "ListFindings": ("guardduty", "list_findings", {"DetectorId": e["detector"]}, detector),
         "guardduty.GetFindings": ("guardduty", "get_findings", {"DetectorId": e["detector"], "FindingIds": ["x"]}, detector),
+        # IAM Access Analyzer
+        "ValidatePolicy": (
+            "accessanalyzer",
+            "validate_policy",
+            {"policyDocument": '{"Statement":[]}', "policyType": "IDENTITY_POLICY"},
+            "*",
+        ),
+        "StartPolicyGeneration": (
+            "accessanalyzer",
+            "start_policy_generation",
+            {"policyGenerationDetails": {"principalArn": f"arn:aws:iam::{ACCOUNT}:role/x"}},
+            "*",
+        ),
+        "GetGeneratedPolicy": ("accessanalyzer", "get_generated_policy", {"jobId": "x"}, "*"),
+        "ListPolicyGenerations": ("accessanalyzer", "list_policy_generations", {}, "*"),
+        "CancelPolicyGeneration": ("accessanalyzer", "cancel_policy_generation", {"jobId": "x"}, "*"),
     }
 
 
@@ -605,7 +621,8 @@ def test_every_operation_refuses_a_principal_without_permissions(keycard, estate
         except ClientError as e:
             code = error_code(e)
             want = {"ec2": "UnauthorizedOperation", "organizations": "AccessDeniedException",
-                    "securityhub": "AccessDeniedException", "guardduty": "AccessDeniedException"}.get(service, "AccessDenied")
+                    "securityhub": "AccessDeniedException", "guardduty": "AccessDeniedException",
+                    "accessanalyzer": "AccessDeniedException"}.get(service, "AccessDenied")
             if resource is None:  # HEAD: no body, so the code is the status
                 assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 403, row
             else:

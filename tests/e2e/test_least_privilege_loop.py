@@ -9,9 +9,10 @@ import subprocess
 import sys
 import textwrap
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from botocore.exceptions import ClientError
 
 from conftest import ACCOUNT, keycard_bin, unique
 
@@ -104,9 +105,53 @@ def test_the_whole_loop(loop):
     assert {r for a, r in granted if a == "s3:GetObject"} == {f"arn:aws:s3:::{BUCKET}/in/{i}.txt" for i in range(3)}
     assert not any("private" in r for _, r in granted)
 
-    # 3. Simulate it before attaching: used actions allowed, others not.
     path = kc.workdir / "generated.json"
     path.write_text(json.dumps(generated, indent=2))
+
+    # The same generation through Access Analyzer's API (boto3 and the CLI).
+    aa = kc.client("accessanalyzer")
+    job = aa.start_policy_generation(
+        policyGenerationDetails={"principalArn": role_arn},
+        cloudTrailDetails={"trails": [{"cloudTrailArn": f"arn:aws:cloudtrail:us-east-1:{ACCOUNT}:trail/keycard",
+                                       "allRegions": True}],
+                           "accessRole": f"arn:aws:iam::{ACCOUNT}:role/AccessAnalyzerMonitorServiceRole",
+                           "startTime": datetime.now(timezone.utc) - timedelta(hours=1)},
+        clientToken="loop-1")["jobId"]
+    assert aa.start_policy_generation(policyGenerationDetails={"principalArn": role_arn},
+                                      clientToken="loop-1")["jobId"] == job, "idempotent"
+    got = aa.get_generated_policy(jobId=job)
+    assert got["jobDetails"]["status"] == "SUCCEEDED"
+    props = got["generatedPolicyResult"]["properties"]
+    assert props["principalArn"] == role_arn and props["isComplete"] is True
+    assert props["cloudTrailProperties"]["trailProperties"][0]["cloudTrailArn"].endswith(":trail/keycard")
+    assert json.loads(got["generatedPolicyResult"]["generatedPolicies"][0]["policy"]) == generated
+    cli = kc.aws("accessanalyzer", "get-generated-policy", "--job-id", job, "--include-resource-placeholders")
+    templated = json.loads(cli["generatedPolicyResult"]["generatedPolicies"][0]["policy"])
+    resources = {r for st in templated["Statement"]
+                 for r in (st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]])}
+    assert "arn:aws:s3:::${BucketName}/${ObjectName}" in resources
+    assert "arn:aws:s3:::${BucketName}" in resources
+    assert "*" in resources, "DescribeInstances has no resource types"
+    assert not [r for r in resources if BUCKET in r], "no concrete names left"
+    listed = aa.list_policy_generations(principalArn=role_arn)["policyGenerations"]
+    assert [g["jobId"] for g in listed] == [job]
+    aa.cancel_policy_generation(jobId=job)
+    with pytest.raises(ClientError) as e:
+        aa.get_generated_policy(jobId="00000000-0000-4000-8000-000000000000")
+    assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    with pytest.raises(ClientError) as e:
+        aa.start_policy_generation(policyGenerationDetails={"principalArn": role_arn},
+                                   cloudTrailDetails={"trails": [], "accessRole": f"arn:aws:iam::{ACCOUNT}:role/r",
+                                                      "startTime": datetime.now(timezone.utc) - timedelta(days=91)})
+    assert e.value.response["Error"]["Code"] == "ValidationException"
+
+    # 3. Lint it (no errors or security warnings) and simulate it before
+    #    attaching: used actions allowed, others not.
+    lint = subprocess.run([str(keycard_bin()), "policy", "lint", str(path), "--format", "json"],
+                          capture_output=True, text=True, timeout=60)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert not [f for f in json.loads(lint.stdout)["findings"]
+                if f["findingType"] in ("ERROR", "SECURITY_WARNING")]
     # (A list parameter: the CLI would read file:// as one character per item.)
     sim = kc.aws("iam", "simulate-custom-policy", "--policy-input-list", json.dumps(generated),
                  "--action-names", "s3:GetObject", "s3:DeleteObject",

@@ -234,6 +234,8 @@ enum PolicyCommand {
     /// Generate the identity policy a principal needs from what it did
     /// (the audit trail), ready for `aws iam put-role-policy`.
     Generate(generate_cmd::GenerateArgs),
+    /// Check a policy as IAM Access Analyzer's ValidatePolicy does, offline.
+    Lint(policy_cmd::LintArgs),
 }
 
 #[derive(Subcommand)]
@@ -371,6 +373,9 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Scan(args) => return scan_cmd::run(args),
+        Command::Policy {
+            command: PolicyCommand::Lint(args),
+        } => return policy_cmd::lint(args),
         Command::Policy { command } => policy(command),
         Command::Operations { json } => {
             operations(json);
@@ -424,6 +429,14 @@ fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
         }
         PolicyCommand::Simulate(args) => policy_cmd::simulate(args),
         PolicyCommand::Generate(args) => generate_cmd::run(args),
+        PolicyCommand::Lint(args) => {
+            let code = policy_cmd::lint(args);
+            if code == std::process::ExitCode::SUCCESS {
+                Ok(())
+            } else {
+                bail!("policy lint found problems")
+            }
+        }
     }
 }
 

@@ -358,3 +358,155 @@ mod tests {
         assert!(table.contains("missing context keys: s3:prefix"), "{table}");
     }
 }
+
+/// Output shapes of `keycard policy lint`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum LintFormat {
+    /// `file:line:col: TYPE CODE details` (column 1-based, as editors count).
+    Human,
+    /// Access Analyzer's ValidatePolicy response body.
+    Json,
+    /// SARIF 2.1.0, for code-scanning tools.
+    Sarif,
+}
+
+/// Policy types `keycard policy lint` takes.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum LintType {
+    Identity,
+    Resource,
+    Scp,
+    Rcp,
+}
+
+#[derive(clap::Args)]
+pub struct LintArgs {
+    /// Policy file, or `-` for standard input.
+    file: String,
+    /// What kind of policy the document is.
+    #[arg(long = "type", value_enum, default_value = "identity")]
+    ty: LintType,
+    /// Access Analyzer's validatePolicyResourceType (e.g. AWS::S3::Bucket).
+    #[arg(long)]
+    resource_type: Option<String>,
+    #[arg(long, value_enum, default_value = "human")]
+    format: LintFormat,
+}
+
+/// `keycard policy lint`: Access Analyzer's policy checks, offline. Exit 1
+/// when an ERROR or SECURITY_WARNING is found, 2 when the file can't be read.
+pub fn lint(args: LintArgs) -> std::process::ExitCode {
+    use keycard_policy::lint::{LintPolicyType, validate};
+    let text = match crate::read_input(&args.file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("keycard: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let ty = match args.ty {
+        LintType::Identity => LintPolicyType::Identity,
+        LintType::Resource => LintPolicyType::Resource,
+        LintType::Scp => LintPolicyType::ServiceControl,
+        LintType::Rcp => LintPolicyType::ResourceControl,
+    };
+    let findings = validate(&text, ty, args.resource_type.as_deref());
+    let out = match args.format {
+        LintFormat::Human => human(&args.file, &findings),
+        LintFormat::Json => json!({ "findings": findings }).to_string(),
+        LintFormat::Sarif => sarif(&args.file, &findings).to_string(),
+    };
+    if !out.is_empty() {
+        // A closed pipe (`| head`) is not an error worth a panic.
+        let _ = writeln!(std::io::stdout().lock(), "{out}");
+    }
+    let blocking = findings.iter().any(|f| f.finding_type.is_blocking());
+    std::process::ExitCode::from(u8::from(blocking))
+}
+
+fn human(file: &str, findings: &[keycard_policy::lint::Finding]) -> String {
+    let mut s = String::new();
+    for f in findings {
+        let at = f.locations.first().map(|l| l.span.start);
+        let (line, col) = at.map_or((1, 1), |p| (p.line, p.column + 1));
+        let _ = writeln!(
+            s,
+            "{file}:{line}:{col}: {} {} {}",
+            f.finding_type.as_str(),
+            f.issue_code,
+            f.finding_details
+        );
+    }
+    s.trim_end().to_string()
+}
+
+fn sarif_level(t: keycard_policy::lint::FindingType) -> &'static str {
+    use keycard_policy::lint::FindingType::*;
+    match t {
+        Error | SecurityWarning => "error",
+        Warning => "warning",
+        Suggestion => "note",
+    }
+}
+
+/// SARIF 2.1.0: one rule per issue code, one result per finding; SARIF
+/// columns are 1-based and the end column is the one after the region.
+fn sarif(file: &str, findings: &[keycard_policy::lint::Finding]) -> Value {
+    let mut rules: Vec<Value> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for f in findings {
+        if !seen.contains(&f.issue_code.as_str()) {
+            seen.push(&f.issue_code);
+            rules.push(json!({
+                "id": f.issue_code,
+                "name": f.issue_code,
+                "helpUri": f.learn_more_link,
+                "defaultConfiguration": {"level": sarif_level(f.finding_type)},
+            }));
+        }
+    }
+    let results: Vec<Value> = findings
+        .iter()
+        .map(|f| {
+            let locations: Vec<Value> = f
+                .locations
+                .iter()
+                .map(|l| {
+                    json!({"physicalLocation": {
+                        "artifactLocation": {"uri": file},
+                        "region": {
+                            "startLine": l.span.start.line,
+                            "startColumn": l.span.start.column + 1,
+                            "endLine": l.span.end.line,
+                            "endColumn": l.span.end.column + 1,
+                            "charOffset": l.span.start.offset,
+                            "charLength": l.span.end.offset.saturating_sub(l.span.start.offset),
+                        }
+                    }})
+                })
+                .collect();
+            json!({
+                "ruleId": f.issue_code,
+                "level": sarif_level(f.finding_type),
+                "message": {"text": f.finding_details},
+                "properties": {"findingType": f.finding_type.as_str()},
+                "locations": locations,
+            })
+        })
+        .collect();
+    let src = keycard_policy::catalogue::source();
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "keycard policy lint",
+                "informationUri": "https://docs.aws.amazon.com/IAM/latest/UserGuide/access-analyzer-reference-policy-checks.html",
+                "version": env!("CARGO_PKG_VERSION"),
+                "rules": rules,
+                "properties": {"catalogue": format!("{} {}", src.name, src.version)},
+            }},
+            "results": results,
+        }]
+    })
+}

@@ -9,11 +9,13 @@
 //!
 //! The crate is pure: no I/O, no async, no unsafe, and nothing panics on any input.
 
+pub mod catalogue;
 mod condition;
 mod context;
 mod date;
 mod eval;
 mod glob;
+pub mod lint;
 mod parse;
 mod principal;
 mod span;
@@ -30,7 +32,7 @@ pub use eval::{
 };
 pub use parse::{Effect, Policy};
 pub use principal::{Principal, PrincipalKind};
-pub use span::{Position, Span};
+pub use span::{Position, Span, TextPos};
 
 /// The role a policy document plays; decides validation rules and quotas.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -345,3 +345,335 @@ mod tests {
         assert!(statement_spans("[]").is_empty());
     }
 }
+
+/// A JSON value with the byte range `[start, end)` of its text, for the linter:
+/// every element, array item and object key can be pointed at.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Node {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) v: Val,
+}
+
+/// The value of a [`Node`]; objects keep their members in document order (duplicates too).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Val {
+    Null,
+    Bool(bool),
+    /// The number as written.
+    Num(String),
+    Str(String),
+    Arr(Vec<Node>),
+    Obj(Vec<Member>),
+}
+
+/// One `"key": value` of an object.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Member {
+    pub(crate) key: String,
+    pub(crate) key_start: usize,
+    pub(crate) key_end: usize,
+    pub(crate) value: Node,
+}
+
+impl Node {
+    /// The last member named `key` (serde_json's rule for duplicates).
+    pub(crate) fn get(&self, key: &str) -> Option<&Member> {
+        match &self.v {
+            Val::Obj(ms) => ms.iter().rev().find(|m| m.key == key),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> Option<&str> {
+        match &self.v {
+            Val::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Deepest nesting the tree parser follows; policies are shallow, and a bound
+/// keeps hostile input from exhausting the stack.
+const MAX_DEPTH: usize = 64;
+
+/// Parse JSON into a [`Node`] tree; on a syntax error, the byte offset where it is.
+pub(crate) fn parse_tree(text: &str) -> Result<Node, usize> {
+    let mut p = Scanner {
+        b: text.as_bytes(),
+        i: 0,
+    };
+    let node = p.node(text, 0)?;
+    p.ws();
+    if p.i < p.b.len() {
+        return Err(p.i);
+    }
+    Ok(node)
+}
+
+impl Scanner<'_> {
+    fn expect(&mut self, c: u8) -> Result<(), usize> {
+        self.ws();
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Ok(())
+        } else {
+            Err(self.i)
+        }
+    }
+
+    fn node(&mut self, text: &str, depth: usize) -> Result<Node, usize> {
+        self.ws();
+        let start = self.i;
+        if depth > MAX_DEPTH {
+            return Err(start);
+        }
+        let v = match self.peek() {
+            Some(b'{') => self.object(text, depth)?,
+            Some(b'[') => self.array(text, depth)?,
+            Some(b'"') => Val::Str(self.json_string(text)?),
+            Some(b't') => self.word("true", Val::Bool(true))?,
+            Some(b'f') => self.word("false", Val::Bool(false))?,
+            Some(b'n') => self.word("null", Val::Null)?,
+            Some(b'-' | b'0'..=b'9') => Val::Num(self.number(text)?),
+            _ => return Err(start),
+        };
+        Ok(Node {
+            start,
+            end: self.i,
+            v,
+        })
+    }
+
+    fn word(&mut self, w: &str, v: Val) -> Result<Val, usize> {
+        if self.b.get(self.i..self.i + w.len()) == Some(w.as_bytes()) {
+            self.i += w.len();
+            Ok(v)
+        } else {
+            Err(self.i)
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let from = self.i;
+        while matches!(self.peek(), Some(b'0'..=b'9')) {
+            self.i += 1;
+        }
+        self.i - from
+    }
+
+    fn number(&mut self, text: &str) -> Result<String, usize> {
+        let start = self.i;
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        if self.digits() == 0 {
+            return Err(self.i);
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if self.digits() == 0 {
+                return Err(self.i);
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            if self.digits() == 0 {
+                return Err(self.i);
+            }
+        }
+        Ok(text.get(start..self.i).unwrap_or_default().to_string())
+    }
+
+    /// A string token, decoded; serde_json does the unescaping.
+    fn json_string(&mut self, text: &str) -> Result<String, usize> {
+        let start = self.i;
+        self.i += 1;
+        loop {
+            match self.peek() {
+                None => return Err(self.i),
+                Some(b'"') => break,
+                Some(b'\\') => self.i += 2,
+                Some(c) if c < 0x20 => return Err(self.i),
+                Some(_) => self.i += 1,
+            }
+        }
+        self.i += 1;
+        let raw = text.get(start..self.i).ok_or(start)?;
+        if raw.contains('\\') {
+            serde_json::from_str(raw).map_err(|_| start)
+        } else {
+            Ok(raw.get(1..raw.len() - 1).unwrap_or_default().to_string())
+        }
+    }
+
+    fn array(&mut self, text: &str, depth: usize) -> Result<Val, usize> {
+        self.i += 1;
+        let mut items = Vec::new();
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            return Ok(Val::Arr(items));
+        }
+        loop {
+            items.push(self.node(text, depth + 1)?);
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    return Ok(Val::Arr(items));
+                }
+                _ => return Err(self.i),
+            }
+        }
+    }
+
+    fn object(&mut self, text: &str, depth: usize) -> Result<Val, usize> {
+        self.i += 1;
+        let mut members = Vec::new();
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Ok(Val::Obj(members));
+        }
+        loop {
+            self.ws();
+            if self.peek() != Some(b'"') {
+                return Err(self.i);
+            }
+            let key_start = self.i;
+            let key = self.json_string(text)?;
+            let key_end = self.i;
+            self.expect(b':')?;
+            let value = self.node(text, depth + 1)?;
+            members.push(Member {
+                key,
+                key_start,
+                key_end,
+                value,
+            });
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Ok(Val::Obj(members));
+                }
+                _ => return Err(self.i),
+            }
+        }
+    }
+}
+
+/// A position as Access Analyzer reports it: 1-based line, 0-based column and
+/// 0-based offset, both counted in characters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TextPos {
+    /// 1-based line.
+    pub line: u32,
+    /// 0-based column (characters from the start of the line).
+    pub column: u32,
+    /// 0-based character offset from the start of the document.
+    pub offset: u32,
+}
+
+/// Line starts of a text, to turn byte offsets into [`TextPos`] without rescanning.
+pub(crate) struct LineIndex<'a> {
+    text: &'a str,
+    /// (byte offset, character offset) of each line start.
+    starts: Vec<(usize, usize)>,
+}
+
+impl<'a> LineIndex<'a> {
+    pub(crate) fn new(text: &'a str) -> Self {
+        let mut starts = vec![(0, 0)];
+        let mut chars = text.char_indices().enumerate().peekable();
+        while let Some((n, (at, c))) = chars.next() {
+            let ends = match c {
+                '\n' => true,
+                '\r' => chars.peek().map(|&(_, (_, n))| n) != Some('\n'),
+                _ => false,
+            };
+            if ends {
+                starts.push((at + 1, n + 1));
+            }
+        }
+        LineIndex { text, starts }
+    }
+
+    /// The position of byte `at` (clamped to the text, and back to a char boundary).
+    pub(crate) fn pos(&self, at: usize) -> TextPos {
+        let mut at = at.min(self.text.len());
+        while !self.text.is_char_boundary(at) {
+            at -= 1;
+        }
+        let line = self.starts.partition_point(|&(b, _)| b <= at).max(1);
+        let (lb, lc) = self.starts.get(line - 1).copied().unwrap_or((0, 0));
+        let column = self.text.get(lb..at).map_or(0, |s| s.chars().count());
+        let cap = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        TextPos {
+            line: cap(line),
+            column: cap(column),
+            offset: cap(lc + column),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tree_tests {
+    use super::*;
+
+    #[test]
+    fn tree_records_ranges_of_keys_values_and_items() {
+        let doc = "{\"A\": [1, \"x\"],\n \"B\": {\"c\": null}}";
+        let root = parse_tree(doc).unwrap();
+        let a = root.get("A").unwrap();
+        assert_eq!((a.key_start, a.key_end), (1, 4));
+        assert_eq!(&doc[a.value.start..a.value.end], "[1, \"x\"]");
+        let Val::Arr(items) = &a.value.v else {
+            panic!()
+        };
+        assert_eq!(&doc[items[1].start..items[1].end], "\"x\"");
+        let idx = LineIndex::new(doc);
+        let b = root.get("B").unwrap();
+        assert_eq!(
+            idx.pos(b.key_start),
+            TextPos {
+                line: 2,
+                column: 1,
+                offset: 17
+            }
+        );
+    }
+
+    #[test]
+    fn syntax_errors_point_at_the_offending_byte() {
+        assert_eq!(parse_tree("{\"a\": }"), Err(6));
+        assert_eq!(parse_tree("[1,]"), Err(3));
+        assert_eq!(parse_tree("{} x"), Err(3));
+        assert_eq!(parse_tree(""), Err(0));
+        assert_eq!(parse_tree("\"\\q\""), Err(0));
+        assert!(parse_tree(&"[".repeat(10_000)).is_err());
+    }
+
+    #[test]
+    fn positions_count_characters_and_every_line_ending() {
+        let doc = "é\r\nx\ry\nz";
+        let idx = LineIndex::new(doc);
+        let z = doc.find('z').unwrap();
+        assert_eq!(
+            idx.pos(z),
+            TextPos {
+                line: 4,
+                column: 0,
+                offset: 7
+            }
+        );
+        assert_eq!(idx.pos(1).offset, 0);
+        assert_eq!(idx.pos(999).line, 4);
+    }
+}

@@ -19,7 +19,7 @@ use crate::Req;
 const MAX_PAGE: usize = 100;
 
 fn invalid(m: impl Into<String>) -> ServiceError {
-    ServiceError::ValidationException(m.into())
+    ServiceError::ValidationError(m.into())
 }
 
 /// An ISO 8601 timestamp (or epoch seconds) as epoch seconds.
@@ -29,9 +29,11 @@ fn timestamp(v: &Value, field: &str) -> Result<i64, ServiceError> {
             .as_f64()
             .map(|f| f as i64)
             .ok_or_else(|| invalid(format!("Invalid {field}."))),
-        Value::String(s) => time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-            .map(|t| t.unix_timestamp())
-            .map_err(|_| invalid(format!("Invalid {field}: {s}."))),
+        Value::String(s) => {
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map(|t| t.unix_timestamp())
+                .map_err(|_| invalid(format!("Invalid {field}: {s}.")))
+        }
         _ => Err(invalid(format!("Invalid {field}."))),
     }
 }

@@ -44,14 +44,7 @@ fn finding_id(s: &Sighting) -> String {
     hex_id(&["keycard finding", &s.key()])
 }
 
-fn ok(v: Value) -> Response<Body> {
-    let mut r = Response::new(Body::from(v.to_string()));
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    r
-}
+use crate::render::json_ok as ok;
 
 fn bad(m: impl Into<String>) -> ServiceError {
     ServiceError::BadRequest(m.into())

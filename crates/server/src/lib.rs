@@ -12,6 +12,8 @@
     )
 )]
 
+mod aa_generation;
+mod access_analyzer;
 mod admin_keys;
 mod cloudtrail;
 mod ec2;
@@ -650,6 +652,7 @@ async fn dispatch(
             Protocol::Organizations => organizations::handle(&mut req),
             Protocol::SecurityHub => securityhub::handle(&mut req).await,
             Protocol::GuardDuty => guardduty::handle(&mut req).await,
+            Protocol::AccessAnalyzer => access_analyzer::handle(&mut req).await,
             Protocol::Other(_) => Err(unknown_operation(protocol, &name)),
         }
     };
@@ -844,6 +847,7 @@ fn op_name(protocol: Protocol, parts: &Parts, body: &[u8]) -> Result<String, Ser
         Protocol::S3 => Ok(s3::op_name(parts).to_string()),
         Protocol::SecurityHub => Ok(securityhub::op_name(parts)),
         Protocol::GuardDuty => Ok(guardduty::op_name(parts)),
+        Protocol::AccessAnalyzer => Ok(access_analyzer::op_name(parts)),
         Protocol::CloudTrail | Protocol::Organizations | Protocol::Other(_) => {
             match parts
                 .headers
@@ -890,6 +894,7 @@ fn unknown_operation(protocol: Protocol, name: &str) -> ServiceError {
         | Protocol::Organizations
         | Protocol::SecurityHub
         | Protocol::GuardDuty
+        | Protocol::AccessAnalyzer
         | Protocol::Other(_) => ServiceError::InvalidAction(format!("Unknown operation {name}")),
     }
 }

@@ -392,6 +392,30 @@ pub static GUARDDUTY: &[OpDef] = &[
     same!(GuardDuty, "guardduty", "GetFindings", RO),
 ];
 
+/// IAM Access Analyzer: policy validation and policy generation.
+pub static ACCESS_ANALYZER: &[OpDef] = &[
+    same!(AccessAnalyzer, "access-analyzer", "ValidatePolicy", RO),
+    same!(
+        AccessAnalyzer,
+        "access-analyzer",
+        "StartPolicyGeneration",
+        RW
+    ),
+    same!(AccessAnalyzer, "access-analyzer", "GetGeneratedPolicy", RO),
+    same!(
+        AccessAnalyzer,
+        "access-analyzer",
+        "ListPolicyGenerations",
+        RO
+    ),
+    same!(
+        AccessAnalyzer,
+        "access-analyzer",
+        "CancelPolicyGeneration",
+        RW
+    ),
+];
+
 /// Every table, for `keycard operations` and the tests that walk them.
 pub fn all() -> impl Iterator<Item = &'static OpDef> {
     IAM.iter()
@@ -402,6 +426,7 @@ pub fn all() -> impl Iterator<Item = &'static OpDef> {
         .chain(ORGANIZATIONS)
         .chain(SECURITYHUB)
         .chain(GUARDDUTY)
+        .chain(ACCESS_ANALYZER)
 }
 
 /// The table of a protocol.
@@ -415,6 +440,7 @@ pub fn table(p: Protocol) -> &'static [OpDef] {
         Protocol::Organizations => ORGANIZATIONS,
         Protocol::SecurityHub => SECURITYHUB,
         Protocol::GuardDuty => GUARDDUTY,
+        Protocol::AccessAnalyzer => ACCESS_ANALYZER,
         Protocol::Other(_) => &[],
     }
 }

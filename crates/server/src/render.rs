@@ -22,6 +22,8 @@ pub enum Protocol {
     SecurityHub,
     /// GuardDuty (REST-JSON): instance-credential sightings as findings.
     GuardDuty,
+    /// IAM Access Analyzer (REST-JSON): policy validation.
+    AccessAnalyzer,
     /// A service keycard does not serve, answered in its own family's shape.
     Other(Wire),
 }
@@ -39,6 +41,7 @@ impl Protocol {
             "organizations" => Protocol::Organizations,
             "securityhub" => Protocol::SecurityHub,
             "guardduty" => Protocol::GuardDuty,
+            "access-analyzer" => Protocol::AccessAnalyzer,
             _ => Protocol::Other(shape_of(parts)),
         }
     }
@@ -53,6 +56,7 @@ impl Protocol {
             Protocol::Organizations => "organizations.amazonaws.com",
             Protocol::SecurityHub => "securityhub.amazonaws.com",
             Protocol::GuardDuty => "guardduty.amazonaws.com",
+            Protocol::AccessAnalyzer => "access-analyzer.amazonaws.com",
             Protocol::Other(_) => "",
         }
     }
@@ -64,7 +68,10 @@ impl Protocol {
             Protocol::Ec2 => Wire::Ec2,
             Protocol::S3 => Wire::S3,
             Protocol::CloudTrail => Wire::CloudTrail,
-            Protocol::Organizations | Protocol::SecurityHub | Protocol::GuardDuty => Wire::Json,
+            Protocol::Organizations
+            | Protocol::SecurityHub
+            | Protocol::GuardDuty
+            | Protocol::AccessAnalyzer => Wire::Json,
             Protocol::Other(w) => w,
         }
     }
@@ -133,5 +140,15 @@ pub fn error(protocol: Protocol, e: &ServiceError, request_id: &str, path: &str)
         r.headers_mut().insert("x-amz-request-id", v.clone());
         r.headers_mut().insert("x-amzn-requestid", v);
     }
+    r
+}
+
+/// A REST-JSON success: the body with `Content-Type: application/json`.
+pub fn json_ok(v: serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(Body::from(v.to_string()));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     r
 }

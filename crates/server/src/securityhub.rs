@@ -42,14 +42,7 @@ fn product_arn(req: &Req) -> String {
     )
 }
 
-fn ok(v: Value) -> Response<Body> {
-    let mut r = Response::new(Body::from(v.to_string()));
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    r
-}
+use crate::render::json_ok as ok;
 
 pub async fn handle(req: &mut Req) -> Result<Response<Body>, ServiceError> {
     let body: Value = if req.body.is_empty() {

@@ -155,9 +155,6 @@ pub enum ServiceError {
     /// GuardDuty's (REST-JSON) malformed-input error.
     #[error("{0}")]
     BadRequest(String),
-    /// Access Analyzer's (REST-JSON) malformed-input error.
-    #[error("{0}")]
-    ValidationException(String),
     // EC2 network (crates/services/src/vpc.rs)
     #[error("{0}")]
     InsufficientFreeAddressesInSubnet(String),
@@ -306,7 +303,6 @@ impl ServiceError {
             OrganizationNotFound(_) => "OrganizationNotFoundException",
             ResourceNotFound(_) => "ResourceNotFoundException",
             BadRequest(_) => "BadRequestException",
-            ValidationException(_) => "ValidationException",
             InsufficientFreeAddressesInSubnet(_) => "InsufficientFreeAddressesInSubnet",
             InvalidVpcIdNotFound(_) => "InvalidVpcID.NotFound",
             InvalidSubnetIdNotFound(_) => "InvalidSubnetID.NotFound",
@@ -424,6 +420,7 @@ impl ServiceError {
             (Wire::Json, InvalidAction(_)) => own("UnknownOperationException", 400),
             (Wire::Json, AccessDenied(_)) => own("AccessDeniedException", 403),
             (Wire::Json, InvalidInput(_)) => own("InvalidInputException", 400),
+            (Wire::Json, ValidationError(_)) => own("ValidationException", 400),
             _ => own(self.code(), self.status()),
         }
     }

@@ -143,6 +143,14 @@ fn generalise(resources: &BTreeSet<String>, level: Level) -> BTreeSet<String> {
     out
 }
 
+/// Whether AWS's catalogue knows `action` and gives it no resource types:
+/// such an action is only ever granted on `*` (DescribeInstances), so a
+/// named ARN would not work against AWS.
+fn unscoped(action: &str) -> bool {
+    let cat = keycard_policy::catalogue::catalogue();
+    cat.action_exists(action) && cat.resource_types(action).is_empty()
+}
+
 /// One string, or an array of several, as policies write them.
 fn one_or_many(items: &BTreeSet<String>) -> Value {
     match items.iter().next() {
@@ -157,8 +165,13 @@ fn document(observed: &Observed, level: Level) -> Value {
     let mut groups: BTreeMap<(String, BTreeSet<String>), BTreeSet<String>> = BTreeMap::new();
     for (action, resources) in observed {
         let service = action.split(':').next().unwrap_or("").to_lowercase();
+        let resources = if unscoped(action) {
+            BTreeSet::from(["*".to_string()])
+        } else {
+            generalise(resources, level)
+        };
         groups
-            .entry((service, generalise(resources, level)))
+            .entry((service, resources))
             .or_default()
             .insert(action.clone());
     }
@@ -240,7 +253,7 @@ pub struct Job {
 }
 
 fn validation(msg: impl Into<String>) -> ServiceError {
-    ServiceError::ValidationException(msg.into())
+    ServiceError::ValidationError(msg.into())
 }
 
 /// Whether `arn` names an IAM user or role of `account`.
@@ -402,9 +415,46 @@ impl Keycard {
     }
 }
 
-/// The ARN template of the resource type `arn` is of, for `action`.
-fn placeholder(_action: &str, _arn: &str) -> Option<String> {
-    None
+/// The ARN template of the resource type `arn` is of, for `action`, from
+/// the shipped catalogue: `arn:aws:s3:::b/k` for `s3:GetObject` is
+/// `arn:aws:s3:::${BucketName}/${ObjectName}`. The partition stays.
+fn placeholder(action: &str, arn: &str) -> Option<String> {
+    let cat = keycard_policy::catalogue::catalogue();
+    let (prefix, _) = action.split_once(':')?;
+    let service = cat.service(prefix)?;
+    let partition = arn.strip_prefix("arn:")?.split(':').next()?;
+    cat.resource_types(action)
+        .iter()
+        .filter_map(|(rt, _)| service.resource_types.get(rt))
+        .find(|fmt| template_matches(fmt.as_bytes(), arn.as_bytes()))
+        .map(|fmt| fmt.replace("${Partition}", partition))
+}
+
+/// Whether `arn` fits `fmt`, each `${Name}` standing for one or more
+/// characters.
+fn template_matches(fmt: &[u8], arn: &[u8]) -> bool {
+    match fmt.strip_prefix(b"${") {
+        Some(rest) => {
+            let Some(close) = rest.iter().position(|&b| b == b'}') else {
+                return false;
+            };
+            let after = rest.get(close + 1..).unwrap_or_default();
+            if after.is_empty() {
+                return !arn.is_empty();
+            }
+            // Only where the literal after the name could start: keeps
+            // long object keys linear per name.
+            let next = after.first().copied();
+            (1..arn.len())
+                .filter(|&n| next == Some(b'$') || arn.get(n).copied() == next)
+                .any(|n| template_matches(after, arn.get(n..).unwrap_or_default()))
+        }
+        None => match (fmt.split_first(), arn.split_first()) {
+            (None, None) => true,
+            (Some((f, fr)), Some((a, ar))) if f == a => template_matches(fr, ar),
+            _ => false,
+        },
+    }
 }
 
 fn job_key(account: &str, id: &str) -> String {
@@ -479,7 +529,11 @@ mod tests {
         let b = BTreeSet::from(["arn:aws:s3:::b/k".to_string()]);
         o.insert("s3:GetObject".into(), b.clone());
         o.insert("s3:PutObject".into(), b);
-        o.insert("ec2:DescribeInstances".into(), BTreeSet::from(["*".into()]));
+        // No resource types in AWS's catalogue: `*`, whatever was checked.
+        o.insert(
+            "ec2:DescribeInstances".into(),
+            BTreeSet::from(["arn:aws:ec2:us-east-1:123456789012:instance/i-1".into()]),
+        );
         let doc = policy(&o);
         let st = doc["Statement"].as_array().unwrap();
         assert_eq!(st.len(), 2);
@@ -548,6 +602,36 @@ mod tests {
         assert!(check_principal("arn:aws:iam::999999999999:role/App", "123456789012").is_err());
         assert!(check_principal("arn:aws:iam::123456789012:group/g", "123456789012").is_err());
         assert!(check_principal("garbage", "123456789012").is_err());
+    }
+
+    #[test]
+    fn placeholders_follow_the_catalogue() {
+        assert_eq!(
+            placeholder("s3:GetObject", "arn:aws:s3:::b/dir/k").as_deref(),
+            Some("arn:aws:s3:::${BucketName}/${ObjectName}")
+        );
+        assert_eq!(
+            placeholder("s3:ListBucket", "arn:aws:s3:::b").as_deref(),
+            Some("arn:aws:s3:::${BucketName}")
+        );
+        assert_eq!(
+            placeholder("iam:GetRole", "arn:aws:iam::123456789012:role/a/b").as_deref(),
+            Some("arn:aws:iam::${Account}:role/${RoleNameWithPath}")
+        );
+        assert_eq!(placeholder("s3:GetObject", "*"), None);
+        assert_eq!(placeholder("nosuch:Thing", "arn:aws:s3:::b"), None);
+        // A long key with many separators stays quick (no blow-up).
+        let long = format!("arn:aws:s3:::b/{}", "a/".repeat(500));
+        assert!(placeholder("s3:GetObject", &long).is_some());
+    }
+
+    #[test]
+    fn template_matching_needs_every_name_filled() {
+        assert!(template_matches(b"a:${X}:b", b"a:x:b"));
+        assert!(!template_matches(b"a:${X}:b", b"a::b"));
+        assert!(!template_matches(b"a:${X}", b"a:"));
+        assert!(template_matches(b"${A}/${B}", b"x/y/z"));
+        assert!(!template_matches(b"${A", b"x"));
     }
 
     #[test]
