@@ -484,6 +484,14 @@ async fn dispatch(
             .collect(),
     };
     let path = parts.uri.path().to_string();
+    if kc.is_stale() {
+        // Authorizing on state that may miss other nodes' changes (a
+        // detached policy, a deleted key) is worse than a retry.
+        let e = ServiceError::ServiceUnavailable(
+            "this node has lost touch with the store; retry".into(),
+        );
+        return env.refuse(&kc, e, "", &path).await;
+    }
     let auth = match parsed {
         Ok(a) => a,
         Err(e) => return env.refuse(&kc, auth_error(e), "", &path).await,
