@@ -73,7 +73,14 @@ impl Keycard {
         self.changes.send_modify(|n| *n += 1);
     }
 
-    fn put_remote(&self, st: &mut crate::state::State, seq: i64, kind: &str, key: &str, value: &str) {
+    fn put_remote(
+        &self,
+        st: &mut crate::state::State,
+        seq: i64,
+        kind: &str,
+        key: &str,
+        value: &str,
+    ) {
         let e = match Entity::from_record(kind, value) {
             Ok(e) => e,
             Err(e) => {
@@ -172,9 +179,9 @@ impl Keycard {
     /// Whether requests must be refused: the node may be missing changes
     /// older than `--max-staleness`.
     pub fn is_stale(&self) -> bool {
-        self.config
-            .max_staleness
-            .is_some_and(|max| self.staleness_ms() > i64::try_from(max.as_millis()).unwrap_or(i64::MAX))
+        self.config.max_staleness.is_some_and(|max| {
+            self.staleness_ms() > i64::try_from(max.as_millis()).unwrap_or(i64::MAX)
+        })
     }
 
     /// Log when the node goes stale or recovers.
@@ -182,7 +189,10 @@ impl Keycard {
         let stale = self.is_stale();
         if self.stale.swap(stale, Ordering::SeqCst) != stale {
             if stale {
-                tracing::warn!(staleness_ms = self.staleness_ms(), "node is stale: refusing requests until it catches up with the store");
+                tracing::warn!(
+                    staleness_ms = self.staleness_ms(),
+                    "node is stale: refusing requests until it catches up with the store"
+                );
             } else {
                 tracing::info!("node caught up with the store: serving again");
             }

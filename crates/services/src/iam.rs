@@ -1246,7 +1246,10 @@ impl Keycard {
             if st.instance_profile(account, name).is_some() {
                 return Err(exists("Instance Profile", name));
             }
-            Ok((vec![Change::Put(Entity::InstanceProfile(p.clone()))], p.clone()))
+            Ok((
+                vec![Change::Put(Entity::InstanceProfile(p.clone()))],
+                p.clone(),
+            ))
         })
         .await
     }

@@ -731,7 +731,10 @@ impl Keycard {
             {
                 return Ok((Vec::new(), ReportState::Complete));
             }
-            a.governance.credential_report = Some(CredentialReport { generated: t, csv: csv.clone() });
+            a.governance.credential_report = Some(CredentialReport {
+                generated: t,
+                csv: csv.clone(),
+            });
             Ok((vec![put_account(a)], ReportState::Started))
         })
         .await

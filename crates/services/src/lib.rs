@@ -191,8 +191,9 @@ pub const META_BUMP_KIND: &str = "meta_bump";
 const MUTATE_ATTEMPTS: usize = 8;
 
 fn master_from_hex(text: &str) -> std::io::Result<crypto::SealKey> {
-    let bytes = hex::decode(text.trim())
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "master key is not hex"))?;
+    let bytes = hex::decode(text.trim()).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "master key is not hex")
+    })?;
     crypto::SealKey::from_bytes(0, &bytes).ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -555,7 +556,10 @@ impl Keycard {
             .await?;
         // The feed carries the news to other nodes, which re-read the ring.
         self.store
-            .commit(&[Op::put(META_BUMP_KIND, "token_keys", id.to_string())], &[])
+            .commit(
+                &[Op::put(META_BUMP_KIND, "token_keys", id.to_string())],
+                &[],
+            )
             .await?;
         Ok(id)
     }

@@ -133,7 +133,8 @@ impl Keycard {
     pub async fn put_bucket_policy(&self, name: &str, doc: &str) -> Result<()> {
         let parsed = PolicyDoc::parse(doc, PolicyKind::Resource)?;
         check_policy_resources(name, doc)?;
-        self.update_bucket(name, |b| b.policy = Some(parsed.clone())).await
+        self.update_bucket(name, |b| b.policy = Some(parsed.clone()))
+            .await
     }
 
     /// Change one bucket record under the writer lock.

@@ -23,7 +23,6 @@ mod sqlite;
 pub use pg::{CHANGES_CHANNEL, CHANGES_PAGE, Change, ChangeListener, Notice, PgStore};
 pub use sqlite::{Durability, SqliteStore};
 
-
 use async_trait::async_trait;
 
 /// Errors from a storage backend. They are never a client's fault, so they
