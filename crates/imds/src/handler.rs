@@ -73,6 +73,10 @@ pub fn respond(
     headers: &HeaderMap,
     now: i64,
 ) -> Reply {
+    if kc.is_stale() {
+        // The node may miss a role change or a stopped instance.
+        return unavailable();
+    }
     let Some(inst) = kc.state().instances.get(instance_id).cloned() else {
         return not_found();
     };
@@ -425,6 +429,9 @@ fn credentials(kc: &Keycard, inst: &Instance, name: &str, delivery: Delivery) ->
 /// The container credentials endpoint: the `Authorization` header names
 /// the instance; the body is the ECS / EKS Pod Identity JSON.
 pub fn container(kc: &Keycard, headers: &HeaderMap) -> Reply {
+    if kc.is_stale() {
+        return unavailable();
+    }
     let err = |status: u16, code: &str, msg: &str| {
         let mut r = reply(
             status,

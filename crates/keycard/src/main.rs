@@ -154,6 +154,17 @@ enum Command {
         /// user or role tagged `keycard:enforcement=soft` is soft too.
         #[arg(long = "soft-principal", value_name = "ARN")]
         soft_principals: Vec<String>,
+        /// File holding the master key (64 hex digits) that seals secrets
+        /// in the store: every node of one PostgreSQL store needs the same.
+        /// Env KEYCARD_MASTER_KEY gives the hex itself. Default:
+        /// `<data-dir>/master.key`, created on first start.
+        #[arg(long, value_name = "PATH", env = "KEYCARD_MASTER_KEY_FILE")]
+        master_key_file: Option<PathBuf>,
+        /// With a PostgreSQL store: refuse requests (503) once this node
+        /// has not confirmed for this long that it has every change
+        /// (e.g. 2s, 500ms).
+        #[arg(long, default_value = "2s", env = "KEYCARD_MAX_STALENESS")]
+        max_staleness: String,
     },
     /// Findings and KPIs of the estate (asks the running server, which
     /// evaluates every rule first).
@@ -341,6 +352,74 @@ const GOVERNANCE_PERIOD: Duration = Duration::from_secs(60);
 const AUDIT_RETENTION_PERIOD: Duration = Duration::from_secs(3600);
 
 /// `--audit-retention`: how long to keep events, in seconds (`None`: all).
+fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// `--max-staleness`: `2s`, `500ms`, `1m`.
+fn parse_staleness(s: &str) -> anyhow::Result<std::time::Duration> {
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("--max-staleness {s}: expected e.g. 2s or 500ms"))?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n.saturating_mul(1000),
+        "m" => n.saturating_mul(60_000),
+        _ => bail!("--max-staleness {s}: units are ms, s or m"),
+    };
+    if ms == 0 {
+        bail!("--max-staleness must be positive");
+    }
+    Ok(std::time::Duration::from_millis(ms))
+}
+
+/// The shared master key: KEYCARD_MASTER_KEY (hex), else the file.
+fn master_key(file: Option<&std::path::Path>) -> anyhow::Result<Option<SecretKey>> {
+    if let Ok(hex) = std::env::var("KEYCARD_MASTER_KEY")
+        && !hex.trim().is_empty()
+    {
+        return Ok(Some(SecretKey::new(hex.trim().to_string())));
+    }
+    file.map(|p| {
+        std::fs::read_to_string(p)
+            .map(|t| SecretKey::new(t.trim().to_string()))
+            .with_context(|| format!("reading --master-key-file {}", p.display()))
+    })
+    .transpose()
+}
+
+/// Follow the other nodes: the keycard's follower, woken by a task that
+/// listens for the store's change notifications (its own connection,
+/// re-established after a loss; the follower's polling covers the gap).
+async fn spawn_follower(
+    kc: &Arc<Keycard>,
+    url: &str,
+) -> anyhow::Result<[tokio::task::JoinHandle<()>; 2]> {
+    let pg = keycard_store::PgStore::open(url)
+        .await
+        .context("opening the PostgreSQL store for notifications")?;
+    let follower = kc.spawn_follower();
+    let weak = Arc::downgrade(kc);
+    let listener = tokio::spawn(async move {
+        loop {
+            if let Ok(mut l) = pg.subscribe().await {
+                while l.recv().await.is_ok() {
+                    let Some(kc) = weak.upgrade() else { return };
+                    kc.nudge_follower();
+                }
+            }
+            if weak.strong_count() == 0 {
+                return;
+            }
+            tokio::time::sleep(keycard_services::follow::FOLLOW_PERIOD).await;
+        }
+    });
+    Ok([follower, listener])
+}
+
 fn parse_retention(s: &str) -> anyhow::Result<Option<i64>> {
     match denials_cmd::parse_since(s) {
         Ok(Some(secs)) if secs > 0 => Ok(Some(secs)),
@@ -480,6 +559,8 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             instance_credentials,
             enforcement,
             soft_principals,
+            master_key_file,
+            max_staleness,
         } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -518,6 +599,11 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             config.test_clock = test_clock;
             config.soft_enforcement = enforcement == "soft";
             config.soft_principals = soft_principals;
+            config.master_key_hex = master_key(master_key_file.as_deref())?;
+            let shared = data.store.as_deref().is_some_and(is_postgres_url);
+            config.max_staleness = shared
+                .then(|| parse_staleness(&max_staleness))
+                .transpose()?;
             config.instance_credentials =
                 keycard_services::binding::BindingMode::parse(&instance_credentials)
                     .unwrap_or_default();
@@ -579,6 +665,10 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             }));
             let flusher = kc.spawn_last_used_flusher(LAST_USED_FLUSH);
             let governance = kc.spawn_governance(GOVERNANCE_PERIOD);
+            let follower = match data.store.as_deref().filter(|u| is_postgres_url(u)) {
+                Some(url) => Some(spawn_follower(&kc, url).await?),
+                None => None,
+            };
             let shutdown = async move {
                 let ctrl_c = tokio::signal::ctrl_c();
                 #[cfg(unix)]
@@ -599,6 +689,9 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let _ = imds_task.await;
             flusher.abort();
             governance.abort();
+            for t in follower.into_iter().flatten() {
+                t.abort();
+            }
             if let Some(t) = retention_task {
                 t.abort();
             }

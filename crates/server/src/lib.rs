@@ -486,6 +486,16 @@ async fn dispatch(
             .collect(),
     };
     let path = parts.uri.path().to_string();
+    if kc.is_stale() {
+        // Authorizing on state that may miss other nodes' changes (a
+        // detached policy, a deleted key) is worse than a retry.
+        // Not audited: the event could not be stored either, and waiting
+        // for the store would hold the refusal until its timeout.
+        let e = ServiceError::ServiceUnavailable(
+            "this node has lost touch with the store; retry".into(),
+        );
+        return render::error(env.protocol, &e, &env.rid, &path);
+    }
     let auth = match parsed {
         Ok(a) => a,
         Err(e) => return env.refuse(&kc, auth_error(e), "", &path).await,

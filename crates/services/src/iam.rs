@@ -175,7 +175,7 @@ impl Keycard {
             if let Some(b) = &user.boundary {
                 Self::check_boundary_arn(st, b)?;
             }
-            Ok((vec![Change::Put(Entity::User(user.clone()))], user))
+            Ok((vec![Change::Put(Entity::User(user.clone()))], user.clone()))
         })
         .await
     }
@@ -531,7 +531,7 @@ impl Keycard {
             if st.group(account, name).is_some() {
                 return Err(exists("Group", name));
             }
-            Ok((vec![Change::Put(Entity::Group(g.clone()))], g))
+            Ok((vec![Change::Put(Entity::Group(g.clone()))], g.clone()))
         })
         .await
     }
@@ -683,7 +683,7 @@ impl Keycard {
             if let Some(b) = &role.boundary {
                 Self::check_boundary_arn(st, b)?;
             }
-            Ok((vec![Change::Put(Entity::Role(role.clone()))], role))
+            Ok((vec![Change::Put(Entity::Role(role.clone()))], role.clone()))
         })
         .await
     }
@@ -746,7 +746,7 @@ impl Keycard {
                 .role(account, name)
                 .cloned()
                 .ok_or_else(|| no_such("role", name))?;
-            r.trust = trust;
+            r.trust = trust.clone();
             Ok((vec![Change::Put(Entity::Role(r))], ()))
         })
         .await
@@ -864,7 +864,7 @@ impl Keycard {
                     "A policy called {name} already exists. Duplicate names are not allowed."
                 )));
             }
-            Ok((vec![Change::Put(Entity::Policy(p.clone()))], p))
+            Ok((vec![Change::Put(Entity::Policy(p.clone()))], p.clone()))
         })
         .await
     }
@@ -932,7 +932,7 @@ impl Keycard {
             }
             let v = PolicyVersion {
                 id: format!("v{}", p.next_version),
-                doc,
+                doc: doc.clone(),
                 created: now(),
             };
             p.next_version += 1;
@@ -1141,7 +1141,7 @@ impl Keycard {
         self.mutate(|st| {
             let mut held = Held::load(st, h, account, name)?;
             let inline = held.inline();
-            inline.insert(policy.to_string(), parsed);
+            inline.insert(policy.to_string(), parsed.clone());
             let total: usize = inline.values().map(|d| policy_size(&d.text)).sum();
             if total > h.inline_quota() {
                 return Err(ServiceError::LimitExceeded(format!(
@@ -1246,7 +1246,10 @@ impl Keycard {
             if st.instance_profile(account, name).is_some() {
                 return Err(exists("Instance Profile", name));
             }
-            Ok((vec![Change::Put(Entity::InstanceProfile(p.clone()))], p))
+            Ok((
+                vec![Change::Put(Entity::InstanceProfile(p.clone()))],
+                p.clone(),
+            ))
         })
         .await
     }

@@ -341,7 +341,7 @@ impl Keycard {
             let t = now();
             let lp = LoginProfile {
                 created: t,
-                hash,
+                hash: hash.clone(),
                 reset_required,
                 changed: t,
                 previous: Vec::new(),
@@ -379,7 +379,7 @@ impl Keycard {
             let mut u = user_of(st, account, user)?;
             let name = u.name.clone();
             let lp = u.login_profile.as_mut().ok_or_else(|| no_profile(&name))?;
-            if let Some(h) = hash {
+            if let Some(h) = hash.clone() {
                 set_password(lp, h, None);
             }
             if let Some(r) = reset_required {
@@ -455,7 +455,7 @@ impl Keycard {
             let mut u = user_of(st, account, user)?;
             let name = u.name.clone();
             let lp = u.login_profile.as_mut().ok_or_else(|| no_profile(&name))?;
-            set_password(lp, hash, Some(keep));
+            set_password(lp, hash.clone(), Some(keep));
             lp.reset_required = false;
             Ok((vec![put_user(u)], ()))
         })
@@ -465,7 +465,7 @@ impl Keycard {
     pub async fn update_password_policy(&self, account: &str, p: PasswordPolicy) -> Result<()> {
         self.mutate(|st| {
             let mut a = account_of(st, account)?;
-            a.governance.password_policy = Some(p);
+            a.governance.password_policy = Some(p.clone());
             Ok((vec![put_account(a)], ()))
         })
         .await
@@ -521,11 +521,11 @@ impl Keycard {
                 }
                 let dev = VirtualMfa {
                     serial: serial.clone(),
-                    sealed_seed: sealed,
+                    sealed_seed: sealed.clone(),
                     created: now(),
                     user: None,
                     enabled: None,
-                    tags,
+                    tags: tags.clone(),
                     last_step: 0,
                 };
                 a.governance.mfa.insert(serial.clone(), dev.clone());
@@ -731,7 +731,10 @@ impl Keycard {
             {
                 return Ok((Vec::new(), ReportState::Complete));
             }
-            a.governance.credential_report = Some(CredentialReport { generated: t, csv });
+            a.governance.credential_report = Some(CredentialReport {
+                generated: t,
+                csv: csv.clone(),
+            });
             Ok((vec![put_account(a)], ReportState::Started))
         })
         .await

@@ -20,6 +20,7 @@ pub mod delivery;
 pub mod denials;
 pub mod ec2;
 pub mod error;
+pub mod follow;
 pub mod generate;
 pub mod governance;
 pub mod iam;
@@ -44,6 +45,7 @@ use keycard_proto::secret::SecretKey;
 use keycard_store::{Op, Store};
 
 pub use error::{Result, ServiceError, Wire, WireError};
+use follow::is_entity_kind;
 use model::{Account, Change, Entity};
 use state::State;
 
@@ -78,6 +80,12 @@ pub struct Config {
     pub soft_enforcement: bool,
     /// `--soft-principal ARN`: soft for these users / roles only.
     pub soft_principals: Vec<String>,
+    /// `--master-key-file` / `KEYCARD_MASTER_KEY`: the master key (hex)
+    /// every node of a shared store seals with; None: `<data-dir>/master.key`.
+    pub master_key_hex: Option<SecretKey>,
+    /// `--max-staleness`: with a shared store, refuse requests once the
+    /// node has not confirmed it is up to date for this long.
+    pub max_staleness: Option<std::time::Duration>,
 }
 
 impl Config {
@@ -95,6 +103,8 @@ impl Config {
             instance_credentials: binding::BindingMode::Detect,
             soft_enforcement: false,
             soft_principals: Vec::new(),
+            master_key_hex: None,
+            max_staleness: None,
         }
     }
 }
@@ -145,6 +155,19 @@ pub struct Keycard {
     key_sources: Mutex<std::collections::HashMap<String, String>>,
     /// Service-last-accessed jobs (GenerateServiceLastAccessedDetails).
     access_jobs: iam_access::AccessJobs,
+    /// The last change-feed sequence this node's memory reflects (0 with
+    /// a backend without a feed).
+    applied_seq: std::sync::atomic::AtomicI64,
+    /// When (ms since the epoch) this node last confirmed it had every
+    /// change the database had.
+    synced_at_ms: std::sync::atomic::AtomicI64,
+    /// Whether the node is refusing requests as stale (for logging the
+    /// transitions once).
+    stale: std::sync::atomic::AtomicBool,
+    /// Wakes the follower early (a change notification arrived).
+    follow_nudge: tokio::sync::Notify,
+    /// Another node rotated the token key ring: re-read it.
+    ring_changed: std::sync::atomic::AtomicBool,
 }
 
 /// Addresses the running process serves on, for `keycard exec`.
@@ -158,6 +181,25 @@ pub struct Runtime {
     /// Port of the per-instance loopback API listeners (an instance's own
     /// network path to keycard's API, at its metadata address).
     pub instance_api_port: Option<u16>,
+}
+
+/// A kind the feed carries only to signal that the token key ring (store
+/// meta) changed; never an entity.
+pub const META_BUMP_KIND: &str = "meta_bump";
+
+/// How many times `mutate` re-plans after another node wrote first.
+const MUTATE_ATTEMPTS: usize = 8;
+
+fn master_from_hex(text: &str) -> std::io::Result<crypto::SealKey> {
+    let bytes = hex::decode(text.trim()).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "master key is not hex")
+    })?;
+    crypto::SealKey::from_bytes(0, &bytes).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "master key must hold 32 bytes",
+        )
+    })
 }
 
 fn read_or_create_master(dir: &Path) -> std::io::Result<crypto::SealKey> {
@@ -201,7 +243,13 @@ impl Keycard {
         std::fs::create_dir_all(&config.data_dir)?;
         std::fs::create_dir_all(config.data_dir.join("objects"))?;
         s3::remove_partial_files(&config.data_dir.join("objects"));
-        let master = read_or_create_master(&config.data_dir)?;
+        let master = match &config.master_key_hex {
+            Some(hex) => master_from_hex(hex.expose())?,
+            None => read_or_create_master(&config.data_dir)?,
+        };
+        // Read before loading: changes after it are replayed by the
+        // follower (puts and deletes of whole records are idempotent).
+        let start_seq = store.current_seq().await?.unwrap_or(0);
         let ring = match store.get_meta("token_keys").await? {
             Some(sealed) => {
                 let plain = master
@@ -220,7 +268,7 @@ impl Keycard {
         let mut state = State::default();
         let governance = governance::Governance::load(store.as_ref()).await?;
         for rec in store.load_all().await? {
-            if governance::KINDS.contains(&rec.kind.as_str()) || rec.kind == generate::KIND {
+            if !is_entity_kind(&rec.kind) {
                 continue;
             }
             let e = Entity::from_record(&rec.kind, &rec.value)
@@ -263,6 +311,11 @@ impl Keycard {
             clock_offset: std::sync::atomic::AtomicI64::new(0),
             key_sources: Mutex::new(Default::default()),
             access_jobs: Default::default(),
+            applied_seq: std::sync::atomic::AtomicI64::new(start_seq),
+            synced_at_ms: std::sync::atomic::AtomicI64::new(now_ms()),
+            stale: std::sync::atomic::AtomicBool::new(false),
+            follow_nudge: tokio::sync::Notify::new(),
+            ring_changed: std::sync::atomic::AtomicBool::new(false),
         });
         managed::install(&kc).await?;
         kc.ensure_default_account().await?;
@@ -281,18 +334,30 @@ impl Keycard {
     /// same transaction as the changes.
     pub async fn mutate<T>(
         &self,
-        plan: impl FnOnce(&State) -> Result<(Vec<Change>, T)>,
+        mut plan: impl FnMut(&State) -> Result<(Vec<Change>, T)>,
     ) -> Result<T> {
         let _w = self.write_lock.lock().await;
-        let (changes, out) = {
-            let st = self.state();
-            plan(&st)?
-        };
-        self.commit(changes).await?;
-        Ok(out)
+        for _ in 0..MUTATE_ATTEMPTS {
+            let (changes, out) = {
+                let st = self.state();
+                plan(&st)?
+            };
+            if self.commit(changes).await? {
+                return Ok(out);
+            }
+            // Another node wrote first: take its changes and plan again
+            // on the newer state (its write may make this one an error).
+            self.catch_up_locked().await?;
+        }
+        Err(ServiceError::ServiceUnavailable(
+            "too many concurrent changes from other nodes; retry".into(),
+        ))
     }
 
-    async fn commit(&self, changes: Vec<Change>) -> Result<()> {
+    /// Write changes through the store (only if this node has seen every
+    /// change the store has), then memory. False: another node wrote
+    /// first and nothing was written.
+    async fn commit(&self, changes: Vec<Change>) -> Result<bool> {
         let draft = if changes.is_empty() {
             None
         } else {
@@ -308,7 +373,21 @@ impl Keycard {
                 Change::Delete(kind, key) => Op::delete(kind, key.clone()),
             })
             .collect();
-        self.store.commit(&ops, draft.as_slice()).await?;
+        if ops.is_empty() && draft.is_none() {
+            return Ok(true);
+        }
+        let expected = self.applied_seq.load(Ordering::SeqCst);
+        match self
+            .store
+            .commit_at(&ops, draft.as_slice(), Some(expected))
+            .await?
+        {
+            keycard_store::CommitOutcome::Conflict => return Ok(false),
+            keycard_store::CommitOutcome::Committed(Some(seq)) => {
+                self.applied_seq.store(seq, Ordering::SeqCst);
+            }
+            keycard_store::CommitOutcome::Committed(None) => {}
+        }
         let instances = changes.iter().any(|c| {
             matches!(
                 c,
@@ -328,7 +407,7 @@ impl Keycard {
             self.instance_events.send_modify(|n| *n += 1);
         }
         self.changes.send_modify(|n| *n += 1);
-        Ok(())
+        Ok(true)
     }
 
     /// Wakes after any committed change.
@@ -475,6 +554,13 @@ impl Keycard {
         self.store
             .put_meta("token_keys", &self.master.seal(&bytes, b"token_keys"))
             .await?;
+        // The feed carries the news to other nodes, which re-read the ring.
+        self.store
+            .commit(
+                &[Op::put(META_BUMP_KIND, "token_keys", id.to_string())],
+                &[],
+            )
+            .await?;
         Ok(id)
     }
 
@@ -521,7 +607,7 @@ impl Keycard {
                         account: acct.clone(),
                         user: None,
                         id: kid.clone(),
-                        sealed_secret: sealed,
+                        sealed_secret: sealed.clone(),
                         status: model::KeyStatus::Active,
                         created,
                         last_used: None,
@@ -609,7 +695,7 @@ impl Keycard {
                 account: acct.clone(),
                 user: None,
                 id: kid.clone(),
-                sealed_secret: sealed,
+                sealed_secret: sealed.clone(),
                 status: model::KeyStatus::Active,
                 created,
                 last_used: None,

@@ -146,7 +146,7 @@ pub async fn install(kc: &Keycard) -> Result<()> {
         }
     }
     if !changes.is_empty() {
-        kc.mutate(|_| Ok((changes, ()))).await?;
+        kc.mutate(|_| Ok((changes.clone(), ()))).await?;
     }
     Ok(())
 }

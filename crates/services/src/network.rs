@@ -688,10 +688,10 @@ impl Keycard {
         self.mutate(move |_| {
             Ok((
                 vec![
-                    Change::Put(Entity::Vpc(v)),
-                    Change::Put(Entity::SecurityGroup(g)),
+                    Change::Put(Entity::Vpc(v.clone())),
+                    Change::Put(Entity::SecurityGroup(g.clone())),
                 ],
-                out,
+                out.clone(),
             ))
         })
         .await
@@ -752,8 +752,8 @@ impl Keycard {
                 region: region.into(),
                 vpc_id: v.id,
                 cidr: input.cidr.clone(),
-                zone,
-                zone_id,
+                zone: zone.clone(),
+                zone_id: zone_id.clone(),
                 acl_association: hex_id("aclassoc-"),
                 default_for_az: false,
                 tags: input.tags.clone(),

@@ -95,7 +95,7 @@ impl Keycard {
                     ServiceError::BucketAlreadyExists("The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.".into())
                 });
             }
-            Ok((vec![Change::Put(Entity::Bucket(b.clone()))], b))
+            Ok((vec![Change::Put(Entity::Bucket(b.clone()))], b.clone()))
         })
         .await
     }
@@ -133,11 +133,12 @@ impl Keycard {
     pub async fn put_bucket_policy(&self, name: &str, doc: &str) -> Result<()> {
         let parsed = PolicyDoc::parse(doc, PolicyKind::Resource)?;
         check_policy_resources(name, doc)?;
-        self.update_bucket(name, |b| b.policy = Some(parsed)).await
+        self.update_bucket(name, |b| b.policy = Some(parsed.clone()))
+            .await
     }
 
     /// Change one bucket record under the writer lock.
-    async fn update_bucket(&self, name: &str, change: impl FnOnce(&mut Bucket)) -> Result<()> {
+    async fn update_bucket(&self, name: &str, change: impl Fn(&mut Bucket)) -> Result<()> {
         self.mutate(|st| {
             let mut b = st
                 .buckets
@@ -152,7 +153,7 @@ impl Keycard {
 
     /// Replace a bucket's tags (empty: delete them).
     pub async fn put_bucket_tags(&self, name: &str, tags: BTreeMap<String, String>) -> Result<()> {
-        self.update_bucket(name, |b| b.tags = tags).await
+        self.update_bucket(name, |b| b.tags = tags.clone()).await
     }
 
     /// Replace an object's tags (empty: delete them).
@@ -167,7 +168,7 @@ impl Keycard {
             let mut o = objs.get(key).cloned().ok_or_else(|| {
                 ServiceError::NoSuchKey("The specified key does not exist.".into())
             })?;
-            o.tags = tags;
+            o.tags = tags.clone();
             Ok((vec![Change::Put(Entity::Object(o))], ()))
         })
         .await
@@ -245,9 +246,9 @@ impl Keycard {
                     .get(&meta.bucket)
                     .and_then(|m| m.get(&meta.key))
                     .map(|o| o.file.clone());
-                let mut changes = extra;
+                let mut changes = extra.clone();
                 changes.push(Change::Put(Entity::Object(meta.clone())));
-                Ok((changes, (meta, old)))
+                Ok((changes, (meta.clone(), old)))
             })
             .await;
         match res {
@@ -372,7 +373,7 @@ impl Keycard {
         };
         self.mutate(|st| {
             st.buckets.get(bucket).ok_or_else(|| no_bucket(bucket))?;
-            Ok((vec![Change::Put(Entity::Upload(u.clone()))], u))
+            Ok((vec![Change::Put(Entity::Upload(u.clone()))], u.clone()))
         })
         .await
     }

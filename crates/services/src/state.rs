@@ -167,6 +167,34 @@ impl State {
         }
     }
 
+    /// Forget every entity of a kind (another node's reset).
+    pub fn delete_kind(&mut self, kind: &str) {
+        match kind {
+            "account" => self.accounts.clear(),
+            "user" => self.users.clear(),
+            "group" => self.groups.clear(),
+            "role" => self.roles.clear(),
+            "policy" => self.policies.clear(),
+            "instance_profile" => self.instance_profiles.clear(),
+            "access_key" => {
+                self.access_keys.clear();
+                self.secrets.clear();
+            }
+            "deleted_access_key" => self.deleted_access_keys.clear(),
+            "bucket" => {
+                self.buckets.clear();
+                self.objects.clear();
+            }
+            "object" => self.objects.clear(),
+            "upload" => self.uploads.clear(),
+            "instance" => self.instances.clear(),
+            "vpc" => self.vpcs.clear(),
+            "subnet" => self.subnets.clear(),
+            "security_group" => self.security_groups.clear(),
+            _ => {}
+        }
+    }
+
     pub fn user(&self, account: &str, name: &str) -> Option<&User> {
         self.users.get(&name_key(account, name))
     }

@@ -133,6 +133,17 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
+/// What `Store::commit_at` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// Written; the change feed's last sequence number after it, where the
+    /// backend has a feed.
+    Committed(Option<i64>),
+    /// The feed had moved past the expected sequence: another node wrote
+    /// first. Nothing was written.
+    Conflict,
+}
+
 /// The storage trait every backend implements.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -161,6 +172,29 @@ pub trait Store: Send + Sync + 'static {
     async fn expire_audit(&self, before_ms: i64) -> Result<()> {
         let _ = before_ms;
         Ok(())
+    }
+    /// Commit only if the change feed still ends at `expected_seq`
+    /// (optimistic concurrency between nodes). Backends without a feed
+    /// (SQLite: one process) just commit.
+    async fn commit_at(
+        &self,
+        ops: &[Op],
+        audit: &[AuditRow],
+        expected_seq: Option<i64>,
+    ) -> Result<CommitOutcome> {
+        let _ = expected_seq;
+        self.commit(ops, audit).await?;
+        Ok(CommitOutcome::Committed(None))
+    }
+    /// The feed's last sequence number; None for backends without a feed.
+    async fn current_seq(&self) -> Result<Option<i64>> {
+        Ok(None)
+    }
+    /// Feed entries after `seq`, oldest first, at most one page; empty for
+    /// backends without a feed.
+    async fn changes_since(&self, seq: i64) -> Result<Vec<(i64, Op)>> {
+        let _ = seq;
+        Ok(Vec::new())
     }
     async fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
     async fn put_meta(&self, key: &str, value: &[u8]) -> Result<()>;

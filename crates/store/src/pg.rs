@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, QueryBuilder, Row};
 
-use crate::{AuditQuery, AuditRow, Op, Record, Result, Store, StoreError};
+use crate::{AuditQuery, AuditRow, CommitOutcome, Op, Record, Result, Store, StoreError};
 
 /// The channel every commit with entity changes notifies (payload: its
 /// last change sequence number).
@@ -248,22 +248,49 @@ impl PgStore {
     }
 
     async fn commit_once(&self, ops: &[Op], audit: &[AuditRow]) -> sqlx::Result<()> {
+        self.commit_checked(ops, audit, None).await.map(|_| ())
+    }
+
+    /// Commit; with `expected`, only when the feed still ends there
+    /// (checked under the write lock). The feed's last sequence after
+    /// the commit, or `CommitOutcome::Conflict`.
+    async fn commit_checked(
+        &self,
+        ops: &[Op],
+        audit: &[AuditRow],
+        expected: Option<i64>,
+    ) -> sqlx::Result<CommitOutcome> {
         self.ensure_partitions(audit).await?;
         let mut tx = self.pool.begin().await?;
-        if !ops.is_empty() {
+        let mut last = None;
+        if !ops.is_empty() || expected.is_some() {
             // Held to the end of the transaction: the change sequence is
             // assigned and committed in one order across every node.
             lock(&mut tx, LOCK_WRITE).await?;
+        }
+        if let Some(want) = expected {
+            let now: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS s FROM changes")
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("s")?;
+            if now != want {
+                return Ok(CommitOutcome::Conflict);
+            }
+            last = Some(now);
+        }
+        if !ops.is_empty() {
             apply_ops(&mut tx, ops).await?;
-            let last = record_changes(&mut tx, ops).await?;
+            let seq = record_changes(&mut tx, ops).await?;
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(CHANGES_CHANNEL)
-                .bind(last.to_string())
+                .bind(seq.to_string())
                 .execute(&mut *tx)
                 .await?;
+            last = Some(seq);
         }
         insert_audit(&mut tx, audit, false).await?;
-        tx.commit().await
+        tx.commit().await?;
+        Ok(CommitOutcome::Committed(last))
     }
 
     async fn append_once(&self, rows: &[AuditRow]) -> sqlx::Result<()> {
@@ -777,6 +804,34 @@ impl Store for PgStore {
             return Ok(());
         }
         self.retrying(|| self.commit_once(ops, audit)).await
+    }
+
+    async fn commit_at(
+        &self,
+        ops: &[Op],
+        audit: &[AuditRow],
+        expected_seq: Option<i64>,
+    ) -> Result<CommitOutcome> {
+        let write = || self.commit_checked(ops, audit, expected_seq);
+        match write().await {
+            Err(e) if missing_partition(&e) => {
+                self.known_days().clear();
+                Ok(write().await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    async fn current_seq(&self) -> Result<Option<i64>> {
+        PgStore::current_seq(self).await.map(Some)
+    }
+
+    async fn changes_since(&self, seq: i64) -> Result<Vec<(i64, Op)>> {
+        Ok(PgStore::changes_since(self, seq)
+            .await?
+            .into_iter()
+            .map(|c| (c.seq, c.op))
+            .collect())
     }
 
     async fn append_audit(&self, rows: &[AuditRow]) -> Result<()> {
