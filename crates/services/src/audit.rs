@@ -276,7 +276,8 @@ fn build_row(ev: EventInput<'_>, event_id: Option<String>, pending: bool) -> Aud
         source_ip_address: ev.source_ip,
         user_agent: ev.user_agent,
         error_code: ev.error_code,
-        error_message: ev.error_code.map(|_| ev.error_message.unwrap_or_default()),
+        // A ConsoleLogin failure has a message and no code, as in CloudTrail.
+        error_message: ev.error_message.or(ev.error_code.map(|_| "")),
         request_parameters: params,
         response_elements: response,
         // What a crash between the mutation and the final event leaves.
