@@ -363,3 +363,58 @@ def test_csrf_missing_or_wrong_token_is_refused_and_changes_nothing(b, keycard):
     status, h, _ = post(keycard, path, {"policy_arn": IAM_READ_ONLY})
     assert status == 303 and h["location"] == "/console/signin"
     assert len(iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]) == 1
+
+
+# ------------------------------------------------------------ history, users, timeouts
+
+
+def test_event_history_explains_the_denial(b, keycard):
+    name = console_user(keycard)
+    sign_in(b, keycard, name, PASSWORD)
+    assert b.find_elements(*by("#access-denied"))
+    b.delete_all_cookies()
+    sign_in_root(b, keycard)
+    click(b, "a[href='/console/events']")
+    fill(b, {"#filter-value": name})
+    from selenium.webdriver.support.ui import Select
+
+    Select(el(b, "#filter-key")).select_by_visible_text("Username")
+    el(b, "#errors-only").click()
+    click(b, "#filter-submit")
+    row = el(b, "tr.event[data-event='ListRoles']")
+    assert "AccessDenied" in row.text and "keycard-console/" in row.text
+    row.find_element(*by("details.why summary")).click()
+    why = row.find_element(*by("details.why")).text
+    assert "iam:ListRoles" in why and "no identity-based policy allows" in why
+    shot(b, "event-history-denial")
+    # Errors only: the successful ConsoleLogin is filtered out.
+    assert not b.find_elements(*by("tr.event[data-event='ConsoleLogin']"))
+
+
+def test_users_page_shows_keys_and_last_use(b, keycard):
+    user, creds = keycard.new_user(name=unique("keys"))
+    keycard.client("sts", creds=creds).get_caller_identity()
+    sign_in_root(b, keycard)
+    b.get(keycard.endpoint + "/console/iam/users")
+    row = [r for r in b.find_elements(*by("#users tbody tr")) if r.text.startswith(user["UserName"])]
+    assert row and creds["AccessKeyId"] in row[0].text and "Active" in row[0].text
+    assert "last used never" not in row[0].text
+
+
+def test_idle_timeout_ends_the_session(browser, make_keycard):
+    import json
+
+    kc = make_keycard("--test-clock")
+    browser.get(kc.endpoint + "/console/signin")
+    browser.delete_all_cookies()
+    sign_in_root(browser, kc)
+    token = (kc.data_dir / "admin.token").read_text().strip()
+    status, _, out = raw_http(
+        "POST",
+        kc.endpoint + "/_keycard/admin/clock",
+        body=json.dumps({"advanceSeconds": 16 * 60}).encode(),
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert status == 200, out
+    browser.get(kc.endpoint + "/console/iam/roles")
+    assert browser.find_elements(*by("#user-signin"))

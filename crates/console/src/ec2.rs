@@ -211,11 +211,7 @@ pub async fn modify_role(ctx: &Ctx<'_>, id: &str) -> Page {
         }
     };
     match r {
-        Ok(_) => Page::redirect(format!(
-            "/console/ec2/instances/{}?done={}",
-            enc(id),
-            enc("Successfully updated the IAM role.")
-        )),
+        Ok(_) => Page::redirect(format!("/console/ec2/instances/{}?done=updated", enc(id))),
         Err(e) => api_error(ctx, "Modify IAM role", &e),
     }
 }

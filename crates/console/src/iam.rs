@@ -191,11 +191,7 @@ pub async fn detach(ctx: &Ctx<'_>, role: &str) -> Page {
         )
         .await;
     match r {
-        Ok(_) => Page::redirect(format!(
-            "/console/iam/roles/{}?done={}",
-            enc(role),
-            enc(&format!("Detached {arn}"))
-        )),
+        Ok(_) => Page::redirect(format!("/console/iam/roles/{}?done=detached", enc(role))),
         Err(e) => api_error(ctx, "Detach policy", &e),
     }
 }
@@ -341,11 +337,7 @@ pub async fn create(ctx: &Ctx<'_>) -> Page {
             return api_error(ctx, "Add role to instance profile", &e);
         }
     }
-    Page::redirect(format!(
-        "/console/iam/roles/{}?done={}",
-        enc(&name),
-        enc(&format!("Role {name} created."))
-    ))
+    Page::redirect(format!("/console/iam/roles/{}?done=created", enc(&name)))
 }
 
 /// Users with their access keys' age and last use.

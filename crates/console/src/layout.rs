@@ -20,6 +20,7 @@ pub fn frame(ctx: &Ctx<'_>, title: &str, body: Markup) -> Markup {
                     a href="/console/iam/roles" { "IAM roles" }
                     a href="/console/iam/users" { "IAM users" }
                     a href="/console/ec2/instances" { "EC2 instances" }
+                    a href="/console/events" { "Event history" }
                     span.who id="signed-in-as" { (ctx.label()) }
                     form method="post" action="/console/signout" {
                         input type="hidden" name="csrf" value=(ctx.csrf());
@@ -122,10 +123,16 @@ pub fn asset(name: &str) -> Page {
     }
 }
 
-/// The outcome of the action that redirected here (`?done=…`), if any.
+/// The outcome of the action that redirected here (`?done=…`), if any:
+/// a fixed message per outcome, so a link cannot put its own words here.
 pub fn flash(ctx: &Ctx<'_>) -> Markup {
-    let done = ctx.field("done");
-    html! { @if !done.is_empty() { div.ok id="flash" { p { (done) } } } }
+    let msg = match ctx.field("done").as_str() {
+        "created" => "Role created.",
+        "detached" => "Detached the policy from the role.",
+        "updated" => "Successfully updated the IAM role.",
+        _ => "",
+    };
+    html! { @if !msg.is_empty() { div.ok id="flash" { p { (msg) } } } }
 }
 
 /// The hidden CSRF field every POST form carries.

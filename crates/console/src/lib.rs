@@ -25,6 +25,7 @@ macro_rules! page {
 }
 
 mod ec2;
+mod events;
 mod iam;
 mod layout;
 pub mod session;
@@ -45,12 +46,19 @@ use xml::{Find, Node};
 /// The console's user agent in audit events (followed by the browser's).
 pub const USER_AGENT: &str = "keycard-console/1.0";
 
-/// One API call: a query-protocol operation, signed by the server side
-/// with `credentials` and run through the API's own dispatcher.
+/// What a call sends: query-protocol parameters (IAM, EC2, STS) or a
+/// JSON-protocol target and document (CloudTrail).
+pub enum ApiInput {
+    Query(Vec<(String, String)>),
+    Json { target: String, body: String },
+}
+
+/// One API call, signed by the server side with `credentials` and run
+/// through the API's own dispatcher.
 pub struct ApiCall {
-    /// `iam`, `ec2`, `sts`: the signing scope's service.
+    /// `iam`, `ec2`, `sts`, `cloudtrail`: the signing scope's service.
     pub service: &'static str,
-    pub params: Vec<(String, String)>,
+    pub input: ApiInput,
     pub credentials: Credentials,
     pub user_agent: String,
     pub peer: SocketAddr,
@@ -172,23 +180,7 @@ impl Ctx<'_> {
             ("Version".to_string(), version.to_string()),
         ];
         p.extend(params.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let browser = self
-            .req
-            .headers
-            .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let reply = self
-            .console
-            .api
-            .call(ApiCall {
-                service,
-                params: p,
-                credentials: self.session.credentials.clone(),
-                user_agent: format!("{USER_AGENT} {browser}").trim().to_string(),
-                peer: self.req.peer,
-            })
-            .await;
+        let reply = self.send(service, ApiInput::Query(p)).await;
         let doc = Node::parse(&reply.body);
         if reply.status >= 300 {
             return Err(ApiError {
@@ -198,6 +190,53 @@ impl Ctx<'_> {
             });
         }
         Ok(doc)
+    }
+}
+
+impl Ctx<'_> {
+    async fn send(&self, service: &'static str, input: ApiInput) -> ApiReply {
+        let browser = self
+            .req
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        self.console
+            .api
+            .call(ApiCall {
+                service,
+                input,
+                credentials: self.session.credentials.clone(),
+                user_agent: format!("{USER_AGENT} {browser}").trim().to_string(),
+                peer: self.req.peer,
+            })
+            .await
+    }
+
+    /// Call a JSON-protocol operation (`target` is the X-Amz-Target) as
+    /// the signed-in principal.
+    pub async fn call_json(
+        &self,
+        service: &'static str,
+        target: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, ApiError> {
+        let input = ApiInput::Json {
+            target: target.to_string(),
+            body: body.to_string(),
+        };
+        let reply = self.send(service, input).await;
+        let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+        if reply.status >= 300 {
+            let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+            let code = field("__type");
+            return Err(ApiError {
+                status: reply.status,
+                code: code.rsplit('#').next().unwrap_or(&code).to_string(),
+                message: field("message"),
+            });
+        }
+        Ok(v)
     }
 }
 
@@ -315,6 +354,7 @@ impl Console {
             (["iam", "roles", name, "detach"], true) => iam::detach(ctx, &decode(name)).await,
             (["iam", "users"], false) => iam::users(ctx).await,
             (["ec2", "instances"], false) => ec2::instances(ctx).await,
+            (["events"], false) => events::history(ctx).await,
             (["ec2", "instances", id], false) => ec2::instance(ctx, &decode(id)).await,
             (["ec2", "instances", id, "modify-iam-role"], false) => {
                 ec2::modify_role_form(ctx, &decode(id)).await
@@ -339,7 +379,7 @@ impl Console {
         }
         let mut s = self.sessions.get(sid, self.now())?;
         if s.credentials.expiration - keycard_services::now() < 300
-            && let Ok(c) = self.kc.console_renew(&s.caller)
+            && let Ok(c) = self.kc.console_renew(&s.caller, s.mfa)
         {
             self.sessions.renew(sid, c.clone());
             s.credentials = c;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use http::{HeaderValue, Request};
 use http_body_util::BodyExt;
-use keycard_console::{Api, ApiCall, ApiReply, Console, ConsoleRequest};
+use keycard_console::{Api, ApiCall, ApiInput, ApiReply, Console, ConsoleRequest};
 use keycard_proto::sigv4;
 use keycard_services::Keycard;
 
@@ -47,30 +47,46 @@ impl Api for Bridge {
     }
 }
 
-/// A query-protocol POST signed with SigV4 by the verifier's own
-/// canonicalisation (placeholder signature, parsed, then signed).
+/// A POST (query or JSON protocol) signed with SigV4 by the verifier's
+/// own canonicalisation (placeholder signature, parsed, then signed).
 fn signed(region: &str, call: &ApiCall) -> Option<(http::request::Parts, String)> {
-    let body = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(&call.params)
-        .finish();
+    let (body, content_type, target) = match &call.input {
+        ApiInput::Query(params) => (
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(params)
+                .finish(),
+            "application/x-www-form-urlencoded; charset=utf-8",
+            None,
+        ),
+        ApiInput::Json { target, body } => (
+            body.clone(),
+            "application/x-amz-json-1.1",
+            Some(target.as_str()),
+        ),
+    };
     let now = time::OffsetDateTime::now_utc();
     let c = &call.credentials;
+    let signed_headers = match target {
+        Some(_) => "content-type;host;x-amz-date;x-amz-security-token;x-amz-target",
+        None => "content-type;host;x-amz-date;x-amz-security-token",
+    };
     let auth = |sig: &str| {
         format!(
-            "AWS4-HMAC-SHA256 Credential={}/{}/{region}/{}/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-security-token, Signature={sig}",
+            "AWS4-HMAC-SHA256 Credential={}/{}/{region}/{}/aws4_request, SignedHeaders={signed_headers}, Signature={sig}",
             c.access_key_id,
             sigv4::format_scope_date(now),
             call.service
         )
     };
-    let req = Request::builder()
+    let mut builder = Request::builder()
         .method(http::Method::POST)
         .uri("/")
         .header("host", "console.keycard.internal")
-        .header(
-            "content-type",
-            "application/x-www-form-urlencoded; charset=utf-8",
-        )
+        .header("content-type", content_type);
+    if let Some(t) = target {
+        builder = builder.header("x-amz-target", t);
+    }
+    let req = builder
         .header("x-amz-date", sigv4::format_amz_date(now))
         .header("x-amz-security-token", c.session_token.as_str())
         .header("user-agent", call.user_agent.as_str())
