@@ -217,6 +217,12 @@ def test_mfa_user_needs_the_code(b, keycard):
     assert "incorrect" in text(b, "#signin-error")
     sign_in(b, keycard, name, PASSWORD, mfa=totp(seed, int(time.time()) // 30 + 1))
     assert name in text(b, "#signed-in-as")
+    # The console session proved MFA: its calls say so.
+    import json
+
+    evs = events(keycard, lambda e: any(x["EventName"] == "ListRoles" for x in e), Username=name)
+    ev = [json.loads(x["CloudTrailEvent"]) for x in evs if x["EventName"] == "ListRoles"][0]
+    assert ev["userIdentity"]["sessionContext"]["attributes"]["mfaAuthenticated"] == "true"
 
 
 def test_root_sign_in_and_sign_out_ends_the_session(b, keycard):

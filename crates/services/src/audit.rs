@@ -149,7 +149,7 @@ fn user_identity(c: Option<&Caller>) -> Value {
             }
             sc.insert(
                 "attributes".into(),
-                json!({"creationDate": iso8601(cl.issued), "mfaAuthenticated": "false"}),
+                json!({"creationDate": iso8601(cl.issued), "mfaAuthenticated": cl.mfa.to_string()}),
             );
             if let Some(si) = &cl.source_identity {
                 sc.insert("sourceIdentity".into(), si.clone().into());

@@ -92,7 +92,7 @@ impl Keycard {
             }
         };
         let credentials = self
-            .get_session_token(&caller, Some(CONSOLE_SESSION_SECONDS))
+            .session_token_for(&caller, Some(CONSOLE_SESSION_SECONDS), mfa)
             .map_err(|_| SignInFailure::Failed)?;
         self.console_login_event(Some(&caller), account, origin, true)
             .await;
@@ -105,8 +105,8 @@ impl Keycard {
 
     /// Fresh credentials for a signed-in caller (root sessions last an
     /// hour; the console renews them within its absolute timeout).
-    pub fn console_renew(&self, caller: &Caller) -> Result<Credentials, ServiceError> {
-        self.get_session_token(caller, Some(CONSOLE_SESSION_SECONDS))
+    pub fn console_renew(&self, caller: &Caller, mfa: bool) -> Result<Credentials, ServiceError> {
+        self.session_token_for(caller, Some(CONSOLE_SESSION_SECONDS), mfa)
     }
 
     async fn user_sign_in(

@@ -83,6 +83,18 @@ async fn password_mfa_and_root_sign_in() {
         .await
         .unwrap();
     assert!(signed.mfa);
+    let (_, mfa_caller) = kc
+        .credentials(
+            &signed.credentials.access_key_id,
+            Some(&signed.credentials.session_token),
+        )
+        .unwrap();
+    let mut ctx = keycard_policy::Context::new();
+    kc.add_caller_context(&mfa_caller, &mut ctx);
+    assert_eq!(
+        ctx.get("aws:MultiFactorAuthPresent").map(|v| v.to_vec()),
+        Some(vec!["true".to_string()])
+    );
     // The same code is not accepted twice.
     let again = kc
         .console_sign_in(&user("alice", "Good-Pass-123", Some(&code)), &ORIGIN)
