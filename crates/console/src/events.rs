@@ -98,19 +98,23 @@ fn row(r: &Row) -> Markup {
         a => a,
     };
     let code = s(e, &["errorCode"]);
+    let name = s(e, &["eventName"]);
+    let message = s(e, &["errorMessage"]);
     html! {
-        tr.event data-event=(s(e, &["eventName"])) {
+        tr.event data-event=(name) {
             td { (r.time) }
-            td { (s(e, &["eventName"])) }
+            td { (name) }
             td { (who) }
             td { (s(e, &["eventSource"])) }
             td { (s(e, &["userAgent"]).chars().take(40).collect::<String>()) }
-            td {
-                (code)
-                @if !code.is_empty() || !s(e, &["errorMessage"]).is_empty() {
+            td { (code) }
+        }
+        @if !code.is_empty() || !message.is_empty() {
+            tr.why data-event=(name) {
+                td colspan="6" {
                     details.why {
                         summary { "Why?" }
-                        p.denial-message { (s(e, &["errorMessage"])) }
+                        p.denial-message { (message) }
                         (decisions(e))
                     }
                 }

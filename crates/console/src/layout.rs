@@ -106,20 +106,8 @@ pub fn api_error(ctx: &Ctx<'_>, what: &str, e: &ApiError) -> Page {
 /// `/console/static/<name>`: embedded files only.
 pub fn asset(name: &str) -> Page {
     match name {
-        "console.css" => Page {
-            status: StatusCode::OK,
-            body: CSS.to_string(),
-            location: None,
-            cookies: Vec::new(),
-            content_type: "text/css; charset=utf-8",
-        },
-        _ => Page {
-            status: StatusCode::NOT_FOUND,
-            body: "not found".into(),
-            location: None,
-            cookies: Vec::new(),
-            content_type: "text/plain",
-        },
+        "console.css" => Page::plain(StatusCode::OK, "text/css; charset=utf-8", CSS),
+        _ => Page::plain(StatusCode::NOT_FOUND, "text/plain", "not found"),
     }
 }
 

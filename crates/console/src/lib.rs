@@ -264,15 +264,22 @@ impl Page {
         Page::html(StatusCode::OK, body)
     }
 
+    /// A body that is not a page (assets, bare statuses).
+    pub fn plain(status: StatusCode, content_type: &'static str, body: &str) -> Page {
+        Page {
+            status,
+            body: body.to_string(),
+            location: None,
+            cookies: Vec::new(),
+            content_type,
+        }
+    }
+
     /// 303 See Other: after a POST, or to the sign-in page.
     pub fn redirect(to: impl Into<String>) -> Page {
-        Page {
-            status: StatusCode::SEE_OTHER,
-            body: String::new(),
-            location: Some(to.into()),
-            cookies: Vec::new(),
-            content_type: "text/plain",
-        }
+        let mut p = Page::plain(StatusCode::SEE_OTHER, "text/plain", "");
+        p.location = Some(to.into());
+        p
     }
 }
 
@@ -297,6 +304,9 @@ impl Console {
     }
 
     async fn route(&self, req: &ConsoleRequest) -> Page {
+        if ![Method::GET, Method::HEAD, Method::POST].contains(&req.method) {
+            return Page::plain(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "");
+        }
         let path = req.path.trim_end_matches('/');
         if let Some(asset) = path.strip_prefix("/console/static/") {
             return layout::asset(asset);
