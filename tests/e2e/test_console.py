@@ -422,20 +422,51 @@ def test_users_page_shows_keys_and_last_use(b, keycard):
     assert "last used never" not in row[0].text
 
 
+def advance_clock(kc, seconds):
+    import json
+
+    token = (kc.data_dir / "admin.token").read_text().strip()
+    status, _, out = raw_http(
+        "POST",
+        kc.endpoint + "/_keycard/admin/clock",
+        body=json.dumps({"advanceSeconds": seconds}).encode(),
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert status == 200, out
+
+
 def test_idle_timeout_ends_the_session(browser, make_keycard):
+    kc = make_keycard("--test-clock")
+    browser.get(kc.endpoint + "/console/signin")
+    browser.delete_all_cookies()
+    sign_in_root(browser, kc)
+    advance_clock(kc, 16 * 60)
+    browser.get(kc.endpoint + "/console/iam/roles")
+    assert browser.find_elements(*by("#user-signin"))
+
+
+def test_repeated_failures_lock_the_user_out_for_a_while(browser, make_keycard):
     import json
 
     kc = make_keycard("--test-clock")
     browser.get(kc.endpoint + "/console/signin")
     browser.delete_all_cookies()
-    sign_in_root(browser, kc)
-    token = (kc.data_dir / "admin.token").read_text().strip()
-    status, _, out = raw_http(
-        "POST",
-        kc.endpoint + "/_keycard/admin/clock",
-        body=json.dumps({"advanceSeconds": 16 * 60}).encode(),
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    assert status == 200, out
-    browser.get(kc.endpoint + "/console/iam/roles")
-    assert browser.find_elements(*by("#user-signin"))
+    name = console_user(kc, managed=[IAM_READ_ONLY])
+    other = console_user(kc, managed=[IAM_READ_ONLY])
+    for _ in range(5):
+        sign_in(browser, kc, name, "Wrong-Pass-999")
+        assert "incorrect" in text(browser, "#signin-error")
+    # Locked: the right password is refused with the same words, and audited.
+    sign_in(browser, kc, name, PASSWORD)
+    assert "incorrect" in text(browser, "#signin-error")
+    assert browser.get_cookie("keycard_console") is None
+    fails = events(kc, lambda e: len(e) >= 6, Username=name)
+    outcomes = [json.loads(e["CloudTrailEvent"])["responseElements"]["ConsoleLogin"] for e in fails]
+    assert outcomes.count("Failure") == 6 and "Success" not in outcomes
+    # Another user is not affected; after the window the user signs in.
+    sign_in(browser, kc, other, PASSWORD)
+    assert other in text(browser, "#signed-in-as")
+    browser.delete_all_cookies()
+    advance_clock(kc, 16 * 60)
+    sign_in(browser, kc, name, PASSWORD)
+    assert name in text(browser, "#signed-in-as")

@@ -93,6 +93,7 @@ pub struct Console {
     kc: Arc<Keycard>,
     api: Arc<dyn Api>,
     sessions: Sessions,
+    lockout: session::Lockout,
 }
 
 /// Largest form the console reads.
@@ -289,6 +290,7 @@ impl Console {
             kc,
             api,
             sessions: Sessions::default(),
+            lockout: session::Lockout::default(),
         }
     }
 

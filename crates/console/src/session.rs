@@ -109,6 +109,42 @@ fn live(s: &Session, now: i64) -> bool {
     now - s.last_seen < IDLE_SECONDS && now - s.created < ABSOLUTE_SECONDS
 }
 
+/// Failed sign-ins that lock a user out for [`LOCKOUT_SECONDS`].
+pub const LOCKOUT_FAILURES: usize = 5;
+/// The window failures are counted in, and how long a lock-out lasts.
+pub const LOCKOUT_SECONDS: i64 = 15 * 60;
+
+/// Recent failed sign-ins per (account, user): enough of them refuse
+/// further attempts, right or wrong, until the window passes.
+#[derive(Default)]
+pub struct Lockout {
+    failures: Mutex<HashMap<String, Vec<i64>>>,
+}
+
+impl Lockout {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<i64>>> {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `who` is locked out at `now`.
+    pub fn locked(&self, who: &str, now: i64) -> bool {
+        let mut m = self.lock();
+        let Some(v) = m.get_mut(who) else {
+            return false;
+        };
+        v.retain(|t| now - t < LOCKOUT_SECONDS);
+        v.len() >= LOCKOUT_FAILURES
+    }
+
+    pub fn failed(&self, who: &str, now: i64) {
+        self.lock().entry(who.to_string()).or_default().push(now);
+    }
+
+    pub fn succeeded(&self, who: &str) {
+        self.lock().remove(who);
+    }
+}
+
 /// A cookie's value from the request's `Cookie` headers.
 pub fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
     headers
@@ -173,6 +209,21 @@ mod tests {
         assert!(!sess.csrf_ok("x"));
         s.end(&id);
         assert!(s.get(&id, 2).is_none());
+    }
+
+    #[test]
+    fn lockout_after_failures_until_the_window_passes() {
+        let l = Lockout::default();
+        for t in 0..LOCKOUT_FAILURES as i64 {
+            assert!(!l.locked("a/u", t));
+            l.failed("a/u", t);
+        }
+        assert!(l.locked("a/u", 10));
+        assert!(!l.locked("a/other", 10));
+        assert!(!l.locked("a/u", LOCKOUT_SECONDS + LOCKOUT_FAILURES as i64));
+        l.failed("a/u", 0);
+        l.succeeded("a/u");
+        assert!(!l.locked("a/u", 1));
     }
 
     #[test]

@@ -67,7 +67,31 @@ pub async fn page(console: &Console, req: &ConsoleRequest) -> Page {
         user_agent: &format!("{} {ua}", crate::USER_AGENT),
         region: &console.kc.config.region,
     };
-    match console.kc.console_sign_in(&sign_in, &origin).await {
+    let is_root = get("kind") == "root";
+    let who = format!(
+        "{account}/{}",
+        if is_root {
+            "root".to_string()
+        } else {
+            user.to_lowercase()
+        }
+    );
+    let now = console.now();
+    if console.lockout.locked(&who, now) {
+        let user = (!is_root).then_some(user.as_str());
+        console
+            .kc
+            .console_login_refused(&account, user, &origin)
+            .await;
+        return form(req, token, StatusCode::UNAUTHORIZED, Some(FAILED), &f);
+    }
+    let outcome = console.kc.console_sign_in(&sign_in, &origin).await;
+    match &outcome {
+        Ok(_) => console.lockout.succeeded(&who),
+        Err(SignInFailure::Failed) => console.lockout.failed(&who, now),
+        Err(SignInFailure::MfaRequired) => {}
+    }
+    match outcome {
         Ok(s) => {
             let id = console
                 .sessions

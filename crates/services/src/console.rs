@@ -103,6 +103,22 @@ impl Keycard {
         })
     }
 
+    /// Record a refused attempt the console decided without checking the
+    /// credentials (a locked-out user): the same `ConsoleLogin` failure.
+    pub async fn console_login_refused(
+        &self,
+        account: &str,
+        user: Option<&str>,
+        origin: &Origin<'_>,
+    ) {
+        let who = user.and_then(|u| {
+            let st = self.state();
+            st.user(account, u).map(|u| user_caller(account, u))
+        });
+        self.console_login_event(who.as_ref(), account, origin, false)
+            .await;
+    }
+
     /// Fresh credentials for a signed-in caller (root sessions last an
     /// hour; the console renews them within its absolute timeout).
     pub fn console_renew(&self, caller: &Caller, mfa: bool) -> Result<Credentials, ServiceError> {
@@ -126,19 +142,7 @@ impl Keycard {
         let Some((u, mfa)) = found else {
             return Err((None, SignInFailure::Failed));
         };
-        let caller = Caller {
-            principal: Principal {
-                arn: u.arn(),
-                account: account.into(),
-                kind: PrincipalKind::User,
-            },
-            account: account.into(),
-            access_key_id: String::new(),
-            kind: CallerKind::User {
-                name: u.name.clone(),
-                id: u.id.clone(),
-            },
-        };
+        let caller = user_caller(account, &u);
         let fail = |c: &Caller| Err((Some(Box::new(c.clone())), SignInFailure::Failed));
         let Some(lp) = u.login_profile.clone() else {
             return fail(&caller);
@@ -257,5 +261,22 @@ impl Keycard {
         if recorded.is_err() {
             tracing::error!("ConsoleLogin event not recorded");
         }
+    }
+}
+
+/// The caller a user's password sign-in is (no access key).
+fn user_caller(account: &str, u: &crate::model::User) -> Caller {
+    Caller {
+        principal: Principal {
+            arn: u.arn(),
+            account: account.into(),
+            kind: PrincipalKind::User,
+        },
+        account: account.into(),
+        access_key_id: String::new(),
+        kind: CallerKind::User {
+            name: u.name.clone(),
+            id: u.id.clone(),
+        },
     }
 }
