@@ -41,6 +41,19 @@ if [ "$(cat "$pstamp" 2>/dev/null || true)" != "$pwant" ] || [ ! -x "$pvenv/bin/
     echo "$pwant" > "$pstamp"
 fi
 
+# The console's browser tests (test_console.py): the distribution's
+# Chromium and its WebDriver, installed when missing.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+        echo "==> installing chromium and chromium-driver"
+        pkgs=(chromium chromium-driver)
+        apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null \
+            || { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null; }
+    else
+        echo "==> chromium / chromedriver missing (need root and apt-get): test_console.py cannot run"
+    fi
+fi
+
 [ "${E2E_SETUP_ONLY:-0}" = 1 ] && exit 0
 
 export KEYCARD_BIN="${KEYCARD_BIN:-${CARGO_TARGET_DIR:-target}/release/keycard}"

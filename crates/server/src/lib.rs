@@ -16,6 +16,7 @@ mod aa_generation;
 mod access_analyzer;
 mod admin_keys;
 mod cloudtrail;
+mod console_api;
 mod ec2;
 mod ec2_network;
 mod ec2_vpc;
@@ -103,9 +104,12 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let console = console_api::console(kc.clone());
     axum::serve(
         listener,
-        router(kc).into_make_service_with_connect_info::<SocketAddr>(),
+        router(kc)
+            .layer(axum::Extension(console))
+            .into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await
@@ -416,6 +420,7 @@ async fn handle(
     State(kc): State<Arc<Keycard>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     source: Option<axum::Extension<InstanceSource>>,
+    console: Option<axum::Extension<Arc<keycard_console::Console>>>,
     req: Request<Body>,
 ) -> Response<Body> {
     let path = source.map(|axum::Extension(InstanceSource(p))| p);
@@ -444,6 +449,11 @@ async fn handle(
     }
     if parts.uri.path() == "/metrics" && parts.method == http::Method::GET {
         return metrics_endpoint(&kc, &parts);
+    }
+    if let Some(axum::Extension(c)) = console
+        && console_api::is_console(parts.uri.path())
+    {
+        return console_api::serve(&c, peer, parts, body).await;
     }
     dispatch(kc, peer, path, parts, body).await
 }

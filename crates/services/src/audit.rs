@@ -149,7 +149,7 @@ fn user_identity(c: Option<&Caller>) -> Value {
             }
             sc.insert(
                 "attributes".into(),
-                json!({"creationDate": iso8601(cl.issued), "mfaAuthenticated": "false"}),
+                json!({"creationDate": iso8601(cl.issued), "mfaAuthenticated": cl.mfa.to_string()}),
             );
             if let Some(si) = &cl.source_identity {
                 sc.insert("sourceIdentity".into(), si.clone().into());
@@ -276,7 +276,8 @@ fn build_row(ev: EventInput<'_>, event_id: Option<String>, pending: bool) -> Aud
         source_ip_address: ev.source_ip,
         user_agent: ev.user_agent,
         error_code: ev.error_code,
-        error_message: ev.error_code.map(|_| ev.error_message.unwrap_or_default()),
+        // A ConsoleLogin failure has a message and no code, as in CloudTrail.
+        error_message: ev.error_message.or(ev.error_code.map(|_| "")),
         request_parameters: params,
         response_elements: response,
         // What a crash between the mutation and the final event leaves.

@@ -419,7 +419,11 @@ impl Keycard {
             }
             CallerKind::Session(s) => {
                 let c = &s.claims;
-                ctx.insert("aws:MultiFactorAuthPresent", "false");
+                ctx.insert("aws:MultiFactorAuthPresent", c.mfa.to_string());
+                if c.mfa {
+                    let age = crate::now().saturating_sub(c.issued);
+                    ctx.insert("aws:MultiFactorAuthAge", age.to_string());
+                }
                 ctx.insert("aws:TokenIssueTime", crate::sts::iso8601(c.issued));
                 if let Some(si) = &c.source_identity {
                     ctx.insert("aws:SourceIdentity", si.clone());
@@ -781,6 +785,7 @@ mod secret_tests {
             source_identity: None,
             chained: false,
             instance: None,
+            mfa: false,
         }
     }
 

@@ -535,7 +535,7 @@ impl Keycard {
         Ok((dev, seed))
     }
 
-    fn seed_of(&self, dev: &VirtualMfa) -> Result<Vec<u8>> {
+    pub(crate) fn seed_of(&self, dev: &VirtualMfa) -> Result<Vec<u8>> {
         let b32 = crypto::open_secret(self.master(), dev.sealed_seed.expose(), &dev.serial)?;
         base32_decode(&b32).ok_or_else(|| ServiceError::Internal("MFA seed is corrupt".into()))
     }
@@ -911,7 +911,8 @@ pub fn rename_mfa_user(st: &State, account: &str, old: &str, new: &str) -> Optio
     Some(put_account(a))
 }
 
-fn base32_decode(s: &str) -> Option<Vec<u8>> {
+/// RFC 4648 base32 (a device seed, as `Base32StringSeed` gives it) back to bytes.
+pub fn base32_decode(s: &str) -> Option<Vec<u8>> {
     let (mut buf, mut bits, mut out) = (0u32, 0u32, Vec::new());
     for c in s.trim_end_matches('=').bytes() {
         let v = match c {

@@ -15,6 +15,7 @@
 pub mod audit;
 pub mod auth;
 pub mod binding;
+pub mod console;
 pub mod crypto;
 pub mod delivery;
 pub mod denials;

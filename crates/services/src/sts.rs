@@ -64,6 +64,9 @@ pub struct SessionClaims {
     pub chained: bool,
     #[serde(rename = "ec2", default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<InstanceClaim>,
+    /// Signed in with an MFA code (console sign-in of an MFA user).
+    #[serde(rename = "m", default, skip_serializing_if = "std::ops::Not::not")]
+    pub mfa: bool,
 }
 
 /// An opened session: claims plus the parsed session policy.
@@ -369,6 +372,7 @@ impl Keycard {
             source_identity: source_identity.clone(),
             chained,
             instance: None,
+            mfa: false,
         };
         let credentials = self.issue(claims);
         Ok(AssumedRole {
@@ -385,6 +389,17 @@ impl Keycard {
 
     /// GetSessionToken for a user or the root.
     pub fn get_session_token(&self, caller: &Caller, duration: Option<i64>) -> Result<Credentials> {
+        self.session_token_for(caller, duration, false)
+    }
+
+    /// [`Keycard::get_session_token`], recording whether the principal
+    /// proved an MFA code (the console's sign-in).
+    pub fn session_token_for(
+        &self,
+        caller: &Caller,
+        duration: Option<i64>,
+        mfa: bool,
+    ) -> Result<Credentials> {
         let (user, max) = match &caller.kind {
             CallerKind::Root => (None, 3600),
             CallerKind::User { name, .. } => (Some(name.clone()), 129_600),
@@ -417,6 +432,7 @@ impl Keycard {
             source_identity: None,
             chained: false,
             instance: None,
+            mfa,
         }))
     }
 
@@ -449,6 +465,7 @@ impl Keycard {
             source_identity: None,
             chained: false,
             instance: Some(instance),
+            mfa: false,
         })
     }
 }

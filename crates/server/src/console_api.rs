@@ -1,0 +1,148 @@
+//! The console's way to the API: each page's call is signed with the
+//! console session's STS credentials and run through [`dispatch`], the
+//! same route -> authenticate -> authorize -> execute -> audit path as a
+//! CLI call. There is no second authorization path to keep in step.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::{HeaderValue, Request};
+use http_body_util::BodyExt;
+use keycard_console::{Api, ApiCall, ApiInput, ApiReply, Console, ConsoleRequest};
+use keycard_proto::sigv4;
+use keycard_services::Keycard;
+
+use crate::{MAX_API_BODY, dispatch};
+
+/// Signs and dispatches the console's calls.
+pub struct Bridge {
+    kc: Arc<Keycard>,
+}
+
+/// The console a server answers `/console` with.
+pub fn console(kc: Arc<Keycard>) -> Arc<Console> {
+    let api = Arc::new(Bridge { kc: kc.clone() });
+    Arc::new(Console::new(kc, api))
+}
+
+#[async_trait::async_trait]
+impl Api for Bridge {
+    async fn call(&self, call: ApiCall) -> ApiReply {
+        let peer = call.peer;
+        let Some((parts, body)) = signed(&self.kc.config.region, &call) else {
+            return ApiReply {
+                status: 500,
+                body: bytes::Bytes::from_static(b"<Error><Code>InternalFailure</Code><Message>could not sign the console request</Message></Error>"),
+            };
+        };
+        let resp = dispatch(self.kc.clone(), peer, None, parts, Body::from(body)).await;
+        let status = resp.status().as_u16();
+        let body = http_body_util::Limited::new(resp.into_body(), 4 * MAX_API_BODY)
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        ApiReply { status, body }
+    }
+}
+
+/// A POST (query or JSON protocol) signed with SigV4 by the verifier's
+/// own canonicalisation (placeholder signature, parsed, then signed).
+fn signed(region: &str, call: &ApiCall) -> Option<(http::request::Parts, String)> {
+    let (body, content_type, target) = match &call.input {
+        ApiInput::Query(params) => (
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(params)
+                .finish(),
+            "application/x-www-form-urlencoded; charset=utf-8",
+            None,
+        ),
+        ApiInput::Json { target, body } => (
+            body.clone(),
+            "application/x-amz-json-1.1",
+            Some(target.as_str()),
+        ),
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let c = &call.credentials;
+    let signed_headers = match target {
+        Some(_) => "content-type;host;x-amz-date;x-amz-security-token;x-amz-target",
+        None => "content-type;host;x-amz-date;x-amz-security-token",
+    };
+    let auth = |sig: &str| {
+        format!(
+            "AWS4-HMAC-SHA256 Credential={}/{}/{region}/{}/aws4_request, SignedHeaders={signed_headers}, Signature={sig}",
+            c.access_key_id,
+            sigv4::format_scope_date(now),
+            call.service
+        )
+    };
+    let mut builder = Request::builder()
+        .method(http::Method::POST)
+        .uri("/")
+        .header("host", "console.keycard.internal")
+        .header("content-type", content_type);
+    if let Some(t) = target {
+        builder = builder.header("x-amz-target", t);
+    }
+    let req = builder
+        .header("x-amz-date", sigv4::format_amz_date(now))
+        .header("x-amz-security-token", c.session_token.as_str())
+        .header("user-agent", call.user_agent.as_str())
+        .header("authorization", auth(&"0".repeat(64)))
+        .body(())
+        .ok()?;
+    let (mut parts, ()) = req.into_parts();
+    let parsed = sigv4::parse_auth(&parts).ok()??;
+    let payload = sigv4::payload_hash(&parts, &parsed, body.as_bytes()).ok()?;
+    let creq = sigv4::canonical_request(
+        &parts,
+        &parsed,
+        &payload,
+        sigv4::CanonicalRules::for_service(call.service),
+    );
+    let sts = sigv4::string_to_sign(parsed.timestamp, &parsed.scope, &creq);
+    let sig = sigv4::sign(
+        &sigv4::signing_key(&c.secret_access_key, &parsed.scope),
+        &sts,
+    );
+    parts
+        .headers
+        .insert("authorization", HeaderValue::from_str(&auth(&sig)).ok()?);
+    Some((parts, body))
+}
+
+/// Hand a `/console` request to the console (forms are small).
+pub async fn serve(
+    console: &Console,
+    peer: SocketAddr,
+    parts: http::request::Parts,
+    body: Body,
+) -> http::Response<Body> {
+    let body = http_body_util::Limited::new(body, keycard_console::MAX_FORM)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let secure = parts.uri.scheme_str() == Some("https")
+        || parts
+            .headers
+            .get("x-forwarded-proto")
+            .is_some_and(|v| v.as_bytes() == b"https");
+    let req = ConsoleRequest {
+        method: parts.method.clone(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or("").to_string(),
+        headers: parts.headers,
+        body,
+        peer,
+        secure,
+    };
+    console.handle(req).await.map(Body::from)
+}
+
+/// Whether a path is the console's.
+pub fn is_console(path: &str) -> bool {
+    path == "/console" || path.starts_with("/console/")
+}
