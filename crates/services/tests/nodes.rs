@@ -88,3 +88,29 @@ async fn nodes_apply_each_others_writes_and_never_both_create() {
     assert!(!b.state().secrets.contains_key(&key_id));
     assert!(!b.is_stale());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_key_rotated_on_one_node_opens_sessions_on_the_other() {
+    let Some(url) = fresh_url().await else { return };
+    let master = "22".repeat(32);
+    let a = node(&url, &master).await;
+    let b = node(&url, &master).await;
+    b.sync().await.unwrap();
+    let root = keycard_services::auth::Caller::root(DEFAULT_ACCOUNT, "AKIAROOT");
+    let before = a.get_session_token(&root, None).unwrap();
+    assert!(b.open_session(&before.session_token).is_ok());
+
+    // A rotates: a token sealed with the new key does not open on B until
+    // B follows the feed, then it does, and older tokens still open.
+    a.rotate_token_key().await.unwrap();
+    let after = a.get_session_token(&root, None).unwrap();
+    assert!(b.open_session(&after.session_token).is_err());
+    b.sync().await.unwrap();
+    assert!(b.open_session(&after.session_token).is_ok());
+    assert!(b.open_session(&before.session_token).is_ok());
+    // And B's own rotation reaches A the same way.
+    b.rotate_token_key().await.unwrap();
+    let from_b = b.get_session_token(&root, None).unwrap();
+    a.sync().await.unwrap();
+    assert!(a.open_session(&from_b.session_token).is_ok());
+}
