@@ -452,10 +452,10 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Scan(args) => return scan_cmd::run(args),
-        Command::Policy {
-            command: PolicyCommand::Lint(args),
-        } => return policy_cmd::lint(args),
-        Command::Policy { command } => policy(command),
+        Command::Policy { command } => match policy(command) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
         Command::Operations { json } => {
             operations(json);
             Ok(())
@@ -483,15 +483,14 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
+/// A `keycard policy` command. Lint sets its own exit status (1: problems
+/// found, 2: usage); the others succeed or fail with an error.
+fn policy(cmd: PolicyCommand) -> anyhow::Result<std::process::ExitCode> {
     match cmd {
         PolicyCommand::Evaluate { input } => {
             let text = read_input(&input)?;
             match keycard_policy::cli::evaluate_json(&text) {
-                Ok(out) => {
-                    println!("{out}");
-                    Ok(())
-                }
+                Ok(out) => println!("{out}"),
                 Err(e) => bail!("{e}"),
             }
         }
@@ -499,24 +498,15 @@ fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
             let kind: PolicyKind = kind.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
             let text = read_input(&file)?;
             match keycard_policy::validate_json(&text, kind) {
-                Ok(()) => {
-                    println!("{{\"valid\": true}}");
-                    Ok(())
-                }
+                Ok(()) => println!("{{\"valid\": true}}"),
                 Err(e) => bail!("{}: {}", e.code.as_str(), e.message),
             }
         }
-        PolicyCommand::Simulate(args) => policy_cmd::simulate(args),
-        PolicyCommand::Generate(args) => generate_cmd::run(args),
-        PolicyCommand::Lint(args) => {
-            let code = policy_cmd::lint(args);
-            if code == std::process::ExitCode::SUCCESS {
-                Ok(())
-            } else {
-                bail!("policy lint found problems")
-            }
-        }
+        PolicyCommand::Simulate(args) => policy_cmd::simulate(args)?,
+        PolicyCommand::Generate(args) => generate_cmd::run(args)?,
+        PolicyCommand::Lint(args) => return Ok(policy_cmd::lint(args)),
     }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// The root secret from `--root-secret-access-key` (or its environment

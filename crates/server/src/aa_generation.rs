@@ -14,6 +14,7 @@ use keycard_services::sts::iso8601;
 use serde_json::{Value, json};
 
 use crate::Req;
+use crate::access_analyzer::query;
 
 /// Most generations one ListPolicyGenerations page returns.
 const MAX_PAGE: usize = 100;
@@ -88,22 +89,6 @@ pub async fn start(req: &Req, body: &Value) -> Result<Value, ServiceError> {
     Ok(json!({ "jobId": job.job_id }))
 }
 
-/// A query-string flag (`true` / `false`).
-fn flag(query: &str, name: &str) -> bool {
-    query
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .any(|(k, v)| k == name && v.eq_ignore_ascii_case("true"))
-}
-
-fn query_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
-    query
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
 fn job_details(j: &Job) -> Value {
     json!({
         "jobId": j.job_id,
@@ -119,8 +104,8 @@ pub async fn get(req: &Req, job_id: &str) -> Result<Value, ServiceError> {
         .kc
         .policy_generation(&req.caller.account, job_id)
         .await?;
-    let query = req.parts.uri.query().unwrap_or("");
-    let placeholders = flag(query, "includeResourcePlaceholders");
+    let placeholders =
+        query(req, "includeResourcePlaceholders").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let policy = generate::policy_with(&job.observed, placeholders);
     let trails: Vec<Value> = job
         .trails
@@ -150,9 +135,8 @@ pub async fn get(req: &Req, job_id: &str) -> Result<Value, ServiceError> {
 
 /// ListPolicyGenerations: newest first, paginated by position.
 pub async fn list(req: &Req) -> Result<Value, ServiceError> {
-    let query = req.parts.uri.query().unwrap_or("");
-    let principal = query_value(query, "principalArn").map(crate::governance::percent_decode);
-    let max = match query_value(query, "maxResults") {
+    let principal = query(req, "principalArn");
+    let max = match query(req, "maxResults").as_deref() {
         Some(v) => v
             .parse::<usize>()
             .ok()
@@ -161,7 +145,7 @@ pub async fn list(req: &Req) -> Result<Value, ServiceError> {
         None => MAX_PAGE,
     }
     .min(MAX_PAGE);
-    let from = match query_value(query, "nextToken") {
+    let from = match query(req, "nextToken") {
         Some(t) => t
             .parse::<usize>()
             .map_err(|_| invalid("Invalid nextToken."))?,

@@ -107,8 +107,8 @@ fn job_id(req: &Req) -> &str {
     req.parts.uri.path().split('/').nth(3).unwrap_or_default()
 }
 
-/// The query string's value of `name`.
-fn query(req: &Req, name: &str) -> Option<String> {
+/// The query string's value of `name`, decoded.
+pub(crate) fn query(req: &Req, name: &str) -> Option<String> {
     form_urlencoded::parse(req.parts.uri.query().unwrap_or("").as_bytes())
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())

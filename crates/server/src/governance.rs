@@ -52,8 +52,9 @@ fn param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// `?account=&principal=&sinceMs=`: the denial report (URL-encoded values).
-async fn denials(kc: &Keycard, query: &str) -> (u16, Value) {
+/// `account` (default: the default account), `principal` and `sinceMs`
+/// (default 0) of an admin report's query (URL-encoded values).
+fn report_params(query: &str) -> (String, Option<String>, i64) {
     let account = param(query, "account")
         .map(percent_decode)
         .unwrap_or_else(|| keycard_services::DEFAULT_ACCOUNT.to_string());
@@ -61,24 +62,25 @@ async fn denials(kc: &Keycard, query: &str) -> (u16, Value) {
     let since = param(query, "sinceMs")
         .and_then(|v| v.parse::<i64>().ok())
         .unwrap_or(0);
+    (account, principal, since)
+}
+
+/// `?account=&principal=&sinceMs=`: the denial report.
+async fn denials(kc: &Keycard, query: &str) -> (u16, Value) {
+    let (account, principal, since) = report_params(query);
     denials_value(kc, &account, principal.as_deref(), since).await
 }
 
 /// `?account=&principal=&sinceMs=`: a policy generated from what the
 /// principal did since then.
 async fn generate(kc: &Keycard, query: &str) -> (u16, Value) {
-    let account = param(query, "account")
-        .map(percent_decode)
-        .unwrap_or_else(|| keycard_services::DEFAULT_ACCOUNT.to_string());
-    let Some(principal) = param(query, "principal").map(percent_decode) else {
+    let (account, principal, since) = report_params(query);
+    let Some(principal) = principal else {
         return (
             400,
             json!({"error": "ValidationException", "message": "principal is required"}),
         );
     };
-    let since = param(query, "sinceMs")
-        .and_then(|v| v.parse::<i64>().ok())
-        .unwrap_or(0);
     generate_value(kc, &account, &principal, since).await
 }
 
@@ -128,7 +130,7 @@ pub async fn denials_value(
 }
 
 /// `%XX` escapes and `+` of a query value.
-pub(crate) fn percent_decode(v: &str) -> String {
+fn percent_decode(v: &str) -> String {
     let b = v.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -154,6 +154,19 @@ impl Keycard {
         principal: Option<&str>,
         since_ms: i64,
     ) -> crate::Result<Vec<PrincipalDenials>> {
+        let (rows, _) = self.audit_window(account, since_ms, None).await?;
+        Ok(summarize(&rows, principal))
+    }
+
+    /// The audit rows of `account` from `start_ms` to `end_ms` (epoch ms),
+    /// newest first, at most [`MAX_EVENTS`], and whether none was left out.
+    /// Read by the denial report and by policy generation.
+    pub(crate) async fn audit_window(
+        &self,
+        account: &str,
+        start_ms: i64,
+        end_ms: Option<i64>,
+    ) -> crate::Result<(Vec<AuditRow>, bool)> {
         self.audit.flush().await;
         let mut rows = Vec::new();
         let mut before = None;
@@ -162,17 +175,20 @@ impl Keycard {
                 .store()
                 .query_audit(&AuditQuery {
                     account: Some(account.to_string()),
-                    start_ms: Some(since_ms),
+                    start_ms: Some(start_ms),
+                    end_ms,
                     before_seq: before,
                     limit: 1000,
                     ..Default::default()
                 })
                 .await?;
-            let Some(last) = page.last() else { break };
+            let Some(last) = page.last() else {
+                return Ok((rows, true));
+            };
             before = Some(last.seq);
             rows.extend(page);
         }
-        Ok(summarize(&rows, principal))
+        Ok((rows, false))
     }
 }
 

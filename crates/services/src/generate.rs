@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use keycard_store::{AuditQuery, AuditRow, Op};
+use keycard_store::{AuditRow, Op};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -27,9 +27,6 @@ pub const MAX_OBJECTS: usize = 10;
 
 /// IAM's quota for an inline role policy (characters, whitespace excluded).
 pub const INLINE_ROLE_POLICY_QUOTA: usize = 10_240;
-
-/// Most events one generation reads (newest first), as the denial report.
-pub const MAX_EVENTS: usize = 200_000;
 
 /// The longest window, as Access Analyzer allows.
 pub const MAX_WINDOW_SECS: i64 = 90 * 86_400;
@@ -287,40 +284,6 @@ fn check_window(start: i64, end: i64, now: i64) -> Result<()> {
 }
 
 impl Keycard {
-    /// Audit rows of `account` in a window (epoch ms), newest first, and
-    /// whether the cap left none out.
-    async fn window_rows(
-        &self,
-        account: &str,
-        start_ms: i64,
-        end_ms: i64,
-    ) -> Result<(Vec<AuditRow>, bool)> {
-        self.audit.flush().await;
-        let mut rows = Vec::new();
-        let mut before = None;
-        loop {
-            if rows.len() >= MAX_EVENTS {
-                return Ok((rows, false));
-            }
-            let page = self
-                .store()
-                .query_audit(&AuditQuery {
-                    account: Some(account.to_string()),
-                    start_ms: Some(start_ms),
-                    end_ms: Some(end_ms),
-                    before_seq: before,
-                    limit: 1000,
-                    ..Default::default()
-                })
-                .await?;
-            let Some(last) = page.last() else {
-                return Ok((rows, true));
-            };
-            before = Some(last.seq);
-            rows.extend(page);
-        }
-    }
-
     /// What `principal` was checked for in a window (epoch seconds).
     pub async fn observe_principal(
         &self,
@@ -330,10 +293,10 @@ impl Keycard {
         end: i64,
     ) -> Result<(Observed, bool)> {
         let (rows, complete) = self
-            .window_rows(
+            .audit_window(
                 account,
                 start.saturating_mul(1000),
-                end.saturating_mul(1000),
+                Some(end.saturating_mul(1000)),
             )
             .await?;
         Ok((observe(&rows, principal), complete))

@@ -133,6 +133,18 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
+impl AuditQuery {
+    /// Rows one query returns: `limit`, 50 when unset, at most 10,000 (every
+    /// backend pages the same way).
+    pub fn page_limit(&self) -> u32 {
+        if self.limit == 0 {
+            50
+        } else {
+            self.limit.min(10_000)
+        }
+    }
+}
+
 /// What `Store::commit_at` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CommitOutcome {

@@ -742,12 +742,7 @@ fn push_filters(qb: &mut QueryBuilder<Postgres>, q: &AuditQuery) {
     } else {
         qb.push(" ORDER BY a.seq DESC");
     }
-    let limit = if q.limit == 0 {
-        50
-    } else {
-        q.limit.min(10_000)
-    };
-    qb.push(" LIMIT ").push_bind(i64::from(limit));
+    qb.push(" LIMIT ").push_bind(i64::from(q.page_limit()));
 }
 
 impl PgStore {

@@ -569,12 +569,7 @@ impl Store for SqliteStore {
         } else {
             qb.push(" ORDER BY a.seq DESC");
         }
-        let limit = if q.limit == 0 {
-            50
-        } else {
-            q.limit.min(10_000)
-        };
-        qb.push(" LIMIT ").push_bind(limit as i64);
+        qb.push(" LIMIT ").push_bind(i64::from(q.page_limit()));
         let rows = qb.build().fetch_all(self.pool()).await?;
         let mut out: Vec<AuditRow> = rows.iter().map(row_to_audit).collect();
         if out.is_empty() {
