@@ -138,7 +138,7 @@ def test_the_whole_loop(loop):
     aa.cancel_policy_generation(jobId=job)
     with pytest.raises(ClientError) as e:
         aa.get_generated_policy(jobId="00000000-0000-4000-8000-000000000000")
-    assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert e.value.response["Error"]["Code"] == "ValidationException"
     with pytest.raises(ClientError) as e:
         aa.start_policy_generation(policyGenerationDetails={"principalArn": role_arn},
                                    cloudTrailDetails={"trails": [], "accessRole": f"arn:aws:iam::{ACCOUNT}:role/r",

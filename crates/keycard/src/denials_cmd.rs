@@ -65,7 +65,7 @@ pub async fn run(
     })
     .await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        say!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", render(&v));
     }

@@ -63,7 +63,7 @@ async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
             "keycard: the window has more events than one generation reads; the policy covers the newest"
         );
     }
-    println!(
+    say!(
         "{}",
         serde_json::to_string_pretty(v.get("policy").unwrap_or(&serde_json::Value::Null))?
     );

@@ -1,5 +1,16 @@
 //! `keycard`: the binary. It only wires the crates together.
 
+/// `println!` that stops quietly when stdout is closed (`keycard
+/// operations | head`) instead of panicking on the broken pipe.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout().lock(), $($t)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 mod denials_cmd;
 mod generate_cmd;
 mod open;
@@ -308,7 +319,7 @@ enum AuditCommand {
 fn operations(json: bool) {
     for op in keycard_server::ops::all() {
         if json {
-            println!(
+            say!(
                 "{}",
                 serde_json::json!({
                     "eventSource": op.event_source(),
@@ -320,7 +331,7 @@ fn operations(json: bool) {
                 })
             );
         } else {
-            println!(
+            say!(
                 "{:<26} {:<42} {:<5} {}",
                 op.event_source(),
                 op.name,
@@ -490,7 +501,7 @@ fn policy(cmd: PolicyCommand) -> anyhow::Result<std::process::ExitCode> {
         PolicyCommand::Evaluate { input } => {
             let text = read_input(&input)?;
             match keycard_policy::cli::evaluate_json(&text) {
-                Ok(out) => println!("{out}"),
+                Ok(out) => say!("{out}"),
                 Err(e) => bail!("{e}"),
             }
         }
@@ -498,7 +509,7 @@ fn policy(cmd: PolicyCommand) -> anyhow::Result<std::process::ExitCode> {
             let kind: PolicyKind = kind.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
             let text = read_input(&file)?;
             match keycard_policy::validate_json(&text, kind) {
-                Ok(()) => println!("{{\"valid\": true}}"),
+                Ok(()) => say!("{{\"valid\": true}}"),
                 Err(e) => bail!("{}: {}", e.code.as_str(), e.message),
             }
         }
@@ -709,7 +720,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 let body = serde_json::json!({"accountId": account_id}).to_string();
                 let out = admin_post(addr.trim(), "/_keycard/admin/accounts", token.trim(), &body)
                     .await?;
-                println!("{out}");
+                say!("{out}");
                 return Ok(());
             }
             let store = data.open_store().await?;
@@ -720,7 +731,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 .create_account(account_id.as_deref())
                 .await
                 .map_err(|e| anyhow::anyhow!("{}: {}", e.code(), e.message()))?;
-            println!(
+            say!(
                 "{}",
                 serde_json::json!({"accountId": id, "accessKeyId": key, "secretAccessKey": secret})
             );
@@ -744,7 +755,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             recent.reverse();
             let mut after = recent.last().map(|r| r.seq).unwrap_or(0);
             for r in recent.iter().skip(if last == 0 { recent.len() } else { 0 }) {
-                println!("{}", r.body);
+                say!("{}", r.body);
             }
             if no_follow {
                 return Ok(());
@@ -758,7 +769,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                     })
                     .await?;
                 for r in &rows {
-                    println!("{}", r.body);
+                    say!("{}", r.body);
                     after = r.seq;
                 }
                 if rows.is_empty() {
@@ -818,7 +829,7 @@ fn print_sightings(all: &[keycard_services::binding::Sighting], json: bool) {
                 s.guardduty_json(id.trim_start_matches("exfil/"))
             })
             .collect();
-        println!(
+        say!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "Findings": findings }))
                 .unwrap_or_default()
@@ -826,13 +837,13 @@ fn print_sightings(all: &[keycard_services::binding::Sighting], json: bool) {
         return;
     }
     if all.is_empty() {
-        println!("No instance credentials have been used away from their instance.");
+        say!("No instance credentials have been used away from their instance.");
         return;
     }
     for s in all {
         let calls: Vec<String> = s.calls.iter().map(|(c, n)| format!("{c}×{n}")).collect();
         let sources: Vec<&str> = s.sources.keys().map(String::as_str).collect();
-        println!(
+        say!(
             "{}\n  instance {}  session {}\n  key {}  from {}{}\n  calls {} ({} refused)\n  first {}  last {}\n",
             s.finding_type,
             s.instance_id,

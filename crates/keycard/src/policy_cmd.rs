@@ -316,7 +316,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let creds = read_creds(&dir)?;
     let results = simulate_all(addr.trim(), &creds, &args)?;
     if args.json {
-        println!(
+        say!(
             "{}",
             serde_json::to_string_pretty(&json!({ "EvaluationResults": results }))?
         );

@@ -213,6 +213,21 @@ pub fn query_response(
     w.finish()
 }
 
+/// A query-protocol response whose model output is an empty structure
+/// (IAM `UpdateRole`): the `Result` element is there, empty, because
+/// botocore looks for it.
+pub fn query_empty_result(action: &str, xmlns: &str, request_id: &str) -> String {
+    let mut w = XmlWriter::new();
+    let response = format!("{action}Response");
+    w.start_ns(&response, xmlns);
+    w.buf.push_str(&format!("<{action}Result/>"));
+    w.start("ResponseMetadata")
+        .elem("RequestId", request_id)
+        .end("ResponseMetadata")
+        .end(&response);
+    w.finish()
+}
+
 /// A query-protocol error:
 /// `<ErrorResponse xmlns><Error><Type/><Code/><Message/></Error><RequestId/></ErrorResponse>`.
 pub fn query_error(

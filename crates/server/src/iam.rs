@@ -4,7 +4,7 @@
 use axum::body::Body;
 use http::Response;
 use keycard_proto::query::Params;
-use keycard_proto::xml::{IAM_XMLNS, XmlWriter, query_response};
+use keycard_proto::xml::{IAM_XMLNS, XmlWriter, query_empty_result, query_response};
 use keycard_services::ServiceError;
 use keycard_services::auth::Check;
 use keycard_services::iam::{Holder, NewRole};
@@ -477,12 +477,18 @@ pub async fn handle(req: &mut Req) -> R {
         }
         "GetAccessKeyLastUsed" => {
             let id = need(&p, "AccessKeyId")?;
-            let k = kc.access_key_last_used(id)?;
-            if k.account != acct {
-                return Err(ServiceError::NoSuchEntity(format!(
-                    "The Access Key with id {id} cannot be found."
-                )));
-            }
+            // AWS names no resource of the account for a key of another
+            // account (or none): it refuses, it does not say "not found".
+            let k = match kc.access_key_last_used(id) {
+                Ok(k) if k.account == acct => k,
+                Ok(_) | Err(ServiceError::NoSuchEntity(_)) => {
+                    return Err(ServiceError::AccessDenied(format!(
+                        "User: {} is not authorized to perform: iam:GetAccessKeyLastUsed on resource: access key {id}",
+                        req.caller.principal.arn
+                    )));
+                }
+                Err(e) => return Err(e),
+            };
             let res = match &k.user {
                 Some(u) => ent_arn(Holder::User, u),
                 None => format!("arn:aws:iam::{acct}:root"),
@@ -663,7 +669,7 @@ pub async fn handle(req: &mut Req) -> R {
                     w.end("Role");
                 }));
             }
-            ok(respond(&|_| {}))
+            ok(query_empty_result(action, IAM_XMLNS, &rid))
         }
         "UpdateAssumeRolePolicy" => {
             let name = need(&p, "RoleName")?;

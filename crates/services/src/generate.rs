@@ -366,14 +366,15 @@ impl Keycard {
         Ok(jobs)
     }
 
-    /// One generation of `account`.
+    /// One generation of `account`. An unknown id is a validation error:
+    /// the model declares no not-found error for these operations.
     pub async fn policy_generation(&self, account: &str, job_id: &str) -> Result<Job> {
         self.policy_generations(account)
             .await?
             .into_iter()
             .find(|j| j.job_id == job_id)
             .ok_or_else(|| {
-                ServiceError::ResourceNotFound(format!("Job with id {job_id} does not exist."))
+                ServiceError::ValidationError(format!("Job with id {job_id} does not exist."))
             })
     }
 }
