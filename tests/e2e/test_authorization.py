@@ -116,6 +116,7 @@ def samples(e):
     obj = f"arn:aws:s3:::{b}/{k}"
     bucket = f"arn:aws:s3:::{b}"
     hub = f"arn:aws:securityhub:{REGION}:{a}:hub/default"
+    trail = f"arn:aws:cloudtrail:{REGION}:{a}:trail/trail1"
     detector = f"arn:aws:guardduty:{REGION}:{a}:detector/{e['detector']}"
     doc_text = doc(allow("s3:GetObject"))
     return {
@@ -547,6 +548,25 @@ def samples(e):
         "ListOrganizationsFeatures": ("iam", "list_organizations_features", {}, "*"),
         # CloudTrail
         "LookupEvents": ("cloudtrail", "lookup_events", {}, "*"),
+        "CreateTrail": ("cloudtrail", "create_trail", {"Name": "trail1", "S3BucketName": b}, trail),
+        "UpdateTrail": ("cloudtrail", "update_trail", {"Name": "trail1", "S3BucketName": b}, trail),
+        "DeleteTrail": ("cloudtrail", "delete_trail", {"Name": "trail1"}, trail),
+        "GetTrail": ("cloudtrail", "get_trail", {"Name": "trail1"}, trail),
+        "GetTrailStatus": ("cloudtrail", "get_trail_status", {"Name": "trail1"}, trail),
+        "StartLogging": ("cloudtrail", "start_logging", {"Name": "trail1"}, trail),
+        "StopLogging": ("cloudtrail", "stop_logging", {"Name": "trail1"}, trail),
+        "DescribeTrails": ("cloudtrail", "describe_trails", {}, "*"),
+        "ListTrails": ("cloudtrail", "list_trails", {}, "*"),
+        "GetEventSelectors": ("cloudtrail", "get_event_selectors", {"TrailName": "trail1"}, trail),
+        "PutEventSelectors": (
+            "cloudtrail",
+            "put_event_selectors",
+            {"TrailName": "trail1", "EventSelectors": [{"ReadWriteType": "All"}]},
+            trail,
+        ),
+        "AddTags": ("cloudtrail", "add_tags", {"ResourceId": trail, "TagsList": [{"Key": "k", "Value": "v"}]}, trail),
+        "RemoveTags": ("cloudtrail", "remove_tags", {"ResourceId": trail, "TagsList": [{"Key": "k"}]}, trail),
+        "ListTags": ("cloudtrail", "list_tags", {"ResourceIdList": [trail]}, trail),
         # Organizations (keycard accounts are in none)
         "DescribeOrganization": ("organizations", "describe_organization", {}, "*"),
         "ListAccounts": ("organizations", "list_accounts", {}, "*"),

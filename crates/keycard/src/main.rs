@@ -176,6 +176,10 @@ enum Command {
         /// (e.g. 2s, 500ms).
         #[arg(long, default_value = "2s", env = "KEYCARD_MAX_STALENESS")]
         max_staleness: String,
+        /// How often logging CloudTrail trails deliver their log files to
+        /// S3 (AWS: about every 5 minutes), e.g. 5m, 10s.
+        #[arg(long, default_value = "5m", env = "KEYCARD_TRAIL_DELIVERY_INTERVAL")]
+        trail_delivery_interval: String,
     },
     /// Findings and KPIs of the estate (asks the running server, which
     /// evaluates every rule first).
@@ -368,21 +372,21 @@ fn is_postgres_url(url: &str) -> bool {
 }
 
 /// `--max-staleness`: `2s`, `500ms`, `1m`.
-fn parse_staleness(s: &str) -> anyhow::Result<std::time::Duration> {
+fn parse_duration(flag: &str, s: &str) -> anyhow::Result<std::time::Duration> {
     let (num, unit) = s
         .find(|c: char| !c.is_ascii_digit())
         .map_or((s, "s"), |i| s.split_at(i));
     let n: u64 = num
         .parse()
-        .with_context(|| format!("--max-staleness {s}: expected e.g. 2s or 500ms"))?;
+        .with_context(|| format!("{flag} {s}: expected e.g. 2s or 500ms"))?;
     let ms = match unit {
         "ms" => n,
         "s" => n.saturating_mul(1000),
         "m" => n.saturating_mul(60_000),
-        _ => bail!("--max-staleness {s}: units are ms, s or m"),
+        _ => bail!("{flag} {s}: units are ms, s or m"),
     };
     if ms == 0 {
-        bail!("--max-staleness must be positive");
+        bail!("{flag} must be positive");
     }
     Ok(std::time::Duration::from_millis(ms))
 }
@@ -439,6 +443,21 @@ fn parse_retention(s: &str) -> anyhow::Result<Option<i64>> {
             bail!("--audit-retention {s}: expected a positive duration such as 90d or 24h, or all")
         }
     }
+}
+
+/// Deliver logging trails' events to their buckets every `every`; a
+/// failure is logged and retried next time (the trail's cursor stays).
+fn spawn_trail_delivery(kc: Arc<Keycard>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = kc.deliver_trails().await {
+                tracing::warn!(error = %e, "trail delivery failed; will retry");
+            }
+        }
+    })
 }
 
 /// Expire audit events older than `keep_s` now and every
@@ -562,6 +581,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             soft_principals,
             master_key_file,
             max_staleness,
+            trail_delivery_interval,
         } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -603,7 +623,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             config.master_key_hex = master_key(master_key_file.as_deref())?;
             let shared = data.store.as_deref().is_some_and(is_postgres_url);
             config.max_staleness = shared
-                .then(|| parse_staleness(&max_staleness))
+                .then(|| parse_duration("--max-staleness", &max_staleness))
                 .transpose()?;
             config.instance_credentials =
                 keycard_services::binding::BindingMode::parse(&instance_credentials)
@@ -614,6 +634,8 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 Durability::Crash
             };
             let retention = parse_retention(&audit_retention)?;
+            let trail_every =
+                parse_duration("--trail-delivery-interval", &trail_delivery_interval)?;
             let store = data.open_store_with(durability).await?;
             let retention_task = retention.map(|keep| spawn_audit_retention(store.clone(), keep));
             let kc = Keycard::open(config, store)
@@ -666,6 +688,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             }));
             let flusher = kc.spawn_last_used_flusher(LAST_USED_FLUSH);
             let governance = kc.spawn_governance(GOVERNANCE_PERIOD);
+            let trails = spawn_trail_delivery(kc.clone(), trail_every);
             let follower = match data.store.as_deref().filter(|u| is_postgres_url(u)) {
                 Some(url) => Some(spawn_follower(&kc, url).await?),
                 None => None,
@@ -690,6 +713,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let _ = imds_task.await;
             flusher.abort();
             governance.abort();
+            trails.abort();
             for t in follower.into_iter().flatten() {
                 t.abort();
             }

@@ -1,4 +1,5 @@
-//! CloudTrail's `LookupEvents` (JSON 1.1 protocol) over the audit trail.
+//! CloudTrail (JSON 1.1 protocol): `LookupEvents` over the audit trail,
+//! and trails (`crates/services/src/trails.rs`) that deliver it to S3.
 
 use axum::body::Body;
 use http::Response;
@@ -35,6 +36,19 @@ pub async fn handle(req: &mut Req) -> Result<Response<Body>, ServiceError> {
         serde_json::from_slice(&req.body).map_err(|e| invalid(format!("invalid JSON body: {e}")))?
     };
     req.audit.params = body.clone();
+    if req.op.name == "LookupEvents" {
+        return lookup_events(req, body).await;
+    }
+    let out = crate::trails::handle(req, &body).await?;
+    let mut r = Response::new(Body::from(out.to_string()));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
+    Ok(r)
+}
+
+async fn lookup_events(req: &mut Req, body: Value) -> Result<Response<Body>, ServiceError> {
     req.authorize("cloudtrail:LookupEvents", "*", None, ResourcePolicy::None)?;
     let mut q = AuditQuery::default();
     if let Some(attrs) = body.get("LookupAttributes").and_then(Value::as_array) {

@@ -34,6 +34,7 @@ mod render;
 mod s3;
 mod securityhub;
 mod sts;
+mod trails;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

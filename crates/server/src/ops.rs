@@ -360,7 +360,29 @@ pub static S3: &[OpDef] = &[
 ];
 
 /// CloudTrail.
-pub static CLOUDTRAIL: &[OpDef] = &[same!(CloudTrail, "cloudtrail", "LookupEvents", RO)];
+pub static CLOUDTRAIL: &[OpDef] = &[
+    same!(CloudTrail, "cloudtrail", "LookupEvents", RO),
+    same!(
+        CloudTrail,
+        "cloudtrail",
+        "CreateTrail",
+        RW,
+        ["cloudtrail:AddTags"]
+    ),
+    same!(CloudTrail, "cloudtrail", "UpdateTrail", RW),
+    same!(CloudTrail, "cloudtrail", "DeleteTrail", RW),
+    same!(CloudTrail, "cloudtrail", "DescribeTrails", RO),
+    same!(CloudTrail, "cloudtrail", "GetTrail", RO),
+    same!(CloudTrail, "cloudtrail", "GetTrailStatus", RO),
+    same!(CloudTrail, "cloudtrail", "ListTrails", RO),
+    same!(CloudTrail, "cloudtrail", "StartLogging", RW),
+    same!(CloudTrail, "cloudtrail", "StopLogging", RW),
+    same!(CloudTrail, "cloudtrail", "PutEventSelectors", RW),
+    same!(CloudTrail, "cloudtrail", "GetEventSelectors", RO),
+    same!(CloudTrail, "cloudtrail", "AddTags", RW),
+    same!(CloudTrail, "cloudtrail", "RemoveTags", RW),
+    same!(CloudTrail, "cloudtrail", "ListTags", RO),
+];
 
 /// Organizations: what a standalone account (in no organization) answers.
 pub static ORGANIZATIONS: &[OpDef] = &[

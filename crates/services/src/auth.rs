@@ -759,6 +759,54 @@ impl Keycard {
     }
 }
 
+/// Whether the AWS service principal `service` may do `action` on
+/// `resource` under one policy: a role's trust policy (`as_trust`) or a
+/// resource's policy. Used where keycard acts as the service itself (EC2
+/// assuming an instance's role, CloudTrail writing to a bucket).
+pub(crate) fn service_allowed(
+    service: &str,
+    policy: &Policy,
+    as_trust: bool,
+    req: (&str, &str, &str),
+    mut ctx: Context,
+) -> bool {
+    let (action, resource, resource_account) = req;
+    let principal = Principal {
+        arn: service.into(),
+        account: String::new(),
+        kind: PrincipalKind::Service,
+    };
+    ctx.insert("aws:PrincipalServiceName", service);
+    ctx.insert("aws:PrincipalIsAWSService", "true");
+    let one = Some(PolicyRef {
+        id: if as_trust {
+            "trust-policy"
+        } else {
+            "resource-policy"
+        },
+        policy,
+    });
+    let set = PolicySet {
+        identity: Vec::new(),
+        resource: if as_trust { None } else { one },
+        trust: if as_trust { one } else { None },
+        boundary: None,
+        session: Vec::new(),
+        scps: Vec::new(),
+    };
+    keycard_policy::evaluate(
+        &Request {
+            principal: &principal,
+            action,
+            resource,
+            resource_account: Some(resource_account),
+            context: &ctx,
+        },
+        &set,
+    )
+    .is_allowed()
+}
+
 #[cfg(test)]
 mod secret_tests {
     use super::*;

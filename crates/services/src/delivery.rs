@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use keycard_policy::{Context, PolicyRef, PolicySet, Principal, PrincipalKind, Request};
+use keycard_policy::Context;
 use keycard_proto::hmac_sha256;
 use serde_json::json;
 
@@ -95,37 +95,14 @@ fn ec2_may_assume(role: &Role) -> bool {
     let Some(trust) = role.trust.compiled.clone() else {
         return false;
     };
-    let principal = Principal {
-        arn: "ec2.amazonaws.com".into(),
-        account: String::new(),
-        kind: PrincipalKind::Service,
-    };
-    let mut ctx = Context::new();
-    ctx.insert("aws:PrincipalServiceName", "ec2.amazonaws.com");
-    ctx.insert("aws:PrincipalIsAWSService", "true");
     let arn = role.arn();
-    let set = PolicySet {
-        identity: Vec::new(),
-        resource: None,
-        trust: Some(PolicyRef {
-            id: "trust-policy",
-            policy: &trust,
-        }),
-        boundary: None,
-        session: Vec::new(),
-        scps: Vec::new(),
-    };
-    keycard_policy::evaluate(
-        &Request {
-            principal: &principal,
-            action: "sts:AssumeRole",
-            resource: &arn,
-            resource_account: Some(&role.account),
-            context: &ctx,
-        },
-        &set,
+    crate::auth::service_allowed(
+        "ec2.amazonaws.com",
+        &trust,
+        true,
+        ("sts:AssumeRole", &arn, &role.account),
+        Context::new(),
     )
-    .is_allowed()
 }
 
 impl Keycard {

@@ -10,6 +10,9 @@ use keycard_store::StoreError;
 pub enum ServiceError {
     #[error("{0}")]
     NoSuchEntity(String),
+    /// CloudTrail's trail-management exceptions.
+    #[error("{1}")]
+    Trail(TrailError, String),
     #[error("{0}")]
     EntityAlreadyExists(String),
     #[error("{0}")]
@@ -227,12 +230,68 @@ pub enum ServiceError {
     Internal(String),
 }
 
+/// CloudTrail's exceptions for trails (all 400: the client's to fix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrailError {
+    TrailNotFound,
+    TrailAlreadyExists,
+    InvalidTrailName,
+    CloudTrailArnInvalid,
+    MaximumNumberOfTrailsExceeded,
+    S3BucketDoesNotExist,
+    InsufficientS3BucketPolicy,
+    InvalidS3BucketName,
+    InvalidS3Prefix,
+    InvalidEventSelectors,
+    InvalidParameter,
+    InvalidParameterCombination,
+    InvalidTagParameter,
+    TagsLimitExceeded,
+    ResourceNotFound,
+    OrganizationsNotInUse,
+    KmsKeyNotFound,
+    InvalidCloudWatchLogsLogGroupArn,
+    InsufficientSnsTopicPolicy,
+    InvalidTimeRange,
+    InvalidToken,
+}
+
+impl TrailError {
+    pub fn code(self) -> &'static str {
+        use TrailError::*;
+        match self {
+            TrailNotFound => "TrailNotFoundException",
+            TrailAlreadyExists => "TrailAlreadyExistsException",
+            InvalidTrailName => "InvalidTrailNameException",
+            CloudTrailArnInvalid => "CloudTrailARNInvalidException",
+            MaximumNumberOfTrailsExceeded => "MaximumNumberOfTrailsExceededException",
+            S3BucketDoesNotExist => "S3BucketDoesNotExistException",
+            InsufficientS3BucketPolicy => "InsufficientS3BucketPolicyException",
+            InvalidS3BucketName => "InvalidS3BucketNameException",
+            InvalidS3Prefix => "InvalidS3PrefixException",
+            InvalidEventSelectors => "InvalidEventSelectorsException",
+            InvalidParameter => "InvalidParameterException",
+            InvalidParameterCombination => "InvalidParameterCombinationException",
+            InvalidTagParameter => "InvalidTagParameterException",
+            TagsLimitExceeded => "TagsLimitExceededException",
+            ResourceNotFound => "ResourceNotFoundException",
+            OrganizationsNotInUse => "OrganizationsNotInUseException",
+            KmsKeyNotFound => "KmsKeyNotFoundException",
+            InvalidCloudWatchLogsLogGroupArn => "InvalidCloudWatchLogsLogGroupArnException",
+            InsufficientSnsTopicPolicy => "InsufficientSnsTopicPolicyException",
+            InvalidTimeRange => "InvalidTimeRangeException",
+            InvalidToken => "InvalidTokenException",
+        }
+    }
+}
+
 impl ServiceError {
     /// AWS's error code.
     pub fn code(&self) -> &'static str {
         use ServiceError::*;
         match self {
             NoSuchEntity(_) => "NoSuchEntity",
+            Trail(k, _) => k.code(),
             EntityAlreadyExists(_) => "EntityAlreadyExists",
             DeleteConflict(_) => "DeleteConflict",
             LimitExceeded(_) => "LimitExceeded",

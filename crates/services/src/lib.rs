@@ -35,6 +35,7 @@ pub mod s3;
 pub mod simulate;
 pub mod state;
 pub mod sts;
+pub mod trails;
 pub mod validate;
 pub mod vpc;
 

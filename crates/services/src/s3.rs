@@ -208,6 +208,37 @@ impl Keycard {
         ObjectWriter::create(self.objects_dir(), spec)
     }
 
+    /// Write a small object the server itself makes (CloudTrail's log
+    /// files): data fsynced before its metadata commits, as for PutObject.
+    pub async fn put_object_bytes(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: &[u8],
+        content_type: &str,
+    ) -> Result<ObjectMeta> {
+        let spec = DigestSpec {
+            md5: true,
+            sha256: false,
+            checksums: Vec::new(),
+        };
+        let mut w = self.object_writer(&spec)?;
+        w.write(data).await?;
+        let (staged, digested) = w.finish().await?;
+        let etag = digested
+            .etag()
+            .ok_or_else(|| ServiceError::Internal("no MD5 computed".into()))?;
+        let object = NewObject {
+            bucket: bucket.into(),
+            key: key.into(),
+            content_type: Some(content_type.into()),
+            metadata: BTreeMap::new(),
+            headers: BTreeMap::new(),
+            tags: BTreeMap::new(),
+        };
+        self.put_object_staged(staged, etag, object).await
+    }
+
     /// Commit a staged file as the object `bucket/key`.
     pub async fn put_object_staged(
         &self,
