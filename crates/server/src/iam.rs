@@ -161,7 +161,7 @@ fn group_xml(w: &mut XmlWriter, g: &Group) {
         .elem("CreateDate", &iso8601(g.created));
 }
 
-fn role_xml(w: &mut XmlWriter, r: &Role) {
+pub(crate) fn role_xml(w: &mut XmlWriter, r: &Role) {
     w.elem("Path", &r.path)
         .elem("RoleName", &r.name)
         .elem("RoleId", &r.id)
@@ -263,6 +263,16 @@ pub(crate) fn resource_tags(kc: &keycard_services::Keycard, acct: &str, arn: &st
         st.policies.get(arn).map(|p| p.tags.clone())
     } else if rest.starts_with("instance-profile/") {
         st.instance_profile(acct, name).map(|p| p.tags.clone())
+    } else if rest.starts_with("server-certificate/") {
+        st.accounts
+            .get(acct)
+            .and_then(|a| a.extras.server_certs.get(&name.to_ascii_lowercase()))
+            .map(|c| c.tags.clone())
+    } else if rest.starts_with("mfa/") {
+        st.accounts
+            .get(acct)
+            .and_then(|a| a.governance.mfa.get(arn))
+            .map(|d| d.tags.clone())
     } else {
         None
     };
@@ -324,6 +334,7 @@ pub async fn handle(req: &mut Req) -> R {
         sim if crate::iam_simulate::OPS.contains(&sim) => {
             crate::iam_simulate::handle(req, &p).await
         }
+        more if crate::iam_more::OPS.contains(&more) => crate::iam_more::handle(req, &p).await,
         // ------------------------------------------------------------ users
         "CreateUser" => {
             let name = need(&p, "UserName")?;

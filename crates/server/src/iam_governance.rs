@@ -48,28 +48,31 @@ pub(crate) const OPS: &[&str] = &[
     "GetServiceLastAccessedDetails",
     "ListSAMLProviders",
     "ListOpenIDConnectProviders",
-    "ListServerCertificates",
-    "ListServiceSpecificCredentials",
     "ListOrganizationsFeatures",
 ];
 
 /// Decide `iam:<op>` on one resource, with that resource's tags.
 pub(crate) fn authz(req: &mut Req, res: String) -> Result<(), ServiceError> {
+    let action = format!("iam:{}", req.op.name);
+    authz_as(req, &action, res)
+}
+
+/// Decide `action` on one resource, with that resource's tags.
+pub(crate) fn authz_as(req: &mut Req, action: &str, res: String) -> Result<(), ServiceError> {
     let acct = req.caller.account.clone();
     req.audit
         .resources
         .push((res.clone(), "AWS::IAM::Resource".into()));
     let tags = resource_tags(&req.kc, &acct, &res);
-    let action = format!("iam:{}", req.op.name);
     req.check(
-        Check::new(&action, res)
+        Check::new(action, res)
             .account(acct)
             .tags(Some("iam"), &tags),
     )
 }
 
 /// The user ARN for `name` (with its path when it exists).
-fn user_arn(req: &Req, name: &str) -> String {
+pub(crate) fn user_arn(req: &Req, name: &str) -> String {
     let acct = &req.caller.account;
     let path = req
         .kc
@@ -362,6 +365,11 @@ pub(crate) async fn handle(req: &mut Req, p: &Params) -> R {
             }
             let tags = tags_in(p)?;
             authz(req, arn(&acct, "mfa", path, name))?;
+            if !tags.is_empty() {
+                // Creating with tags also needs iam:TagMFADevice.
+                req.request_tags(tags.iter().map(|t| (t.key.as_str(), t.value.as_str())));
+                authz_as(req, "iam:TagMFADevice", arn(&acct, "mfa", path, name))?;
+            }
             let (d, seed) = kc.create_virtual_mfa(&acct, path, name, tags).await?;
             let qr = crate::qr::otpauth_png(name, &acct, seed.expose());
             ok(&|w| {
@@ -538,8 +546,7 @@ pub(crate) async fn handle(req: &mut Req, p: &Params) -> R {
                 truncation(w, &next);
             })
         }
-        // keycard has no federation providers, server certificates or
-        // service-specific credentials: true, empty answers.
+        // keycard has no federation providers: true, empty answers.
         "ListSAMLProviders" => {
             authz(req, "*".into())?;
             ok(&|w| {
@@ -550,24 +557,6 @@ pub(crate) async fn handle(req: &mut Req, p: &Params) -> R {
             authz(req, "*".into())?;
             ok(&|w| {
                 w.empty("OpenIDConnectProviderList");
-            })
-        }
-        "ListServerCertificates" => {
-            authz(req, "*".into())?;
-            ok(&|w| {
-                w.empty("ServerCertificateMetadataList");
-                w.elem("IsTruncated", "false");
-            })
-        }
-        "ListServiceSpecificCredentials" => {
-            let name = match p.get("UserName") {
-                Some(n) => n.to_string(),
-                None => req.caller.username(),
-            };
-            authz(req, user_arn(req, &name))?;
-            kc.get_user(&acct, &name)?;
-            ok(&|w| {
-                w.empty("ServiceSpecificCredentials");
             })
         }
         // Centralized root access needs an organization; keycard accounts

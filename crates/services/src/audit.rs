@@ -84,6 +84,8 @@ const SECRET_KEYS: &[&str] = &[
     "newpassword",
     "oldpassword",
     "privatekey",
+    "servicepassword",
+    "servicecredentialsecret",
     "x-amz-security-token",
     "authorization",
     "signature",

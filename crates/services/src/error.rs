@@ -35,6 +35,23 @@ pub enum ServiceError {
     ReportExpired(String),
     #[error("{0}")]
     EntityTemporarilyUnmodifiable(String),
+    // IAM credentials and certificates (iam_creds.rs)
+    #[error("{0}")]
+    MalformedCertificate(String),
+    #[error("{0}")]
+    KeyPairMismatch(String),
+    #[error("{0}")]
+    DuplicateCertificate(String),
+    #[error("{0}")]
+    InvalidPublicKey(String),
+    #[error("{0}")]
+    UnrecognizedPublicKeyEncoding(String),
+    #[error("{0}")]
+    DuplicateSshPublicKey(String),
+    #[error("{0}")]
+    ServiceNotSupported(String),
+    #[error("{0}")]
+    UnmodifiableEntity(String),
     #[error("{0}")]
     ValidationError(String),
     #[error("{0}")]
@@ -303,6 +320,14 @@ impl ServiceError {
             ReportNotPresent(_) => "ReportNotPresent",
             ReportExpired(_) => "ReportExpired",
             EntityTemporarilyUnmodifiable(_) => "EntityTemporarilyUnmodifiable",
+            MalformedCertificate(_) => "MalformedCertificate",
+            KeyPairMismatch(_) => "KeyPairMismatch",
+            DuplicateCertificate(_) => "DuplicateCertificate",
+            InvalidPublicKey(_) => "InvalidPublicKey",
+            UnrecognizedPublicKeyEncoding(_) => "UnrecognizedPublicKeyEncoding",
+            DuplicateSshPublicKey(_) => "DuplicateSSHPublicKey",
+            ServiceNotSupported(_) => "NotSupportedService",
+            UnmodifiableEntity(_) => "UnmodifiableEntity",
             ValidationError(_) => "ValidationError",
             MissingParameter(_) => "MissingParameter",
             InvalidParameterValue(_) => "InvalidParameterValue",
@@ -409,11 +434,13 @@ impl ServiceError {
             | NoSuchUpload(_)
             | NoSuchBucketPolicy(_)
             | NoSuchTagSet(_)
-            | ResourceNotFound(_) => 404,
+            | ResourceNotFound(_)
+            | ServiceNotSupported(_) => 404,
             ReportNotPresent(_) | ReportExpired(_) => 410,
             InvalidAuthenticationCode(_) => 403,
             EntityAlreadyExists(_)
             | EntityTemporarilyUnmodifiable(_)
+            | DuplicateCertificate(_)
             | DeleteConflict(_)
             | LimitExceeded(_)
             | BucketAlreadyExists(_)

@@ -167,6 +167,7 @@ impl Keycard {
             attached: Vec::new(),
             groups: Vec::new(),
             login_profile: None,
+            creds: Default::default(),
         };
         self.mutate(|st| {
             if st.user(account, name).is_some() {
@@ -203,12 +204,7 @@ impl Keycard {
         new_name: Option<&str>,
         new_path: Option<&str>,
     ) -> Result<()> {
-        if let Some(n) = new_name {
-            validate::name("newUserName", n, 64)?;
-        }
-        if let Some(p) = new_path {
-            validate::path("newPath", p)?;
-        }
+        validate::renamed("newUserName", new_name, 64, new_path)?;
         self.mutate(|st| {
             let mut u = st
                 .user(account, name)
@@ -259,6 +255,11 @@ impl Keycard {
                 .values()
                 .any(|k| k.account == account && k.user.as_deref() == Some(u.name.as_str()));
             let has_mfa = crate::iam_governance::mfa_of_user(st, account, &u.name).is_some();
+            if let Some(kind) = u.creds.first_kind() {
+                return Err(ServiceError::DeleteConflict(format!(
+                    "Cannot delete entity, must delete {kind} first."
+                )));
+            }
             if has_keys
                 || has_mfa
                 || u.login_profile.is_some()
@@ -746,6 +747,9 @@ impl Keycard {
                 .role(account, name)
                 .cloned()
                 .ok_or_else(|| no_such("role", name))?;
+            if crate::iam_more::is_service_linked(&r) {
+                return Err(crate::iam_more::unmodifiable(&r.name));
+            }
             r.trust = trust.clone();
             Ok((vec![Change::Put(Entity::Role(r))], ()))
         })
@@ -757,6 +761,9 @@ impl Keycard {
             let r = st
                 .role(account, name)
                 .ok_or_else(|| no_such("role", name))?;
+            if crate::iam_more::is_service_linked(r) {
+                return Err(crate::iam_more::unmodifiable(&r.name));
+            }
             let in_profile = st.instance_profiles.values().any(|p| {
                 p.account == account && p.roles.iter().any(|x| x.eq_ignore_ascii_case(name))
             });
@@ -1439,7 +1446,12 @@ impl Keycard {
                 + groups.iter().map(|g| g.attached.len()).sum::<usize>(),
         );
         m.insert("PolicyVersionsInUseQuota", 10000);
-        m.insert("ServerCertificates", 0);
+        m.insert(
+            "ServerCertificates",
+            st.accounts
+                .get(account)
+                .map_or(0, |a| a.extras.server_certs.len()),
+        );
         m.insert("ServerCertificatesQuota", 20);
         m.insert("AttachedPoliciesPerUserQuota", 10);
         m.insert("AttachedPoliciesPerGroupQuota", 10);
@@ -1451,7 +1463,11 @@ impl Keycard {
         m.insert("PolicySizeQuota", 6144);
         m.insert("VersionsPerPolicyQuota", 5);
         m.insert("AssumeRolePolicySizeQuota", 2048);
-        m.insert("GlobalEndpointTokenVersion", 1);
+        let v2 = st
+            .accounts
+            .get(account)
+            .is_some_and(|a| a.extras.token_version.as_deref() == Some("v2Token"));
+        m.insert("GlobalEndpointTokenVersion", if v2 { 2 } else { 1 });
         m
     }
 

@@ -63,6 +63,46 @@ pub struct AccessJob {
     pub created: Epoch,
     pub completed: Epoch,
     pub services: Vec<ServiceAccess>,
+    /// The users and roles the job's entity covers, for
+    /// GetServiceLastAccessedDetailsWithEntities.
+    pub covered: Vec<EntityRef>,
+    /// Per service namespace: each covered principal's last access.
+    pub by_entity: BTreeMap<String, BTreeMap<String, Epoch>>,
+}
+
+/// A user or role a job covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntityRef {
+    pub arn: String,
+    pub name: String,
+    /// `USER` or `ROLE`.
+    pub kind: &'static str,
+    pub id: String,
+    pub path: String,
+}
+
+impl AccessJob {
+    /// Every covered entity with its last access to `namespace`.
+    pub fn entities(&self, namespace: &str) -> Vec<(EntityRef, Option<Epoch>)> {
+        let seen = self.by_entity.get(namespace);
+        self.covered
+            .iter()
+            .map(|e| (e.clone(), seen.and_then(|m| m.get(&e.arn)).copied()))
+            .collect()
+    }
+}
+
+/// One policy that grants a service, as ListPoliciesGrantingServiceAccess
+/// lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantingPolicy {
+    pub name: String,
+    /// `INLINE` or `MANAGED`.
+    pub kind: &'static str,
+    /// Managed policies only.
+    pub arn: Option<String>,
+    /// Inline policies only: `USER`, `GROUP` or `ROLE`, and its name.
+    pub entity: Option<(&'static str, String)>,
 }
 
 /// Jobs by id (in memory: a job is a computed view of the audit trail).
@@ -261,6 +301,7 @@ fn event_principal(body: &Value) -> Option<String> {
 #[derive(Default)]
 struct Tally {
     last: BTreeMap<String, ActionAccess>,
+    by_entity: BTreeMap<String, BTreeMap<String, Epoch>>,
     entities: BTreeMap<String, BTreeSet<String>>,
     actions: BTreeMap<String, BTreeMap<String, ActionAccess>>,
 }
@@ -268,6 +309,13 @@ struct Tally {
 impl Tally {
     fn add(&mut self, ns: &str, a: ActionAccess) {
         let newer = |old: &ActionAccess| a.time > old.time;
+        let e = self
+            .by_entity
+            .entry(ns.to_string())
+            .or_default()
+            .entry(a.entity.clone())
+            .or_insert(a.time);
+        *e = (*e).max(a.time);
         self.entities
             .entry(ns.to_string())
             .or_default()
@@ -282,7 +330,137 @@ impl Tally {
     }
 }
 
+/// The users and roles behind principal ARNs.
+fn covered_refs(st: &State, account: &str, principals: &BTreeSet<String>) -> Vec<EntityRef> {
+    let users = st
+        .users
+        .values()
+        .filter(|u| u.account == account && principals.contains(&u.arn()))
+        .map(|u| EntityRef {
+            arn: u.arn(),
+            name: u.name.clone(),
+            kind: "USER",
+            id: u.id.clone(),
+            path: u.path.clone(),
+        });
+    let roles = st
+        .roles
+        .values()
+        .filter(|r| r.account == account && principals.contains(&r.arn()))
+        .map(|r| EntityRef {
+            arn: r.arn(),
+            name: r.name.clone(),
+            kind: "ROLE",
+            id: r.id.clone(),
+            path: r.path.clone(),
+        });
+    users.chain(roles).collect()
+}
+
+/// An identity holding policies: its kind, name, inline and attached.
+type PolicyHolder<'a> = (
+    &'static str,
+    &'a str,
+    &'a BTreeMap<String, PolicyDoc>,
+    &'a [String],
+);
+
+/// The policies of one holder (inline and attached) that grant `ns`.
+fn holder_grants(
+    st: &State,
+    ns: &str,
+    (kind, name): (&'static str, &str),
+    inline: &BTreeMap<String, PolicyDoc>,
+    attached: &[String],
+    out: &mut Vec<GrantingPolicy>,
+) {
+    let grants = |doc: &str| {
+        let mut s = BTreeSet::new();
+        granted(doc, &mut s);
+        s.contains(ns)
+    };
+    for (n, d) in inline {
+        if grants(&d.text) {
+            out.push(GrantingPolicy {
+                name: n.clone(),
+                kind: "INLINE",
+                arn: None,
+                entity: Some((kind, name.to_string())),
+            });
+        }
+    }
+    for a in attached {
+        if let Some(p) = st.policies.get(a)
+            && p.default_doc().is_some_and(|d| grants(&d.text))
+            && !out.iter().any(|g| g.arn.as_deref() == Some(a))
+        {
+            out.push(GrantingPolicy {
+                name: p.name.clone(),
+                kind: "MANAGED",
+                arn: Some(a.clone()),
+                entity: None,
+            });
+        }
+    }
+}
+
 impl Keycard {
+    /// ListPoliciesGrantingServiceAccess: per namespace, the policies of
+    /// a user (with its groups'), group or role that grant it.
+    pub fn policies_granting(
+        &self,
+        account: &str,
+        arn: &str,
+        namespaces: &[String],
+    ) -> Result<Vec<(String, Vec<GrantingPolicy>)>> {
+        let st = self.state();
+        let invalid = || ServiceError::InvalidInput(format!("ARN {arn} is not valid."));
+        let (acct, rest) = split_iam_arn(arn).ok_or_else(invalid)?;
+        if acct != account {
+            return Err(not_found(arn));
+        }
+        let name = rest.rsplit('/').next().unwrap_or("");
+        // The holders whose policies count: (kind, name, inline, attached).
+        let mut holders: Vec<PolicyHolder> = Vec::new();
+        match rest.split('/').next().unwrap_or("") {
+            "user" => {
+                let u = st
+                    .user(account, name)
+                    .filter(|u| u.arn() == arn)
+                    .ok_or_else(|| not_found(arn))?;
+                holders.push(("USER", &u.name, &u.inline, &u.attached));
+                for g in u.groups.iter().filter_map(|g| st.group(account, g)) {
+                    holders.push(("GROUP", &g.name, &g.inline, &g.attached));
+                }
+            }
+            "group" => {
+                let g = st
+                    .group(account, name)
+                    .filter(|g| g.arn() == arn)
+                    .ok_or_else(|| not_found(arn))?;
+                holders.push(("GROUP", &g.name, &g.inline, &g.attached));
+            }
+            "role" => {
+                let r = st
+                    .role(account, name)
+                    .filter(|r| r.arn() == arn)
+                    .ok_or_else(|| not_found(arn))?;
+                holders.push(("ROLE", &r.name, &r.inline, &r.attached));
+            }
+            _ => return Err(invalid()),
+        }
+        Ok(namespaces
+            .iter()
+            .map(|ns| {
+                let mut list = Vec::new();
+                for (kind, n, inline, attached) in &holders {
+                    holder_grants(&st, ns, (kind, n), inline, attached, &mut list);
+                }
+                (ns.clone(), list)
+            })
+            .collect())
+    }
+
     /// GenerateServiceLastAccessedDetails: compute the report now and keep
     /// it under a new job id for `owner` (the calling principal's ARN).
     pub async fn generate_service_last_accessed(
@@ -317,12 +495,15 @@ impl Keycard {
             })
             .collect();
         let id = uuid::Uuid::new_v4().to_string();
+        let covered = covered_refs(&self.state(), account, &subject.principals);
         let job = AccessJob {
             owner: owner.to_string(),
             granularity,
             created,
             completed: now(),
             services,
+            covered,
+            by_entity: tally.by_entity,
         };
         self.access_jobs
             .lock()

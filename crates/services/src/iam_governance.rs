@@ -788,6 +788,7 @@ impl Keycard {
             "false".into(),
         ];
         root.extend(key_columns(&keys(None)));
+        root.extend(cert_columns(&[]));
         out.push_str(&root.join(","));
         out.push('\n');
         let policy = a.governance.password_policy.as_ref();
@@ -798,6 +799,7 @@ impl Keycard {
             row.extend(password_columns(u.login_profile.as_ref(), policy));
             row.push(bool_col(mfa_of_user(&st, account, &u.name).is_some()));
             row.extend(key_columns(&keys(Some(&u.name))));
+            row.extend(cert_columns(&u.creds.signing_certs));
             out.push_str(&row.join(","));
             out.push('\n');
         }
@@ -858,7 +860,21 @@ fn key_columns(keys: &[AccessKey]) -> Vec<String> {
             None => cols.extend(["false", "N/A", "N/A", "N/A", "N/A"].map(String::from)),
         }
     }
-    cols.extend(["false", "N/A", "false", "N/A"].map(String::from));
+    cols
+}
+
+/// `cert_N_active`, `cert_N_last_rotated` for a user's signing certificates.
+fn cert_columns(certs: &[crate::iam_creds::SigningCert]) -> Vec<String> {
+    let mut cols = Vec::new();
+    for i in 0..2 {
+        match certs.get(i) {
+            Some(c) => {
+                cols.push(bool_col(c.status == KeyStatus::Active));
+                cols.push(report_time(c.uploaded));
+            }
+            None => cols.extend(["false", "N/A"].map(String::from)),
+        }
+    }
     cols
 }
 
@@ -869,7 +885,7 @@ fn set_password(lp: &mut LoginProfile, hash: SecretKey, keep: Option<usize>) {
     lp.changed = now();
 }
 
-async fn hash_blocking(password: &str) -> Result<SecretKey> {
+pub(crate) async fn hash_blocking(password: &str) -> Result<SecretKey> {
     let p = password.to_string();
     tokio::task::spawn_blocking(move || hash_password(&p))
         .await

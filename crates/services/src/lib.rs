@@ -15,6 +15,7 @@
 pub mod audit;
 pub mod auth;
 pub mod binding;
+pub mod certs;
 pub mod console;
 pub mod crypto;
 pub mod delivery;
@@ -26,7 +27,9 @@ pub mod generate;
 pub mod governance;
 pub mod iam;
 pub mod iam_access;
+pub mod iam_creds;
 pub mod iam_governance;
+pub mod iam_more;
 pub mod keyinfo;
 pub mod managed;
 pub mod model;
@@ -604,6 +607,7 @@ impl Keycard {
                         root_key_id: kid.clone(),
                         alias: None,
                         governance: Default::default(),
+                        extras: Default::default(),
                     })),
                     Change::Put(Entity::AccessKey(model::AccessKey {
                         account: acct.clone(),
@@ -692,6 +696,7 @@ impl Keycard {
                 root_key_id: kid.clone(),
                 alias: old.and_then(|a| a.alias.clone()),
                 governance: old.map(|a| a.governance.clone()).unwrap_or_default(),
+                extras: old.map(|a| a.extras.clone()).unwrap_or_default(),
             })));
             changes.push(Change::Put(Entity::AccessKey(model::AccessKey {
                 account: acct.clone(),

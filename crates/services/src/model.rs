@@ -58,6 +58,12 @@ pub struct Account {
     /// Password policy, virtual MFA devices, credential report.
     #[serde(default)]
     pub governance: crate::iam_governance::AccountGovernance,
+    /// Server certificates, service-linked role deletions, STS settings.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::iam_creds::AccountExtras::is_empty"
+    )]
+    pub extras: crate::iam_creds::AccountExtras,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,6 +87,12 @@ pub struct User {
     /// The console password (CreateLoginProfile), hashed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login_profile: Option<crate::iam_governance::LoginProfile>,
+    /// SSH public keys, signing certificates, service-specific credentials.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::iam_creds::UserCredentials::is_empty"
+    )]
+    pub creds: crate::iam_creds::UserCredentials,
 }
 
 impl User {

@@ -51,6 +51,23 @@ pub fn path(field: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// The new name (of `max` characters at most) and new path of an
+/// Update* call, where given.
+pub fn renamed(
+    name_field: &str,
+    new_name: Option<&str>,
+    max: usize,
+    new_path: Option<&str>,
+) -> Result<()> {
+    if let Some(n) = new_name {
+        name(name_field, n, max)?;
+    }
+    if let Some(p) = new_path {
+        path("newPath", p)?;
+    }
+    Ok(())
+}
+
 pub fn path_prefix(field: &str, value: &str) -> Result<()> {
     length(field, value, 1, 512)?;
     if !value.starts_with('/') || !value.chars().all(|c| ('\u{21}'..='\u{7E}').contains(&c)) {
