@@ -125,6 +125,10 @@ def estate(keycard):
         "RoleName": unique("conf-role"),
         "InstanceProfileName": unique("conf-profile"),
         "PolicyName": "conf-inline",
+        "AWSServiceName": "elasticbeanstalk.amazonaws.com",
+        "EntityPath": "o-a1b2c3d4e5/r-ab12",
+        "EntityArn": f"arn:aws:iam::{ACCOUNT}:delegation-request/conf",
+        "DeletionTaskId": f"task/aws-service-role/elasticbeanstalk.amazonaws.com/{SLR}/00000000-0000-0000-0000-000000000000",
     }
     iam.create_user(UserName=i["UserName"])
     iam.create_login_profile(UserName=i["UserName"], Password="Conformance-1-pass!")
@@ -262,6 +266,8 @@ class Generator:
             return self.fresh
         if self.op == "CopyObject" and name == "Key":
             return "conf/copy.txt"
+        if self.op == "DeleteServiceLinkedRole" and name == "RoleName":
+            return SLR if self.e.get("RoleName", "").startswith("conf-role") else SLR + "-missing"
         if self.op == "UpdateAssumeRolePolicy" and name == "PolicyDocument":
             return doc(EC2_TRUST)
         if name in e:
@@ -350,7 +356,12 @@ INPUT_ERRORS = {
 STATE_AS_VALIDATION = {
     ("accessanalyzer", "GetGeneratedPolicy"),
     ("accessanalyzer", "CancelPolicyGeneration"),
+    # Only partners AWS onboarded may create delegation requests.
+    ("iam", "CreateDelegationRequest"),
 }
+# Values that are not resources: the missing-resource run keeps them.
+NOT_RESOURCES = {"AWSServiceName", "EntityPath", "Policy", "CopySource"}
+SLR = "AWSServiceRoleForElasticBeanstalk"
 
 
 def check_error(service, op_model, exc: ClientError):
@@ -443,8 +454,14 @@ def missing(value):
 @pytest.fixture(scope="module")
 def absent(estate):
     """The estate with every resource replaced by one that does not exist."""
-    out = {k: ({n: missing(v) for n, v in e.items()} if isinstance(e, dict) and k in SERVICES.values() else e)
-           for k, e in estate.items()}
+    out = {
+        k: (
+            {n: (v if n in NOT_RESOURCES else missing(v)) for n, v in e.items()}
+            if isinstance(e, dict) and k in SERVICES.values()
+            else e
+        )
+        for k, e in estate.items()
+    }
     out["sts"] = estate["sts"]
     return out
 
