@@ -46,8 +46,6 @@ pub(crate) const OPS: &[&str] = &[
     "GetCredentialReport",
     "GenerateServiceLastAccessedDetails",
     "GetServiceLastAccessedDetails",
-    "ListSAMLProviders",
-    "ListOpenIDConnectProviders",
     "ListServerCertificates",
     "ListServiceSpecificCredentials",
     "ListOrganizationsFeatures",
@@ -538,20 +536,8 @@ pub(crate) async fn handle(req: &mut Req, p: &Params) -> R {
                 truncation(w, &next);
             })
         }
-        // keycard has no federation providers, server certificates or
+        // keycard has no server certificates or
         // service-specific credentials: true, empty answers.
-        "ListSAMLProviders" => {
-            authz(req, "*".into())?;
-            ok(&|w| {
-                w.empty("SAMLProviderList");
-            })
-        }
-        "ListOpenIDConnectProviders" => {
-            authz(req, "*".into())?;
-            ok(&|w| {
-                w.empty("OpenIDConnectProviderList");
-            })
-        }
         "ListServerCertificates" => {
             authz(req, "*".into())?;
             ok(&|w| {

@@ -79,6 +79,10 @@ pub enum ServiceError {
     InvalidAuthorizationMessage(String),
     #[error("{0}")]
     RegionDisabled(String),
+    /// An error the service model names, as (code, HTTP status, message):
+    /// the federation errors (`InvalidIdentityToken`, `FeatureDisabled`, …).
+    #[error("{2}")]
+    Modeled(&'static str, u16, String),
     // S3
     #[error("{0}")]
     NoSuchBucket(String),
@@ -267,6 +271,7 @@ impl ServiceError {
             PackedPolicyTooLarge(_) => "PackedPolicyTooLarge",
             InvalidAuthorizationMessage(_) => "InvalidAuthorizationMessageException",
             RegionDisabled(_) => "RegionDisabledException",
+            Modeled(code, _, _) => code,
             NoSuchBucket(_) => "NoSuchBucket",
             NoSuchKey(_) => "NoSuchKey",
             NoSuchUpload(_) => "NoSuchUpload",
@@ -377,6 +382,7 @@ impl ServiceError {
             NotImplemented(_) => 501,
             ServiceUnavailable(_) => 503,
             Internal(_) => 500,
+            Modeled(_, status, _) => *status,
             _ => 400,
         }
     }

@@ -21,17 +21,20 @@ pub mod delivery;
 pub mod denials;
 pub mod ec2;
 pub mod error;
+pub mod federation;
 pub mod follow;
 pub mod generate;
 pub mod governance;
 pub mod iam;
 pub mod iam_access;
 pub mod iam_governance;
+pub mod jwt;
 pub mod keyinfo;
 pub mod managed;
 pub mod model;
 pub mod network;
 pub mod s3;
+pub mod saml;
 pub mod simulate;
 pub mod state;
 pub mod sts;
@@ -131,6 +134,8 @@ pub struct Keycard {
     write_lock: tokio::sync::Mutex<()>,
     master: crypto::SealKey,
     tokens: RwLock<crypto::KeyRing>,
+    /// keycard's OIDC issuer keys, once loaded or made (federation.rs).
+    pub(crate) issuer_keys: RwLock<Option<Arc<jwt::IssuerKeys>>>,
     pub audit: audit::AuditLog,
     session_cache: Mutex<std::collections::HashMap<String, Arc<sts::Session>>>,
     /// Requests still let through without enforcement (moto compat).
@@ -299,6 +304,7 @@ impl Keycard {
             write_lock: tokio::sync::Mutex::new(()),
             master,
             tokens: RwLock::new(ring),
+            issuer_keys: RwLock::new(None),
             audit,
             session_cache: Mutex::new(Default::default()),
             no_auth_remaining: AtomicU64::new(no_auth),
@@ -603,6 +609,7 @@ impl Keycard {
                         root_key_id: kid.clone(),
                         alias: None,
                         governance: Default::default(),
+                        federation: Default::default(),
                     })),
                     Change::Put(Entity::AccessKey(model::AccessKey {
                         account: acct.clone(),
@@ -691,6 +698,7 @@ impl Keycard {
                 root_key_id: kid.clone(),
                 alias: old.and_then(|a| a.alias.clone()),
                 governance: old.map(|a| a.governance.clone()).unwrap_or_default(),
+                federation: old.map(|a| a.federation.clone()).unwrap_or_default(),
             })));
             changes.push(Change::Put(Entity::AccessKey(model::AccessKey {
                 account: acct.clone(),

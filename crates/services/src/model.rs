@@ -58,6 +58,9 @@ pub struct Account {
     /// Password policy, virtual MFA devices, credential report.
     #[serde(default)]
     pub governance: crate::iam_governance::AccountGovernance,
+    /// OIDC providers and outbound federation (federation.rs).
+    #[serde(default)]
+    pub federation: crate::federation::AccountFederation,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
