@@ -58,6 +58,17 @@ pub(crate) const UNSIGNED_STS_OPS: &[&str] = &["AssumeRoleWithWebIdentity", "Ass
 /// SAML assertion, URL-encoded, fits).
 pub(crate) const UNSIGNED_LIMIT: usize = 160 * 1024;
 
+/// Whether a request declares a body small enough to peek at (a body
+/// without a declared length is read up to the limit).
+pub(crate) fn small_body(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_none_or(|n| n <= UNSIGNED_LIMIT)
+}
+
 /// Whether an unsigned query request names one of [`UNSIGNED_STS_OPS`].
 pub(crate) fn is_unsigned_sts(parts: &Parts, body: &Bytes) -> bool {
     let action = (parts.method == http::Method::POST)

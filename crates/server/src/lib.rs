@@ -480,7 +480,7 @@ async fn dispatch(
     // the Action of a small unsigned query request; anything else
     // unsigned is refused below, as before.
     let (body, unsigned_sts, peek_error) = match &parsed {
-        Ok(None) if render::shape_of(&parts) == Wire::Query => {
+        Ok(None) if render::shape_of(&parts) == Wire::Query && federation::small_body(&parts) => {
             match read_limited(body, federation::UNSIGNED_LIMIT, Protocol::Sts).await {
                 Ok(b) => {
                     let yes = federation::is_unsigned_sts(&parts, &b);
