@@ -150,6 +150,16 @@ def estate(keycard):
     i["SerialNumber"] = iam.create_virtual_mfa_device(VirtualMFADeviceName=unique("conf-mfa"))["VirtualMFADevice"][
         "SerialNumber"
     ]
+    i["Url"] = "https://conf.example.com/oidc"
+    i["ClientIDList"] = ["sts.amazonaws.com"]
+    i["ThumbprintList"] = ["a" * 40]
+    i["SAMLMetadataDocument"] = SAML_METADATA
+    i["OpenIDConnectProviderArn"] = iam.create_open_id_connect_provider(
+        Url=i["Url"], ClientIDList=i["ClientIDList"], ThumbprintList=i["ThumbprintList"]
+    )["OpenIDConnectProviderArn"]
+    i["SAMLProviderArn"] = iam.create_saml_provider(Name=unique("conf-saml"), SAMLMetadataDocument=SAML_METADATA)[
+        "SAMLProviderArn"
+    ]
     admin, creds = keycard.new_user(name=unique("conf-admin"), policy=allow("*"))
     assumable = keycard.new_role(
         {
@@ -190,7 +200,15 @@ def estate(keycard):
     return {
         "creds": creds,
         "iam": i,
-        "sts": {"RoleArn": assumable["Arn"], "RoleSessionName": "conformance", "AccessKeyId": i["AccessKeyId"]},
+        "sts": {
+            "RoleArn": assumable["Arn"],
+            "RoleSessionName": "conformance",
+            "AccessKeyId": i["AccessKeyId"],
+            "SigningAlgorithm": "RS256",
+            "Audience": ["conformance"],
+            "TargetPrincipal": ACCOUNT,
+            "TaskPolicyArn": {"arn": "arn:aws:iam::aws:policy/root-task/IAMAuditRootUserCredentials"},
+        },
         "s3": b,
         "ec2": e,
         "guardduty": {"DetectorId": keycard.client("guardduty").list_detectors()["DetectorIds"][0]},
@@ -360,7 +378,26 @@ STATE_AS_VALIDATION = {
     ("iam", "CreateDelegationRequest"),
 }
 # Values that are not resources: the missing-resource run keeps them.
-NOT_RESOURCES = {"AWSServiceName", "EntityPath", "Policy", "CopySource"}
+NOT_RESOURCES = {
+    "AWSServiceName",
+    "EntityPath",
+    "Policy",
+    "CopySource",
+    "Url",
+    "ClientIDList",
+    "ThumbprintList",
+    "SAMLMetadataDocument",
+    "SigningAlgorithm",
+    "Audience",
+    "TaskPolicyArn",
+    "TargetPrincipal",
+}
+SAML_METADATA = (
+    '<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="https://idp.example.com">'
+    '<md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">'
+    + "<!-- padding -->" * 80
+    + "</md:IDPSSODescriptor></md:EntityDescriptor>"
+)
 SLR = "AWSServiceRoleForElasticBeanstalk"
 
 

@@ -328,6 +328,7 @@ pub async fn handle(req: &mut Req) -> R {
     }
 
     match action {
+        fed if crate::federation::IAM_OPS.contains(&fed) => crate::federation::iam(req, &p).await,
         gov if crate::iam_governance::OPS.contains(&gov) => {
             crate::iam_governance::handle(req, &p).await
         }

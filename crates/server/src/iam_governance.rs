@@ -46,8 +46,6 @@ pub(crate) const OPS: &[&str] = &[
     "GetCredentialReport",
     "GenerateServiceLastAccessedDetails",
     "GetServiceLastAccessedDetails",
-    "ListSAMLProviders",
-    "ListOpenIDConnectProviders",
     "ListOrganizationsFeatures",
 ];
 
@@ -544,19 +542,6 @@ pub(crate) async fn handle(req: &mut Req, p: &Params) -> R {
                 w.end("ServicesLastAccessed");
                 w.elem("JobCompletionDate", &iso8601(job.completed));
                 truncation(w, &next);
-            })
-        }
-        // keycard has no federation providers: true, empty answers.
-        "ListSAMLProviders" => {
-            authz(req, "*".into())?;
-            ok(&|w| {
-                w.empty("SAMLProviderList");
-            })
-        }
-        "ListOpenIDConnectProviders" => {
-            authz(req, "*".into())?;
-            ok(&|w| {
-                w.empty("OpenIDConnectProviderList");
             })
         }
         // Centralized root access needs an organization; keycard accounts

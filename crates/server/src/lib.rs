@@ -20,6 +20,7 @@ mod console_api;
 mod ec2;
 mod ec2_network;
 mod ec2_vpc;
+mod federation;
 pub mod governance;
 mod guardduty;
 mod iam;
@@ -450,6 +451,14 @@ async fn handle(
     if parts.uri.path().starts_with("/_keycard/admin/") {
         return admin(&kc, &parts, body).await;
     }
+    if parts
+        .uri
+        .path()
+        .starts_with(keycard_services::federation::ISSUER_PATH)
+        && parts.method == http::Method::GET
+    {
+        return federation::issuer_document(&kc, parts.uri.path()).await;
+    }
     if parts.uri.path() == "/metrics" && parts.method == http::Method::GET {
         return metrics_endpoint(&kc, &parts);
     }
@@ -470,8 +479,24 @@ async fn dispatch(
     body: Body,
 ) -> Response<Body> {
     let parsed = sigv4::parse_auth(&parts);
+    // AssumeRoleWithWebIdentity / WithSAML are unsigned in AWS: peek at
+    // the Action of a small unsigned query request; anything else
+    // unsigned is refused below, as before.
+    let (body, unsigned_sts, peek_error) = match &parsed {
+        Ok(None) if render::shape_of(&parts) == Wire::Query && federation::small_body(&parts) => {
+            match read_limited(body, federation::UNSIGNED_LIMIT, Protocol::Sts).await {
+                Ok(b) => {
+                    let yes = federation::is_unsigned_sts(&parts, &b);
+                    (Body::from(b), yes, None)
+                }
+                Err(e) => (Body::empty(), false, Some(e)),
+            }
+        }
+        _ => (body, false, None),
+    };
     let service = match &parsed {
         Ok(Some(a)) => a.scope.service.clone(),
+        _ if unsigned_sts => "sts".to_string(),
         _ => guess_service(&parts).to_string(),
     };
     let protocol = Protocol::for_service(&service, &parts);
@@ -513,10 +538,14 @@ async fn dispatch(
         Ok(a) => a,
         Err(e) => return env.refuse(&kc, auth_error(e), "", &path).await,
     };
+    if let Some(e) = peek_error {
+        return env.refuse(&kc, e, "", &path).await;
+    }
     let enforce = !kc.enforcement_off();
-    // Nothing unauthenticated is read: a request with no signature outside
-    // S3, or a declared length over the limit, is refused here.
-    if auth.is_none() && protocol != Protocol::S3 && enforce {
+    // Nothing unauthenticated is read beyond that peek: a request with no
+    // signature outside S3 and the unsigned STS calls, or a declared length
+    // over the limit, is refused here.
+    if auth.is_none() && protocol != Protocol::S3 && enforce && !unsigned_sts {
         let e = ServiceError::MissingAuthenticationToken(
             "Request is missing Authentication Token".into(),
         );
@@ -598,7 +627,7 @@ async fn dispatch(
             .fail(&kc, e, Some(&authn.caller), "", &name, &path, params)
             .await;
     };
-    if authn.caller.account.is_empty() && protocol != Protocol::S3 {
+    if authn.caller.account.is_empty() && protocol != Protocol::S3 && !unsigned_sts {
         let e = ServiceError::MissingAuthenticationToken(
             "Request is missing Authentication Token".into(),
         );
@@ -1074,6 +1103,17 @@ async fn admin(kc: &Keycard, parts: &Parts, body: Body) -> Response<Body> {
             Some((status, v)) => reply(status, v),
             None => reply(404, serde_json::json!({"error": "unknown admin path"})),
         };
+    }
+    if parts.method == http::Method::POST && parts.uri.path() == "/_keycard/admin/oidc/jwks" {
+        let bytes = match http_body_util::Limited::new(body, 256 * 1024)
+            .collect()
+            .await
+        {
+            Ok(c) => c.to_bytes(),
+            Err(_) => return reply(400, serde_json::json!({"error": "body too large"})),
+        };
+        let (status, v) = federation::admin_jwks(kc, &bytes).await;
+        return reply(status, v);
     }
     if parts.method == http::Method::GET
         && let Some(id) = parts.uri.path().strip_prefix("/_keycard/admin/instances/")

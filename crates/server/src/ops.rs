@@ -170,8 +170,40 @@ pub static IAM: &[OpDef] = &[
     same!(Iam, "iam", "GetCredentialReport", RO),
     same!(Iam, "iam", "GenerateServiceLastAccessedDetails", RO),
     same!(Iam, "iam", "GetServiceLastAccessedDetails", RO),
-    same!(Iam, "iam", "ListSAMLProviders", RO),
+    // Federation (server/src/federation.rs).
     same!(Iam, "iam", "ListOpenIDConnectProviders", RO),
+    same!(
+        Iam,
+        "iam",
+        "CreateOpenIDConnectProvider",
+        RW,
+        ["iam:TagOpenIDConnectProvider"]
+    ),
+    same!(Iam, "iam", "GetOpenIDConnectProvider", RO),
+    same!(Iam, "iam", "DeleteOpenIDConnectProvider", RW),
+    same!(Iam, "iam", "AddClientIDToOpenIDConnectProvider", RW),
+    same!(Iam, "iam", "RemoveClientIDFromOpenIDConnectProvider", RW),
+    same!(Iam, "iam", "UpdateOpenIDConnectProviderThumbprint", RW),
+    same!(Iam, "iam", "TagOpenIDConnectProvider", RW),
+    same!(Iam, "iam", "UntagOpenIDConnectProvider", RW),
+    same!(Iam, "iam", "ListOpenIDConnectProviderTags", RO),
+    same!(Iam, "iam", "EnableOutboundWebIdentityFederation", RW),
+    same!(Iam, "iam", "DisableOutboundWebIdentityFederation", RW),
+    same!(Iam, "iam", "GetOutboundWebIdentityFederationInfo", RO),
+    same!(
+        Iam,
+        "iam",
+        "CreateSAMLProvider",
+        RW,
+        ["iam:TagSAMLProvider"]
+    ),
+    same!(Iam, "iam", "GetSAMLProvider", RO),
+    same!(Iam, "iam", "UpdateSAMLProvider", RW),
+    same!(Iam, "iam", "DeleteSAMLProvider", RW),
+    same!(Iam, "iam", "ListSAMLProviders", RO),
+    same!(Iam, "iam", "TagSAMLProvider", RW),
+    same!(Iam, "iam", "UntagSAMLProvider", RW),
+    same!(Iam, "iam", "ListSAMLProviderTags", RO),
     same!(Iam, "iam", "ListOrganizationsFeatures", RO),
     // Tags, credentials, certificates, service-linked roles (server/src/iam_more.rs).
     same!(Iam, "iam", "UpdateGroup", RW),
@@ -279,6 +311,20 @@ pub static STS: &[OpDef] = &[
     ),
     same!(Sts, "sts", "GetAccessKeyInfo", RO),
     same!(Sts, "sts", "DecodeAuthorizationMessage", RO),
+    // Federation (server/src/federation.rs). AssumeRoleWithWebIdentity is
+    // unsigned: its action is decided against the role's trust policy.
+    same!(Sts, "sts", "AssumeRoleWithWebIdentity", RW),
+    same!(Sts, "sts", "AssumeRoleWithSAML", RW),
+    same!(
+        Sts,
+        "sts",
+        "GetWebIdentityToken",
+        RO,
+        ["sts:TagGetWebIdentityToken"]
+    ),
+    same!(Sts, "sts", "GetFederationToken", RW, ["sts:TagSession"]),
+    same!(Sts, "sts", "AssumeRoot", RW),
+    same!(Sts, "sts", "GetDelegatedAccessToken", RW),
 ];
 
 /// EC2's instance and instance-profile operations.

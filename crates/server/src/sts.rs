@@ -10,7 +10,7 @@ use keycard_services::sts::{AssumeRoleInput, Credentials, iso8601};
 use crate::iam::{audit_params, need, params};
 use crate::{Req, xml_response};
 
-fn credentials_xml(w: &mut XmlWriter, c: &Credentials) {
+pub(crate) fn credentials_xml(w: &mut XmlWriter, c: &Credentials) {
     w.start("Credentials")
         .elem("AccessKeyId", &c.access_key_id)
         .elem("SecretAccessKey", c.secret_access_key.expose())
@@ -19,7 +19,7 @@ fn credentials_xml(w: &mut XmlWriter, c: &Credentials) {
         .end("Credentials");
 }
 
-fn duration(p: &keycard_proto::query::Params) -> Result<Option<i64>, ServiceError> {
+pub(crate) fn duration(p: &keycard_proto::query::Params) -> Result<Option<i64>, ServiceError> {
     match p.get("DurationSeconds") {
         None => Ok(None),
         Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
@@ -120,6 +120,14 @@ pub async fn handle(req: &mut Req) -> Result<Response<Body>, ServiceError> {
                 w.elem("Account", &account);
             })
         }
+        "AssumeRoleWithWebIdentity" => {
+            return crate::federation::assume_role_with_web_identity(req, &p).await;
+        }
+        "GetWebIdentityToken" => return crate::federation::get_web_identity_token(req, &p).await,
+        "GetFederationToken" => return crate::federation::get_federation_token(req, &p).await,
+        "AssumeRoot" => return crate::federation::assume_root(req, &p),
+        "AssumeRoleWithSAML" => return crate::federation::assume_role_with_saml(req, &p),
+        "GetDelegatedAccessToken" => return crate::federation::get_delegated_access_token(req, &p),
         "DecodeAuthorizationMessage" => {
             let msg = need(&p, "EncodedMessage")?;
             req.authorize(

@@ -90,6 +90,8 @@ const SECRET_KEYS: &[&str] = &[
     "authorization",
     "signature",
     "x-amz-signature",
+    "webidentitytoken",
+    "samlassertion",
 ];
 
 /// Keys EC2 records as `<sensitiveDataRemoved>` (RunInstances,
@@ -126,6 +128,11 @@ fn user_identity(c: Option<&Caller>) -> Value {
     if matches!(c.kind, CallerKind::Anonymous) && !c.access_key_id.is_empty() {
         // A key id claimed by a request that failed authentication.
         return json!({"type": "Unknown", "accountId": c.account, "accessKeyId": c.access_key_id});
+    }
+    if let CallerKind::WebIdentity(w) = &c.kind {
+        // As CloudTrail records AssumeRoleWithWebIdentity.
+        return json!({"type": "WebIdentityUser", "principalId": c.user_id(),
+            "userName": w.sub, "identityProvider": w.provider});
     }
     let mut m = Map::new();
     m.insert("type".into(), c.identity_type().into());

@@ -26,9 +26,15 @@ pub struct Caller {
 #[derive(Debug, Clone)]
 pub enum CallerKind {
     Root,
-    User { name: String, id: String },
+    User {
+        name: String,
+        id: String,
+    },
     Session(Arc<Session>),
     Anonymous,
+    /// The presenter of a verified web identity token
+    /// (AssumeRoleWithWebIdentity), decided by the role's trust policy.
+    WebIdentity(Arc<crate::federation::WebIdentity>),
 }
 
 impl Caller {
@@ -90,10 +96,12 @@ impl Caller {
         match &self.kind {
             CallerKind::Root => "Root",
             CallerKind::User { .. } => "IAMUser",
+            CallerKind::Session(s) if s.claims.federated.is_some() => "FederatedUser",
             CallerKind::Session(s) if s.claims.role.is_some() => "AssumedRole",
             CallerKind::Session(s) if s.claims.user.is_some() => "IAMUser",
             CallerKind::Session(_) => "Root",
             CallerKind::Anonymous => "AWSAccount",
+            CallerKind::WebIdentity(_) => "WebIdentityUser",
         }
     }
 
@@ -104,6 +112,7 @@ impl Caller {
             CallerKind::User { id, .. } => id.clone(),
             CallerKind::Session(s) => s.user_id(),
             CallerKind::Anonymous => "anonymous".into(),
+            CallerKind::WebIdentity(w) => format!("{}:{}:{}", w.provider, w.aud, w.sub),
         }
     }
 
@@ -112,12 +121,16 @@ impl Caller {
         match &self.kind {
             CallerKind::Root => "root".into(),
             CallerKind::User { name, .. } => name.clone(),
+            CallerKind::Session(s) if s.claims.federated.is_some() => {
+                s.claims.federated.clone().unwrap_or_default()
+            }
             CallerKind::Session(s) => match (&s.claims.role, &s.claims.user) {
                 (Some(_), _) => s.claims.session_name.clone(),
                 (None, Some(u)) => u.clone(),
                 (None, None) => "root".into(),
             },
             CallerKind::Anonymous => String::new(),
+            CallerKind::WebIdentity(w) => w.sub.clone(),
         }
     }
 
@@ -130,7 +143,7 @@ impl Caller {
 
     pub fn is_root(&self) -> bool {
         matches!(self.kind, CallerKind::Root)
-            || matches!(&self.kind, CallerKind::Session(s) if s.claims.role.is_none() && s.claims.user.is_none())
+            || matches!(&self.kind, CallerKind::Session(s) if s.claims.role.is_none() && s.claims.user.is_none() && s.claims.federated.is_none())
     }
 }
 
@@ -365,6 +378,15 @@ impl Keycard {
     pub(crate) fn session_caller(&self, s: Arc<Session>) -> Caller {
         let c = &s.claims;
         let principal = match (&c.role, &c.user) {
+            _ if c.federated.is_some() => Principal {
+                arn: format!(
+                    "arn:aws:sts::{}:federated-user/{}",
+                    c.account,
+                    c.federated.as_deref().unwrap_or_default()
+                ),
+                account: c.account.clone(),
+                kind: PrincipalKind::FederatedUser,
+            },
             (Some(r), _) => Principal {
                 arn: format!(
                     "arn:aws:sts::{}:assumed-role/{}/{}",
@@ -449,6 +471,10 @@ impl Keycard {
                         ctx.insert("aws:PrincipalType", "Account");
                     }
                 }
+                if c.federated.is_some() {
+                    ctx.insert("aws:PrincipalArn", caller.principal.arn.clone());
+                    ctx.insert("aws:PrincipalType", "FederatedUser");
+                }
                 // Session tags override the identity's tags of the same key.
                 for t in &c.tags {
                     tags.retain(|x| !x.key.eq_ignore_ascii_case(&t.key));
@@ -473,6 +499,9 @@ impl Keycard {
             }
             CallerKind::Anonymous => {
                 ctx.insert("aws:PrincipalType", "Anonymous");
+            }
+            CallerKind::WebIdentity(_) => {
+                ctx.insert("aws:PrincipalType", "WebIdentityUser");
             }
         }
         for t in tags {
@@ -562,7 +591,7 @@ impl Keycard {
         {
             let st = self.state();
             match &caller.kind {
-                CallerKind::Root | CallerKind::Anonymous => {}
+                CallerKind::Root | CallerKind::Anonymous | CallerKind::WebIdentity(_) => {}
                 CallerKind::User { name, .. } => collect_user(&st, &caller.account, name, &mut col),
                 CallerKind::Session(s) => {
                     let c = &s.claims;
@@ -580,6 +609,13 @@ impl Keycard {
                             }
                         }
                         (None, Some(u)) => collect_user(&st, &c.account, u, &mut col),
+                        // A federated user of the root: the root's all, cut
+                        // down by the session policies.
+                        (None, None) if c.federated.is_some() => {
+                            if let Some(p) = crate::federation::allow_all() {
+                                col.identity.push(("root".into(), p));
+                            }
+                        }
                         (None, None) => {}
                     }
                     if let Some(p) = &s.session_policy {
@@ -834,6 +870,7 @@ mod secret_tests {
             chained: false,
             instance: None,
             mfa: false,
+            federated: None,
         }
     }
 

@@ -99,6 +99,10 @@ pub enum ServiceError {
     InvalidAuthorizationMessage(String),
     #[error("{0}")]
     RegionDisabled(String),
+    /// An error the service model names, as (code, HTTP status, message):
+    /// the federation errors (`InvalidIdentityToken`, `FeatureDisabled`, …).
+    #[error("{2}")]
+    Modeled(&'static str, u16, String),
     // S3
     #[error("{0}")]
     NoSuchBucket(String),
@@ -351,6 +355,7 @@ impl ServiceError {
             PackedPolicyTooLarge(_) => "PackedPolicyTooLarge",
             InvalidAuthorizationMessage(_) => "InvalidAuthorizationMessageException",
             RegionDisabled(_) => "RegionDisabledException",
+            Modeled(code, _, _) => code,
             NoSuchBucket(_) => "NoSuchBucket",
             NoSuchKey(_) => "NoSuchKey",
             NoSuchUpload(_) => "NoSuchUpload",
@@ -463,6 +468,7 @@ impl ServiceError {
             NotImplemented(_) => 501,
             ServiceUnavailable(_) => 503,
             Internal(_) => 500,
+            Modeled(_, status, _) => *status,
             _ => 400,
         }
     }

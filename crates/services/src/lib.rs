@@ -22,6 +22,7 @@ pub mod delivery;
 pub mod denials;
 pub mod ec2;
 pub mod error;
+pub mod federation;
 pub mod follow;
 pub mod generate;
 pub mod governance;
@@ -30,11 +31,13 @@ pub mod iam_access;
 pub mod iam_creds;
 pub mod iam_governance;
 pub mod iam_more;
+pub mod jwt;
 pub mod keyinfo;
 pub mod managed;
 pub mod model;
 pub mod network;
 pub mod s3;
+pub mod saml;
 pub mod simulate;
 pub mod state;
 pub mod sts;
@@ -135,6 +138,8 @@ pub struct Keycard {
     write_lock: tokio::sync::Mutex<()>,
     master: crypto::SealKey,
     tokens: RwLock<crypto::KeyRing>,
+    /// keycard's OIDC issuer keys, once loaded or made (federation.rs).
+    pub(crate) issuer_keys: RwLock<Option<Arc<jwt::IssuerKeys>>>,
     pub audit: audit::AuditLog,
     session_cache: Mutex<std::collections::HashMap<String, Arc<sts::Session>>>,
     /// Requests still let through without enforcement (moto compat).
@@ -303,6 +308,7 @@ impl Keycard {
             write_lock: tokio::sync::Mutex::new(()),
             master,
             tokens: RwLock::new(ring),
+            issuer_keys: RwLock::new(None),
             audit,
             session_cache: Mutex::new(Default::default()),
             no_auth_remaining: AtomicU64::new(no_auth),
@@ -608,6 +614,7 @@ impl Keycard {
                         alias: None,
                         governance: Default::default(),
                         extras: Default::default(),
+                        federation: Default::default(),
                     })),
                     Change::Put(Entity::AccessKey(model::AccessKey {
                         account: acct.clone(),
@@ -697,6 +704,7 @@ impl Keycard {
                 alias: old.and_then(|a| a.alias.clone()),
                 governance: old.map(|a| a.governance.clone()).unwrap_or_default(),
                 extras: old.map(|a| a.extras.clone()).unwrap_or_default(),
+                federation: old.map(|a| a.federation.clone()).unwrap_or_default(),
             })));
             changes.push(Change::Put(Entity::AccessKey(model::AccessKey {
                 account: acct.clone(),

@@ -64,6 +64,9 @@ pub struct Account {
         skip_serializing_if = "crate::iam_creds::AccountExtras::is_empty"
     )]
     pub extras: crate::iam_creds::AccountExtras,
+    /// OIDC providers and outbound federation (federation.rs).
+    #[serde(default)]
+    pub federation: crate::federation::AccountFederation,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

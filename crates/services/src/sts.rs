@@ -22,6 +22,16 @@ pub struct RoleRef {
     pub arn: String,
 }
 
+impl RoleRef {
+    pub fn of(role: &crate::model::Role) -> RoleRef {
+        RoleRef {
+            name: role.name.clone(),
+            id: role.id.clone(),
+            arn: role.arn(),
+        }
+    }
+}
+
 /// Instance-role sessions carry where they were delivered.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct InstanceClaim {
@@ -33,7 +43,7 @@ pub struct InstanceClaim {
     pub association: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SessionClaims {
     #[serde(rename = "k")]
     pub access_key_id: String,
@@ -67,6 +77,10 @@ pub struct SessionClaims {
     /// Signed in with an MFA code (console sign-in of an MFA user).
     #[serde(rename = "m", default, skip_serializing_if = "std::ops::Not::not")]
     pub mfa: bool,
+    /// GetFederationToken: the federated user's name (`user` is the IAM
+    /// user who called it, `None` for root).
+    #[serde(rename = "f", default, skip_serializing_if = "Option::is_none")]
+    pub federated: Option<String>,
 }
 
 /// An opened session: claims plus the parsed session policy.
@@ -81,6 +95,13 @@ impl Session {
     pub fn user_id(&self) -> String {
         let c = &self.claims;
         match (&c.role, &c.user) {
+            _ if c.federated.is_some() => {
+                format!(
+                    "{}:{}",
+                    c.account,
+                    c.federated.as_deref().unwrap_or_default()
+                )
+            }
             (Some(r), _) => format!("{}:{}", r.id, c.session_name),
             (None, Some(u)) => u.clone(),
             (None, None) => c.account.clone(),
@@ -162,6 +183,30 @@ pub fn validate_session_name(name: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Check the session policy and policy ARNs passed to an AssumeRole*
+/// call; the packed size (percent of the allowance) when a policy is given.
+pub fn session_policies(policy: Option<&str>, arns: &[String]) -> Result<Option<u32>> {
+    let mut packed = None;
+    if let Some(p) = policy {
+        Policy::parse(p, PolicyKind::Session)?;
+        packed = Some((policy_size(p) * 100 / 2048) as u32);
+        if policy_size(p) > 2048 {
+            return Err(ServiceError::PackedPolicyTooLarge(
+                "Packed policy consumes more than 100% of the allotted space".into(),
+            ));
+        }
+    }
+    if arns.len() > 10 {
+        return Err(validation(
+            "1 validation error detected: Value at 'policyArns' failed to satisfy constraint: Member must have length less than or equal to 10".into(),
+        ));
+    }
+    for arn in arns {
+        crate::validate::policy_arn(arn)?;
+    }
+    Ok(packed)
 }
 
 /// Parse `arn:aws:iam::ACCOUNT:role/PATH/NAME` -> (account, name).
@@ -289,24 +334,7 @@ impl Keycard {
                     .into(),
             ));
         }
-        let mut packed = None;
-        if let Some(p) = &input.policy {
-            Policy::parse(p, PolicyKind::Session)?;
-            packed = Some((policy_size(p) * 100 / 2048) as u32);
-            if policy_size(p) > 2048 {
-                return Err(ServiceError::PackedPolicyTooLarge(
-                    "Packed policy consumes more than 100% of the allotted space".into(),
-                ));
-            }
-        }
-        if input.policy_arns.len() > 10 {
-            return Err(validation(
-                "1 validation error detected: Value at 'policyArns' failed to satisfy constraint: Member must have length less than or equal to 10".into(),
-            ));
-        }
-        for arn in &input.policy_arns {
-            crate::validate::policy_arn(arn)?;
-        }
+        let packed = session_policies(input.policy.as_deref(), &input.policy_arns)?;
         if input.tags.len() > 50 {
             return Err(validation("Cannot exceed quota for SessionTags: 50".into()));
         }
@@ -359,11 +387,7 @@ impl Keycard {
             account: role_account.clone(),
             issued: t,
             expires: t + duration,
-            role: Some(RoleRef {
-                name: role.name.clone(),
-                id: role.id.clone(),
-                arn: role.arn(),
-            }),
+            role: Some(RoleRef::of(&role)),
             user: None,
             session_name: input.session_name.clone(),
             policy: input.policy.clone(),
@@ -373,6 +397,7 @@ impl Keycard {
             chained,
             instance: None,
             mfa: false,
+            federated: None,
         };
         let credentials = self.issue(claims);
         Ok(AssumedRole {
@@ -433,6 +458,7 @@ impl Keycard {
             chained: false,
             instance: None,
             mfa,
+            federated: None,
         }))
     }
 
@@ -452,11 +478,7 @@ impl Keycard {
             account: account.to_string(),
             issued: t,
             expires: t + lifetime,
-            role: Some(RoleRef {
-                name: role.name.clone(),
-                id: role.id.clone(),
-                arn: role.arn(),
-            }),
+            role: Some(RoleRef::of(role)),
             user: None,
             session_name: instance.id.clone(),
             policy: None,
@@ -466,6 +488,7 @@ impl Keycard {
             chained: false,
             instance: Some(instance),
             mfa: false,
+            federated: None,
         })
     }
 }
