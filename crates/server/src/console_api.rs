@@ -38,38 +38,93 @@ impl Api for Bridge {
         };
         let resp = dispatch(self.kc.clone(), peer, None, parts, Body::from(body)).await;
         let status = resp.status().as_u16();
-        let body = http_body_util::Limited::new(resp.into_body(), 4 * MAX_API_BODY)
+        // S3 objects come back whole (the console's upload limit bounds them).
+        let limit = (4 * MAX_API_BODY).max(2 * keycard_console::MAX_UPLOAD);
+        let body = http_body_util::Limited::new(resp.into_body(), limit)
             .collect()
             .await
             .map(|c| c.to_bytes())
             .unwrap_or_default();
         ApiReply { status, body }
     }
+
+    async fn posture(&self, account: &str) -> (u16, serde_json::Value) {
+        crate::governance::posture_value(&self.kc, account, false).await
+    }
 }
 
-/// A POST (query or JSON protocol) signed with SigV4 by the verifier's
-/// own canonicalisation (placeholder signature, parsed, then signed).
-fn signed(region: &str, call: &ApiCall) -> Option<(http::request::Parts, String)> {
-    let (body, content_type, target) = match &call.input {
-        ApiInput::Query(params) => (
-            form_urlencoded::Serializer::new(String::new())
+/// The request a call makes: method, path and query, content type, target, body.
+struct Shape<'a> {
+    method: http::Method,
+    uri: String,
+    content_type: Option<&'a str>,
+    target: Option<&'a str>,
+    body: bytes::Bytes,
+}
+
+fn shape(call: &ApiCall) -> Shape<'_> {
+    match &call.input {
+        ApiInput::Query(params) => Shape {
+            method: http::Method::POST,
+            uri: "/".into(),
+            content_type: Some("application/x-www-form-urlencoded; charset=utf-8"),
+            target: None,
+            body: form_urlencoded::Serializer::new(String::new())
                 .extend_pairs(params)
-                .finish(),
-            "application/x-www-form-urlencoded; charset=utf-8",
-            None,
-        ),
-        ApiInput::Json { target, body } => (
-            body.clone(),
-            "application/x-amz-json-1.1",
-            Some(target.as_str()),
-        ),
-    };
+                .finish()
+                .into(),
+        },
+        ApiInput::Json { target, body } => Shape {
+            method: http::Method::POST,
+            uri: "/".into(),
+            content_type: Some("application/x-amz-json-1.1"),
+            target: Some(target.as_str()),
+            body: body.clone().into(),
+        },
+        ApiInput::Rest {
+            method,
+            path,
+            query,
+            content_type,
+            body,
+        } => Shape {
+            method: method.clone(),
+            uri: if query.is_empty() {
+                path.clone()
+            } else {
+                format!("{path}?{query}")
+            },
+            content_type: content_type.as_deref(),
+            target: None,
+            body: body.clone(),
+        },
+    }
+}
+
+/// The call as a request signed with SigV4 by the verifier's own
+/// canonicalisation (placeholder signature, parsed, then signed). Every
+/// header set here but the user agent is signed; REST calls declare
+/// their payload hash, as S3 requires.
+fn signed(region: &str, call: &ApiCall) -> Option<(http::request::Parts, bytes::Bytes)> {
+    let s = shape(call);
     let now = time::OffsetDateTime::now_utc();
     let c = &call.credentials;
-    let signed_headers = match target {
-        Some(_) => "content-type;host;x-amz-date;x-amz-security-token;x-amz-target",
-        None => "content-type;host;x-amz-date;x-amz-security-token",
-    };
+    let mut headers: Vec<(&str, String)> = vec![
+        ("host", "console.keycard.internal".into()),
+        ("x-amz-date", sigv4::format_amz_date(now)),
+        ("x-amz-security-token", c.session_token.clone()),
+    ];
+    if let Some(t) = s.content_type {
+        headers.push(("content-type", t.to_string()));
+    }
+    if let Some(t) = s.target {
+        headers.push(("x-amz-target", t.to_string()));
+    }
+    if matches!(call.input, ApiInput::Rest { .. }) {
+        headers.push(("x-amz-content-sha256", keycard_proto::sha256_hex(&s.body)));
+    }
+    headers.sort_by(|a, b| a.0.cmp(b.0));
+    let signed_headers = headers.iter().map(|h| h.0).collect::<Vec<_>>().join(";");
     let auth = |sig: &str| {
         format!(
             "AWS4-HMAC-SHA256 Credential={}/{}/{region}/{}/aws4_request, SignedHeaders={signed_headers}, Signature={sig}",
@@ -78,24 +133,19 @@ fn signed(region: &str, call: &ApiCall) -> Option<(http::request::Parts, String)
             call.service
         )
     };
-    let mut builder = Request::builder()
-        .method(http::Method::POST)
-        .uri("/")
-        .header("host", "console.keycard.internal")
-        .header("content-type", content_type);
-    if let Some(t) = target {
-        builder = builder.header("x-amz-target", t);
+    let mut builder = Request::builder().method(s.method.clone()).uri(&s.uri);
+    for (k, v) in &headers {
+        builder = builder.header(*k, v.as_str());
     }
     let req = builder
-        .header("x-amz-date", sigv4::format_amz_date(now))
-        .header("x-amz-security-token", c.session_token.as_str())
+        .header("content-length", s.body.len())
         .header("user-agent", call.user_agent.as_str())
         .header("authorization", auth(&"0".repeat(64)))
         .body(())
         .ok()?;
     let (mut parts, ()) = req.into_parts();
     let parsed = sigv4::parse_auth(&parts).ok()??;
-    let payload = sigv4::payload_hash(&parts, &parsed, body.as_bytes()).ok()?;
+    let payload = sigv4::payload_hash(&parts, &parsed, &s.body).ok()?;
     let creq = sigv4::canonical_request(
         &parts,
         &parsed,
@@ -110,7 +160,7 @@ fn signed(region: &str, call: &ApiCall) -> Option<(http::request::Parts, String)
     parts
         .headers
         .insert("authorization", HeaderValue::from_str(&auth(&sig)).ok()?);
-    Some((parts, body))
+    Some((parts, s.body))
 }
 
 /// Hand a `/console` request to the console (forms are small).
@@ -120,7 +170,8 @@ pub async fn serve(
     parts: http::request::Parts,
     body: Body,
 ) -> http::Response<Body> {
-    let body = http_body_util::Limited::new(body, keycard_console::MAX_FORM)
+    let limit = keycard_console::body_limit(parts.uri.path());
+    let body = http_body_util::Limited::new(body, limit)
         .collect()
         .await
         .map(|c| c.to_bytes())

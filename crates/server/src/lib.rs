@@ -1148,5 +1148,6 @@ fn instance_access(kc: &Keycard, id: &str) -> Option<Value> {
         "netns": rt.netns.then(|| keycard_imds::netns::name(kc, &inst.id)),
         "containerCredentialsFullUri": format!("{container_base}{CONTAINER_CREDENTIALS_PATH}"),
         "containerAuthorizationToken": keycard_imds::token::mint_container(kc, &inst.id),
+        "credentialDelivery": kc.instance_delivery_status(&inst.id),
     }))
 }
