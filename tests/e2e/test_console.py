@@ -676,6 +676,10 @@ def test_s3_upload_then_download_the_same_bytes_with_hostile_keys(b, keycard, tm
     status, h, body = raw_http("GET", link, headers={"Cookie": f"keycard_console={session_cookie(b)}"})
     assert status == 200 and body == data
     assert h["content-type"] == "application/octet-stream" and h["content-disposition"].startswith("attachment")
+    # A missing key: S3's error, rendered as a page (not a stream).
+    missing = f"{keycard.endpoint}/console/s3/{bucket}/object?key=" + urllib.parse.quote("docs/<nope>")
+    status, h, body = raw_http("GET", missing, headers={"Cookie": f"keycard_console={session_cookie(b)}"})
+    assert status == 404 and b"NoSuchKey" in body and b"&lt;nope&gt;" in body and h["content-type"].startswith("text/html")
 
 
 # ------------------------------------------------------------------ posture

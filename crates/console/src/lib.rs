@@ -88,12 +88,26 @@ pub struct ApiReply {
     pub body: Bytes,
 }
 
+/// A body streamed from the API to the browser (S3 downloads).
+pub type Streamed =
+    http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// What the console answers with: a rendered page, or an object streamed
+/// through from the API.
+pub enum ConsoleBody {
+    Full(Bytes),
+    Stream(Streamed),
+}
+
 /// The narrow interface to the server: run one API call, or read the
 /// account's governance posture (no AWS API carries it: the admin
 /// endpoint's report, which the console shows to the account's root).
 #[async_trait::async_trait]
 pub trait Api: Send + Sync {
     async fn call(&self, call: ApiCall) -> ApiReply;
+    /// Run a call whose successful answer is streamed, not buffered
+    /// (GetObject); an error answer comes back whole.
+    async fn stream(&self, call: ApiCall) -> Result<Streamed, ApiReply>;
     /// `(status, body)` of the posture report (`keycard posture --json`).
     async fn posture(&self, account: &str) -> (u16, serde_json::Value);
 }
@@ -230,6 +244,26 @@ impl Ctx<'_> {
         xml_reply(reply)
     }
 
+    /// A REST GET whose answer streams through (S3 GetObject).
+    pub async fn download(&self, service: &'static str, path: &str) -> Result<Streamed, ApiError> {
+        let input = ApiInput::Rest {
+            method: Method::GET,
+            path: path.to_string(),
+            query: String::new(),
+            content_type: None,
+            body: Bytes::new(),
+        };
+        let call = self.api_call(service, input);
+        match self.console.api.stream(call).await {
+            Ok(s) => Ok(s),
+            Err(reply) => Err(xml_reply(reply).err().unwrap_or(ApiError {
+                status: 500,
+                code: "InternalFailure".into(),
+                message: String::new(),
+            })),
+        }
+    }
+
     /// A REST-XML call (S3): the answer's bytes, or its error.
     pub async fn rest(
         &self,
@@ -279,23 +313,24 @@ fn xml_reply(reply: ApiReply) -> Result<Node, ApiError> {
 }
 
 impl Ctx<'_> {
-    async fn send(&self, service: &'static str, input: ApiInput) -> ApiReply {
+    fn api_call(&self, service: &'static str, input: ApiInput) -> ApiCall {
         let browser = self
             .req
             .headers
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        self.console
-            .api
-            .call(ApiCall {
-                service,
-                input,
-                credentials: self.session.credentials.clone(),
-                user_agent: format!("{USER_AGENT} {browser}").trim().to_string(),
-                peer: self.req.peer,
-            })
-            .await
+        ApiCall {
+            service,
+            input,
+            credentials: self.session.credentials.clone(),
+            user_agent: format!("{USER_AGENT} {browser}").trim().to_string(),
+            peer: self.req.peer,
+        }
+    }
+
+    async fn send(&self, service: &'static str, input: ApiInput) -> ApiReply {
+        self.console.api.call(self.api_call(service, input)).await
     }
 
     /// Call a JSON-protocol operation (`target` is the X-Amz-Target) as
@@ -358,7 +393,7 @@ fn json_reply(reply: ApiReply) -> Result<serde_json::Value, ApiError> {
 /// A rendered answer before the console's headers are added.
 pub struct Page {
     pub status: StatusCode,
-    pub body: Bytes,
+    pub body: ConsoleBody,
     pub cookies: Vec<String>,
     pub content_type: &'static str,
     /// `Location`, `Content-Disposition` (downloads), a `Cache-Control`
@@ -385,6 +420,10 @@ impl Page {
     }
 
     pub fn bytes(status: StatusCode, content_type: &'static str, body: Bytes) -> Page {
+        Page::body(status, content_type, ConsoleBody::Full(body))
+    }
+
+    pub fn body(status: StatusCode, content_type: &'static str, body: ConsoleBody) -> Page {
         Page {
             status,
             body,
@@ -418,7 +457,7 @@ impl Console {
     }
 
     /// Answer one browser request under `/console`.
-    pub async fn handle(&self, req: ConsoleRequest) -> Response<Bytes> {
+    pub async fn handle(&self, req: ConsoleRequest) -> Response<ConsoleBody> {
         let page = self.route(&req).await;
         finish(page)
     }
@@ -559,7 +598,7 @@ fn parse_form(bytes: &[u8]) -> Vec<(String, String)> {
 
 /// The console's headers on every answer: no inline script, no framing,
 /// no caching of pages that show account data.
-fn finish(page: Page) -> Response<Bytes> {
+fn finish(page: Page) -> Response<ConsoleBody> {
     let mut r = Response::new(page.body);
     *r.status_mut() = page.status;
     let h = r.headers_mut();

@@ -1,6 +1,6 @@
 //! S3: buckets, objects browsed by prefix, upload (a multipart form
-//! whose file becomes a PutObject) and download (GetObject, sent as an
-//! attachment of type application/octet-stream so a stored page never
+//! whose file becomes a PutObject) and download (GetObject, streamed
+//! through as it comes from the API, sent as an attachment of type application/octet-stream so a stored page never
 //! renders in the console's origin).
 
 use bytes::Bytes;
@@ -149,9 +149,10 @@ async fn upload(ctx: &Ctx<'_>, bucket: &str) -> Page {
 async fn download(ctx: &Ctx<'_>, bucket: &str) -> Page {
     let key = ctx.field("key");
     let path = format!("/{}/{}", uri_enc(bucket, false), uri_enc(&key, true));
-    match ctx.rest("s3", Method::GET, &path, "", None).await {
-        Ok(bytes) => {
-            let mut p = Page::bytes(StatusCode::OK, "application/octet-stream", bytes);
+    match ctx.download("s3", &path).await {
+        Ok(stream) => {
+            let body = crate::ConsoleBody::Stream(stream);
+            let mut p = Page::body(StatusCode::OK, "application/octet-stream", body);
             let base = key.rsplit('/').next().unwrap_or("download");
             p.headers.push((
                 http::header::CONTENT_DISPOSITION,

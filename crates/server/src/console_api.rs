@@ -9,7 +9,9 @@ use std::sync::Arc;
 use axum::body::Body;
 use http::{HeaderValue, Request};
 use http_body_util::BodyExt;
-use keycard_console::{Api, ApiCall, ApiInput, ApiReply, Console, ConsoleRequest};
+use keycard_console::{
+    Api, ApiCall, ApiInput, ApiReply, Console, ConsoleBody, ConsoleRequest, Streamed,
+};
 use keycard_proto::sigv4;
 use keycard_services::Keycard;
 
@@ -29,28 +31,50 @@ pub fn console(kc: Arc<Keycard>) -> Arc<Console> {
 #[async_trait::async_trait]
 impl Api for Bridge {
     async fn call(&self, call: ApiCall) -> ApiReply {
-        let peer = call.peer;
-        let Some((parts, body)) = signed(&self.kc.config.region, &call) else {
-            return ApiReply {
-                status: 500,
-                body: bytes::Bytes::from_static(b"<Error><Code>InternalFailure</Code><Message>could not sign the console request</Message></Error>"),
-            };
-        };
-        let resp = dispatch(self.kc.clone(), peer, None, parts, Body::from(body)).await;
-        let status = resp.status().as_u16();
-        // S3 objects come back whole (the console's upload limit bounds them).
-        let limit = (4 * MAX_API_BODY).max(2 * keycard_console::MAX_UPLOAD);
-        let body = http_body_util::Limited::new(resp.into_body(), limit)
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .unwrap_or_default();
-        ApiReply { status, body }
+        match self.run(&call).await {
+            Ok(resp) => collect(resp).await,
+            Err(r) => r,
+        }
+    }
+
+    async fn stream(&self, call: ApiCall) -> Result<Streamed, ApiReply> {
+        let resp = self.run(&call).await?;
+        if resp.status().as_u16() >= 300 {
+            return Err(collect(resp).await);
+        }
+        Ok(resp
+            .into_body()
+            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            .boxed_unsync())
     }
 
     async fn posture(&self, account: &str) -> (u16, serde_json::Value) {
         crate::governance::posture_value(&self.kc, account, false).await
     }
+}
+
+impl Bridge {
+    /// Sign the call and run it through the dispatcher.
+    async fn run(&self, call: &ApiCall) -> Result<http::Response<Body>, ApiReply> {
+        let Some((parts, body)) = signed(&self.kc.config.region, call) else {
+            return Err(ApiReply {
+                status: 500,
+                body: bytes::Bytes::from_static(b"<Error><Code>InternalFailure</Code><Message>could not sign the console request</Message></Error>"),
+            });
+        };
+        Ok(dispatch(self.kc.clone(), call.peer, None, parts, Body::from(body)).await)
+    }
+}
+
+/// A whole answer (API replies are bounded by the API's body limit).
+async fn collect(resp: http::Response<Body>) -> ApiReply {
+    let status = resp.status().as_u16();
+    let body = http_body_util::Limited::new(resp.into_body(), 4 * MAX_API_BODY)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    ApiReply { status, body }
 }
 
 /// The request a call makes: method, path and query, content type, target, body.
@@ -190,7 +214,10 @@ pub async fn serve(
         peer,
         secure,
     };
-    console.handle(req).await.map(Body::from)
+    console.handle(req).await.map(|b| match b {
+        ConsoleBody::Full(bytes) => Body::from(bytes),
+        ConsoleBody::Stream(s) => Body::new(s),
+    })
 }
 
 /// Whether a path is the console's.
