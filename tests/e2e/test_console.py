@@ -676,6 +676,19 @@ def test_s3_upload_then_download_the_same_bytes_with_hostile_keys(b, keycard, tm
     status, h, body = raw_http("GET", link, headers={"Cookie": f"keycard_console={session_cookie(b)}"})
     assert status == 200 and body == data
     assert h["content-type"] == "application/octet-stream" and h["content-disposition"].startswith("attachment")
+    # Declared past the upload limit (16 MiB): 413 before the body is read, nothing stored.
+    status, _, _ = raw_http(
+        "POST",
+        f"{keycard.endpoint}/console/s3/{bucket}/upload",
+        body=b"--XyZ\r\n",
+        headers={
+            "Cookie": f"keycard_console={session_cookie(b)}",
+            "Content-Type": "multipart/form-data; boundary=XyZ",
+            "Content-Length": str(17 << 20),
+        },
+    )
+    assert status == 413
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == sorted(["docs/readme.txt", key])
     # A missing key: S3's error, rendered as a page (not a stream).
     missing = f"{keycard.endpoint}/console/s3/{bucket}/object?key=" + urllib.parse.quote("docs/<nope>")
     status, h, body = raw_http("GET", missing, headers={"Cookie": f"keycard_console={session_cookie(b)}"})

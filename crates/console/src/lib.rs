@@ -462,6 +462,19 @@ impl Console {
         finish(page)
     }
 
+    /// The answer to a body over [`body_limit`]: 413, nothing read further.
+    pub fn too_large(&self, limit: usize) -> Response<ConsoleBody> {
+        let msg = format!(
+            "The request is larger than the console accepts ({} KiB).",
+            limit / 1024
+        );
+        finish(Page::plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "text/plain; charset=utf-8",
+            &msg,
+        ))
+    }
+
     async fn route(&self, req: &ConsoleRequest) -> Page {
         if ![Method::GET, Method::HEAD, Method::POST].contains(&req.method) {
             return Page::plain(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "");

@@ -195,11 +195,18 @@ pub async fn serve(
     body: Body,
 ) -> http::Response<Body> {
     let limit = keycard_console::body_limit(parts.uri.path());
-    let body = http_body_util::Limited::new(body, limit)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return to_axum(console.too_large(limit));
+    }
+    let Ok(body) = http_body_util::Limited::new(body, limit).collect().await else {
+        return to_axum(console.too_large(limit));
+    };
+    let body = body.to_bytes();
     let secure = parts.uri.scheme_str() == Some("https")
         || parts
             .headers
@@ -214,7 +221,11 @@ pub async fn serve(
         peer,
         secure,
     };
-    console.handle(req).await.map(|b| match b {
+    to_axum(console.handle(req).await)
+}
+
+fn to_axum(r: http::Response<ConsoleBody>) -> http::Response<Body> {
+    r.map(|b| match b {
         ConsoleBody::Full(bytes) => Body::from(bytes),
         ConsoleBody::Stream(s) => Body::new(s),
     })
