@@ -195,12 +195,7 @@ pub async fn serve(
     body: Body,
 ) -> http::Response<Body> {
     let limit = keycard_console::body_limit(parts.uri.path());
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    if crate::declared_length(&parts).is_some_and(|n| n > limit as u64) {
         return to_axum(console.too_large(limit));
     }
     let Ok(body) = http_body_util::Limited::new(body, limit).collect().await else {
