@@ -159,6 +159,22 @@ def events(kc, want, **attr):
         time.sleep(0.1)
 
 
+HTMX = "/console/assets/htmx-2.0.4.min.js"
+
+
+def foreign_scripts(d):
+    """Script elements other than the vendored htmx (there must be none)."""
+    return [e.get_attribute("outerHTML") for e in d.find_elements(*by("script")) if not (e.get_attribute("src") or "").endswith(HTMX)]
+
+
+def wait_for(d, sel, timeout=15):
+    """An element that appears without a navigation (htmx swaps)."""
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(d, timeout).until(EC.visibility_of_element_located(by(sel)))
+
+
 def session_cookie(d) -> str:
     c = d.get_cookie("keycard_console")
     assert c, "no session cookie"
@@ -329,6 +345,19 @@ def test_user_without_permissions_sees_the_denial(b, keycard):
     shot(b, "access-denied")
     b.get(keycard.endpoint + "/console/ec2/instances")
     assert "ec2:DescribeInstances" in text(b, "#denial-message")
+    for path, action in (
+        ("/console/iam/policies", "iam:ListPolicies"),
+        ("/console/iam/groups", "iam:ListGroups"),
+        ("/console/iam/instance-profiles", "iam:ListInstanceProfiles"),
+        ("/console/s3", "s3:ListAllMyBuckets"),
+    ):
+        b.get(keycard.endpoint + path)
+        assert b.find_elements(*by("#access-denied")), path
+        assert action in text(b, "#denial-message") or "Access Denied" in text(b, "#denial-message"), path
+    # The editor's live check is the caller's ValidatePolicy: refused too.
+    b.get(keycard.endpoint + "/console/iam/policies/create")
+    set_editor(b, GOOD_POLICY)
+    assert "AccessDenied" in wait_for(b, "#validation-refused").text
 
 
 # ------------------------------------------------------------------ XSS / CSRF
@@ -349,7 +378,7 @@ def test_hostile_names_render_escaped_and_csp_forbids_inline_script(b, keycard):
     for path in (f"/console/iam/roles/{role}", "/console/ec2/instances"):
         b.get(keycard.endpoint + path)
         assert "pwned" not in b.title
-        assert b.find_elements(*by("script")) == []
+        assert foreign_scripts(b) == []
         assert b.find_elements(*by("img")) == []
         assert "&lt;script&gt;" in b.page_source, b.page_source[-3000:]
     assert hostile in text(b, "#instances")
@@ -470,3 +499,237 @@ def test_repeated_failures_lock_the_user_out_for_a_while(browser, make_keycard):
     advance_clock(kc, 16 * 60)
     sign_in(browser, kc, name, PASSWORD)
     assert name in text(browser, "#signed-in-as")
+
+
+# ------------------------------------------------------------------ policies (htmx editor)
+
+BAD_POLICY = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allw", "Action": "s3:GetObject", "Resource": "*"}]}'
+GOOD_POLICY = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:ListAllMyBuckets", "Resource": "*"}]}'
+
+
+def set_editor(d, text_):
+    e = el(d, "#policy-document-input")
+    e.clear()
+    e.send_keys(text_)
+
+
+def test_policy_editor_lints_as_you_type_and_creates_a_good_policy(b, keycard):
+    iam = keycard.client("iam")
+    sign_in_root(b, keycard)
+    b.get(keycard.endpoint + "/console/iam/policies")
+    click(b, "#create-policy")
+    # The vendored htmx is served from the binary, cached for a year.
+    status, h, body = raw_http("GET", keycard.endpoint + HTMX)
+    assert status == 200 and "immutable" in h["cache-control"] and hashlib.sha256(body).hexdigest() == (
+        "e209dda5c8235479f3166defc7750e1dbcd5a5c1808b7792fc2e6733768fb447"
+    )
+    # Typing posts the text to ValidatePolicy (htmx) and swaps in the findings.
+    set_editor(b, BAD_POLICY)
+    row = wait_for(b, "#policy-findings tr.finding[data-issue='INVALID_EFFECT']")
+    assert "ERROR" in row.text
+    shot(b, "policy-editor-finding")
+    set_editor(b, GOOD_POLICY)
+    wait_for(b, "#no-findings")
+    name = unique("ConsolePolicy")
+    hostile = "<script>document.title='pwned'</script>"
+    fill(b, {"#policy-name-input": name, "#policy-description-input": hostile})
+    click(b, "#create-policy-submit")
+    assert text(b, "#policy-name") == name and "Policy created" in text(b, "#flash")
+    assert text(b, "#policy-description") == hostile and "pwned" not in b.title
+    assert foreign_scripts(b) == []
+    assert "s3:ListAllMyBuckets" in text(b, "#policy-document")
+    arn = text(b, "#policy-arn")
+    assert iam.get_policy(PolicyArn=arn)["Policy"]["Description"] == hostile
+    shot(b, "policy-detail")
+    # A new version, and the list filtered to customer managed policies.
+    click(b, "#new-version")
+    click(b, "#create-policy-submit")
+    assert text(b, "#default-version") == "v2"
+    b.get(keycard.endpoint + "/console/iam/policies?scope=Local")
+    assert name in text(b, "#policies") and "IAMReadOnlyAccess" not in text(b, "#policies")
+    b.get(keycard.endpoint + "/console/iam/policies?scope=AWS")
+    assert "IAMReadOnlyAccess" in text(b, "#policies") and name not in text(b, "#policies")
+
+
+def test_policy_editor_without_javascript_shows_findings_and_refuses_errors(b, keycard):
+    iam = keycard.client("iam")
+    sign_in_root(b, keycard)
+    sid = session_cookie(b)
+    b.get(keycard.endpoint + "/console/iam/policies/create")
+    csrf = el(b, "#policy-editor input[name=csrf]").get_attribute("value")
+    name = unique("NoJsPolicy")
+    # The "Validate" button's plain POST: the whole page, findings on it.
+    status, _, body = post(keycard, "/console/iam/policies/validate", {"csrf": csrf, "name": name, "document": BAD_POLICY}, cookie=sid)
+    assert status == 200 and b"INVALID_EFFECT" in body and b'id="policy-editor"' in body
+    # Saving a document with errors is refused with the findings; nothing is created.
+    status, _, body = post(keycard, "/console/iam/policies/create", {"csrf": csrf, "name": name, "document": BAD_POLICY}, cookie=sid)
+    assert status == 400 and b"INVALID_EFFECT" in body
+    assert name not in [p["PolicyName"] for p in iam.list_policies(Scope="Local")["Policies"]]
+
+
+# ------------------------------------------------------------------ groups, profiles, simulator
+
+
+def test_groups_instance_profiles_and_the_simulator(b, keycard):
+    iam = keycard.client("iam")
+    user, _ = keycard.new_user(name=unique("member"), managed=[IAM_READ_ONLY])
+    role, _ = keycard.instance_profile(name=unique("ProfRole"))
+    sign_in_root(b, keycard)
+    b.get(keycard.endpoint + "/console/iam/groups")
+    group = unique("Console-Group")
+    fill(b, {"#group-name-input": group})
+    click(b, "#create-group-submit")
+    assert text(b, "#group-name") == group
+    from selenium.webdriver.support.ui import Select
+
+    Select(el(b, "#add-user-select")).select_by_visible_text(user["UserName"])
+    click(b, "#add-user-submit")
+    assert user["UserName"] in text(b, "#group-members")
+    assert [u["UserName"] for u in iam.get_group(GroupName=group)["Users"]] == [user["UserName"]]
+    shot(b, "group-detail")
+    b.get(keycard.endpoint + "/console/iam/instance-profiles")
+    row = el(b, f"tr[data-profile='{role['RoleName']}']")
+    assert role["RoleName"] in row.text.split("\n")[0] and row.find_elements(*by(f"a[href='/console/iam/roles/{role['RoleName']}']"))
+    q = urllib.parse.urlencode({"principal": user["Arn"], "actions": "iam:ListUsers s3:GetObject"})
+    b.get(keycard.endpoint + "/console/iam/simulator?" + q)
+    assert text(b, "tr[data-action='iam:ListUsers'] td.decision") == "allowed"
+    assert text(b, "tr[data-action='s3:GetObject'] td.decision") == "implicitDeny"
+    shot(b, "policy-simulator")
+
+
+# ------------------------------------------------------------------ EC2 launch, metadata, credentials
+
+
+def test_launch_with_profile_and_imdsv2_required_then_v1_is_refused(b, keycard):
+    from selenium.webdriver.support.ui import Select
+
+    role, _ = keycard.instance_profile(managed=[IAM_READ_ONLY], name=unique("LaunchRole"))
+    sign_in_root(b, keycard)
+    b.get(keycard.endpoint + "/console/ec2/instances")
+    click(b, "#launch-instance")
+    fill(b, {"#launch-name": "console-<b>web</b>", "#hop-limit": "2"})
+    Select(el(b, "#launch-profile")).select_by_visible_text(role["RoleName"])
+    Select(el(b, "#http-tokens")).select_by_value("required")
+    shot(b, "launch-instance")
+    click(b, "#launch-submit")
+    assert "launched" in text(b, "#flash")
+    assert text(b, "#http-tokens-value") == "required" and text(b, "#hop-limit-value") == "2"
+    assert text(b, "#iam-role") == role["RoleName"]
+    assert "Not delivered" in text(b, "#credentials-status")
+    inst = b.current_url.split("/console/ec2/instances/")[1].split("?")[0]
+    described = keycard.client("ec2").describe_instances(InstanceIds=[inst])["Reservations"][0]["Instances"][0]
+    assert described["MetadataOptions"]["HttpTokens"] == "required"
+    assert described["IamInstanceProfile"]["Arn"].endswith("/" + role["RoleName"])
+    creds_path = f"/latest/meta-data/iam/security-credentials/{role['RoleName']}"
+    status, _, _ = keycard.imds(inst, creds_path)
+    assert status == 401
+    tok = keycard.imds_token(inst)
+    status, _, body = keycard.imds(inst, creds_path, token=tok)
+    assert status == 200
+    import json
+
+    key = json.loads(body)["AccessKeyId"]
+    b.refresh()
+    row = el(b, "#credentials-status tr[data-delivery='ImdsV2']")
+    assert key in row.text and "IMDSv2" in row.text
+    assert not b.find_elements(*by("#credentials-status tr[data-delivery='ImdsV1']"))
+    b.execute_script("arguments[0].scrollIntoView()", el(b, "#credentials-status"))
+    shot(b, "instance-credentials-status")
+    # Actions -> Instance settings -> Modify instance metadata options: optional.
+    el(b, "#actions summary").click()
+    click(b, "#modify-metadata-options")
+    Select(el(b, "#http-tokens")).select_by_value("optional")
+    click(b, "#save-metadata")
+    assert text(b, "#http-tokens-value") == "optional"
+    status, _, _ = keycard.imds(inst, creds_path)
+    assert status == 200
+    b.refresh()
+    assert "IMDSv1" in text(b, "#credentials-status tr[data-delivery='ImdsV1']")
+
+
+# ------------------------------------------------------------------ S3
+
+
+def test_s3_upload_then_download_the_same_bytes_with_hostile_keys(b, keycard, tmp_path):
+    s3 = keycard.client("s3")
+    bucket = unique("console-bucket").lower()
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="docs/readme.txt", Body=b"hi")
+    data = os.urandom(200_000) + b"\r\n--boundary\r\n" + bytes(range(256))
+    f = tmp_path / "blob.bin"
+    f.write_bytes(data)
+    hostile = "<script>alert(1)<img src=x onerror=alert(2)>.bin"
+    sign_in_root(b, keycard)
+    b.get(keycard.endpoint + "/console/s3")
+    click(b, f"a[href='/console/s3/{bucket}']")
+    click(b, "#objects tr.folder a")
+    el(b, "#upload-file").send_keys(str(f))
+    fill(b, {"#upload-key": hostile})
+    click(b, "#upload-submit")
+    assert "Upload succeeded" in text(b, "#flash")
+    assert foreign_scripts(b) == [] and b.find_elements(*by("img")) == []
+    assert hostile in text(b, "#objects")
+    shot(b, "s3-objects")
+    key = "docs/" + hostile
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == data
+    link = el(b, "#objects tr.object a[href*='onerror']").get_attribute("href")
+    status, h, body = raw_http("GET", link, headers={"Cookie": f"keycard_console={session_cookie(b)}"})
+    assert status == 200 and body == data
+    assert h["content-type"] == "application/octet-stream" and h["content-disposition"].startswith("attachment")
+    # Declared past the upload limit (16 MiB): 413 before the body is read, nothing stored.
+    status, _, _ = raw_http(
+        "POST",
+        f"{keycard.endpoint}/console/s3/{bucket}/upload",
+        body=b"--XyZ\r\n",
+        headers={
+            "Cookie": f"keycard_console={session_cookie(b)}",
+            "Content-Type": "multipart/form-data; boundary=XyZ",
+            "Content-Length": str(17 << 20),
+        },
+    )
+    assert status == 413
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]] == sorted(["docs/readme.txt", key])
+    # A missing key: S3's error, rendered as a page (not a stream).
+    missing = f"{keycard.endpoint}/console/s3/{bucket}/object?key=" + urllib.parse.quote("docs/<nope>")
+    status, h, body = raw_http("GET", missing, headers={"Cookie": f"keycard_console={session_cookie(b)}"})
+    assert status == 404 and b"NoSuchKey" in body and b"&lt;nope&gt;" in body and h["content-type"].startswith("text/html")
+
+
+# ------------------------------------------------------------------ posture
+
+
+def test_posture_dashboard_matches_the_governance_report(browser, make_keycard):
+    # Three days on the test clock, a KPI moving each day: the trend has three points.
+    kc = make_keycard("--test-clock")
+    kc.run_instance()
+    kc.admin_get(f"/_keycard/admin/governance/posture?account={ACCOUNT}")
+    advance_clock(kc, 86400)
+    _, prof = kc.instance_profile()
+    kc.run_instance(profile=prof["InstanceProfileName"])
+    kc.admin_get(f"/_keycard/admin/governance/posture?account={ACCOUNT}")
+    advance_clock(kc, 86400)
+    kc.new_user()
+    browser.get(kc.endpoint + "/console/signin")
+    browser.delete_all_cookies()
+    sign_in_root(browser, kc)
+    b = browser
+    b.get(kc.endpoint + "/console/posture")
+    el(b, "#kpis")
+    report = kc.admin_get(f"/_keycard/admin/governance/posture?account={ACCOUNT}")
+    today = report["trend"][-1]
+    assert len(report["trend"]) == 3
+    assert text(b, "div.kpi[data-kpi='pctInstancesWithRole'] .kpi-value") == f"{today['pctInstancesWithRole']:.1f}%"
+    for k in ("activeLongTermKeys", "exposedCredentialFindings", "openFindings"):
+        assert text(b, f"div.kpi[data-kpi='{k}'] .kpi-value") == str(today[k]), k
+    assert len(b.find_elements(*by("div.kpi svg polyline"))) == 4
+    assert len(b.find_elements(*by("div.kpi[data-kpi='pctInstancesWithRole'] svg circle"))) == 3
+    rules = {f["rule"] for f in report["findings"]}
+    shown = {r.get_attribute("data-rule") for r in b.find_elements(*by("#findings tbody tr"))}
+    assert rules == shown and rules, rules
+    assert all(td.text for td in b.find_elements(*by("#findings tbody tr td:last-child")))
+    shot(b, "posture")
+    # The report is the account's: an IAM user is told to sign in as root.
+    b.delete_all_cookies()
+    sign_in(b, kc, console_user(kc, managed=[IAM_READ_ONLY]), PASSWORD)
+    b.get(kc.endpoint + "/console/posture")
+    assert "root user" in text(b, "#error")

@@ -151,7 +151,7 @@ pub async fn role(ctx: &Ctx<'_>, name: &str) -> Page {
 fn section(r: &Result<Node, crate::ApiError>, ok: impl Fn(&Node) -> Markup) -> Markup {
     match r {
         Ok(d) => ok(d),
-        Err(e) => html! { div.denied { p { code { (e.code) } ": " (e.message) } } },
+        Err(e) => crate::layout::refused(e),
     }
 }
 

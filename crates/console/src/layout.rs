@@ -7,6 +7,12 @@ use crate::{ApiError, Ctx, Page};
 
 /// The stylesheet, embedded (no inline styles or scripts anywhere).
 const CSS: &str = include_str!("../static/console.css");
+/// htmx 2.0.4 (npm `htmx.org`, `dist/htmx.min.js`, 0BSD: static/htmx-LICENSE),
+/// vendored unmodified: sha256
+/// e209dda5c8235479f3166defc7750e1dbcd5a5c1808b7792fc2e6733768fb447.
+/// Versioned name, so it is cached for a year.
+const HTMX: &str = include_str!("../static/htmx-2.0.4.min.js");
+pub const HTMX_PATH: &str = "/console/assets/htmx-2.0.4.min.js";
 
 /// A page with the console's navigation and the sign-out form.
 pub fn frame(ctx: &Ctx<'_>, title: &str, body: Markup) -> Markup {
@@ -17,10 +23,16 @@ pub fn frame(ctx: &Ctx<'_>, title: &str, body: Markup) -> Markup {
             body {
                 header {
                     a.brand href="/console" { "keycard" }
-                    a href="/console/iam/roles" { "IAM roles" }
-                    a href="/console/iam/users" { "IAM users" }
-                    a href="/console/ec2/instances" { "EC2 instances" }
+                    a href="/console/iam/roles" { "Roles" }
+                    a href="/console/iam/users" { "Users" }
+                    a href="/console/iam/groups" { "Groups" }
+                    a href="/console/iam/policies" { "Policies" }
+                    a href="/console/iam/instance-profiles" { "Instance profiles" }
+                    a href="/console/iam/simulator" { "Simulator" }
+                    a href="/console/ec2/instances" { "EC2" }
+                    a href="/console/s3" { "S3" }
                     a href="/console/events" { "Event history" }
+                    a href="/console/posture" { "Posture" }
                     span.who id="signed-in-as" { (ctx.label()) }
                     form method="post" action="/console/signout" {
                         input type="hidden" name="csrf" value=(ctx.csrf());
@@ -39,6 +51,9 @@ fn head(title: &str) -> Markup {
             meta charset="utf-8";
             title { (title) " | keycard console" }
             link rel="stylesheet" href="/console/static/console.css";
+            // No inline indicator styles (CSP style-src 'self'), no eval.
+            meta name="htmx-config" content=r#"{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false}"#;
+            script src=(HTMX_PATH) defer {}
         }
     }
 }
@@ -103,10 +118,23 @@ pub fn api_error(ctx: &Ctx<'_>, what: &str, e: &ApiError) -> Page {
     )
 }
 
+/// A refused call inside a page (one section of several): its code and message.
+pub fn refused(e: &ApiError) -> Markup {
+    html! { div.denied { p { code { (e.code) } ": " (e.message) } } }
+}
+
 /// `/console/static/<name>`: embedded files only.
 pub fn asset(name: &str) -> Page {
     match name {
         "console.css" => Page::plain(StatusCode::OK, "text/css; charset=utf-8", CSS),
+        "htmx-2.0.4.min.js" => {
+            let mut p = Page::plain(StatusCode::OK, "text/javascript; charset=utf-8", HTMX);
+            p.headers.push((
+                http::header::CACHE_CONTROL,
+                "public, max-age=31536000, immutable".into(),
+            ));
+            p
+        }
         _ => Page::plain(StatusCode::NOT_FOUND, "text/plain", "not found"),
     }
 }
@@ -118,6 +146,13 @@ pub fn flash(ctx: &Ctx<'_>) -> Markup {
         "created" => "Role created.",
         "detached" => "Detached the policy from the role.",
         "updated" => "Successfully updated the IAM role.",
+        "policy-created" => "Policy created.",
+        "version-created" => "Policy version created.",
+        "group-created" => "Group created.",
+        "user-added" => "Added the user to the group.",
+        "launched" => "Successfully launched the instance.",
+        "metadata" => "Successfully modified the instance metadata options.",
+        "uploaded" => "Upload succeeded.",
         _ => "",
     };
     html! { @if !msg.is_empty() { div.ok id="flash" { p { (msg) } } } }

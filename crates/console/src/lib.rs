@@ -26,8 +26,13 @@ macro_rules! page {
 
 mod ec2;
 mod events;
+mod groups;
 mod iam;
 mod layout;
+pub mod multipart;
+mod policies;
+mod posture;
+mod s3;
 pub mod session;
 mod signin;
 pub mod xml;
@@ -50,13 +55,26 @@ pub const USER_AGENT: &str = "keycard-console/1.0";
 /// JSON-protocol target and document (CloudTrail).
 pub enum ApiInput {
     Query(Vec<(String, String)>),
-    Json { target: String, body: String },
+    Json {
+        target: String,
+        body: String,
+    },
+    /// A REST call (S3, Access Analyzer): method, path (already
+    /// percent-encoded), query string, content type, body.
+    Rest {
+        method: Method,
+        path: String,
+        query: String,
+        content_type: Option<String>,
+        body: Bytes,
+    },
 }
 
 /// One API call, signed by the server side with `credentials` and run
 /// through the API's own dispatcher.
 pub struct ApiCall {
-    /// `iam`, `ec2`, `sts`, `cloudtrail`: the signing scope's service.
+    /// `iam`, `ec2`, `sts`, `cloudtrail`, `s3`, `access-analyzer`: the
+    /// signing scope's service.
     pub service: &'static str,
     pub input: ApiInput,
     pub credentials: Credentials,
@@ -70,10 +88,28 @@ pub struct ApiReply {
     pub body: Bytes,
 }
 
-/// The narrow interface to the server: run one API call.
+/// A body streamed from the API to the browser (S3 downloads).
+pub type Streamed =
+    http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// What the console answers with: a rendered page, or an object streamed
+/// through from the API.
+pub enum ConsoleBody {
+    Full(Bytes),
+    Stream(Streamed),
+}
+
+/// The narrow interface to the server: run one API call, or read the
+/// account's governance posture (no AWS API carries it: the admin
+/// endpoint's report, which the console shows to the account's root).
 #[async_trait::async_trait]
 pub trait Api: Send + Sync {
     async fn call(&self, call: ApiCall) -> ApiReply;
+    /// Run a call whose successful answer is streamed, not buffered
+    /// (GetObject); an error answer comes back whole.
+    async fn stream(&self, call: ApiCall) -> Result<Streamed, ApiReply>;
+    /// `(status, body)` of the posture report (`keycard posture --json`).
+    async fn posture(&self, account: &str) -> (u16, serde_json::Value);
 }
 
 /// A browser request, as the server hands it over.
@@ -98,6 +134,17 @@ pub struct Console {
 
 /// Largest form the console reads.
 pub const MAX_FORM: usize = 64 * 1024;
+/// Largest upload form (S3 objects through the console).
+pub const MAX_UPLOAD: usize = 16 * 1024 * 1024;
+
+/// How much of a request body the console reads at `path`.
+pub fn body_limit(path: &str) -> usize {
+    if path.starts_with("/console/s3/") && path.ends_with("/upload") {
+        MAX_UPLOAD
+    } else {
+        MAX_FORM
+    }
+}
 
 /// An API error: the code and message AWS would give.
 pub struct ApiError {
@@ -122,6 +169,8 @@ pub struct Ctx<'a> {
     session: Session,
     /// Decoded form fields (POST) or query parameters (GET).
     form: Vec<(String, String)>,
+    /// Uploaded files of a multipart form.
+    files: Vec<multipart::Part>,
 }
 
 impl Ctx<'_> {
@@ -141,6 +190,16 @@ impl Ctx<'_> {
             .filter(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
             .collect()
+    }
+
+    /// The first uploaded file of a multipart field.
+    pub fn file(&self, name: &str) -> Option<&multipart::Part> {
+        self.files.iter().find(|p| p.name == name)
+    }
+
+    /// Whether htmx sent this request (answer with a fragment).
+    pub fn partial(&self) -> bool {
+        self.req.headers.contains_key("hx-request")
     }
 
     pub fn csrf(&self) -> &str {
@@ -182,36 +241,96 @@ impl Ctx<'_> {
         ];
         p.extend(params.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let reply = self.send(service, ApiInput::Query(p)).await;
-        let doc = Node::parse(&reply.body);
-        if reply.status >= 300 {
-            return Err(ApiError {
-                status: reply.status,
-                code: doc.text_of("Code"),
-                message: doc.text_of("Message"),
-            });
+        xml_reply(reply)
+    }
+
+    /// A REST GET whose answer streams through (S3 GetObject).
+    pub async fn download(&self, service: &'static str, path: &str) -> Result<Streamed, ApiError> {
+        let input = ApiInput::Rest {
+            method: Method::GET,
+            path: path.to_string(),
+            query: String::new(),
+            content_type: None,
+            body: Bytes::new(),
+        };
+        let call = self.api_call(service, input);
+        match self.console.api.stream(call).await {
+            Ok(s) => Ok(s),
+            Err(reply) => Err(xml_reply(reply).err().unwrap_or(ApiError {
+                status: 500,
+                code: "InternalFailure".into(),
+                message: String::new(),
+            })),
         }
-        Ok(doc)
+    }
+
+    /// A REST-XML call (S3): the answer's bytes, or its error.
+    pub async fn rest(
+        &self,
+        service: &'static str,
+        method: Method,
+        path: &str,
+        query: &str,
+        body: Option<(String, Bytes)>,
+    ) -> Result<Bytes, ApiError> {
+        let (content_type, body) = match body {
+            Some((t, b)) => (Some(t), b),
+            None => (None, Bytes::new()),
+        };
+        let input = ApiInput::Rest {
+            method,
+            path: path.to_string(),
+            query: query.to_string(),
+            content_type,
+            body,
+        };
+        let reply = self.send(service, input).await;
+        if reply.status >= 300 {
+            return xml_reply(reply).map(|_| Bytes::new());
+        }
+        Ok(reply.body)
     }
 }
 
+/// An XML answer, or the error it carries.
+fn xml_reply(reply: ApiReply) -> Result<Node, ApiError> {
+    let doc = Node::parse(&reply.body);
+    if reply.status >= 300 {
+        let mut code = doc.text_of("Code");
+        if code.is_empty() {
+            // A HEAD or an empty error body: the status says it.
+            code = StatusCode::from_u16(reply.status)
+                .map(|s| s.canonical_reason().unwrap_or("Error").replace(' ', ""))
+                .unwrap_or_default();
+        }
+        return Err(ApiError {
+            status: reply.status,
+            code,
+            message: doc.text_of("Message"),
+        });
+    }
+    Ok(doc)
+}
+
 impl Ctx<'_> {
-    async fn send(&self, service: &'static str, input: ApiInput) -> ApiReply {
+    fn api_call(&self, service: &'static str, input: ApiInput) -> ApiCall {
         let browser = self
             .req
             .headers
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        self.console
-            .api
-            .call(ApiCall {
-                service,
-                input,
-                credentials: self.session.credentials.clone(),
-                user_agent: format!("{USER_AGENT} {browser}").trim().to_string(),
-                peer: self.req.peer,
-            })
-            .await
+        ApiCall {
+            service,
+            input,
+            credentials: self.session.credentials.clone(),
+            user_agent: format!("{USER_AGENT} {browser}").trim().to_string(),
+            peer: self.req.peer,
+        }
+    }
+
+    async fn send(&self, service: &'static str, input: ApiInput) -> ApiReply {
+        self.console.api.call(self.api_call(service, input)).await
     }
 
     /// Call a JSON-protocol operation (`target` is the X-Amz-Target) as
@@ -226,39 +345,69 @@ impl Ctx<'_> {
             target: target.to_string(),
             body: body.to_string(),
         };
-        let reply = self.send(service, input).await;
-        let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
-        if reply.status >= 300 {
-            let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-            let code = field("__type");
-            return Err(ApiError {
-                status: reply.status,
-                code: code.rsplit('#').next().unwrap_or(&code).to_string(),
-                message: field("message"),
-            });
-        }
-        Ok(v)
+        json_reply(self.send(service, input).await)
     }
+
+    /// A REST-JSON call (Access Analyzer): POST `path` with `body`.
+    pub async fn call_rest_json(
+        &self,
+        service: &'static str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, ApiError> {
+        let input = ApiInput::Rest {
+            method: Method::POST,
+            path: path.to_string(),
+            query: String::new(),
+            content_type: Some("application/json".into()),
+            body: Bytes::from(body.to_string()),
+        };
+        json_reply(self.send(service, input).await)
+    }
+}
+
+/// A JSON answer, or the error it carries (`__type` / `message`, either case).
+fn json_reply(reply: ApiReply) -> Result<serde_json::Value, ApiError> {
+    let v: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+    if reply.status < 300 {
+        return Ok(v);
+    }
+    let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+    let message = match field("message") {
+        m if m.is_empty() => field("Message"),
+        m => m,
+    };
+    let code = match field("__type") {
+        // REST-JSON carries the code in a header the bridge does not pass.
+        c if c.is_empty() && reply.status == 403 => "AccessDeniedException".to_string(),
+        c if c.is_empty() => "ValidationException".to_string(),
+        c => c,
+    };
+    Err(ApiError {
+        status: reply.status,
+        code: code.rsplit('#').next().unwrap_or(&code).to_string(),
+        message,
+    })
 }
 
 /// A rendered answer before the console's headers are added.
 pub struct Page {
     pub status: StatusCode,
-    pub body: String,
-    pub location: Option<String>,
+    pub body: ConsoleBody,
     pub cookies: Vec<String>,
     pub content_type: &'static str,
+    /// `Location`, `Content-Disposition` (downloads), a `Cache-Control`
+    /// other than `no-store` (embedded assets).
+    pub headers: Vec<(http::HeaderName, String)>,
 }
 
 impl Page {
     pub fn html(status: StatusCode, body: maud::Markup) -> Page {
-        Page {
+        Page::bytes(
             status,
-            body: body.into_string(),
-            location: None,
-            cookies: Vec::new(),
-            content_type: "text/html; charset=utf-8",
-        }
+            "text/html; charset=utf-8",
+            Bytes::from(body.into_string()),
+        )
     }
 
     pub fn ok(body: maud::Markup) -> Page {
@@ -267,19 +416,27 @@ impl Page {
 
     /// A body that is not a page (assets, bare statuses).
     pub fn plain(status: StatusCode, content_type: &'static str, body: &str) -> Page {
+        Page::bytes(status, content_type, Bytes::from(body.to_string()))
+    }
+
+    pub fn bytes(status: StatusCode, content_type: &'static str, body: Bytes) -> Page {
+        Page::body(status, content_type, ConsoleBody::Full(body))
+    }
+
+    pub fn body(status: StatusCode, content_type: &'static str, body: ConsoleBody) -> Page {
         Page {
             status,
-            body: body.to_string(),
-            location: None,
+            body,
             cookies: Vec::new(),
             content_type,
+            headers: Vec::new(),
         }
     }
 
     /// 303 See Other: after a POST, or to the sign-in page.
     pub fn redirect(to: impl Into<String>) -> Page {
         let mut p = Page::plain(StatusCode::SEE_OTHER, "text/plain", "");
-        p.location = Some(to.into());
+        p.headers.push((http::header::LOCATION, to.into()));
         p
     }
 }
@@ -300,9 +457,22 @@ impl Console {
     }
 
     /// Answer one browser request under `/console`.
-    pub async fn handle(&self, req: ConsoleRequest) -> Response<Bytes> {
+    pub async fn handle(&self, req: ConsoleRequest) -> Response<ConsoleBody> {
         let page = self.route(&req).await;
         finish(page)
+    }
+
+    /// The answer to a body over [`body_limit`]: 413, nothing read further.
+    pub fn too_large(&self, limit: usize) -> Response<ConsoleBody> {
+        let msg = format!(
+            "The request is larger than the console accepts ({} KiB).",
+            limit / 1024
+        );
+        finish(Page::plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "text/plain; charset=utf-8",
+            &msg,
+        ))
     }
 
     async fn route(&self, req: &ConsoleRequest) -> Page {
@@ -310,7 +480,10 @@ impl Console {
             return Page::plain(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "");
         }
         let path = req.path.trim_end_matches('/');
-        if let Some(asset) = path.strip_prefix("/console/static/") {
+        if let Some(asset) = path
+            .strip_prefix("/console/static/")
+            .or_else(|| path.strip_prefix("/console/assets/"))
+        {
             return layout::asset(asset);
         }
         if path == "/console/signin" {
@@ -320,15 +493,19 @@ impl Console {
         let Some(session) = self.session(sid) else {
             return Page::redirect("/console/signin");
         };
-        let form = match req.method {
-            Method::POST => parse_form(&req.body),
-            _ => parse_form(req.query.as_bytes()),
+        let (form, files) = match req.method {
+            Method::POST => match multipart::boundary(&req.headers) {
+                Some(b) => multipart::split(multipart::parse(&req.body, &b)),
+                None => (parse_form(&req.body), Vec::new()),
+            },
+            _ => (parse_form(req.query.as_bytes()), Vec::new()),
         };
         let ctx = Ctx {
             console: self,
             req,
             session,
             form,
+            files,
         };
         if req.method == Method::POST && !ctx.session.csrf_ok(&ctx.field("csrf")) {
             return layout::error_page(
@@ -355,6 +532,21 @@ impl Console {
     async fn pages(&self, ctx: &Ctx<'_>, path: &str) -> Page {
         let segs: Vec<&str> = path.split('/').skip(2).collect();
         let post = ctx.req.method == Method::POST;
+        if let Some(p) = policies::route(ctx, &segs, post).await {
+            return p;
+        }
+        if let Some(p) = groups::route(ctx, &segs, post).await {
+            return p;
+        }
+        if let Some(p) = ec2::route(ctx, &segs, post).await {
+            return p;
+        }
+        if let Some(p) = s3::route(ctx, &segs, post).await {
+            return p;
+        }
+        if let Some(p) = posture::route(ctx, &segs, post).await {
+            return p;
+        }
         match (segs.as_slice(), post) {
             ([] | [""], false) => Page::redirect("/console/iam/roles"),
             (["iam", "roles"], false) => iam::roles(ctx).await,
@@ -419,8 +611,8 @@ fn parse_form(bytes: &[u8]) -> Vec<(String, String)> {
 
 /// The console's headers on every answer: no inline script, no framing,
 /// no caching of pages that show account data.
-fn finish(page: Page) -> Response<Bytes> {
-    let mut r = Response::new(Bytes::from(page.body));
+fn finish(page: Page) -> Response<ConsoleBody> {
+    let mut r = Response::new(page.body);
     *r.status_mut() = page.status;
     let h = r.headers_mut();
     let fixed: [(&str, &str); 6] = [
@@ -437,8 +629,10 @@ fn finish(page: Page) -> Response<Bytes> {
     for (k, v) in fixed {
         h.insert(k, HeaderValue::from_static(v));
     }
-    if let Some(l) = page.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
-        h.insert(http::header::LOCATION, l);
+    for (k, v) in page.headers {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
     }
     for c in page.cookies {
         if let Ok(v) = HeaderValue::from_str(&c) {
@@ -446,4 +640,21 @@ fn finish(page: Page) -> Response<Bytes> {
         }
     }
     r
+}
+
+/// Percent-encode for a URI path (RFC 3986 unreserved kept; `/` kept
+/// when `keep_slash`): S3 object keys in the API call's path.
+pub fn uri_enc(s: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        let keep = b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'.' | b'_' | b'~')
+            || (keep_slash && b == b'/');
+        if keep {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

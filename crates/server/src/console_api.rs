@@ -9,7 +9,9 @@ use std::sync::Arc;
 use axum::body::Body;
 use http::{HeaderValue, Request};
 use http_body_util::BodyExt;
-use keycard_console::{Api, ApiCall, ApiInput, ApiReply, Console, ConsoleRequest};
+use keycard_console::{
+    Api, ApiCall, ApiInput, ApiReply, Console, ConsoleBody, ConsoleRequest, Streamed,
+};
 use keycard_proto::sigv4;
 use keycard_services::Keycard;
 
@@ -29,47 +31,124 @@ pub fn console(kc: Arc<Keycard>) -> Arc<Console> {
 #[async_trait::async_trait]
 impl Api for Bridge {
     async fn call(&self, call: ApiCall) -> ApiReply {
-        let peer = call.peer;
-        let Some((parts, body)) = signed(&self.kc.config.region, &call) else {
-            return ApiReply {
-                status: 500,
-                body: bytes::Bytes::from_static(b"<Error><Code>InternalFailure</Code><Message>could not sign the console request</Message></Error>"),
-            };
-        };
-        let resp = dispatch(self.kc.clone(), peer, None, parts, Body::from(body)).await;
-        let status = resp.status().as_u16();
-        let body = http_body_util::Limited::new(resp.into_body(), 4 * MAX_API_BODY)
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .unwrap_or_default();
-        ApiReply { status, body }
+        match self.run(&call).await {
+            Ok(resp) => collect(resp).await,
+            Err(r) => r,
+        }
+    }
+
+    async fn stream(&self, call: ApiCall) -> Result<Streamed, ApiReply> {
+        let resp = self.run(&call).await?;
+        if resp.status().as_u16() >= 300 {
+            return Err(collect(resp).await);
+        }
+        Ok(resp
+            .into_body()
+            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            .boxed_unsync())
+    }
+
+    async fn posture(&self, account: &str) -> (u16, serde_json::Value) {
+        crate::governance::posture_value(&self.kc, account, false).await
     }
 }
 
-/// A POST (query or JSON protocol) signed with SigV4 by the verifier's
-/// own canonicalisation (placeholder signature, parsed, then signed).
-fn signed(region: &str, call: &ApiCall) -> Option<(http::request::Parts, String)> {
-    let (body, content_type, target) = match &call.input {
-        ApiInput::Query(params) => (
-            form_urlencoded::Serializer::new(String::new())
+impl Bridge {
+    /// Sign the call and run it through the dispatcher.
+    async fn run(&self, call: &ApiCall) -> Result<http::Response<Body>, ApiReply> {
+        let Some((parts, body)) = signed(&self.kc.config.region, call) else {
+            return Err(ApiReply {
+                status: 500,
+                body: bytes::Bytes::from_static(b"<Error><Code>InternalFailure</Code><Message>could not sign the console request</Message></Error>"),
+            });
+        };
+        Ok(dispatch(self.kc.clone(), call.peer, None, parts, Body::from(body)).await)
+    }
+}
+
+/// A whole answer (API replies are bounded by the API's body limit).
+async fn collect(resp: http::Response<Body>) -> ApiReply {
+    let status = resp.status().as_u16();
+    let body = http_body_util::Limited::new(resp.into_body(), 4 * MAX_API_BODY)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    ApiReply { status, body }
+}
+
+/// The request a call makes: method, path and query, content type, target, body.
+struct Shape<'a> {
+    method: http::Method,
+    uri: String,
+    content_type: Option<&'a str>,
+    target: Option<&'a str>,
+    body: bytes::Bytes,
+}
+
+fn shape(call: &ApiCall) -> Shape<'_> {
+    match &call.input {
+        ApiInput::Query(params) => Shape {
+            method: http::Method::POST,
+            uri: "/".into(),
+            content_type: Some("application/x-www-form-urlencoded; charset=utf-8"),
+            target: None,
+            body: form_urlencoded::Serializer::new(String::new())
                 .extend_pairs(params)
-                .finish(),
-            "application/x-www-form-urlencoded; charset=utf-8",
-            None,
-        ),
-        ApiInput::Json { target, body } => (
-            body.clone(),
-            "application/x-amz-json-1.1",
-            Some(target.as_str()),
-        ),
-    };
+                .finish()
+                .into(),
+        },
+        ApiInput::Json { target, body } => Shape {
+            method: http::Method::POST,
+            uri: "/".into(),
+            content_type: Some("application/x-amz-json-1.1"),
+            target: Some(target.as_str()),
+            body: body.clone().into(),
+        },
+        ApiInput::Rest {
+            method,
+            path,
+            query,
+            content_type,
+            body,
+        } => Shape {
+            method: method.clone(),
+            uri: if query.is_empty() {
+                path.clone()
+            } else {
+                format!("{path}?{query}")
+            },
+            content_type: content_type.as_deref(),
+            target: None,
+            body: body.clone(),
+        },
+    }
+}
+
+/// The call as a request signed with SigV4 by the verifier's own
+/// canonicalisation (placeholder signature, parsed, then signed). Every
+/// header set here but the user agent is signed; REST calls declare
+/// their payload hash, as S3 requires.
+fn signed(region: &str, call: &ApiCall) -> Option<(http::request::Parts, bytes::Bytes)> {
+    let s = shape(call);
     let now = time::OffsetDateTime::now_utc();
     let c = &call.credentials;
-    let signed_headers = match target {
-        Some(_) => "content-type;host;x-amz-date;x-amz-security-token;x-amz-target",
-        None => "content-type;host;x-amz-date;x-amz-security-token",
-    };
+    let mut headers: Vec<(&str, String)> = vec![
+        ("host", "console.keycard.internal".into()),
+        ("x-amz-date", sigv4::format_amz_date(now)),
+        ("x-amz-security-token", c.session_token.clone()),
+    ];
+    if let Some(t) = s.content_type {
+        headers.push(("content-type", t.to_string()));
+    }
+    if let Some(t) = s.target {
+        headers.push(("x-amz-target", t.to_string()));
+    }
+    if matches!(call.input, ApiInput::Rest { .. }) {
+        headers.push(("x-amz-content-sha256", keycard_proto::sha256_hex(&s.body)));
+    }
+    headers.sort_by(|a, b| a.0.cmp(b.0));
+    let signed_headers = headers.iter().map(|h| h.0).collect::<Vec<_>>().join(";");
     let auth = |sig: &str| {
         format!(
             "AWS4-HMAC-SHA256 Credential={}/{}/{region}/{}/aws4_request, SignedHeaders={signed_headers}, Signature={sig}",
@@ -78,24 +157,19 @@ fn signed(region: &str, call: &ApiCall) -> Option<(http::request::Parts, String)
             call.service
         )
     };
-    let mut builder = Request::builder()
-        .method(http::Method::POST)
-        .uri("/")
-        .header("host", "console.keycard.internal")
-        .header("content-type", content_type);
-    if let Some(t) = target {
-        builder = builder.header("x-amz-target", t);
+    let mut builder = Request::builder().method(s.method.clone()).uri(&s.uri);
+    for (k, v) in &headers {
+        builder = builder.header(*k, v.as_str());
     }
     let req = builder
-        .header("x-amz-date", sigv4::format_amz_date(now))
-        .header("x-amz-security-token", c.session_token.as_str())
+        .header("content-length", s.body.len())
         .header("user-agent", call.user_agent.as_str())
         .header("authorization", auth(&"0".repeat(64)))
         .body(())
         .ok()?;
     let (mut parts, ()) = req.into_parts();
     let parsed = sigv4::parse_auth(&parts).ok()??;
-    let payload = sigv4::payload_hash(&parts, &parsed, body.as_bytes()).ok()?;
+    let payload = sigv4::payload_hash(&parts, &parsed, &s.body).ok()?;
     let creq = sigv4::canonical_request(
         &parts,
         &parsed,
@@ -110,7 +184,7 @@ fn signed(region: &str, call: &ApiCall) -> Option<(http::request::Parts, String)
     parts
         .headers
         .insert("authorization", HeaderValue::from_str(&auth(&sig)).ok()?);
-    Some((parts, body))
+    Some((parts, s.body))
 }
 
 /// Hand a `/console` request to the console (forms are small).
@@ -120,11 +194,14 @@ pub async fn serve(
     parts: http::request::Parts,
     body: Body,
 ) -> http::Response<Body> {
-    let body = http_body_util::Limited::new(body, keycard_console::MAX_FORM)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
+    let limit = keycard_console::body_limit(parts.uri.path());
+    if crate::declared_length(&parts).is_some_and(|n| n > limit as u64) {
+        return to_axum(console.too_large(limit));
+    }
+    let Ok(body) = http_body_util::Limited::new(body, limit).collect().await else {
+        return to_axum(console.too_large(limit));
+    };
+    let body = body.to_bytes();
     let secure = parts.uri.scheme_str() == Some("https")
         || parts
             .headers
@@ -139,7 +216,14 @@ pub async fn serve(
         peer,
         secure,
     };
-    console.handle(req).await.map(Body::from)
+    to_axum(console.handle(req).await)
+}
+
+fn to_axum(r: http::Response<ConsoleBody>) -> http::Response<Body> {
+    r.map(|b| match b {
+        ConsoleBody::Full(bytes) => Body::from(bytes),
+        ConsoleBody::Stream(s) => Body::new(s),
+    })
 }
 
 /// Whether a path is the console's.

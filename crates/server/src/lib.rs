@@ -335,6 +335,15 @@ fn too_large(protocol: Protocol, limit: u64) -> ServiceError {
     }
 }
 
+/// The request's declared `Content-Length`, if any.
+fn declared_length(parts: &Parts) -> Option<u64> {
+    parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 /// Read a body, refusing past `limit` without buffering more than that.
 async fn read_limited(body: Body, limit: usize, protocol: Protocol) -> Result<Bytes, ServiceError> {
     match http_body_util::Limited::new(body, limit).collect().await {
@@ -556,12 +565,7 @@ async fn dispatch(
     } else {
         MAX_API_BODY as u64
     };
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    if declared_length(&parts).is_some_and(|n| n > limit) {
         return env.refuse(&kc, too_large(protocol, limit), "", &path).await;
     }
     let authn = match authenticate(&kc, &parts, auth.as_ref(), body, protocol, enforce).await {
@@ -1191,5 +1195,6 @@ fn instance_access(kc: &Keycard, id: &str) -> Option<Value> {
         "netns": rt.netns.then(|| keycard_imds::netns::name(kc, &inst.id)),
         "containerCredentialsFullUri": format!("{container_base}{CONTAINER_CREDENTIALS_PATH}"),
         "containerAuthorizationToken": keycard_imds::token::mint_container(kc, &inst.id),
+        "credentialDelivery": kc.instance_delivery_status(&inst.id),
     }))
 }

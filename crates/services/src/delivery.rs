@@ -59,6 +59,20 @@ struct Cached {
     role_id: String,
     credentials: Credentials,
     issued: i64,
+    /// When the set was last handed out (the console's credentials status).
+    fetched: i64,
+}
+
+/// What an instance was last given on one channel (console, admin).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryStatus {
+    /// `ImdsV1`, `ImdsV2`, `Container`.
+    pub delivery: String,
+    pub access_key_id: String,
+    pub issued: i64,
+    pub last_fetched: i64,
+    pub expiration: i64,
 }
 
 /// Per-instance credential cache.
@@ -68,6 +82,24 @@ pub struct DeliveryCache {
 }
 
 impl DeliveryCache {
+    /// The sets an instance holds, most recently fetched first.
+    pub fn status(&self, instance_id: &str) -> Vec<DeliveryStatus> {
+        let m = self.sets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<DeliveryStatus> = m
+            .iter()
+            .filter(|((id, _), _)| id == instance_id)
+            .map(|((_, d), c)| DeliveryStatus {
+                delivery: format!("{d:?}"),
+                access_key_id: c.credentials.access_key_id.clone(),
+                issued: c.issued,
+                last_fetched: c.fetched,
+                expiration: c.credentials.expiration,
+            })
+            .collect();
+        out.sort_by_key(|d| std::cmp::Reverse(d.last_fetched));
+        out
+    }
+
     /// Forget an instance (terminated).
     pub fn forget(&self, instance_id: &str) {
         let mut m = self.sets.lock().unwrap_or_else(|e| e.into_inner());
@@ -112,6 +144,11 @@ impl Keycard {
         self.deliveries.forget(instance_id);
     }
 
+    /// The role credentials an instance was delivered, per channel.
+    pub fn instance_delivery_status(&self, instance_id: &str) -> Vec<DeliveryStatus> {
+        self.deliveries.status(instance_id)
+    }
+
     /// The credentials an instance's metadata service serves now: the
     /// cached set while it has more than the refresh window left, else a
     /// fresh one (audited as EC2's AssumeRole).
@@ -150,9 +187,10 @@ impl Keycard {
             .sets
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
+            .get_mut(&key)
             && usable(c)
         {
+            c.fetched = t;
             return serve(c);
         }
         let Some(role) = self
@@ -186,9 +224,10 @@ impl Keycard {
             .unwrap_or_else(|e| e.into_inner());
         // A concurrent request may have cached a set since we looked: serve
         // that one and drop ours, so each window hands out one set.
-        if let Some(c) = m.get(&key)
+        if let Some(c) = m.get_mut(&key)
             && usable(c)
         {
+            c.fetched = t;
             return serve(c);
         }
         let cached = Cached {
@@ -196,6 +235,7 @@ impl Keycard {
             role_id: role_id.clone(),
             credentials: creds,
             issued: t,
+            fetched: t,
         };
         let out = serve(&cached);
         m.insert(key, cached);
