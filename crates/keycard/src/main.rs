@@ -2,6 +2,7 @@
 
 mod denials_cmd;
 mod generate_cmd;
+mod node_cmd;
 mod open;
 mod policy_cmd;
 mod posture;
@@ -165,6 +166,22 @@ enum Command {
         /// (e.g. 2s, 500ms).
         #[arg(long, default_value = "2s", env = "KEYCARD_MAX_STALENESS")]
         max_staleness: String,
+        /// This node's name (unique per store): instances launched here
+        /// belong to it and it runs their metadata services. Default: the
+        /// hostname, else `default`.
+        #[arg(long, value_name = "NAME", env = "KEYCARD_NODE")]
+        node: Option<String>,
+        /// With a PostgreSQL store: a node whose heartbeat is older than
+        /// this is down, and its instances show impaired until `keycard
+        /// node adopt` or `drain` moves them (e.g. 10s, 1500ms).
+        #[arg(long, default_value = "10s", env = "KEYCARD_NODE_TIMEOUT")]
+        node_timeout: String,
+    },
+    /// The nodes of a PostgreSQL store: list them, drain one, adopt a dead
+    /// one's instances (through the running node of the data dir).
+    Node {
+        #[command(subcommand)]
+        command: node_cmd::NodeCommand,
     },
     /// Findings and KPIs of the estate (asks the running server, which
     /// evaluates every rule first).
@@ -356,24 +373,49 @@ fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
-/// `--max-staleness`: `2s`, `500ms`, `1m`.
-fn parse_staleness(s: &str) -> anyhow::Result<std::time::Duration> {
+/// `--max-staleness` / `--node-timeout` (the flag, for errors): `2s`,
+/// `500ms`, `1m`.
+fn parse_staleness(flag: &str, s: &str) -> anyhow::Result<std::time::Duration> {
     let (num, unit) = s
         .find(|c: char| !c.is_ascii_digit())
         .map_or((s, "s"), |i| s.split_at(i));
     let n: u64 = num
         .parse()
-        .with_context(|| format!("--max-staleness {s}: expected e.g. 2s or 500ms"))?;
+        .with_context(|| format!("{flag} {s}: expected e.g. 2s or 500ms"))?;
     let ms = match unit {
         "ms" => n,
         "s" => n.saturating_mul(1000),
         "m" => n.saturating_mul(60_000),
-        _ => bail!("--max-staleness {s}: units are ms, s or m"),
+        _ => bail!("{flag} {s}: units are ms, s or m"),
     };
     if ms == 0 {
-        bail!("--max-staleness must be positive");
+        bail!("{flag} must be positive");
     }
     Ok(std::time::Duration::from_millis(ms))
+}
+
+/// `--node`, else the hostname when it is a valid node name, else
+/// `default`.
+fn node_name(given: Option<String>) -> anyhow::Result<String> {
+    use keycard_services::nodes::{DEFAULT_NODE, valid_node_name};
+    if let Some(n) = given {
+        if !valid_node_name(&n) {
+            bail!("--node {n}: 1-64 letters, digits, '.', '_' or '-'");
+        }
+        return Ok(n);
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| valid_node_name(h));
+    Ok(host.unwrap_or_else(|| DEFAULT_NODE.to_string()))
+}
+
+/// How often a node heartbeats: four times per `--node-timeout`, within
+/// 100 ms and 2 s.
+fn beat_period(timeout: Duration) -> Duration {
+    (timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(2))
 }
 
 /// The shared master key: KEYCARD_MASTER_KEY (hex), else the file.
@@ -551,6 +593,8 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             soft_principals,
             master_key_file,
             max_staleness,
+            node,
+            node_timeout,
         } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -592,7 +636,11 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             config.master_key_hex = master_key(master_key_file.as_deref())?;
             let shared = data.store.as_deref().is_some_and(is_postgres_url);
             config.max_staleness = shared
-                .then(|| parse_staleness(&max_staleness))
+                .then(|| parse_staleness("--max-staleness", &max_staleness))
+                .transpose()?;
+            config.node = node_name(node)?;
+            config.node_timeout = shared
+                .then(|| parse_staleness("--node-timeout", &node_timeout))
                 .transpose()?;
             config.instance_credentials =
                 keycard_services::binding::BindingMode::parse(&instance_credentials)
@@ -653,6 +701,10 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let imds_task = tokio::spawn(imds.clone().run(async move {
                 let _ = imds_stop.wait_for(|s| *s).await;
             }));
+            let heartbeat = kc
+                .config
+                .node_timeout
+                .map(|t| kc.spawn_heartbeat(beat_period(t)));
             let flusher = kc.spawn_last_used_flusher(LAST_USED_FLUSH);
             let governance = kc.spawn_governance(GOVERNANCE_PERIOD);
             let follower = match data.store.as_deref().filter(|u| is_postgres_url(u)) {
@@ -679,6 +731,12 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let _ = imds_task.await;
             flusher.abort();
             governance.abort();
+            if let Some(t) = heartbeat {
+                t.abort();
+                if let Err(e) = kc.heartbeat_stopped().await {
+                    tracing::warn!(error = %e, "could not record this node's stop");
+                }
+            }
             for t in follower.into_iter().flatten() {
                 t.abort();
             }
@@ -698,6 +756,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             account,
             all,
         } => posture::run(&data, json, account, all).await,
+        Command::Node { command } => node_cmd::run(command).await,
         Command::Accounts {
             command: AccountsCommand::Create { data, account_id },
         } => {
@@ -905,6 +964,12 @@ async fn exec(
     };
     if s("state") != "running" {
         bail!("instance {id} is {}, not running", s("state"));
+    }
+    if info.get("imdsEndpoint").is_none() {
+        bail!(
+            "instance {id} runs on node {}: run keycard exec on that node's data dir",
+            s("node")
+        );
     }
     let netns = info
         .get("netns")
