@@ -442,18 +442,13 @@ impl AuditLog {
         Self::submit_to(self.tx.clone(), row)
     }
 
-    fn submit_to(
-        tx: mpsc::Sender<Msg>,
-        row: AuditRow,
-    ) -> impl Future<Output = Result<(), AuditUnavailable>> + Send {
-        async move {
-            let (done, committed) = oneshot::channel();
-            // Waits for room when the queue is full (backpressure).
-            tx.send(Msg::Event(Box::new(row), done))
-                .await
-                .map_err(|_| AuditUnavailable)?;
-            committed.await.map_err(|_| AuditUnavailable)?
-        }
+    async fn submit_to(tx: mpsc::Sender<Msg>, row: AuditRow) -> Result<(), AuditUnavailable> {
+        let (done, committed) = oneshot::channel();
+        // Waits for room when the queue is full (backpressure).
+        tx.send(Msg::Event(Box::new(row), done))
+            .await
+            .map_err(|_| AuditUnavailable)?;
+        committed.await.map_err(|_| AuditUnavailable)?
     }
 
     /// Wait until everything queued so far has been written (or failed).
