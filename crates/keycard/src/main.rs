@@ -939,19 +939,12 @@ async fn exec(
     if !matches!(via, "imds" | "container") {
         bail!("unknown --via {via} (known: imds, container)");
     }
-    let addr = std::fs::read_to_string(dir.join("server.addr")).with_context(|| {
-        format!(
-            "no keycard server is running on {} (server.addr missing)",
-            dir.display()
-        )
-    })?;
-    let token = std::fs::read_to_string(dir.join("admin.token"))
-        .context("reading admin.token of the running server")?;
+    let (addr, token) = running_server(dir)?;
     let info = admin_request(
-        addr.trim(),
+        &addr,
         "GET",
         &format!("/_keycard/admin/instances/{id}"),
-        token.trim(),
+        &token,
         "",
     )
     .await?;
@@ -1064,6 +1057,19 @@ fn is_this_server(url: &str, addr: &str) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip == server.ip() || (ip.is_loopback() && server.ip().is_unspecified()))
+}
+
+/// The address and admin token of the server running on a data dir.
+fn running_server(dir: &std::path::Path) -> anyhow::Result<(String, String)> {
+    let addr = std::fs::read_to_string(dir.join("server.addr")).with_context(|| {
+        format!(
+            "no keycard server is running on {} (server.addr missing)",
+            dir.display()
+        )
+    })?;
+    let token = std::fs::read_to_string(dir.join("admin.token"))
+        .context("reading admin.token of the running server")?;
+    Ok((addr.trim().to_string(), token.trim().to_string()))
 }
 
 /// A minimal HTTP/1.1 POST to the local admin endpoint.

@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use clap::Subcommand;
 use serde_json::Value;
 
-use crate::{DataDir, admin_request};
+use crate::{DataDir, admin_request, running_server};
 
 #[derive(Subcommand)]
 pub enum NodeCommand {
@@ -86,16 +86,8 @@ pub async fn run(cmd: NodeCommand) -> anyhow::Result<()> {
 }
 
 async fn call(data: &DataDir, method: &str, path: &str) -> anyhow::Result<Value> {
-    let dir = data.path();
-    let addr = std::fs::read_to_string(dir.join("server.addr")).with_context(|| {
-        format!(
-            "no keycard node is running on {} (server.addr missing)",
-            dir.display()
-        )
-    })?;
-    let token = std::fs::read_to_string(dir.join("admin.token"))
-        .context("reading admin.token of the running node")?;
-    let out = admin_request(addr.trim(), method, path, token.trim(), "").await?;
+    let (addr, token) = running_server(&data.path())?;
+    let out = admin_request(&addr, method, path, &token, "").await?;
     serde_json::from_str(&out).context("the node's answer is not JSON")
 }
 
