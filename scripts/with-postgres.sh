@@ -6,7 +6,8 @@
 # Installs Debian's `postgresql` when no server binaries are found, creates a
 # cluster in a temporary directory (as the `postgres` user when run as root:
 # initdb refuses root), starts it on a free loopback port, exports
-# KEYCARD_TEST_PG=postgres://postgres@127.0.0.1:PORT/postgres, runs the
+# KEYCARD_TEST_PG=postgres://postgres@127.0.0.1:PORT/postgres (and
+# KEYCARD_TEST_PG_DATA / _BIN / _LOG / _OPTS, to restart it), runs the
 # command, and always stops the server and removes the cluster. The
 # command's exit status is the script's. When KEYCARD_TEST_PG is already set,
 # the command just runs against that server.
@@ -61,9 +62,9 @@ for _ in 1 2 3 4 5 6 7 8; do
     try=$((20000 + RANDOM % 40000))
     (exec 3<>"/dev/tcp/127.0.0.1/$try") 2>/dev/null && continue
     # Throwaway data: no fsync, and room for many parallel test pools.
-    if as_pg "'$pgbin/pg_ctl' -D '$dir/data' -l '$dir/log' -w -o \
-        \"-p $try -k '$dir' -c listen_addresses=127.0.0.1 -c max_connections=300 \
-          -c fsync=off -c synchronous_commit=off -c full_page_writes=off\" start" >/dev/null; then
+    opts="-p $try -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 \
+-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    if as_pg "'$pgbin/pg_ctl' -D '$dir/data' -l '$dir/log' -w -o '$opts' start" >/dev/null; then
         port=$try
         break
     fi
@@ -75,6 +76,10 @@ if [ -z "$port" ]; then
 fi
 
 export KEYCARD_TEST_PG="postgres://postgres@127.0.0.1:$port/postgres"
+# Where the cluster is, for tests that restart it (pg_ctl -D … restart,
+# as the cluster's owner; test_nodes_failure.py).
+export KEYCARD_TEST_PG_DATA="$dir/data" KEYCARD_TEST_PG_BIN="$pgbin" KEYCARD_TEST_PG_LOG="$dir/log" \
+    KEYCARD_TEST_PG_OPTS="$opts"
 ms=$((($(date +%s%N) - started) / 1000000))
 echo "==> PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (ready in ${ms} ms)" >&2
 

@@ -180,6 +180,16 @@ def fresh_pg_database() -> str:
     return urlunsplit(urlsplit(base)._replace(path=f"/{db}"))
 
 
+def require_pg_database() -> str:
+    """``fresh_pg_database()`` for tests that need PostgreSQL: skipped with
+    ``KEYCARD_SKIP_PG=1``, failed when ``KEYCARD_TEST_PG`` is missing."""
+    if not os.environ.get("KEYCARD_TEST_PG"):
+        if os.environ.get("KEYCARD_SKIP_PG") == "1":
+            pytest.skip("KEYCARD_SKIP_PG=1")
+        pytest.fail("KEYCARD_TEST_PG is not set: run under scripts/with-postgres.sh (or set KEYCARD_SKIP_PG=1)")
+    return fresh_pg_database()
+
+
 class Keycard:
     """A running keycard server on a temp data dir."""
 

@@ -98,6 +98,7 @@ mod tests {
             metadata: MetadataOptions::default(),
             slot: 1,
             client_token: None,
+            node: None,
             state_reason: None,
             network: None,
             imds: Default::default(),

@@ -148,7 +148,7 @@ impl Imds {
             let st = self.kc.state();
             st.instances
                 .values()
-                .filter(|i| i.is_running())
+                .filter(|i| i.is_running() && self.kc.serves(i))
                 .map(|i| {
                     (
                         i.id.clone(),

@@ -13,6 +13,7 @@ macro_rules! say {
 
 mod denials_cmd;
 mod generate_cmd;
+mod node_cmd;
 mod open;
 mod policy_cmd;
 mod posture;
@@ -180,6 +181,22 @@ enum Command {
         /// S3 (AWS: about every 5 minutes), e.g. 5m, 10s.
         #[arg(long, default_value = "5m", env = "KEYCARD_TRAIL_DELIVERY_INTERVAL")]
         trail_delivery_interval: String,
+        /// This node's name (unique per store): instances launched here
+        /// belong to it and it runs their metadata services. Default: the
+        /// hostname, else `default`.
+        #[arg(long, value_name = "NAME", env = "KEYCARD_NODE")]
+        node: Option<String>,
+        /// With a PostgreSQL store: a node whose heartbeat is older than
+        /// this is down, and its instances show impaired until `keycard
+        /// node adopt` or `drain` moves them (e.g. 10s, 1500ms).
+        #[arg(long, default_value = "10s", env = "KEYCARD_NODE_TIMEOUT")]
+        node_timeout: String,
+    },
+    /// The nodes of a PostgreSQL store: list them, drain one, adopt a dead
+    /// one's instances (through the running node of the data dir).
+    Node {
+        #[command(subcommand)]
+        command: node_cmd::NodeCommand,
     },
     /// Findings and KPIs of the estate (asks the running server, which
     /// evaluates every rule first).
@@ -371,7 +388,8 @@ fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
-/// `--max-staleness`: `2s`, `500ms`, `1m`.
+/// `--max-staleness` / `--node-timeout` (the flag, for errors): `2s`,
+/// `500ms`, `1m`.
 fn parse_duration(flag: &str, s: &str) -> anyhow::Result<std::time::Duration> {
     let (num, unit) = s
         .find(|c: char| !c.is_ascii_digit())
@@ -389,6 +407,30 @@ fn parse_duration(flag: &str, s: &str) -> anyhow::Result<std::time::Duration> {
         bail!("{flag} must be positive");
     }
     Ok(std::time::Duration::from_millis(ms))
+}
+
+/// `--node`, else the hostname when it is a valid node name, else
+/// `default`.
+fn node_name(given: Option<String>) -> anyhow::Result<String> {
+    use keycard_services::nodes::{DEFAULT_NODE, valid_node_name};
+    if let Some(n) = given {
+        if !valid_node_name(&n) {
+            bail!("--node {n}: 1-64 letters, digits, '.', '_' or '-'");
+        }
+        return Ok(n);
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| valid_node_name(h));
+    Ok(host.unwrap_or_else(|| DEFAULT_NODE.to_string()))
+}
+
+/// How often a node heartbeats: four times per `--node-timeout`, within
+/// 100 ms and 2 s.
+fn beat_period(timeout: Duration) -> Duration {
+    (timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(2))
 }
 
 /// The shared master key: KEYCARD_MASTER_KEY (hex), else the file.
@@ -582,6 +624,8 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             master_key_file,
             max_staleness,
             trail_delivery_interval,
+            node,
+            node_timeout,
         } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
@@ -624,6 +668,10 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let shared = data.store.as_deref().is_some_and(is_postgres_url);
             config.max_staleness = shared
                 .then(|| parse_duration("--max-staleness", &max_staleness))
+                .transpose()?;
+            config.node = node_name(node)?;
+            config.node_timeout = shared
+                .then(|| parse_duration("--node-timeout", &node_timeout))
                 .transpose()?;
             config.instance_credentials =
                 keycard_services::binding::BindingMode::parse(&instance_credentials)
@@ -686,6 +734,10 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let imds_task = tokio::spawn(imds.clone().run(async move {
                 let _ = imds_stop.wait_for(|s| *s).await;
             }));
+            let heartbeat = kc
+                .config
+                .node_timeout
+                .map(|t| kc.spawn_heartbeat(beat_period(t)));
             let flusher = kc.spawn_last_used_flusher(LAST_USED_FLUSH);
             let governance = kc.spawn_governance(GOVERNANCE_PERIOD);
             let trails = spawn_trail_delivery(kc.clone(), trail_every);
@@ -714,6 +766,12 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             flusher.abort();
             governance.abort();
             trails.abort();
+            if let Some(t) = heartbeat {
+                t.abort();
+                if let Err(e) = kc.heartbeat_stopped().await {
+                    tracing::warn!(error = %e, "could not record this node's stop");
+                }
+            }
             for t in follower.into_iter().flatten() {
                 t.abort();
             }
@@ -733,6 +791,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             account,
             all,
         } => posture::run(&data, json, account, all).await,
+        Command::Node { command } => node_cmd::run(command).await,
         Command::Accounts {
             command: AccountsCommand::Create { data, account_id },
         } => {
@@ -915,19 +974,12 @@ async fn exec(
     if !matches!(via, "imds" | "container") {
         bail!("unknown --via {via} (known: imds, container)");
     }
-    let addr = std::fs::read_to_string(dir.join("server.addr")).with_context(|| {
-        format!(
-            "no keycard server is running on {} (server.addr missing)",
-            dir.display()
-        )
-    })?;
-    let token = std::fs::read_to_string(dir.join("admin.token"))
-        .context("reading admin.token of the running server")?;
+    let (addr, token) = running_server(dir)?;
     let info = admin_request(
-        addr.trim(),
+        &addr,
         "GET",
         &format!("/_keycard/admin/instances/{id}"),
-        token.trim(),
+        &token,
         "",
     )
     .await?;
@@ -940,6 +992,12 @@ async fn exec(
     };
     if s("state") != "running" {
         bail!("instance {id} is {}, not running", s("state"));
+    }
+    if info.get("imdsEndpoint").is_none() {
+        bail!(
+            "instance {id} runs on node {}: run keycard exec on that node's data dir",
+            s("node")
+        );
     }
     let netns = info
         .get("netns")
@@ -1034,6 +1092,19 @@ fn is_this_server(url: &str, addr: &str) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip == server.ip() || (ip.is_loopback() && server.ip().is_unspecified()))
+}
+
+/// The address and admin token of the server running on a data dir.
+fn running_server(dir: &std::path::Path) -> anyhow::Result<(String, String)> {
+    let addr = std::fs::read_to_string(dir.join("server.addr")).with_context(|| {
+        format!(
+            "no keycard server is running on {} (server.addr missing)",
+            dir.display()
+        )
+    })?;
+    let token = std::fs::read_to_string(dir.join("admin.token"))
+        .context("reading admin.token of the running server")?;
+    Ok((addr.trim().to_string(), token.trim().to_string()))
 }
 
 /// A minimal HTTP/1.1 POST to the local admin endpoint.

@@ -6,7 +6,6 @@ use axum::body::Body;
 use http::Response;
 use keycard_proto::query::Params;
 use keycard_proto::xml::{XmlWriter, ec2_response};
-use keycard_services::ServiceError;
 use keycard_services::auth::{Check, ResourcePolicy};
 use keycard_services::ec2::{
     self, Filter, Instance, MetadataOptions, MetadataOptionsInput, ProfileAssociation, ProfileRef,
@@ -14,7 +13,9 @@ use keycard_services::ec2::{
 };
 use keycard_services::model::{InstanceProfile, Tag};
 use keycard_services::network::{LaunchNetwork, Placement};
+use keycard_services::nodes::Liveness;
 use keycard_services::sts::iso8601;
+use keycard_services::{Keycard, ServiceError};
 
 use crate::iam::{audit_params, params};
 use crate::{Req, xml_response};
@@ -538,7 +539,7 @@ fn describe_status(req: &mut Req, p: &Params, dry: bool) -> Result<String, Servi
         .iter()
         .filter(|i| all || i.is_running())
         .filter(|i| {
-            let h = health(i);
+            let h = health(&req.kc, i);
             status_fs.iter().all(|(which, values)| {
                 let v = if *which == "instance" {
                     h.instance
@@ -553,7 +554,7 @@ fn describe_status(req: &mut Req, p: &Params, dry: bool) -> Result<String, Servi
     Ok(ec2_response("DescribeInstanceStatus", &rid, |w| {
         w.start("instanceStatusSet");
         for i in &shown {
-            let h = health(i);
+            let h = health(&req.kc, i);
             w.start("item")
                 .elem("instanceId", &i.id)
                 .elem("availabilityZone", &i.availability_zone());
@@ -561,7 +562,11 @@ fn describe_status(req: &mut Req, p: &Params, dry: bool) -> Result<String, Servi
             w.start("systemStatus")
                 .elem("status", h.system)
                 .start("details");
-            reachability_xml(w, h.system_check, None);
+            reachability_xml(
+                w,
+                h.system_check,
+                h.impaired_since.filter(|_| h.system == "impaired"),
+            );
             w.end("details").end("systemStatus");
             w.start("instanceStatus")
                 .elem("status", h.instance)
@@ -586,10 +591,12 @@ struct Health {
     impaired_since: Option<i64>,
 }
 
-/// The host (keycard) is always fine; the instance is impaired when its
-/// metadata service could not open (the reason is in the server log and
-/// on the instance record).
-fn health(i: &ec2::Instance) -> Health {
+/// The host (the node that owns the instance) is fine while it
+/// heartbeats; when it is down, both checks fail since its last beat
+/// (`keycard node list` says why). On its own node the instance is
+/// impaired when its metadata service could not open (the reason is in
+/// the server log and on the instance record).
+fn health(kc: &Keycard, i: &ec2::Instance) -> Health {
     if !i.is_running() {
         return Health {
             system: "not-applicable",
@@ -598,6 +605,9 @@ fn health(i: &ec2::Instance) -> Health {
             instance_check: "not-applicable",
             impaired_since: None,
         };
+    }
+    if !kc.serves(i) {
+        return node_health(kc.liveness(i.owner()));
     }
     let failed = i.imds_failure().map(|(since, _)| since);
     // Until its metadata service listens, the instance is still booting
@@ -613,6 +623,26 @@ fn health(i: &ec2::Instance) -> Health {
         instance,
         instance_check,
         impaired_since: failed,
+    }
+}
+
+/// An instance on another node: as healthy as that node.
+fn node_health(node: Liveness) -> Health {
+    match node {
+        Liveness::Live => Health {
+            system: "ok",
+            system_check: "passed",
+            instance: "ok",
+            instance_check: "passed",
+            impaired_since: None,
+        },
+        Liveness::Down { since_ms, .. } => Health {
+            system: "impaired",
+            system_check: "failed",
+            instance: "impaired",
+            instance_check: "failed",
+            impaired_since: Some(since_ms.map_or_else(keycard_services::now, |ms| ms / 1000)),
+        },
     }
 }
 

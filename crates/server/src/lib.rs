@@ -30,6 +30,7 @@ mod iam_more;
 mod iam_simulate;
 mod metrics;
 mod moto;
+mod nodes_admin;
 pub mod ops;
 mod organizations;
 mod qr;
@@ -1108,6 +1109,9 @@ async fn admin(kc: &Keycard, parts: &Parts, body: Body) -> Response<Body> {
             None => reply(404, serde_json::json!({"error": "unknown admin path"})),
         };
     }
+    if let Some((status, v)) = nodes_admin::admin(kc, parts).await {
+        return reply(status, v);
+    }
     if parts.method == http::Method::POST && parts.uri.path() == "/_keycard/admin/oidc/jwks" {
         let bytes = match http_body_util::Limited::new(body, 256 * 1024)
             .collect()
@@ -1164,6 +1168,14 @@ async fn admin(kc: &Keycard, parts: &Parts, body: Body) -> Response<Body> {
 /// puts in the child's environment.
 fn instance_access(kc: &Keycard, id: &str) -> Option<Value> {
     let inst = kc.state().instances.get(id).cloned()?;
+    if !kc.serves(&inst) {
+        // Its metadata service runs on its own node: ask that one.
+        return Some(serde_json::json!({
+            "instanceId": inst.id,
+            "state": inst.state,
+            "node": inst.owner(),
+        }));
+    }
     let rt = kc.runtime.read().unwrap_or_else(|e| e.into_inner()).clone();
     let api = rt.api_addr?;
     // The instance's own network path to the API: in its namespace, or
@@ -1189,6 +1201,7 @@ fn instance_access(kc: &Keycard, id: &str) -> Option<Value> {
     Some(serde_json::json!({
         "instanceId": inst.id,
         "state": inst.state,
+        "node": inst.owner(),
         "region": inst.region,
         "apiEndpoint": api_url,
         "imdsEndpoint": imds,

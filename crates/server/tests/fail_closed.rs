@@ -48,6 +48,9 @@ impl Store for FlakyAudit {
     async fn put_meta(&self, key: &str, value: &[u8]) -> keycard_store::Result<()> {
         self.inner.put_meta(key, value).await
     }
+    async fn list_meta(&self, prefix: &str) -> keycard_store::Result<Vec<(String, Vec<u8>)>> {
+        self.inner.list_meta(prefix).await
+    }
 }
 
 async fn call(kc: &Arc<Keycard>, req: Request<Body>) -> (StatusCode, String) {

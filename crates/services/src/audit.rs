@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use keycard_policy::Decision;
 use keycard_store::{AuditRow, Store};
@@ -410,27 +411,53 @@ impl AuditLog {
 
     /// Record the final event of a request whose draft is `pending`: it
     /// takes the draft's event id and replaces the draft in the store.
+    ///
+    /// When the request's changes already committed (with the draft), the
+    /// call took effect: refusing it now would make the client's retry
+    /// meet its own write (`EntityAlreadyExists`). So a final event the
+    /// store cannot take yet is retried in the background (the draft
+    /// records the call meanwhile) and the request is answered.
     pub fn record_final(
         &self,
         pending: &PendingEvent,
         ev: EventInput<'_>,
     ) -> impl Future<Output = Result<(), AuditUnavailable>> + Send + use<> {
-        self.submit(build_row(ev, Some(pending.event_id().to_string()), false))
+        let row = build_row(ev, Some(pending.event_id().to_string()), false);
+        let committed = pending.committed.clone();
+        let tx = self.tx.clone();
+        async move {
+            let first = Self::submit_to(tx.clone(), row.clone()).await;
+            if first.is_ok() || !committed.load(Ordering::SeqCst) {
+                return first;
+            }
+            tracing::warn!(event_id = %row.event_id, "final audit event not stored yet: answering (the committed draft records the call) and retrying it");
+            tokio::spawn(async move {
+                for _ in 0..FINAL_RETRIES {
+                    tokio::time::sleep(FINAL_RETRY_PERIOD).await;
+                    if Self::submit_to(tx.clone(), row.clone()).await.is_ok() {
+                        return;
+                    }
+                }
+                tracing::error!(event_id = %row.event_id, "final audit event never stored: its draft (Pending) stays");
+            });
+            Ok(())
+        }
     }
 
     fn submit(
         &self,
         row: AuditRow,
     ) -> impl Future<Output = Result<(), AuditUnavailable>> + Send + use<> {
-        let tx = self.tx.clone();
-        async move {
-            let (done, committed) = oneshot::channel();
-            // Waits for room when the queue is full (backpressure).
-            tx.send(Msg::Event(Box::new(row), done))
-                .await
-                .map_err(|_| AuditUnavailable)?;
-            committed.await.map_err(|_| AuditUnavailable)?
-        }
+        Self::submit_to(self.tx.clone(), row)
+    }
+
+    async fn submit_to(tx: mpsc::Sender<Msg>, row: AuditRow) -> Result<(), AuditUnavailable> {
+        let (done, committed) = oneshot::channel();
+        // Waits for room when the queue is full (backpressure).
+        tx.send(Msg::Event(Box::new(row), done))
+            .await
+            .map_err(|_| AuditUnavailable)?;
+        committed.await.map_err(|_| AuditUnavailable)?
     }
 
     /// Wait until everything queued so far has been written (or failed).
@@ -450,6 +477,8 @@ impl AuditLog {
 #[derive(Debug, Clone)]
 pub struct PendingEvent {
     draft: Arc<AuditRow>,
+    /// Set once a mutation committed the draft with its changes.
+    committed: Arc<AtomicBool>,
 }
 
 impl PendingEvent {
@@ -457,6 +486,7 @@ impl PendingEvent {
     pub fn new(ev: EventInput<'_>) -> PendingEvent {
         PendingEvent {
             draft: Arc::new(build_row(ev, None, true)),
+            committed: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -485,6 +515,16 @@ pub async fn with_pending<F: Future>(pending: PendingEvent, fut: F) -> F::Output
 pub fn pending_draft() -> Option<AuditRow> {
     PENDING.try_with(|p| p.draft().clone()).ok()
 }
+
+/// The request being served committed its draft with its changes.
+pub(crate) fn draft_committed() {
+    let _ = PENDING.try_with(|p| p.committed.store(true, Ordering::SeqCst));
+}
+
+/// How often, and how many times, a committed request's final event is
+/// retried after the store refused it (about five minutes).
+const FINAL_RETRY_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+const FINAL_RETRIES: u32 = 300;
 
 #[cfg(test)]
 mod tests {

@@ -155,6 +155,10 @@ pub struct Instance {
     /// keycard stored them: the default subnet and group (vpc.rs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<InstanceNetwork>,
+    /// The node running its metadata service (`None`: from before nodes,
+    /// `nodes::DEFAULT_NODE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// How its metadata service is doing. Runtime only: listeners are
     /// opened again at every start.
     #[serde(skip)]
@@ -762,6 +766,7 @@ impl Keycard {
                 }
             }
             let Launch { profile, placement } = validate_run(st, account, region, &input)?;
+            let node = self.launch_node(&input.tags)?;
             let net = placement.network();
             let count = input.max_count.min(MAX_RUN_COUNT) as usize;
             let slots = free_slots(st, count)?;
@@ -805,6 +810,7 @@ impl Keycard {
                     client_token: input.client_token.clone(),
                     state_reason: None,
                     network: Some(net.clone()),
+                    node: Some(node.clone()),
                     imds: ImdsHealth::Unknown,
                 });
             }

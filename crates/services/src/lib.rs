@@ -36,6 +36,7 @@ pub mod keyinfo;
 pub mod managed;
 pub mod model;
 pub mod network;
+pub mod nodes;
 pub mod s3;
 pub mod saml;
 pub mod simulate;
@@ -94,6 +95,11 @@ pub struct Config {
     /// `--max-staleness`: with a shared store, refuse requests once the
     /// node has not confirmed it is up to date for this long.
     pub max_staleness: Option<std::time::Duration>,
+    /// `--node`: this node's name; instances it launches belong to it.
+    pub node: String,
+    /// With a shared store: a node whose heartbeat is older than this is
+    /// down (its instances impaired). `None`: one node owns everything.
+    pub node_timeout: Option<std::time::Duration>,
 }
 
 impl Config {
@@ -113,6 +119,8 @@ impl Config {
             soft_principals: Vec::new(),
             master_key_hex: None,
             max_staleness: None,
+            node: nodes::DEFAULT_NODE.to_string(),
+            node_timeout: None,
         }
     }
 }
@@ -178,6 +186,10 @@ pub struct Keycard {
     follow_nudge: tokio::sync::Notify,
     /// Another node rotated the token key ring: re-read it.
     ring_changed: std::sync::atomic::AtomicBool,
+    /// Every node's last heartbeat, as last read from the store.
+    beats: RwLock<std::collections::BTreeMap<String, nodes::Beat>>,
+    /// When this process opened the keycard (ms since the epoch).
+    started_ms: i64,
 }
 
 /// Addresses the running process serves on, for `keycard exec`.
@@ -327,6 +339,8 @@ impl Keycard {
             stale: std::sync::atomic::AtomicBool::new(false),
             follow_nudge: tokio::sync::Notify::new(),
             ring_changed: std::sync::atomic::AtomicBool::new(false),
+            beats: RwLock::new(Default::default()),
+            started_ms: now_ms(),
         });
         managed::install(&kc).await?;
         kc.ensure_default_account().await?;
@@ -398,6 +412,9 @@ impl Keycard {
                 self.applied_seq.store(seq, Ordering::SeqCst);
             }
             keycard_store::CommitOutcome::Committed(None) => {}
+        }
+        if draft.is_some() {
+            audit::draft_committed();
         }
         let instances = changes.iter().any(|c| {
             matches!(

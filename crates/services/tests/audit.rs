@@ -22,6 +22,8 @@ use tokio::sync::{Notify, Semaphore};
 struct TestStore {
     inner: SqliteStore,
     fail: AtomicBool,
+    /// Only audit appends fail (commits with changes go through).
+    fail_appends: AtomicBool,
     gate: Option<Arc<Semaphore>>,
     append_started: Notify,
 }
@@ -31,6 +33,7 @@ impl TestStore {
         Arc::new(TestStore {
             inner: SqliteStore::memory().await.unwrap(),
             fail: AtomicBool::new(false),
+            fail_appends: AtomicBool::new(false),
             gate,
             append_started: Notify::new(),
         })
@@ -62,6 +65,9 @@ impl Store for TestStore {
             g.acquire().await.unwrap().forget();
         }
         self.check()?;
+        if self.fail_appends.load(Ordering::SeqCst) {
+            return Err(StoreError::Backend("audit partition unavailable".into()));
+        }
         self.inner.append_audit(rows).await
     }
     async fn query_audit(&self, q: &AuditQuery) -> keycard_store::Result<Vec<AuditRow>> {
@@ -75,6 +81,9 @@ impl Store for TestStore {
     }
     async fn put_meta(&self, key: &str, value: &[u8]) -> keycard_store::Result<()> {
         self.inner.put_meta(key, value).await
+    }
+    async fn list_meta(&self, prefix: &str) -> keycard_store::Result<Vec<(String, Vec<u8>)>> {
+        self.inner.list_meta(prefix).await
     }
 }
 
@@ -376,4 +385,47 @@ async fn instance_credentials_wait_for_their_issue_event() {
     store.fail.store(true, Ordering::SeqCst);
     let err = delivered(|| kc.instance_credentials(&id, Delivery::ImdsV1)).await;
     assert_eq!(err.err(), Some(AuditUnavailable));
+}
+
+#[tokio::test]
+async fn a_committed_write_is_answered_when_only_its_final_event_fails() {
+    let store = TestStore::new(None).await;
+    let kc = keycard(store.clone(), 16).await;
+    let caller = root();
+    store.fail_appends.store(true, Ordering::SeqCst);
+    // Nothing committed: still fail closed.
+    let idle = PendingEvent::new(event(&caller, "CreateUser", "r-idle"));
+    let refused = kc
+        .audit
+        .record_final(&idle, event(&caller, "CreateUser", "r-idle"))
+        .await;
+    assert_eq!(refused, Err(AuditUnavailable));
+    // Committed with its draft: answered (a refusal would make the
+    // client's retry meet its own user), the draft standing for it ...
+    let pending = PendingEvent::new(event(&caller, "CreateUser", "r-done"));
+    with_pending(
+        pending.clone(),
+        kc.create_user(DEFAULT_ACCOUNT, "carol", "/", vec![], None),
+    )
+    .await
+    .unwrap();
+    kc.audit
+        .record_final(&pending, event(&caller, "CreateUser", "r-done"))
+        .await
+        .unwrap();
+    let rows = events_of(&store, "r-done").await;
+    assert!(rows[0].body.contains("\"keycardOutcome\":\"Pending\""));
+    // ... until the store takes the final event.
+    store.fail_appends.store(false, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while events_of(&store, "r-done").await[0]
+        .body
+        .contains("Pending")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "final event never stored"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -210,4 +210,7 @@ pub trait Store: Send + Sync + 'static {
     }
     async fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>>;
     async fn put_meta(&self, key: &str, value: &[u8]) -> Result<()>;
+    /// Every meta entry whose key starts with `prefix`, by key (nodes'
+    /// heartbeats: one key each, outside the change feed).
+    async fn list_meta(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
 }

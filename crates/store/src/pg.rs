@@ -41,6 +41,10 @@ pub const CHANGES_PAGE: i64 = 10_000;
 /// 65,535-parameter limit even before the arrays below).
 const AUDIT_CHUNK: usize = 500;
 
+/// How long a write whose COMMIT lost its answer keeps asking the
+/// database whether it took effect (see `resolve_commit`).
+const RESOLVE_FOR: Duration = Duration::from_secs(30);
+
 /// One schema version: statements applied together, in order.
 struct Migration {
     version: i64,
@@ -289,8 +293,59 @@ impl PgStore {
             last = Some(seq);
         }
         insert_audit(&mut tx, audit, false).await?;
-        tx.commit().await?;
-        Ok(CommitOutcome::Committed(last))
+        match (tx.commit().await, expected) {
+            (Ok(()), _) => Ok(CommitOutcome::Committed(last)),
+            (Err(lost), Some(want)) if !ops.is_empty() => {
+                self.resolve_commit(ops, want, lost).await
+            }
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    /// A COMMIT whose answer was lost (the connection broke, the server
+    /// restarted) may or may not have taken effect. Answering "failed"
+    /// when it did would make the client's retry see its own write
+    /// (`EntityAlreadyExists`), so ask until the database answers: the
+    /// write committed iff the first change after `expected` is its first
+    /// op (it held the write lock with the feed ending at `expected`).
+    async fn resolve_commit(
+        &self,
+        ops: &[Op],
+        expected: i64,
+        lost: sqlx::Error,
+    ) -> sqlx::Result<CommitOutcome> {
+        let n = i64::try_from(ops.len()).unwrap_or(i64::MAX);
+        let deadline = tokio::time::Instant::now() + RESOLVE_FOR;
+        loop {
+            let rows = sqlx::query(
+                "SELECT seq, op, kind, key, value FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+            )
+            .bind(expected)
+            .bind(n)
+            .fetch_all(&self.pool)
+            .await;
+            match rows {
+                Ok(rows) => {
+                    let feed: Vec<Change> =
+                        rows.iter().filter_map(|r| row_to_change(r).ok()).collect();
+                    let ours = feed.first().map(|c| &c.op) == ops.first();
+                    return match feed.last() {
+                        Some(last) if ours => {
+                            tracing::warn!(
+                                seq = last.seq,
+                                "a COMMIT lost its answer but took effect"
+                            );
+                            Ok(CommitOutcome::Committed(Some(last.seq)))
+                        }
+                        _ => Err(lost),
+                    };
+                }
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(_) => return Err(lost),
+            }
+        }
     }
 
     async fn append_once(&self, rows: &[AuditRow]) -> sqlx::Result<()> {
@@ -915,6 +970,17 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn list_meta(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let rows =
+            sqlx::query("SELECT key, value FROM meta WHERE starts_with(key, $1) ORDER BY key")
+                .bind(prefix)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("key")?, r.try_get("value")?)))
+            .collect()
     }
 }
 

@@ -643,6 +643,19 @@ impl Store for SqliteStore {
         .await?;
         Ok(())
     }
+
+    async fn list_meta(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let rows = sqlx::query(
+            "SELECT key, value FROM meta WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",
+        )
+        .bind(prefix)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<String, _>("key"), r.get::<Vec<u8>, _>("value")))
+            .collect())
+    }
 }
 
 #[cfg(test)]

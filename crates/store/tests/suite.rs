@@ -59,6 +59,17 @@ async fn meta_roundtrip(s: &dyn Store) {
     s.put_meta("k", b"v1").await.unwrap();
     s.put_meta("k", b"v2").await.unwrap();
     assert_eq!(s.get_meta("k").await.unwrap().as_deref(), Some(&b"v2"[..]));
+    s.put_meta("node/a", b"1").await.unwrap();
+    s.put_meta("node/b", b"2").await.unwrap();
+    s.put_meta("node_x", b"3").await.unwrap();
+    let listed = s.list_meta("node/").await.unwrap();
+    assert_eq!(
+        listed,
+        vec![
+            ("node/a".to_string(), b"1".to_vec()),
+            ("node/b".to_string(), b"2".to_vec())
+        ]
+    );
 }
 
 fn ev(i: i64, name: &str, user: &str, res: &[&str]) -> AuditRow {
