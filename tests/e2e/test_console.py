@@ -441,6 +441,69 @@ def test_event_history_explains_the_denial(b, keycard):
     assert not b.find_elements(*by("tr.event[data-event='ConsoleLogin']"))
 
 
+def test_event_history_pages_and_time_range(b, keycard):
+    """More than a page of events: "Older events" follows LookupEvents'
+    NextToken with the filter kept, each event shown once; a time range
+    that ends before the calls shows none of them."""
+    user, creds = keycard.new_user(name=unique("pager"))
+    sts = keycard.client("sts", creds=creds)
+    for _ in range(60):
+        sts.get_caller_identity()
+    events(keycard, lambda e: len(e) >= 50, Username=user["UserName"])
+    sign_in_root(b, keycard)
+    from selenium.webdriver.support.ui import Select
+
+    b.get(keycard.endpoint + "/console/events")
+    Select(el(b, "#filter-key")).select_by_visible_text("Username")
+    fill(b, {"#filter-value": user["UserName"]})
+    click(b, "#filter-submit")
+
+    def ids():
+        return [r.get_attribute("data-event") for r in b.find_elements(*by("tr.event"))]
+
+    first = ids()
+    assert len(first) == 50 and set(first) == {"GetCallerIdentity"}
+    click(b, "#older-events")
+    second = ids()
+    assert el(b, "#filter-value").get_attribute("value") == user["UserName"]
+    assert 10 <= len(second) < 50 and set(second) == {"GetCallerIdentity"}
+    assert not b.find_elements(*by("#older-events")), "the last page has no further link"
+    shot(b, "event-history-older")
+    b.get(keycard.endpoint + "/console/events?key=Username&value=" + user["UserName"] + "&to=2020-01-01T00:00")
+    assert ids() == []
+
+
+def test_password_reset_required_comes_first(b, keycard):
+    """A user whose login profile requires a reset sees only the change
+    form until IAM ChangePassword (as them) succeeds; then the flag is
+    clear and the new password signs in."""
+    iam = keycard.client("iam")
+    name = unique("reset")
+    keycard.new_user(name=name, managed=["arn:aws:iam::aws:policy/IAMReadOnlyAccess"])
+    iam.create_login_profile(UserName=name, Password=PASSWORD, PasswordResetRequired=True)
+    sign_in(b, keycard, name, PASSWORD)
+    el(b, "#change-password")
+    b.get(keycard.endpoint + "/console/iam/users")
+    assert b.current_url.endswith("/console/password"), "every page leads to the change form first"
+    fill(b, {"#old-password": PASSWORD, "#new-password": "New-Pass-456", "#confirm-password": "Other-Pass-789"})
+    click(b, "#change-password-submit")
+    assert "do not match" in text(b, "#error")
+    fill(b, {"#old-password": "wrong-Pass-1", "#new-password": "New-Pass-456", "#confirm-password": "New-Pass-456"})
+    click(b, "#change-password-submit")
+    assert text(b, "#error"), "a wrong current password is refused"
+    assert iam.get_login_profile(UserName=name)["LoginProfile"]["PasswordResetRequired"] is True
+    shot(b, "password-reset-required")
+    fill(b, {"#old-password": PASSWORD, "#new-password": "New-Pass-456", "#confirm-password": "New-Pass-456"})
+    click(b, "#change-password-submit")
+    el(b, "#roles")
+    assert iam.get_login_profile(UserName=name)["LoginProfile"]["PasswordResetRequired"] is False
+    changed = events(keycard, lambda e: any(x["EventName"] == "ChangePassword" for x in e), Username=name)
+    assert [e for e in changed if e["EventName"] == "ChangePassword"]
+    b.delete_all_cookies()
+    sign_in(b, keycard, name, "New-Pass-456")
+    el(b, "#roles")
+
+
 def test_users_page_shows_keys_and_last_use(b, keycard):
     user, creds = keycard.new_user(name=unique("keys"))
     keycard.client("sts", creds=creds).get_caller_identity()

@@ -33,19 +33,85 @@ fn s<'v>(v: &'v Value, path: &[&str]) -> &'v str {
         .unwrap_or("")
 }
 
+/// What the filter form asks for; it travels in the "Older events" link.
+struct Filter {
+    key: String,
+    value: String,
+    errors_only: bool,
+    from: String,
+    to: String,
+}
+
+impl Filter {
+    fn of(ctx: &Ctx<'_>) -> Filter {
+        Filter {
+            key: ctx.field("key"),
+            value: ctx.field("value"),
+            errors_only: ctx.field("errors") == "1",
+            from: ctx.field("from"),
+            to: ctx.field("to"),
+        }
+    }
+
+    /// LookupEvents' input for this filter and page.
+    fn request(&self, next: &str) -> Value {
+        let mut req = serde_json::Map::new();
+        req.insert("MaxResults".into(), json!(50));
+        if KEYS.contains(&self.key.as_str()) && !self.value.is_empty() {
+            req.insert(
+                "LookupAttributes".into(),
+                json!([{"AttributeKey": self.key, "AttributeValue": self.value}]),
+            );
+        }
+        if let Some(t) = rfc3339(&self.from) {
+            req.insert("StartTime".into(), json!(t));
+        }
+        if let Some(t) = rfc3339(&self.to) {
+            req.insert("EndTime".into(), json!(t));
+        }
+        if !next.is_empty() {
+            req.insert("NextToken".into(), json!(next));
+        }
+        Value::Object(req)
+    }
+
+    /// The link to the next (older) page.
+    fn older(&self, next: &str) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        q.append_pair("key", &self.key)
+            .append_pair("value", &self.value)
+            .append_pair("from", &self.from)
+            .append_pair("to", &self.to)
+            .append_pair("next", next);
+        if self.errors_only {
+            q.append_pair("errors", "1");
+        }
+        format!("/console/events?{}", q.finish())
+    }
+}
+
+/// A `datetime-local` value (`2026-12-01T10:00`, taken as UTC) or an RFC
+/// 3339 time as LookupEvents takes it; None when empty.
+fn rfc3339(v: &str) -> Option<String> {
+    let v = v.trim();
+    match v.len() {
+        0 => None,
+        16 => Some(format!("{v}:00Z")),
+        19 => Some(format!("{v}Z")),
+        _ => Some(v.to_string()),
+    }
+}
+
 pub async fn history(ctx: &Ctx<'_>) -> Page {
-    let key = ctx.field("key");
-    let value = ctx.field("value");
-    let errors_only = ctx.field("errors") == "1";
-    let req = if KEYS.contains(&key.as_str()) && !value.is_empty() {
-        json!({"MaxResults": 50, "LookupAttributes": [{"AttributeKey": key, "AttributeValue": value}]})
-    } else {
-        json!({"MaxResults": 50})
-    };
-    let out = match ctx.call_json("cloudtrail", TARGET, req).await {
+    let f = Filter::of(ctx);
+    let out = match ctx
+        .call_json("cloudtrail", TARGET, f.request(&ctx.field("next")))
+        .await
+    {
         Ok(v) => v,
         Err(e) => return api_error(ctx, "Event history", &e),
     };
+    let next = out.get("NextToken").and_then(Value::as_str).unwrap_or("");
     let rows: Vec<Row> = out
         .get("Events")
         .and_then(Value::as_array)
@@ -59,32 +125,39 @@ pub async fn history(ctx: &Ctx<'_>) -> Page {
                 .unwrap_or_default(),
             record: serde_json::from_str(s(e, &["CloudTrailEvent"])).unwrap_or_default(),
         })
-        .filter(|r| !errors_only || !s(&r.record, &["errorCode"]).is_empty())
+        .filter(|r| !f.errors_only || !s(&r.record, &["errorCode"]).is_empty())
         .collect();
     Page::ok(frame(
         ctx,
         "Event history",
         html! {
             h1 { "Event history" }
-            (filters(&key, &value, errors_only))
+            (filters(&f))
             table id="events" {
                 thead { tr { th { "Event time" } th { "Event name" } th { "User" } th { "Source" } th { "User agent" } th { "Error" } } }
                 tbody { @for r in &rows { (row(r)) } }
+            }
+            @if !next.is_empty() {
+                p { a.button id="older-events" href=(f.older(next)) { "Older events" } }
             }
         },
     ))
 }
 
-fn filters(key: &str, value: &str, errors_only: bool) -> Markup {
+fn filters(f: &Filter) -> Markup {
     html! {
         form method="get" action="/console/events" id="event-filter" {
             select name="key" id="filter-key" {
-                @for k in KEYS { option value=(k) selected[*k == key] { (k) } }
+                @for k in KEYS { option value=(k) selected[*k == f.key] { (k) } }
             }
             " "
-            input type="text" name="value" id="filter-value" value=(value);
+            input type="text" name="value" id="filter-value" value=(f.value);
             " "
-            label.inline { input type="checkbox" name="errors" value="1" id="errors-only" checked[errors_only]; " Errors only" }
+            label.inline { "From (UTC) " input type="datetime-local" name="from" id="filter-from" value=(f.from); }
+            " "
+            label.inline { "To " input type="datetime-local" name="to" id="filter-to" value=(f.to); }
+            " "
+            label.inline { input type="checkbox" name="errors" value="1" id="errors-only" checked[f.errors_only]; " Errors only" }
             " "
             button.primary type="submit" id="filter-submit" { "Filter" }
         }

@@ -30,6 +30,7 @@ mod groups;
 mod iam;
 mod layout;
 pub mod multipart;
+mod password;
 mod policies;
 mod posture;
 mod s3;
@@ -529,9 +530,28 @@ impl Console {
         self.pages(&ctx, path).await
     }
 
+    /// Whether the signed-in user must set a new password first.
+    fn must_change_password(&self, ctx: &Ctx<'_>) -> bool {
+        let keycard_services::auth::CallerKind::User { name, .. } = &ctx.session.caller.kind else {
+            return false;
+        };
+        self.kc
+            .state()
+            .user(&ctx.session.caller.account, name)
+            .and_then(|u| u.login_profile.as_ref().map(|lp| lp.reset_required))
+            .unwrap_or(false)
+    }
+
     async fn pages(&self, ctx: &Ctx<'_>, path: &str) -> Page {
         let segs: Vec<&str> = path.split('/').skip(2).collect();
         let post = ctx.req.method == Method::POST;
+        if self.must_change_password(ctx) {
+            return match (segs.as_slice(), post) {
+                (["password"], true) => password::change(ctx).await,
+                (["password"], false) => password::form(ctx, StatusCode::OK, None),
+                _ => Page::redirect(password::PATH),
+            };
+        }
         if let Some(p) = policies::route(ctx, &segs, post).await {
             return p;
         }

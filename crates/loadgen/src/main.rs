@@ -149,6 +149,9 @@ enum Workload {
     GetCallerIdentity,
     /// iam:GetRole (query API, POST form).
     GetRole,
+    /// iam:CreateUser with a new name every request (a write: the
+    /// store's commit path, and on a shared store the cross-node lock).
+    CreateUser,
     /// Calibration: a signed GET /_keycard/health, which keycard answers
     /// without authenticating, authorizing or auditing. Shows the ceiling of
     /// the load generator and the HTTP stack on this machine.
@@ -161,6 +164,7 @@ impl Workload {
             Workload::GetObject => "get-object",
             Workload::GetCallerIdentity => "get-caller-identity",
             Workload::GetRole => "get-role",
+            Workload::CreateUser => "create-user",
             Workload::Health => "health",
         }
     }
@@ -171,6 +175,9 @@ struct Template {
     method: http::Method,
     path_and_query: String,
     body: Bytes,
+    /// When set, each request's body is this prefix, a number never used
+    /// before in this run, and `&Version=2010-05-08` (unique names).
+    numbered: Option<String>,
     content_type: Option<&'static str>,
     service: &'static str,
 }
@@ -228,6 +235,7 @@ fn load(a: LoadArgs) -> Result<()> {
                 uri_encode(&a.key, true)
             ),
             body: Bytes::new(),
+            numbered: None,
             content_type: None,
             service: "s3",
         },
@@ -235,6 +243,7 @@ fn load(a: LoadArgs) -> Result<()> {
             method: http::Method::POST,
             path_and_query: "/".into(),
             body: Bytes::from_static(b"Action=GetCallerIdentity&Version=2011-06-15"),
+            numbered: None,
             content_type: Some("application/x-www-form-urlencoded; charset=utf-8"),
             service: "sts",
         },
@@ -245,6 +254,21 @@ fn load(a: LoadArgs) -> Result<()> {
                 "Action=GetRole&RoleName={}&Version=2010-05-08",
                 uri_encode(&a.role_name, false)
             )),
+            numbered: None,
+            content_type: Some("application/x-www-form-urlencoded; charset=utf-8"),
+            service: "iam",
+        },
+        Workload::CreateUser => Template {
+            method: http::Method::POST,
+            path_and_query: "/".into(),
+            body: Bytes::new(),
+            numbered: Some(format!(
+                "Action=CreateUser&UserName=lg-{}-{}-",
+                std::process::id(),
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs())
+            )),
             content_type: Some("application/x-www-form-urlencoded; charset=utf-8"),
             service: "iam",
         },
@@ -252,6 +276,7 @@ fn load(a: LoadArgs) -> Result<()> {
             method: http::Method::GET,
             path_and_query: "/_keycard/health".into(),
             body: Bytes::new(),
+            numbered: None,
             content_type: None,
             service: "sts",
         },
@@ -556,7 +581,15 @@ async fn worker(ctx: Arc<Ctx>, measure_from: Instant, end: Instant) -> Result<St
 
 /// Build the workload's request and sign it with SigV4 for now.
 fn signed_request(ctx: &Ctx) -> Result<http::Request<Full<Bytes>>> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let t = &ctx.template;
+    let body = match &t.numbered {
+        Some(prefix) => {
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Bytes::from(format!("{prefix}{n}&Version=2010-05-08"))
+        }
+        None => t.body.clone(),
+    };
     let mut settings = SigningSettings::default();
     if t.service == "s3" {
         settings.percent_encoding_mode = PercentEncodingMode::Single;
@@ -580,7 +613,7 @@ fn signed_request(ctx: &Ctx) -> Result<http::Request<Full<Bytes>>> {
         t.method.as_str(),
         url,
         headers.iter().copied(),
-        SignableBody::Bytes(&t.body),
+        SignableBody::Bytes(&body),
     )?;
     let (instructions, _sig) = sign(signable, &params)?.into_parts();
     let mut b = http::Request::builder()
@@ -591,7 +624,7 @@ fn signed_request(ctx: &Ctx) -> Result<http::Request<Full<Bytes>>> {
     if let Some(ct) = t.content_type {
         b = b.header(http::header::CONTENT_TYPE, ct);
     }
-    let mut req = b.body(Full::new(t.body.clone()))?;
+    let mut req = b.body(Full::new(body))?;
     instructions.apply_to_request_http1x(&mut req);
     Ok(req)
 }

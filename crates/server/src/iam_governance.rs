@@ -310,10 +310,9 @@ pub(crate) async fn handle(req: &mut Req, p: &Params) -> R {
         "ChangePassword" => {
             let old = need(p, "OldPassword")?;
             let new = need(p, "NewPassword")?;
-            if !matches!(
-                req.caller.kind,
-                keycard_services::auth::CallerKind::User { .. }
-            ) {
+            // An IAM user, with its own keys or a GetSessionToken session
+            // of them (the console's): not root, roles or federated users.
+            if req.caller.principal.kind != keycard_policy::PrincipalKind::User {
                 return Err(ServiceError::InvalidUserType(
                     "Only IAM users can change their own password.".into(),
                 ));
