@@ -210,7 +210,7 @@ pub struct Runtime {
 pub const META_BUMP_KIND: &str = "meta_bump";
 
 /// How many times `mutate` re-plans after another node wrote first.
-const MUTATE_ATTEMPTS: usize = 8;
+const MUTATE_ATTEMPTS: usize = 16;
 
 fn master_from_hex(text: &str) -> std::io::Result<crypto::SealKey> {
     let bytes = hex::decode(text.trim()).map_err(|_| {
@@ -362,7 +362,7 @@ impl Keycard {
         mut plan: impl FnMut(&State) -> Result<(Vec<Change>, T)>,
     ) -> Result<T> {
         let _w = self.write_lock.lock().await;
-        for _ in 0..MUTATE_ATTEMPTS {
+        for attempt in 0..MUTATE_ATTEMPTS {
             let (changes, out) = {
                 let st = self.state();
                 plan(&st)?
@@ -370,8 +370,13 @@ impl Keycard {
             if self.commit(changes).await? {
                 return Ok(out);
             }
-            // Another node wrote first: take its changes and plan again
-            // on the newer state (its write may make this one an error).
+            // Another node wrote first: wait a random, growing while (so
+            // busy nodes stop colliding in step), take its changes and
+            // plan again on the newer state (its write may make this one
+            // an error).
+            let cap_us = 500u64 << attempt.min(6);
+            let wait = rand::random::<u64>() % cap_us;
+            tokio::time::sleep(std::time::Duration::from_micros(wait)).await;
             self.catch_up_locked().await?;
         }
         Err(ServiceError::ServiceUnavailable(
