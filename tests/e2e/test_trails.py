@@ -10,12 +10,13 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import secrets
 import time
 
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import ACCOUNT, REGION, doc, error_code, unique
+from conftest import ACCOUNT, REGION, doc, error_code, require_pg_database, unique
 
 KEY = re.compile(
     rf"^(?:(?P<prefix>.+)/)?AWSLogs/{ACCOUNT}/CloudTrail/{REGION}/\d{{4}}/\d{{2}}/\d{{2}}/"
@@ -206,3 +207,35 @@ def test_data_event_selectors_and_a_bucket_that_stops_allowing(kc):
     with pytest.raises(ClientError) as e:
         ct.get_trail_status(Name=name)
     assert error_code(e.value) == "TrailNotFoundException"
+
+
+def test_two_nodes_deliver_each_event_once(make_keycard, tmp_path):
+    """Over one PostgreSQL store, only one node delivers: every event of a
+    trail lands in the bucket once, whichever node answered the call."""
+    url = require_pg_database()
+    key = tmp_path / "master.key"
+    key.write_text(secrets.token_hex(32))
+    common = ("--store", url, "--master-key-file", str(key), "--trail-delivery-interval", "300ms")
+    a = make_keycard(*common, "--node", "a")
+    b = make_keycard(*common, "--node", "b")
+    bucket, name = unique("trail-nodes"), unique("nodes")
+    a.client("s3").create_bucket(Bucket=bucket)
+    a.client("s3").put_bucket_policy(Bucket=bucket, Policy=cloudtrail_bucket_policy(bucket, name))
+    ct = a.client("cloudtrail")
+    ct.create_trail(Name=name, S3BucketName=bucket)
+    ct.start_logging(Name=name)
+    made = [unique("via-a") for _ in range(5)] + [unique("via-b") for _ in range(5)]
+    for user in made:
+        (a if user.startswith("via-a") else b).client("iam").create_user(UserName=user)
+
+    def all_delivered():
+        _, recs = records(a.client("s3"), bucket)
+        got = [r["requestParameters"]["userName"] for r in recs if r["eventName"] == "CreateUser"]
+        return got if set(made) <= set(got) else None
+
+    got = wait_for(all_delivered, "every CreateUser event")
+    time.sleep(1.5)  # further delivery rounds on both nodes
+    _, recs = records(a.client("s3"), bucket)
+    ids = [r["eventID"] for r in recs]
+    assert len(ids) == len(set(ids)), "an event was delivered twice"
+    assert sorted(got) == sorted(made)

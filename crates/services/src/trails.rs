@@ -489,9 +489,28 @@ impl Keycard {
         }
     }
 
+    /// Whether this node delivers trails: with several nodes over one
+    /// store, only the first live one by name does, so events are not
+    /// delivered twice (a node that dies hands over within the node
+    /// timeout; the cursor in the trail record says where to go on).
+    fn delivers_trails(&self) -> bool {
+        if !self.has_nodes() {
+            return true;
+        }
+        self.list_nodes()
+            .into_iter()
+            .filter(|n| n.live)
+            .map(|n| n.name)
+            .min()
+            .is_none_or(|first| first == self.node_name())
+    }
+
     /// Deliver every logging trail's new events (one pass). Returns how
     /// many log files were written.
     pub async fn deliver_trails(&self) -> Result<usize> {
+        if !self.delivers_trails() {
+            return Ok(0);
+        }
         let mut files = 0;
         for record in self.store().load_kind(KIND).await? {
             let Ok(mut t) = serde_json::from_str::<Trail>(&record.value) else {
