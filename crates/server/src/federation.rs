@@ -18,7 +18,7 @@ use keycard_services::sts::iso8601;
 use keycard_services::{Keycard, ServiceError};
 use serde_json::{Value, json};
 
-use crate::iam::{need, paginate, tags_in, tags_xml, truncation};
+use crate::iam::{need, paginate, tag_page_xml, tags_in, tags_xml};
 use crate::iam_governance::authz;
 use crate::sts::{credentials_xml, duration};
 use crate::{Req, xml_response};
@@ -80,20 +80,6 @@ pub(crate) fn is_unsigned_sts(parts: &Parts, body: &Bytes) -> bool {
 
 fn strings(p: &Params, prefix: &str) -> Vec<String> {
     p.list(prefix).into_iter().map(str::to_string).collect()
-}
-
-/// A List…Tags answer: every tag of the page (none is `<Tags/>`), then
-/// the truncation.
-fn tag_page_xml(w: &mut XmlWriter, page: &[keycard_services::model::Tag], next: &Option<String>) {
-    w.start("Tags");
-    for t in page {
-        w.start("member")
-            .elem("Key", &t.key)
-            .elem("Value", &t.value)
-            .end("member");
-    }
-    w.end("Tags");
-    truncation(w, next);
 }
 
 fn provider_xml(w: &mut XmlWriter, p: &OidcProvider) {

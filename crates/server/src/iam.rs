@@ -134,6 +134,20 @@ pub(crate) fn tags_xml(w: &mut XmlWriter, tags: &[Tag]) {
     w.end("Tags");
 }
 
+/// A List…Tags answer: every tag of the page (none is `<Tags/>`, which
+/// the model requires), then the truncation.
+pub(crate) fn tag_page_xml(w: &mut XmlWriter, page: &[Tag], next: &Option<String>) {
+    w.start("Tags");
+    for t in page {
+        w.start("member")
+            .elem("Key", &t.key)
+            .elem("Value", &t.value)
+            .end("member");
+    }
+    w.end("Tags");
+    truncation(w, next);
+}
+
 fn boundary_xml(w: &mut XmlWriter, b: &Option<String>) {
     if let Some(arn) = b {
         w.start("PermissionsBoundary")
@@ -730,17 +744,7 @@ pub async fn handle(req: &mut Req) -> R {
                     kc.get_user(&acct, name)?.tags
                 };
                 let (page, next) = paginate(tags, &p)?;
-                ok(respond(&|w| {
-                    w.start("Tags");
-                    for t in &page {
-                        w.start("member")
-                            .elem("Key", &t.key)
-                            .elem("Value", &t.value)
-                            .end("member");
-                    }
-                    w.end("Tags");
-                    truncation(w, &next);
-                }))
+                ok(respond(&|w| tag_page_xml(w, &page, &next)))
             }
         }
         // ------------------------------------------------- managed policies

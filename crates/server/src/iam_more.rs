@@ -15,10 +15,10 @@ use keycard_services::iam_creds::{
     CredKind, NewServerCert, ServerCert, ServiceCred, SigningCert, SshKey, check_id,
 };
 use keycard_services::iam_more::Tagged;
-use keycard_services::model::{KeyStatus, Tag};
+use keycard_services::model::KeyStatus;
 use keycard_services::sts::iso8601;
 
-use crate::iam::{arn, need, paginate, tags_in, tags_xml, truncation};
+use crate::iam::{arn, need, paginate, tag_page_xml, tags_in, tags_xml, truncation};
 use crate::iam_governance::{authz, authz_as, user_arn};
 use crate::{Req, xml_response};
 
@@ -184,18 +184,6 @@ fn service_cred_xml(w: &mut XmlWriter, user: &str, c: &ServiceCred, secret: Opti
         .elem("Status", c.status.as_str());
 }
 
-fn tags_page_xml(w: &mut XmlWriter, page: &[Tag], next: &Option<String>) {
-    w.start("Tags");
-    for t in page {
-        w.start("member")
-            .elem("Key", &t.key)
-            .elem("Value", &t.value)
-            .end("member");
-    }
-    w.end("Tags");
-    truncation(w, next);
-}
-
 /// What a tag operation acts on, and the ARN its decision names.
 fn tag_target<'a>(req: &Req, p: &'a Params) -> Result<(Tagged<'a>, String), ServiceError> {
     let acct = &req.caller.account;
@@ -345,7 +333,7 @@ async fn resource_tags_op(req: &mut Req, p: &Params) -> R {
     } else {
         authz(req, res)?;
         let (page, next) = paginate(req.kc.resource_tags_of(&acct, what)?, p)?;
-        ok(req, &|w| tags_page_xml(w, &page, &next))
+        ok(req, &|w| tag_page_xml(w, &page, &next))
     }
 }
 

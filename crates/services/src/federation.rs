@@ -867,16 +867,7 @@ impl Keycard {
             ..SessionClaims::default()
         });
         Ok(WebIdentityAnswer {
-            assumed: AssumedRole {
-                credentials,
-                assumed_role_id: format!("{}:{}", role.id, input.session_name),
-                arn: format!(
-                    "arn:aws:sts::{role_account}:assumed-role/{}/{}",
-                    role.name, input.session_name
-                ),
-                packed_policy_size: packed,
-                source_identity: None,
-            },
+            assumed: AssumedRole::of(&role, &input.session_name, credentials, packed, None),
             subject: sub,
             provider: input.provider_id.clone().unwrap_or(iss),
             audience: aud,

@@ -140,6 +140,29 @@ pub struct AssumedRole {
     pub source_identity: Option<String>,
 }
 
+impl AssumedRole {
+    /// The answer for a session `session_name` of `role` (its account's
+    /// `assumed-role/ROLE/SESSION` ARN and `ROLEID:SESSION` id).
+    pub fn of(
+        role: &crate::model::Role,
+        session_name: &str,
+        credentials: Credentials,
+        packed_policy_size: Option<u32>,
+        source_identity: Option<String>,
+    ) -> AssumedRole {
+        AssumedRole {
+            credentials,
+            assumed_role_id: format!("{}:{session_name}", role.id),
+            arn: format!(
+                "arn:aws:sts::{}:assumed-role/{}/{session_name}",
+                role.account, role.name
+            ),
+            packed_policy_size,
+            source_identity,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct AssumeRoleInput {
     pub role_arn: String,
@@ -400,16 +423,13 @@ impl Keycard {
             federated: None,
         };
         let credentials = self.issue(claims);
-        Ok(AssumedRole {
+        Ok(AssumedRole::of(
+            &role,
+            &input.session_name,
             credentials,
-            assumed_role_id: format!("{}:{}", role.id, input.session_name),
-            arn: format!(
-                "arn:aws:sts::{role_account}:assumed-role/{}/{}",
-                role.name, input.session_name
-            ),
-            packed_policy_size: packed,
+            packed,
             source_identity,
-        })
+        ))
     }
 
     /// GetSessionToken for a user or the root.
