@@ -51,6 +51,20 @@ def unsigned_sts(kc):
     return boto3.session.Session(region_name=REGION).client("sts", endpoint_url=kc.endpoint, config=cfg)
 
 
+def event_of(kc, name, answer):
+    """The CloudTrail event (LookupEvents) of the call that gave ``answer``."""
+    rid = answer["ResponseMetadata"]["RequestId"]
+    ct = kc.client("cloudtrail")
+    deadline = time.monotonic() + 10
+    while True:
+        found = ct.lookup_events(LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": name}])["Events"]
+        ev = next((b for b in (json.loads(e["CloudTrailEvent"]) for e in found) if b.get("requestID") == rid), None)
+        if ev:
+            return ev
+        assert time.monotonic() < deadline, f"no {name} event for request {rid}"
+        time.sleep(0.1)
+
+
 def admin_post(kc, path, body):
     token = (kc.data_dir / "admin.token").read_text().strip()
     status, _, out = raw_http(
@@ -355,18 +369,7 @@ def test_the_audit_event_names_the_web_identity_user_and_not_the_token(keycard, 
     assert status == 200
     got = anon.assume_role_with_web_identity(RoleArn=external["role"]["Arn"], RoleSessionName="audited",
                                              WebIdentityToken=token)
-    rid = got["ResponseMetadata"]["RequestId"]
-    ct = keycard.client("cloudtrail")
-    deadline = time.monotonic() + 10
-    while True:
-        found = ct.lookup_events(LookupAttributes=[{"AttributeKey": "EventName",
-                                                    "AttributeValue": "AssumeRoleWithWebIdentity"}])["Events"]
-        bodies = [json.loads(e["CloudTrailEvent"]) for e in found]
-        ev = next((b for b in bodies if b.get("requestID") == rid), None)
-        if ev or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert ev is not None
+    ev = event_of(keycard, "AssumeRoleWithWebIdentity", got)
     ui = ev["userIdentity"]
     assert ui["type"] == "WebIdentityUser"
     assert ui["identityProvider"] == external["host"]

@@ -218,6 +218,24 @@ fn profile_of(i: &Node) -> String {
         .unwrap_or_default()
 }
 
+/// The role inside an instance profile: what AWS's console shows as the
+/// instance's "IAM Role" (the profile's name when it can't be read).
+async fn role_of_profile(ctx: &Ctx<'_>, profile: &str) -> String {
+    if profile.is_empty() {
+        return String::new();
+    }
+    ctx.call(
+        "iam",
+        "GetInstanceProfile",
+        &[("InstanceProfileName", profile)],
+    )
+    .await
+    .ok()
+    .map(|doc| doc.text_of("RoleName"))
+    .filter(|r| !r.is_empty())
+    .unwrap_or_else(|| profile.to_string())
+}
+
 pub async fn instances(ctx: &Ctx<'_>) -> Page {
     let doc = page!(
         ctx.fetch("ec2", "DescribeInstances", &[], "Instances")
@@ -263,7 +281,7 @@ pub async fn instance(ctx: &Ctx<'_>, id: &str) -> Page {
             "No such instance.",
         );
     };
-    let profile = profile_of(i);
+    let role = role_of_profile(ctx, &profile_of(i)).await;
     let meta = i.find("metadataOptions");
     Page::ok(frame(
         ctx,
@@ -291,7 +309,7 @@ pub async fn instance(ctx: &Ctx<'_>, id: &str) -> Page {
             }
             h2 { "Security" }
             table {
-                tr { th { "IAM Role" } td id="iam-role" { @if profile.is_empty() { span.muted { "–" } } @else { a href={ "/console/iam/roles/" (enc(&profile)) } { (profile) } } } }
+                tr { th { "IAM Role" } td id="iam-role" { @if role.is_empty() { span.muted { "–" } } @else { a href={ "/console/iam/roles/" (enc(&role)) } { (role) } } } }
                 tr { th { "Instance profile ARN" } td { (i.find("iamInstanceProfile").map(|p| p.text_of("arn")).unwrap_or_default()) } }
                 @if let Some(m) = meta {
                     tr { th { "IMDSv2" } td id="http-tokens-value" { (m.text_of("httpTokens")) } }

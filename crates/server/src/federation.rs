@@ -14,6 +14,7 @@ use keycard_proto::xml::{IAM_XMLNS, STS_XMLNS, XmlWriter, query_response};
 use keycard_services::federation::{
     ISSUER_PATH, NewOidcProvider, OidcProvider, TokenRequest, WebIdentityInput,
 };
+use keycard_services::saml::SamlInput;
 use keycard_services::sts::iso8601;
 use keycard_services::{Keycard, ServiceError};
 use serde_json::{Value, json};
@@ -219,6 +220,25 @@ fn authz_as(req: &mut Req, action: &str, res: String) -> Result<(), ServiceError
     req.check(keycard_services::auth::Check::new(action, res).account(acct))
 }
 
+/// The event of a federated AssumeRole names the role and belongs to the
+/// role's account, even when refused.
+fn record_role(req: &mut Req, role_arn: &str) {
+    req.audit
+        .resources
+        .push((role_arn.to_string(), "AWS::IAM::Role".into()));
+    if let Some((acct, _)) = keycard_services::sts::parse_role_arn(role_arn) {
+        req.caller.account = acct;
+    }
+}
+
+/// `PolicyArns.member.N.arn` of a federated AssumeRole call.
+fn policy_arns(p: &Params) -> Vec<String> {
+    p.structs("PolicyArns.member")
+        .iter()
+        .filter_map(|x| x.get("arn").or_else(|| x.get("Arn")).map(str::to_string))
+        .collect()
+}
+
 /// STS AssumeRoleWithWebIdentity. The caller arrives anonymous; once the
 /// token is verified the event records the web identity user.
 pub(crate) async fn assume_role_with_web_identity(req: &mut Req, p: &Params) -> R {
@@ -229,19 +249,9 @@ pub(crate) async fn assume_role_with_web_identity(req: &mut Req, p: &Params) -> 
         provider_id: p.get("ProviderId").map(str::to_string),
         duration: duration(p)?,
         policy: p.get("Policy").map(str::to_string),
-        policy_arns: p
-            .structs("PolicyArns.member")
-            .iter()
-            .filter_map(|x| x.get("arn").or_else(|| x.get("Arn")).map(str::to_string))
-            .collect(),
+        policy_arns: policy_arns(p),
     };
-    req.audit
-        .resources
-        .push((input.role_arn.clone(), "AWS::IAM::Role".into()));
-    if let Some((acct, _)) = keycard_services::sts::parse_role_arn(&input.role_arn) {
-        // The event belongs to the role's account even when refused.
-        req.caller.account = acct;
-    }
+    record_role(req, &input.role_arn);
     let kc = req.kc.clone();
     let mut decided = Vec::new();
     let r = kc
@@ -627,35 +637,61 @@ async fn provider_tags(req: &mut Req, p: &Params, arn_param: &str) -> R {
     respond(req, &|w| tag_page_xml(w, &page, &next))
 }
 
-/// STS AssumeRoleWithSAML (unsigned, as in AWS). keycard does not verify
-/// XML signatures (exclusive canonicalization is not implemented), so no
-/// assertion is accepted: after the input and the provider are checked
-/// the call is refused with `InvalidIdentityToken`.
-pub(crate) fn assume_role_with_saml(req: &mut Req, p: &Params) -> R {
-    let role_arn = need(p, "RoleArn")?.to_string();
-    let principal = need(p, "PrincipalArn")?.to_string();
+/// STS AssumeRoleWithSAML (unsigned, as in AWS). The caller arrives
+/// anonymous; once the assertion's signature verifies with the
+/// provider's metadata the event records the SAML user.
+pub(crate) async fn assume_role_with_saml(req: &mut Req, p: &Params) -> R {
     let assertion = need(p, "SAMLAssertion")?;
     if assertion.len() < 4 || assertion.len() > 100_000 {
         return Err(ServiceError::ValidationError(
             "1 validation error detected: Value at 'sAMLAssertion' failed to satisfy constraint: Member must have length less than or equal to 100000".into(),
         ));
     }
-    let (acct, _) = keycard_services::sts::parse_role_arn(&role_arn)
-        .ok_or_else(|| ServiceError::ValidationError(format!("{role_arn} is invalid")))?;
-    req.caller.account = acct.clone();
-    req.audit
-        .resources
-        .push((role_arn, "AWS::IAM::Role".into()));
-    if req.kc.get_saml_provider(&acct, &principal).is_err() {
-        return Err(ServiceError::Modeled(
-            "InvalidIdentityToken",
-            400,
-            format!("SAML Provider {principal} does not exist"),
-        ));
-    }
-    Err(ServiceError::Modeled(
-        "InvalidIdentityToken",
-        400,
-        "The SAML assertion's signature could not be verified: keycard does not verify SAML assertions.".into(),
-    ))
+    let input = SamlInput {
+        role_arn: need(p, "RoleArn")?.to_string(),
+        principal_arn: need(p, "PrincipalArn")?.to_string(),
+        assertion: SecretKey::new(assertion.to_string()),
+        duration: duration(p)?,
+        policy: p.get("Policy").map(str::to_string),
+        policy_arns: policy_arns(p),
+    };
+    record_role(req, &input.role_arn);
+    let kc = req.kc.clone();
+    let mut decided = Vec::new();
+    let r = kc
+        .assume_role_with_saml(input, &req.ctx, req.enforce, &mut decided)
+        .await;
+    req.audit.decided.append(&mut decided);
+    let r = r?;
+    req.caller = r.caller.clone();
+    let c = &r.assumed.credentials;
+    let a = &r.assertion;
+    req.audit.response = json!({
+        "credentials": {"accessKeyId": c.access_key_id, "expiration": iso8601(c.expiration)},
+        "assumedRoleUser": {"assumedRoleId": r.assumed.assumed_role_id, "arn": r.assumed.arn},
+        "subject": a.subject,
+        "subjectType": a.subject_type,
+        "issuer": a.issuer,
+        "audience": a.recipient,
+        "nameQualifier": r.name_qualifier,
+    });
+    let body = query_response(req.op.name, STS_XMLNS, &req.request_id, |w| {
+        credentials_xml(w, c);
+        w.start("AssumedRoleUser")
+            .elem("AssumedRoleId", &r.assumed.assumed_role_id)
+            .elem("Arn", &r.assumed.arn)
+            .end("AssumedRoleUser");
+        if let Some(n) = r.assumed.packed_policy_size {
+            w.elem_display("PackedPolicySize", n);
+        }
+        w.elem("Subject", &a.subject)
+            .elem("SubjectType", &a.subject_type)
+            .elem("Issuer", &a.issuer)
+            .elem("Audience", &a.recipient)
+            .elem("NameQualifier", &r.name_qualifier);
+        if let Some(s) = &a.source_identity {
+            w.elem("SourceIdentity", s);
+        }
+    });
+    Ok(xml_response(200, body))
 }

@@ -126,7 +126,7 @@ pub async fn handle(req: &mut Req) -> Result<Response<Body>, ServiceError> {
         "GetWebIdentityToken" => return crate::federation::get_web_identity_token(req, &p).await,
         "GetFederationToken" => return crate::federation::get_federation_token(req, &p).await,
         "AssumeRoot" => return crate::federation::assume_root(req, &p),
-        "AssumeRoleWithSAML" => return crate::federation::assume_role_with_saml(req, &p),
+        "AssumeRoleWithSAML" => return crate::federation::assume_role_with_saml(req, &p).await,
         "GetDelegatedAccessToken" => return crate::federation::get_delegated_access_token(req, &p),
         "DecodeAuthorizationMessage" => {
             let msg = need(&p, "EncodedMessage")?;

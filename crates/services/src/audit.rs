@@ -132,7 +132,7 @@ fn user_identity(c: Option<&Caller>) -> Value {
     }
     if let CallerKind::WebIdentity(w) = &c.kind {
         // As CloudTrail records AssumeRoleWithWebIdentity.
-        return json!({"type": "WebIdentityUser", "principalId": c.user_id(),
+        return json!({"type": c.identity_type(), "principalId": c.user_id(),
             "userName": w.sub, "identityProvider": w.provider});
     }
     let mut m = Map::new();

@@ -101,6 +101,7 @@ impl Caller {
             CallerKind::Session(s) if s.claims.user.is_some() => "IAMUser",
             CallerKind::Session(_) => "Root",
             CallerKind::Anonymous => "AWSAccount",
+            CallerKind::WebIdentity(w) if w.saml => "SAMLUser",
             CallerKind::WebIdentity(_) => "WebIdentityUser",
         }
     }
@@ -112,6 +113,7 @@ impl Caller {
             CallerKind::User { id, .. } => id.clone(),
             CallerKind::Session(s) => s.user_id(),
             CallerKind::Anonymous => "anonymous".into(),
+            CallerKind::WebIdentity(w) if w.saml => format!("{}:{}", w.provider, w.sub),
             CallerKind::WebIdentity(w) => format!("{}:{}:{}", w.provider, w.aud, w.sub),
         }
     }
@@ -501,7 +503,7 @@ impl Keycard {
                 ctx.insert("aws:PrincipalType", "Anonymous");
             }
             CallerKind::WebIdentity(_) => {
-                ctx.insert("aws:PrincipalType", "WebIdentityUser");
+                ctx.insert("aws:PrincipalType", caller.identity_type());
             }
         }
         for t in tags {

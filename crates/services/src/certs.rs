@@ -145,7 +145,7 @@ fn asn1_time(tag: u8, c: &[u8]) -> Option<Epoch> {
 }
 
 /// Parse one DER certificate.
-fn certificate_der(der_bytes: &[u8]) -> Option<Certificate> {
+pub fn certificate_der(der_bytes: &[u8]) -> Option<Certificate> {
     let (cert, _) = expect(der_bytes, 0x30)?;
     let (tbs, _) = expect(cert, 0x30)?;
     let mut rest = tbs;

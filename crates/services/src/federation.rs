@@ -80,6 +80,9 @@ pub struct WebIdentity {
     pub provider_arn: String,
     pub sub: String,
     pub aud: String,
+    /// A SAML user (AssumeRoleWithSAML): `provider` is then the name
+    /// qualifier, as CloudTrail's `identityProvider` shows it.
+    pub saml: bool,
 }
 
 impl WebIdentity {
@@ -716,8 +719,9 @@ fn check_times(jwt: &Jwt, t: i64) -> Result<()> {
     Ok(())
 }
 
-fn check_duration(input: &WebIdentityInput, max: u32) -> Result<i64> {
-    let d = input.duration.unwrap_or(3600);
+/// DurationSeconds of a federated AssumeRole: 900..=43200, within the role's maximum.
+pub(crate) fn check_duration(duration: Option<i64>, max: u32) -> Result<i64> {
+    let d = duration.unwrap_or(3600);
     if !(900..=43_200).contains(&d) {
         return Err(ServiceError::ValidationError(format!(
             "1 validation error detected: Value '{d}' at 'durationSeconds' failed to satisfy constraint: Member must have value between 900 and 43200"
@@ -830,13 +834,14 @@ impl Keycard {
             .cloned()
             .filter(|r| r.arn() == input.role_arn)
             .ok_or_else(not_authorized)?;
-        let duration = check_duration(&input, role.max_session_duration)?;
+        let duration = check_duration(input.duration, role.max_session_duration)?;
         let provider_arn = oidc_arn(&role_account, &provider.url);
         let caller = WebIdentity {
             provider: provider.url.clone(),
             provider_arn: provider_arn.clone(),
             sub: sub.clone(),
             aud: aud.clone(),
+            saml: false,
         }
         .caller(&role_account);
         let amr = jwt.list_claim("amr");

@@ -39,12 +39,15 @@ pub mod network;
 pub mod nodes;
 pub mod s3;
 pub mod saml;
+pub mod saml_assertion;
 pub mod simulate;
 pub mod state;
 pub mod sts;
 pub mod trails;
 pub mod validate;
 pub mod vpc;
+pub mod xmldsig;
+pub mod xmltree;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,7 +1,7 @@
 //! IAM SAML providers: the records (metadata document, tags), kept in
-//! their account's record. keycard does not verify SAML assertions
-//! (that needs XML signatures over exclusive canonicalization), so
-//! `AssumeRoleWithSAML` is refused: see docs/federation.md.
+//! their account's record, and `AssumeRoleWithSAML`, which trusts an
+//! assertion only once its signature verifies with the provider's
+//! metadata certificates (saml_assertion.rs, xmldsig.rs).
 
 use serde::{Deserialize, Serialize};
 
@@ -60,8 +60,8 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The model's length bounds and a look at the document: it must be SAML
-/// metadata (an `EntityDescriptor`). Returns its `validUntil`.
+/// The model's length bounds and the document: well-formed XML whose root
+/// is an `EntityDescriptor` (SAML metadata). Returns its `validUntil`.
 fn check_metadata(doc: &str) -> Result<Option<String>> {
     let n = doc.chars().count();
     if !(1000..=10_000_000).contains(&n) {
@@ -69,16 +69,11 @@ fn check_metadata(doc: &str) -> Result<Option<String>> {
             "1 validation error detected: Value at 'sAMLMetadataDocument' failed to satisfy constraint: Member must have length greater than or equal to 1000 (it has {n})"
         )));
     }
-    if !doc.contains("EntityDescriptor") {
-        return Err(ServiceError::InvalidInput(
-            "Could not parse metadata".into(),
-        ));
-    }
-    Ok(doc
-        .split("validUntil=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .map(str::to_string))
+    let root = crate::xmltree::parse(doc)
+        .ok()
+        .filter(|r| r.expanded().1 == "EntityDescriptor")
+        .ok_or_else(|| ServiceError::InvalidInput("Could not parse metadata".into()))?;
+    Ok(root.attr("validUntil").map(str::to_string))
 }
 
 fn check_mode(mode: Option<&str>) -> Result<()> {
@@ -281,5 +276,146 @@ mod tests {
             Some(Some("2030-01-01T00:00:00Z".into()))
         );
         assert!(check_name("bad name").is_err());
+    }
+}
+
+// -------------------------------------------------- AssumeRoleWithSAML
+
+/// What AssumeRoleWithSAML takes.
+#[derive(Debug, Clone, Default)]
+pub struct SamlInput {
+    pub role_arn: String,
+    pub principal_arn: String,
+    pub assertion: keycard_proto::secret::SecretKey,
+    pub duration: Option<i64>,
+    pub policy: Option<String>,
+    pub policy_arns: Vec<String>,
+}
+
+/// The answer, and the SAML user (the audit event's caller).
+#[derive(Debug)]
+pub struct SamlAnswer {
+    pub assumed: crate::sts::AssumedRole,
+    pub assertion: crate::saml_assertion::Assertion,
+    pub name_qualifier: String,
+    pub caller: crate::auth::Caller,
+}
+
+/// `saml:namequalifier`: base64(SHA-1(issuer + account + "/" + provider name)).
+pub fn name_qualifier(issuer: &str, account: &str, provider: &str) -> String {
+    use base64::Engine;
+    use sha1::Digest;
+    let h = sha1::Sha1::digest(format!("{issuer}{account}/{provider}").as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(h)
+}
+
+fn saml_denied() -> ServiceError {
+    ServiceError::AccessDenied("Not authorized to perform sts:AssumeRoleWithSAML".into())
+}
+
+impl Keycard {
+    /// AssumeRoleWithSAML: an unsigned call; the signed assertion is the
+    /// credential and the role's trust policy the authorization.
+    pub async fn assume_role_with_saml(
+        &self,
+        input: SamlInput,
+        request_ctx: &std::sync::Arc<keycard_policy::Context>,
+        enforce: bool,
+        decided: &mut Vec<crate::auth::Decided>,
+    ) -> Result<SamlAnswer> {
+        use crate::auth::{Check, ResourcePolicy};
+        let packed = crate::sts::session_policies(input.policy.as_deref(), &input.policy_arns)?;
+        let (role_account, role_name) =
+            crate::sts::parse_role_arn(&input.role_arn).ok_or_else(|| {
+                ServiceError::ValidationError(format!("{} is invalid", input.role_arn))
+            })?;
+        let provider = self
+            .get_saml_provider(&role_account, &input.principal_arn)
+            .map_err(|_| {
+                ServiceError::Modeled(
+                    "InvalidIdentityToken",
+                    400,
+                    "Specified provider doesn't exist".into(),
+                )
+            })?;
+        let a = crate::saml_assertion::read(input.assertion.expose(), &provider.metadata, now())?;
+        if !a
+            .roles
+            .iter()
+            .any(|(r, p)| *r == input.role_arn && *p == input.principal_arn)
+        {
+            return Err(saml_denied());
+        }
+        let role = self
+            .state()
+            .role(&role_account, &role_name)
+            .cloned()
+            .filter(|r| r.arn() == input.role_arn)
+            .ok_or_else(saml_denied)?;
+        let duration =
+            crate::federation::check_duration(input.duration, role.max_session_duration)?;
+        let nq = name_qualifier(&a.issuer, &role_account, &provider.name);
+        let caller = crate::federation::WebIdentity {
+            provider: nq.clone(),
+            provider_arn: input.principal_arn.clone(),
+            sub: a.subject.clone(),
+            aud: a.recipient.clone(),
+            saml: true,
+        }
+        .caller(&role_account);
+        let check = Check::new("sts:AssumeRoleWithSAML", input.role_arn.clone())
+            .account(role_account.clone())
+            .policy(ResourcePolicy::Trust(&role.trust))
+            .key("sts:RoleSessionName", a.session_name.clone())
+            .key("aws:FederatedProvider", input.principal_arn.clone())
+            .key("saml:aud", a.recipient.clone())
+            .key("saml:iss", a.issuer.clone())
+            .key("saml:sub", a.subject.clone())
+            .key("saml:sub_type", a.subject_type.clone())
+            .key("saml:namequalifier", nq.clone())
+            .key("saml:doc", format!("{role_account}/{}", provider.name));
+        let (mut check, actions) = crate::sts::session_extras(
+            check,
+            "sts:AssumeRoleWithSAML",
+            &a.tags,
+            a.source_identity.as_deref(),
+        );
+        for action in actions {
+            check.action = action;
+            let (d, refused) = self.decide_enforced(&caller, request_ctx, &check, enforce);
+            decided.push(d);
+            if refused.is_some() {
+                return Err(saml_denied());
+            }
+        }
+        let t = now();
+        // The session ends no later than the IdP's SessionNotOnOrAfter.
+        let expires = a
+            .session_not_on_or_after
+            .map_or(t + duration, |s| s.min(t + duration));
+        let credentials = self.issue(crate::sts::SessionClaims {
+            account: role_account.clone(),
+            issued: t,
+            expires,
+            role: Some(crate::sts::RoleRef::of(&role)),
+            session_name: a.session_name.clone(),
+            policy: input.policy.clone(),
+            policy_arns: input.policy_arns.clone(),
+            tags: a.tags.clone(),
+            source_identity: a.source_identity.clone(),
+            ..crate::sts::SessionClaims::default()
+        });
+        Ok(SamlAnswer {
+            assumed: crate::sts::AssumedRole::of(
+                &role,
+                &a.session_name,
+                credentials,
+                packed,
+                a.source_identity.clone(),
+            ),
+            assertion: a,
+            name_qualifier: nq,
+            caller,
+        })
     }
 }

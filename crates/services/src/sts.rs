@@ -194,6 +194,30 @@ fn validation(msg: String) -> ServiceError {
     ServiceError::ValidationError(msg)
 }
 
+/// A role session's tags and source identity: their condition keys on
+/// the trust check, and the actions they need besides `base`
+/// (`sts:TagSession`, `sts:SetSourceIdentity`), each decided in turn.
+pub fn session_extras<'a>(
+    mut check: Check<'a>,
+    base: &'static str,
+    tags: &[Tag],
+    source_identity: Option<&str>,
+) -> (Check<'a>, Vec<&'static str>) {
+    let mut actions = vec![base];
+    if let Some(s) = source_identity {
+        check = check.key("sts:SourceIdentity", s.to_string());
+        actions.push("sts:SetSourceIdentity");
+    }
+    for t in tags {
+        check = check.key(format!("aws:RequestTag/{}", t.key), t.value.clone());
+    }
+    if !tags.is_empty() {
+        check = check.key_multi("aws:TagKeys", tags.iter().map(|t| t.key.clone()).collect());
+        actions.insert(1, "sts:TagSession");
+    }
+    (check, actions)
+}
+
 pub fn validate_session_name(name: &str) -> Result<()> {
     let n = name.chars().count();
     if !(2..=64).contains(&n)
@@ -370,25 +394,12 @@ impl Keycard {
         if let Some(e) = &input.external_id {
             check = check.key("sts:ExternalId", e.clone());
         }
-        if let Some(s) = &input.source_identity {
-            check = check.key("sts:SourceIdentity", s.clone());
-        }
-        for t in &input.tags {
-            check = check.key(format!("aws:RequestTag/{}", t.key), t.value.clone());
-        }
-        if !input.tags.is_empty() {
-            check = check.key_multi(
-                "aws:TagKeys",
-                input.tags.iter().map(|t| t.key.clone()).collect(),
-            );
-        }
-        let mut actions = vec!["sts:AssumeRole"];
-        if !input.tags.is_empty() {
-            actions.push("sts:TagSession");
-        }
-        if input.source_identity.is_some() {
-            actions.push("sts:SetSourceIdentity");
-        }
+        let (mut check, actions) = session_extras(
+            check,
+            "sts:AssumeRole",
+            &input.tags,
+            input.source_identity.as_deref(),
+        );
         for action in actions {
             check.action = action;
             let (d, refused) = self.decide_enforced(caller, request_ctx, &check, enforce);
