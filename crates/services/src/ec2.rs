@@ -1279,6 +1279,7 @@ impl Keycard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::valid_image_id;
 
     #[test]
     fn ids() {
