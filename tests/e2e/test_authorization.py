@@ -16,8 +16,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import random
+import struct
 import subprocess
 import time
 
@@ -27,6 +29,10 @@ from botocore.exceptions import ClientError
 from conftest import ACCOUNT, EC2_TRUST, REGION, allow, doc, error_code, expect_error, keycard_bin, unique
 
 AMI = "ami-0abcdef1234567890"
+# An OpenSSH ED25519 public key (ImportKeyPair's sample).
+ED25519_PUB = b"ssh-ed25519 " + base64.b64encode(
+    struct.pack(">I", 11) + b"ssh-ed25519" + struct.pack(">I", 32) + bytes(range(32))
+)
 
 
 def operations():
@@ -96,6 +102,12 @@ def estate(keycard):
     e["vpc"] = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
     e["subnet"] = ec2.create_subnet(VpcId=e["vpc"], CidrBlock="10.42.1.0/24")["Subnet"]["SubnetId"]
     e["sg"] = ec2.create_security_group(GroupName=unique("authz-group"), Description="authz", VpcId=e["vpc"])["GroupId"]
+    e["keypair"] = unique("authz-key")
+    ec2.create_key_pair(KeyName=e["keypair"])
+    e["image"] = ec2.register_image(Name=unique("authz-image"))["ImageId"]
+    e["lt"] = ec2.create_launch_template(LaunchTemplateName=unique("authz-lt"), LaunchTemplateData={})["LaunchTemplate"][
+        "LaunchTemplateId"
+    ]
     nobody, creds = keycard.new_user(name=unique("nobody"))
     e["nobody"] = nobody
     e["creds"] = creds
@@ -115,6 +127,7 @@ def samples(e):
     prof_arn = f"arn:aws:iam::{a}:instance-profile/{e['profile']}"
     pol = e["policy_arn"]
     inst_arn = f"arn:aws:ec2:{REGION}:{a}:instance/{e['instance']}"
+    lt_arn = f"arn:aws:ec2:{REGION}:{a}:launch-template/{e['lt']}"
     obj = f"arn:aws:s3:::{b}/{k}"
     bucket = f"arn:aws:s3:::{b}"
     hub = f"arn:aws:securityhub:{REGION}:{a}:hub/default"
@@ -480,6 +493,38 @@ def samples(e):
         "DescribeAddresses": ("ec2", "describe_addresses", {}, "*"),
         "DescribeLaunchTemplates": ("ec2", "describe_launch_templates", {}, "*"),
         "DescribeLaunchTemplateVersions": ("ec2", "describe_launch_template_versions", {"LaunchTemplateId": "lt-0123456789abcdef0"}, "*"),
+        "CreateKeyPair": ("ec2", "create_key_pair", {"KeyName": "authz-new"}, f"arn:aws:ec2:{REGION}:{a}:key-pair/*"),
+        "ImportKeyPair": (
+            "ec2",
+            "import_key_pair",
+            {"KeyName": "authz-imp", "PublicKeyMaterial": ED25519_PUB},
+            f"arn:aws:ec2:{REGION}:{a}:key-pair/*",
+        ),
+        "DescribeKeyPairs": ("ec2", "describe_key_pairs", {}, "*"),
+        "DeleteKeyPair": ("ec2", "delete_key_pair", {"KeyName": e["keypair"]}, f"arn:aws:ec2:{REGION}:{a}:key-pair/{e['keypair']}"),
+        "RegisterImage": ("ec2", "register_image", {"Name": "authz-new-image"}, f"arn:aws:ec2:{REGION}::image/*"),
+        "DeregisterImage": ("ec2", "deregister_image", {"ImageId": e["image"]}, f"arn:aws:ec2:{REGION}::image/{e['image']}"),
+        "CreateLaunchTemplate": (
+            "ec2",
+            "create_launch_template",
+            {"LaunchTemplateName": "authz-new-lt", "LaunchTemplateData": {}},
+            f"arn:aws:ec2:{REGION}:{a}:launch-template/*",
+        ),
+        "CreateLaunchTemplateVersion": (
+            "ec2",
+            "create_launch_template_version",
+            {"LaunchTemplateId": e["lt"], "LaunchTemplateData": {}},
+            lt_arn,
+        ),
+        "ModifyLaunchTemplate": ("ec2", "modify_launch_template", {"LaunchTemplateId": e["lt"], "DefaultVersion": "1"}, lt_arn),
+        "DeleteLaunchTemplate": ("ec2", "delete_launch_template", {"LaunchTemplateId": e["lt"]}, lt_arn),
+        "DeleteLaunchTemplateVersions": (
+            "ec2",
+            "delete_launch_template_versions",
+            {"LaunchTemplateId": e["lt"], "Versions": ["2"]},
+            lt_arn,
+        ),
+        "GetLaunchTemplateData": ("ec2", "get_launch_template_data", {"InstanceId": e["instance"]}, "*"),
         "DescribeVpcEndpoints": ("ec2", "describe_vpc_endpoints", {}, "*"),
         "DescribeVpcPeeringConnections": ("ec2", "describe_vpc_peering_connections", {}, "*"),
         "DescribeVpnConnections": ("ec2", "describe_vpn_connections", {}, "*"),
@@ -1048,9 +1093,9 @@ def test_decode_authorization_message(keycard):
 def test_unknown_operations_and_services_are_recorded_in_their_own_shape(keycard):
     user, creds = keycard.new_user(name=unique("scanner"))
     ec2 = keycard.client("ec2", creds=creds)
-    e = expect_error("InvalidAction", ec2.describe_key_pairs)
+    e = expect_error("InvalidAction", ec2.describe_placement_groups)
     assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 400
-    ev = events(keycard, "DescribeKeyPairs", source="ec2.amazonaws.com")
+    ev = events(keycard, "DescribePlacementGroups", source="ec2.amazonaws.com")
     assert ev and ev[0]["userIdentity"]["userName"] == user["UserName"]
     assert ev[0]["recipientAccountId"] == ACCOUNT and ev[0]["errorCode"] == "InvalidAction"
     ddb = keycard.client("dynamodb", creds=creds)

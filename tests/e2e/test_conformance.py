@@ -22,9 +22,11 @@ meet the resources they name.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import re
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -63,7 +65,8 @@ NOT_GENERATED = {
 EC2_STATE = re.compile(
     r"^(Invalid[A-Za-z]+(ID|Id)?\.(NotFound|Duplicate|InUse|NotAssociated)|IncorrectState|IncorrectInstanceState"
     r"|DependencyViolation|Resource\.AlreadyAssociated|InvalidAssociationID\.NotFound|OperationNotPermitted"
-    r"|UnsupportedOperation)$"
+    r"|UnsupportedOperation|InvalidLaunchTemplateName\.(NotFoundException|AlreadyExistsException)"
+    r"|InvalidLaunchTemplateId\.VersionNotFound|InvalidAMIID\.Unavailable|InvalidAMIName\.Duplicate)$"
 )
 
 # S3's documented state errors (its model declares a handful only).
@@ -84,7 +87,9 @@ S3_STATE = {
     "BucketAlreadyExists": 409,
 }
 
-DESTRUCTIVE = re.compile(r"^(Delete|Detach|Remove|Terminate|Deactivate|Disassociate|Stop|Cancel|Abort|Untag|Disable)")
+DESTRUCTIVE = re.compile(
+    r"^(Delete|Detach|Remove|Terminate|Deactivate|Disassociate|Stop|Cancel|Abort|Untag|Disable|Deregister)"
+)
 
 
 def served():
@@ -108,6 +113,11 @@ DOC_REQUIRED = {
     ("ec2", "CreateSubnet"): {"CidrBlock": "10.77.2.0/24"},
     ("ec2", "RunInstances"): {"ImageId": "ami-0abcdef1234567890", "InstanceType": "t3.micro"},
     ("ec2", "ModifyInstanceMetadataOptions"): {"HttpTokens": "optional"},
+    # A real OpenSSH public key (the model's blob is any bytes).
+    ("ec2", "ImportKeyPair"): {
+        "PublicKeyMaterial": b"ssh-ed25519 "
+        + base64.b64encode(struct.pack(">I", 11) + b"ssh-ed25519" + struct.pack(">I", 32) + bytes(range(32)))
+    },
     # Optional in the model only for AssumeRoot sessions.
     ("iam", "CreateLoginProfile"): {"Password": "Conformance-1-pass!"},
 }
@@ -195,6 +205,12 @@ def estate(keycard):
     e["GroupId"] = ec2.create_security_group(GroupName=unique("conf-sg"), Description="conf", VpcId=e["VpcId"])[
         "GroupId"
     ]
+    e["KeyName"] = unique("conf-key")
+    e["KeyPairId"] = ec2.create_key_pair(KeyName=e["KeyName"])["KeyPairId"]
+    e["ImageId"] = ec2.register_image(Name=unique("conf-image"))["ImageId"]
+    e["LaunchTemplateId"] = ec2.create_launch_template(LaunchTemplateName=unique("conf-lt"), LaunchTemplateData={})[
+        "LaunchTemplate"
+    ]["LaunchTemplateId"]
     e["Resources"] = [e["InstanceId"]]
     e["IamInstanceProfile"] = {"Name": i["InstanceProfileName"]}
     return {
@@ -238,6 +254,8 @@ class Generator:
         """Whether `name` is the name of the thing this operation creates
         (CreateUser's UserName): it must be fresh."""
         noun = self.op[len("Create") :] if self.op.startswith("Create") else None
+        if self.op in ("CreateKeyPair", "ImportKeyPair") and name == "KeyName":
+            return True
         return noun is not None and name in (f"{noun}Name", "Bucket" if noun == "Bucket" else "")
 
     def value(self, name, shape, depth=0):

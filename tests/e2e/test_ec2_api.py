@@ -17,6 +17,7 @@ def ids_of(resp):
 
 def test_run_instances_shape(keycard):
     ec2 = keycard.client("ec2")
+    ec2.create_key_pair(KeyName="k")
     out = ec2.run_instances(ImageId=AMI, InstanceType="t3.micro", MinCount=2, MaxCount=2, KeyName="k")
     assert out["ReservationId"].startswith("r-") and out["OwnerId"] == ACCOUNT
     assert len(out["Instances"]) == 2

@@ -273,7 +273,7 @@ def test_empty_lists(ec2, method, key, kwargs):
     [
         ("describe_volumes", {"VolumeIds": ["vol-0123456789abcdef0"]}, "InvalidVolume.NotFound"),
         ("describe_snapshots", {"SnapshotIds": ["snap-0123456789abcdef0"]}, "InvalidSnapshot.NotFound"),
-        ("describe_images", {"ImageIds": [AMI]}, "InvalidAMIID.NotFound"),
+        ("describe_images", {"ImageIds": ["ami-0123456789abcdef0"]}, "InvalidAMIID.NotFound"),
         ("describe_launch_templates", {"LaunchTemplateNames": ["my-template"]}, "InvalidLaunchTemplateName.NotFoundException"),
         ("describe_launch_template_versions", {"LaunchTemplateId": "lt-0123456789abcdef0"},
          "InvalidLaunchTemplateId.NotFound"),

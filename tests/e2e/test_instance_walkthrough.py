@@ -41,6 +41,7 @@ def seed(keycard):
     s3.put_object(Bucket="my-app-bucket", Key="config/app.json", Body=b'{"ok": true}')
     s3.create_bucket(Bucket="other-bucket")
     s3.put_object(Bucket="other-bucket", Key="secret.txt", Body=b"no")
+    aws("ec2", "create-key-pair", "--key-name", "my-key-pair")
     run = aws(
         "ec2", "run-instances", "--image-id", "ami-0abcdef1234567890", "--instance-type", "t3.micro",
         "--iam-instance-profile", "Name=EC2S3InstanceProfile", "--key-name", "my-key-pair",

@@ -305,9 +305,11 @@ fn meta_data(kc: &Keycard, inst: &Instance, path: &str, delivery: Delivery) -> R
                 "mac",
                 "network/",
                 "placement/",
-                "reservation-id",
-                "security-groups",
             ]);
+            if inst.public_key.is_some() {
+                e.push("public-keys/");
+            }
+            e.extend(["reservation-id", "security-groups"]);
             if tags_on {
                 e.push("tags/");
             }
@@ -335,6 +337,16 @@ fn meta_data(kc: &Keycard, inst: &Instance, path: &str, delivery: Delivery) -> R
                 .unwrap_or_else(|| vpc::DEFAULT_GROUP.to_string()),
         ),
         "placement" => listing(&["availability-zone", "availability-zone-id", "region"]),
+        // The launch key, as `0=<name>` and its OpenSSH line.
+        "public-keys" if inst.public_key.is_some() => text(format!(
+            "0={}",
+            inst.key_name.as_deref().unwrap_or_default()
+        )),
+        "public-keys/0" if inst.public_key.is_some() => listing(&["openssh-key"]),
+        "public-keys/0/openssh-key" => match &inst.public_key {
+            Some(k) => text(k.clone()),
+            None => not_found(),
+        },
         "placement/availability-zone" => text(inst.availability_zone()),
         "placement/availability-zone-id" => text(
             vpc::interface_of(inst)

@@ -90,6 +90,7 @@ mod tests {
             image_id: "ami-12345678".into(),
             instance_type: "t3.micro".into(),
             key_name: None,
+            public_key: None,
             launch_time: 0,
             reservation_id: "r-1".into(),
             launch_index: 0,

@@ -56,7 +56,7 @@ fn fixture(tokens: &str) -> Fixture {
             .await
             .unwrap();
         let run = |profile: bool| RunInput {
-            image_id: "ami-12345678".into(),
+            image_id: "ami-0abcdef1234567890".into(),
             min_count: 1,
             max_count: 1,
             profile: profile.then(|| ProfileRef::Name("P".into())),

@@ -17,6 +17,7 @@ use keycard_services::nodes::Liveness;
 use keycard_services::sts::iso8601;
 use keycard_services::{Keycard, ServiceError};
 
+use crate::ec2_run::from_template;
 use crate::iam::{audit_params, params};
 use crate::{Req, xml_response};
 
@@ -192,22 +193,25 @@ fn primary_interface(p: &Params, mut input: RunInput) -> Result<RunInput, Servic
 impl Req {
     /// ec2:RunInstances on the subnet and each security group, with
     /// their tags and `ec2:Vpc` as keys of that check alone.
-    fn authorize_placement(&mut self, pl: &Placement) -> Result<(), ServiceError> {
+    fn authorize_placement(
+        &mut self,
+        pl: &Placement,
+        lt: Option<bool>,
+    ) -> Result<(), ServiceError> {
         let vpc = pl.vpc.arn();
         let subnet = Check::new("ec2:RunInstances", pl.subnet.arn())
             .account(pl.subnet.account.clone())
             .tags(Some("ec2"), &pl.subnet.tags)
             .key("ec2:Vpc", vpc.clone())
             .key("ec2:Region", self.region.clone());
-        self.check(subnet)?;
+        self.check(from_template(subnet, lt))?;
         for g in &pl.groups {
-            self.check(
-                Check::new("ec2:RunInstances", g.arn())
-                    .account(g.account.clone())
-                    .tags(Some("ec2"), &g.tags)
-                    .key("ec2:Vpc", vpc.clone())
-                    .key("ec2:Region", self.region.clone()),
-            )?;
+            let c = Check::new("ec2:RunInstances", g.arn())
+                .account(g.account.clone())
+                .tags(Some("ec2"), &g.tags)
+                .key("ec2:Vpc", vpc.clone())
+                .key("ec2:Region", self.region.clone());
+            self.check(from_template(c, lt))?;
         }
         Ok(())
     }
@@ -239,6 +243,7 @@ pub async fn handle(req: &mut Req) -> R {
         "CreateTags" | "DeleteTags" => tag_ops(req, &p, dry, action).await?,
         n if crate::ec2_network::handles(n) => crate::ec2_network::handle(req, &p, dry)?,
         n if crate::ec2_vpc::handles(n) => crate::ec2_vpc::handle(req, &p, dry).await?,
+        n if crate::ec2_launch::handles(n) => crate::ec2_launch::handle(req, &p, dry).await?,
         // A row without an arm: the table and this match disagree.
         other => {
             return Err(ServiceError::Internal(format!(
@@ -250,6 +255,7 @@ pub async fn handle(req: &mut Req) -> R {
 }
 
 async fn run_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, ServiceError> {
+    let template = crate::ec2_run::launch_template(req, p)?;
     let mut tags_in = Vec::new();
     for spec in p.structs("TagSpecification") {
         let rt = spec.get("ResourceType").unwrap_or("");
@@ -284,6 +290,8 @@ async fn run_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, S
         },
     };
     let input = primary_interface(p, input)?;
+    let (input, from) =
+        crate::ec2_run::with_template(p, input, template.as_ref().map(|(_, v)| &v.data));
     // Validate first: a bad request is refused the same way, dry or not.
     let launch = req.kc.check_run(&req.caller.account, &req.region, &input)?;
     let profile = launch.profile;
@@ -309,15 +317,24 @@ async fn run_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, S
             .map(|t| (t.key.as_str(), t.value.as_str())),
     );
     let any_instance = req.ec2_resource("instance", "*");
-    let image = format!("arn:aws:ec2:{}::image/{}", req.region, input.image_id);
     let account = req.caller.account.clone();
+    if let Some((t, _)) = &template {
+        req.request_key("ec2:LaunchTemplate", t.arn());
+    }
     req.authorize(
         "ec2:RunInstances",
         &any_instance,
         Some(&account),
         ResourcePolicy::None,
     )?;
-    req.authorize("ec2:RunInstances", &image, None, ResourcePolicy::None)?;
+    let lt = template.as_ref().map(|_| from.image);
+    req.authorize_image(&launch.image, lt)?;
+    if let Some((t, _)) = &template {
+        req.authorize_launch_template(t)?;
+    }
+    if let Some(k) = &launch.key {
+        req.authorize_key_pair(k, template.as_ref().map(|_| from.key))?;
+    }
     if !input.tags.is_empty() {
         req.check(
             Check::new("ec2:CreateTags", any_instance.clone())
@@ -325,7 +342,7 @@ async fn run_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, S
                 .key("ec2:CreateAction", "RunInstances"),
         )?;
     }
-    req.authorize_placement(&launch.placement)?;
+    req.authorize_placement(&launch.placement, template.as_ref().map(|_| from.network))?;
     if let Some(pr) = &profile {
         req.authorize_pass_role(pr, &any_instance)?;
     }

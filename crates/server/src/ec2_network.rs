@@ -1,8 +1,8 @@
 //! The EC2 network surface governance tools read: regions and zones, the
 //! default VPC and what hangs off it (crates/services/src/vpc.rs), the
 //! instances' network interfaces, and true empty answers for resources
-//! keycard has none of (volumes, snapshots, images, addresses, launch
-//! templates, endpoints, peering, VPN, transit gateways, flow logs).
+//! keycard has none of (volumes, snapshots, addresses, endpoints,
+//! peering, VPN, transit gateways, flow logs).
 //! All read-only; each is authorized as `ec2:<Operation>` on `*`, as AWS
 //! does for Describe calls.
 
@@ -32,10 +32,7 @@ const NAMES: &[&str] = &[
     "DescribeInternetGateways",
     "DescribeVolumes",
     "DescribeSnapshots",
-    "DescribeImages",
     "DescribeAddresses",
-    "DescribeLaunchTemplates",
-    "DescribeLaunchTemplateVersions",
     "DescribeVpcEndpoints",
     "DescribeVpcPeeringConnections",
     "DescribeVpnConnections",
@@ -736,11 +733,6 @@ fn empty_spec(op: &str) -> Option<EmptySpec> {
             )],
             true,
         ),
-        "DescribeImages" => (
-            "imagesSet",
-            &[("ImageId", ServiceError::InvalidAmiIdNotFound as Missing)],
-            true,
-        ),
         "DescribeAddresses" => (
             "addressesSet",
             &[
@@ -752,21 +744,6 @@ fn empty_spec(op: &str) -> Option<EmptySpec> {
             ],
             false,
         ),
-        "DescribeLaunchTemplates" => (
-            "launchTemplates",
-            &[
-                (
-                    "LaunchTemplateId",
-                    ServiceError::InvalidLaunchTemplateIdNotFound as Missing,
-                ),
-                (
-                    "LaunchTemplateName",
-                    ServiceError::InvalidLaunchTemplateNameNotFound as Missing,
-                ),
-            ],
-            true,
-        ),
-        "DescribeLaunchTemplateVersions" => ("launchTemplateVersionSet", &[], true),
         "DescribeVpcEndpoints" => (
             "vpcEndpointSet",
             &[(
@@ -820,12 +797,8 @@ fn missing_message(param: &str, id: &str) -> String {
     match param {
         "VolumeId" => format!("The volume '{id}' does not exist."),
         "SnapshotId" => format!("The snapshot '{id}' does not exist."),
-        "ImageId" => format!("The image id '[{id}]' does not exist"),
         "PublicIp" => format!("Address '{id}' not found."),
         "AllocationId" => format!("The allocation ID '{id}' does not exist"),
-        "LaunchTemplateId" | "LaunchTemplateName" => {
-            "At least one of the launch templates specified in the request does not exist.".into()
-        }
         "VpcEndpointId" => format!("The Vpc Endpoint Id '{id}' does not exist"),
         "VpcPeeringConnectionId" => format!("The vpcPeeringConnection ID '{id}' does not exist"),
         "VpnConnectionId" => format!("The vpnConnection ID '{id}' does not exist"),
@@ -841,9 +814,6 @@ fn empty(req: &Req, p: &Params, op: &str) -> Out {
             "operation {op} has a row but no handler"
         )));
     };
-    if op == "DescribeLaunchTemplateVersions" {
-        launch_template_versions(p)?;
-    }
     for (param, err) in checks {
         if let Some(id) = ids(p, param).first() {
             return Err(err(missing_message(param, id)));
@@ -861,22 +831,4 @@ fn empty(req: &Req, p: &Params, op: &str) -> Out {
             w.empty("serviceDetailSet");
         }
     }))
-}
-
-/// DescribeLaunchTemplateVersions names one template by id or name;
-/// keycard has none, so a named one does not exist.
-fn launch_template_versions(p: &Params) -> Result<(), ServiceError> {
-    match (p.get("LaunchTemplateId"), p.get("LaunchTemplateName")) {
-        (Some(_), Some(_)) => Err(ServiceError::InvalidParameterCombination(
-            "The parameters LaunchTemplateId and LaunchTemplateName cannot be used together."
-                .into(),
-        )),
-        (Some(id), None) => Err(ServiceError::InvalidLaunchTemplateIdNotFound(format!(
-            "The specified launch template, with template ID {id}, does not exist."
-        ))),
-        (None, Some(name)) => Err(ServiceError::InvalidLaunchTemplateNameNotFound(format!(
-            "The specified launch template, with template name {name}, does not exist."
-        ))),
-        (None, None) => Ok(()),
-    }
 }

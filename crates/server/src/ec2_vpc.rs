@@ -46,7 +46,7 @@ pub(crate) async fn handle(req: &mut Req, p: &Params, dry: bool) -> Out {
 }
 
 /// The tags TagSpecifications give a resource of type `kind`.
-fn tag_specs(p: &Params, kind: &str) -> Result<Vec<Tag>, ServiceError> {
+pub(crate) fn tag_specs(p: &Params, kind: &str) -> Result<Vec<Tag>, ServiceError> {
     let mut out = Vec::new();
     for spec in p.structs("TagSpecification") {
         let rt = spec.get("ResourceType").unwrap_or("");
@@ -63,7 +63,7 @@ fn tag_specs(p: &Params, kind: &str) -> Result<Vec<Tag>, ServiceError> {
 impl Req {
     /// The create action on `<kind>/*`, then on `parent` (the VPC, with
     /// its tags), then ec2:CreateTags when tags come with the request.
-    fn authorize_create(
+    pub(crate) fn authorize_create(
         &mut self,
         kind: &str,
         new_tags: &[Tag],

@@ -374,10 +374,7 @@ pub static EC2: &[OpDef] = &[
     same!(Ec2, "ec2", "DescribeInternetGateways", RO),
     same!(Ec2, "ec2", "DescribeVolumes", RO),
     same!(Ec2, "ec2", "DescribeSnapshots", RO),
-    same!(Ec2, "ec2", "DescribeImages", RO),
     same!(Ec2, "ec2", "DescribeAddresses", RO),
-    same!(Ec2, "ec2", "DescribeLaunchTemplates", RO),
-    same!(Ec2, "ec2", "DescribeLaunchTemplateVersions", RO),
     same!(Ec2, "ec2", "DescribeVpcEndpoints", RO),
     same!(Ec2, "ec2", "DescribeVpcPeeringConnections", RO),
     same!(Ec2, "ec2", "DescribeVpnConnections", RO),
@@ -396,6 +393,22 @@ pub static EC2: &[OpDef] = &[
     same!(Ec2, "ec2", "GetInstanceMetadataDefaults", RO),
     same!(Ec2, "ec2", "GetSnapshotBlockPublicAccessState", RO),
     same!(Ec2, "ec2", "GetImageBlockPublicAccessState", RO),
+    // Key pairs, images and launch templates (ec2_launch.rs).
+    same!(Ec2, "ec2", "CreateKeyPair", RW, ["ec2:CreateTags"]),
+    same!(Ec2, "ec2", "ImportKeyPair", RW, ["ec2:CreateTags"]),
+    same!(Ec2, "ec2", "DescribeKeyPairs", RO),
+    same!(Ec2, "ec2", "DeleteKeyPair", RW),
+    same!(Ec2, "ec2", "DescribeImages", RO),
+    same!(Ec2, "ec2", "RegisterImage", RW, ["ec2:CreateTags"]),
+    same!(Ec2, "ec2", "DeregisterImage", RW),
+    same!(Ec2, "ec2", "CreateLaunchTemplate", RW, ["ec2:CreateTags"]),
+    same!(Ec2, "ec2", "CreateLaunchTemplateVersion", RW),
+    same!(Ec2, "ec2", "ModifyLaunchTemplate", RW),
+    same!(Ec2, "ec2", "DescribeLaunchTemplates", RO),
+    same!(Ec2, "ec2", "DescribeLaunchTemplateVersions", RO),
+    same!(Ec2, "ec2", "DeleteLaunchTemplate", RW),
+    same!(Ec2, "ec2", "DeleteLaunchTemplateVersions", RW),
+    same!(Ec2, "ec2", "GetLaunchTemplateData", RO),
 ];
 
 /// An S3 row: its operation name and the action it needs.

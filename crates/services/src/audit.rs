@@ -85,6 +85,7 @@ const SECRET_KEYS: &[&str] = &[
     "newpassword",
     "oldpassword",
     "privatekey",
+    "keymaterial",
     "servicepassword",
     "servicecredentialsecret",
     "x-amz-security-token",

@@ -131,6 +131,10 @@ pub struct Instance {
     pub instance_type: String,
     #[serde(default)]
     pub key_name: Option<String>,
+    /// The key pair's public key as it was at launch (served at
+    /// `public-keys/0/openssh-key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
     #[serde(default)]
     pub launch_time: i64,
     #[serde(default)]
@@ -345,16 +349,8 @@ pub fn valid_instance_id(id: &str) -> bool {
     })
 }
 
-fn valid_image_id(id: &str) -> bool {
-    id.strip_prefix("ami-").is_some_and(|h| {
-        (h.len() == 8 || h.len() == 17)
-            && h.bytes()
-                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
-    })
-}
-
 /// `t3.micro`, `m7g.large`, `u-6tb1.metal` …
-fn valid_instance_type(t: &str) -> bool {
+pub(crate) fn valid_instance_type(t: &str) -> bool {
     let Some((family, size)) = t.split_once('.') else {
         return false;
     };
@@ -638,7 +634,7 @@ fn new_association(p: &InstanceProfile) -> ProfileAssociation {
     }
 }
 
-fn decode_user_data(b64: &str) -> Result<Vec<u8>> {
+pub(crate) fn decode_user_data(b64: &str) -> Result<Vec<u8>> {
     use base64::Engine;
     let data = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
@@ -765,7 +761,12 @@ impl Keycard {
                     return Ok((Vec::new(), (reservation_id, prior)));
                 }
             }
-            let Launch { profile, placement } = validate_run(st, account, region, &input)?;
+            let Launch {
+                profile,
+                placement,
+                key,
+                ..
+            } = validate_run(st, account, region, &input)?;
             let node = self.launch_node(&input.tags)?;
             let net = placement.network();
             let count = input.max_count.min(MAX_RUN_COUNT) as usize;
@@ -800,6 +801,7 @@ impl Keycard {
                         .clone()
                         .unwrap_or_else(|| "m1.small".into()),
                     key_name: input.key_name.clone(),
+                    public_key: key.as_ref().map(|k| k.openssh_line()),
                     launch_time: t,
                     reservation_id: reservation.clone(),
                     launch_index: n as u32,
@@ -1153,6 +1155,9 @@ fn find_association<'a>(
 pub struct Launch {
     pub profile: Option<InstanceProfile>,
     pub placement: Placement,
+    /// The image and key pair it names (both must exist).
+    pub image: crate::image::Image,
+    pub key: Option<crate::keypair::KeyPair>,
 }
 
 fn validate_run(st: &State, account: &str, region: &str, input: &RunInput) -> Result<Launch> {
@@ -1161,12 +1166,7 @@ fn validate_run(st: &State, account: &str, region: &str, input: &RunInput) -> Re
             "The request must contain the parameter ImageId".into(),
         ));
     }
-    if !valid_image_id(&input.image_id) {
-        return Err(ServiceError::InvalidAmiIdMalformed(format!(
-            "Invalid id: \"{}\" (expecting \"ami-...\")",
-            input.image_id
-        )));
-    }
+    let image = crate::image::resolve(st, account, region, &input.image_id)?;
     if let Some(t) = &input.instance_type
         && !valid_instance_type(t)
     {
@@ -1232,7 +1232,24 @@ fn validate_run(st: &State, account: &str, region: &str, input: &RunInput) -> Re
         .as_ref()
         .map(|r| resolve_profile(st, account, r).cloned())
         .transpose()?;
-    Ok(Launch { profile, placement })
+    let key = launch_key(st, account, region, input.key_name.as_deref())?;
+    Ok(Launch {
+        profile,
+        placement,
+        image,
+        key,
+    })
+}
+
+/// The key pair a RunInstances KeyName names: it must exist.
+fn launch_key(
+    st: &State,
+    account: &str,
+    region: &str,
+    name: Option<&str>,
+) -> Result<Option<crate::keypair::KeyPair>> {
+    name.map(|n| crate::keypair::resolve(st, account, region, n).cloned())
+        .transpose()
 }
 
 impl Keycard {
@@ -1262,6 +1279,7 @@ impl Keycard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::valid_image_id;
 
     #[test]
     fn ids() {

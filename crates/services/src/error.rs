@@ -169,6 +169,27 @@ pub enum ServiceError {
     InstanceLimitExceeded(String),
     #[error("{0}")]
     InvalidIpAddressInUse(String),
+    // EC2 launch path (key pairs, images, launch templates)
+    #[error("{0}")]
+    InvalidKeyFormat(String),
+    #[error("{0}")]
+    InvalidKeyPairDuplicate(String),
+    #[error("{0}")]
+    InvalidKeyPairNotFound(String),
+    #[error("{0}")]
+    InvalidLaunchTemplateNameAlreadyExists(String),
+    #[error("{0}")]
+    InvalidLaunchTemplateNameMalformed(String),
+    #[error("{0}")]
+    InvalidLaunchTemplateIdMalformed(String),
+    #[error("{0}")]
+    InvalidLaunchTemplateIdVersionNotFound(String),
+    #[error("{0}")]
+    InvalidAmiNameDuplicate(String),
+    #[error("{0}")]
+    InvalidAmiNameMalformed(String),
+    #[error("{0}")]
+    InvalidAmiIdUnavailable(String),
     // Organizations / Security Hub
     #[error("{0}")]
     OrganizationsNotInUse(String),
@@ -388,6 +409,18 @@ impl ServiceError {
             InvalidAmiIdMalformed(_) => "InvalidAMIID.Malformed",
             InstanceLimitExceeded(_) => "InstanceLimitExceeded",
             InvalidIpAddressInUse(_) => "InvalidIPAddress.InUse",
+            InvalidKeyFormat(_) => "InvalidKey.Format",
+            InvalidKeyPairDuplicate(_) => "InvalidKeyPair.Duplicate",
+            InvalidKeyPairNotFound(_) => "InvalidKeyPair.NotFound",
+            InvalidLaunchTemplateNameAlreadyExists(_) => {
+                "InvalidLaunchTemplateName.AlreadyExistsException"
+            }
+            InvalidLaunchTemplateNameMalformed(_) => "InvalidLaunchTemplateName.MalformedException",
+            InvalidLaunchTemplateIdMalformed(_) => "InvalidLaunchTemplateId.Malformed",
+            InvalidLaunchTemplateIdVersionNotFound(_) => "InvalidLaunchTemplateId.VersionNotFound",
+            InvalidAmiNameDuplicate(_) => "InvalidAMIName.Duplicate",
+            InvalidAmiNameMalformed(_) => "InvalidAMIName.Malformed",
+            InvalidAmiIdUnavailable(_) => "InvalidAMIID.Unavailable",
             OrganizationsNotInUse(_) => "AWSOrganizationsNotInUseException",
             OrganizationNotFound(_) => "OrganizationNotFoundException",
             ResourceNotFound(_) => "ResourceNotFoundException",

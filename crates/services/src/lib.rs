@@ -31,8 +31,10 @@ pub mod iam_access;
 pub mod iam_creds;
 pub mod iam_governance;
 pub mod iam_more;
+pub mod image;
 pub mod jwt;
 pub mod keyinfo;
+pub mod keypair;
 pub mod managed;
 pub mod model;
 pub mod network;
@@ -41,8 +43,10 @@ pub mod s3;
 pub mod saml;
 pub mod saml_assertion;
 pub mod simulate;
+pub mod sshkey;
 pub mod state;
 pub mod sts;
+pub mod template;
 pub mod trails;
 pub mod validate;
 pub mod vpc;
@@ -815,6 +819,9 @@ impl Keycard {
                 "vpc",
                 "subnet",
                 "security_group",
+                "key_pair",
+                "image",
+                "launch_template",
                 generate::KIND,
             ];
             let ops: Vec<Op> = kinds

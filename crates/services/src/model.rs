@@ -377,6 +377,9 @@ pub enum Entity {
     Vpc(crate::network::Vpc),
     Subnet(crate::network::Subnet),
     SecurityGroup(crate::network::SecurityGroup),
+    KeyPair(crate::keypair::KeyPair),
+    Image(crate::image::Image),
+    LaunchTemplate(crate::template::LaunchTemplate),
 }
 
 /// Case-insensitive IAM names: uniqueness ignores case, display keeps it.
@@ -403,6 +406,9 @@ impl Entity {
             Entity::Vpc(v) => ("vpc", v.id.clone()),
             Entity::Subnet(x) => ("subnet", x.id.clone()),
             Entity::SecurityGroup(g) => ("security_group", g.id.clone()),
+            Entity::KeyPair(k) => ("key_pair", k.id.clone()),
+            Entity::Image(i) => ("image", i.id.clone()),
+            Entity::LaunchTemplate(t) => ("launch_template", t.id.clone()),
         }
     }
 
@@ -423,6 +429,9 @@ impl Entity {
             Entity::Vpc(x) => serde_json::to_string(x),
             Entity::Subnet(x) => serde_json::to_string(x),
             Entity::SecurityGroup(x) => serde_json::to_string(x),
+            Entity::KeyPair(x) => serde_json::to_string(x),
+            Entity::Image(x) => serde_json::to_string(x),
+            Entity::LaunchTemplate(x) => serde_json::to_string(x),
         };
         // Serializing plain structs of strings and numbers cannot fail.
         r.unwrap_or_default()
@@ -448,6 +457,9 @@ impl Entity {
             "vpc" => Entity::Vpc(de(json)?),
             "subnet" => Entity::Subnet(de(json)?),
             "security_group" => Entity::SecurityGroup(de(json)?),
+            "key_pair" => Entity::KeyPair(de(json)?),
+            "image" => Entity::Image(de(json)?),
+            "launch_template" => Entity::LaunchTemplate(de(json)?),
             other => return Err(format!("unknown record kind {other}")),
         })
     }

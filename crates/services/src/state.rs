@@ -35,6 +35,10 @@ pub struct State {
     pub vpcs: BTreeMap<String, Vpc>,
     pub subnets: BTreeMap<String, Subnet>,
     pub security_groups: BTreeMap<String, SecurityGroup>,
+    /// Key pairs, registered images and launch templates by id.
+    pub key_pairs: BTreeMap<String, crate::keypair::KeyPair>,
+    pub images: BTreeMap<String, crate::image::Image>,
+    pub launch_templates: BTreeMap<String, crate::template::LaunchTemplate>,
 }
 
 fn compile_inline(m: &mut BTreeMap<String, PolicyDoc>) {
@@ -107,6 +111,15 @@ impl State {
             Entity::SecurityGroup(g) => {
                 self.security_groups.insert(key, g);
             }
+            Entity::KeyPair(k) => {
+                self.key_pairs.insert(key, k);
+            }
+            Entity::Image(i) => {
+                self.images.insert(key, i);
+            }
+            Entity::LaunchTemplate(t) => {
+                self.launch_templates.insert(key, t);
+            }
         }
     }
 
@@ -163,6 +176,15 @@ impl State {
             "security_group" => {
                 self.security_groups.remove(key);
             }
+            "key_pair" => {
+                self.key_pairs.remove(key);
+            }
+            "image" => {
+                self.images.remove(key);
+            }
+            "launch_template" => {
+                self.launch_templates.remove(key);
+            }
             _ => {}
         }
     }
@@ -191,6 +213,9 @@ impl State {
             "vpc" => self.vpcs.clear(),
             "subnet" => self.subnets.clear(),
             "security_group" => self.security_groups.clear(),
+            "key_pair" => self.key_pairs.clear(),
+            "image" => self.images.clear(),
+            "launch_template" => self.launch_templates.clear(),
             _ => {}
         }
     }
