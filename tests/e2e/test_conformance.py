@@ -63,7 +63,7 @@ NOT_GENERATED = {
 EC2_STATE = re.compile(
     r"^(Invalid[A-Za-z]+(ID|Id)?\.(NotFound|Duplicate|InUse|NotAssociated)|IncorrectState|IncorrectInstanceState"
     r"|DependencyViolation|Resource\.AlreadyAssociated|InvalidAssociationID\.NotFound|OperationNotPermitted"
-    r"|UnsupportedOperation)$"
+    r"|UnsupportedOperation|VolumeInUse)$"
 )
 
 # S3's documented state errors (its model declares a handful only).
@@ -108,6 +108,13 @@ DOC_REQUIRED = {
     ("ec2", "CreateSubnet"): {"CidrBlock": "10.77.2.0/24"},
     ("ec2", "RunInstances"): {"ImageId": "ami-0abcdef1234567890", "InstanceType": "t3.micro"},
     ("ec2", "ModifyInstanceMetadataOptions"): {"HttpTokens": "optional"},
+    ("ec2", "CreateVolume"): {"AvailabilityZone": "us-east-1a", "Size": 1},
+    ("ec2", "AttachVolume"): {"Device": "/dev/sdz"},
+    ("ec2", "ModifyInstanceCreditSpecification"): {
+        "InstanceCreditSpecifications": [{"InstanceId": "i-0123456789abcdef0", "CpuCredits": "standard"}]
+    },
+    # One attribute per call (the model lists them all as optional).
+    ("ec2", "ModifyInstanceAttribute"): {"DisableApiStop": {"Value": False}},
     # Optional in the model only for AssumeRoot sessions.
     ("iam", "CreateLoginProfile"): {"Password": "Conformance-1-pass!"},
 }
@@ -195,6 +202,7 @@ def estate(keycard):
     e["GroupId"] = ec2.create_security_group(GroupName=unique("conf-sg"), Description="conf", VpcId=e["VpcId"])[
         "GroupId"
     ]
+    e["VolumeId"] = ec2.create_volume(AvailabilityZone="us-east-1a", Size=1)["VolumeId"]
     e["Resources"] = [e["InstanceId"]]
     e["IamInstanceProfile"] = {"Name": i["InstanceProfileName"]}
     return {

@@ -31,6 +31,8 @@ pub mod iam_access;
 pub mod iam_creds;
 pub mod iam_governance;
 pub mod iam_more;
+pub mod instance_attrs;
+pub mod instance_types;
 pub mod jwt;
 pub mod keyinfo;
 pub mod managed;
@@ -42,8 +44,10 @@ pub mod saml;
 pub mod simulate;
 pub mod state;
 pub mod sts;
+pub mod tags;
 pub mod trails;
 pub mod validate;
+pub mod volume;
 pub mod vpc;
 
 use std::path::{Path, PathBuf};
@@ -812,6 +816,8 @@ impl Keycard {
                 "vpc",
                 "subnet",
                 "security_group",
+                "volume",
+                "resource_tags",
                 generate::KIND,
             ];
             let ops: Vec<Op> = kinds

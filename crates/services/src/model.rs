@@ -377,6 +377,8 @@ pub enum Entity {
     Vpc(crate::network::Vpc),
     Subnet(crate::network::Subnet),
     SecurityGroup(crate::network::SecurityGroup),
+    Volume(crate::volume::Volume),
+    ResourceTags(crate::tags::ResourceTags),
 }
 
 /// Case-insensitive IAM names: uniqueness ignores case, display keeps it.
@@ -403,6 +405,8 @@ impl Entity {
             Entity::Vpc(v) => ("vpc", v.id.clone()),
             Entity::Subnet(x) => ("subnet", x.id.clone()),
             Entity::SecurityGroup(g) => ("security_group", g.id.clone()),
+            Entity::Volume(v) => ("volume", v.id.clone()),
+            Entity::ResourceTags(t) => ("resource_tags", t.id.clone()),
         }
     }
 
@@ -423,6 +427,8 @@ impl Entity {
             Entity::Vpc(x) => serde_json::to_string(x),
             Entity::Subnet(x) => serde_json::to_string(x),
             Entity::SecurityGroup(x) => serde_json::to_string(x),
+            Entity::Volume(x) => serde_json::to_string(x),
+            Entity::ResourceTags(x) => serde_json::to_string(x),
         };
         // Serializing plain structs of strings and numbers cannot fail.
         r.unwrap_or_default()
@@ -448,6 +454,8 @@ impl Entity {
             "vpc" => Entity::Vpc(de(json)?),
             "subnet" => Entity::Subnet(de(json)?),
             "security_group" => Entity::SecurityGroup(de(json)?),
+            "volume" => Entity::Volume(de(json)?),
+            "resource_tags" => Entity::ResourceTags(de(json)?),
             other => return Err(format!("unknown record kind {other}")),
         })
     }

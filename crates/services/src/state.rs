@@ -35,6 +35,10 @@ pub struct State {
     pub vpcs: BTreeMap<String, Vpc>,
     pub subnets: BTreeMap<String, Subnet>,
     pub security_groups: BTreeMap<String, SecurityGroup>,
+    /// EBS volumes by id (volume.rs).
+    pub volumes: BTreeMap<String, crate::volume::Volume>,
+    /// Tags of derived resources by resource id (tags.rs).
+    pub resource_tags: BTreeMap<String, crate::tags::ResourceTags>,
 }
 
 fn compile_inline(m: &mut BTreeMap<String, PolicyDoc>) {
@@ -107,6 +111,12 @@ impl State {
             Entity::SecurityGroup(g) => {
                 self.security_groups.insert(key, g);
             }
+            Entity::Volume(v) => {
+                self.volumes.insert(key, v);
+            }
+            Entity::ResourceTags(t) => {
+                self.resource_tags.insert(key, t);
+            }
         }
     }
 
@@ -163,6 +173,12 @@ impl State {
             "security_group" => {
                 self.security_groups.remove(key);
             }
+            "volume" => {
+                self.volumes.remove(key);
+            }
+            "resource_tags" => {
+                self.resource_tags.remove(key);
+            }
             _ => {}
         }
     }
@@ -191,6 +207,8 @@ impl State {
             "vpc" => self.vpcs.clear(),
             "subnet" => self.subnets.clear(),
             "security_group" => self.security_groups.clear(),
+            "volume" => self.volumes.clear(),
+            "resource_tags" => self.resource_tags.clear(),
             _ => {}
         }
     }
