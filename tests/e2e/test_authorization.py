@@ -108,6 +108,7 @@ def estate(keycard):
     e["lt"] = ec2.create_launch_template(LaunchTemplateName=unique("authz-lt"), LaunchTemplateData={})["LaunchTemplate"][
         "LaunchTemplateId"
     ]
+    e["volume"] = ec2.create_volume(AvailabilityZone=f"{REGION}a", Size=1)["VolumeId"]
     nobody, creds = keycard.new_user(name=unique("nobody"))
     e["nobody"] = nobody
     e["creds"] = creds
@@ -128,6 +129,7 @@ def samples(e):
     pol = e["policy_arn"]
     inst_arn = f"arn:aws:ec2:{REGION}:{a}:instance/{e['instance']}"
     lt_arn = f"arn:aws:ec2:{REGION}:{a}:launch-template/{e['lt']}"
+    vol_arn = f"arn:aws:ec2:{REGION}:{a}:volume/{e['volume']}"
     obj = f"arn:aws:s3:::{b}/{k}"
     bucket = f"arn:aws:s3:::{b}"
     hub = f"arn:aws:securityhub:{REGION}:{a}:hub/default"
@@ -477,6 +479,37 @@ def samples(e):
             inst_arn,
         ),
         "DeleteTags": ("ec2", "delete_tags", {"Resources": [e["instance"]], "Tags": [{"Key": "k"}]}, inst_arn),
+        "DescribeTags": ("ec2", "describe_tags", {}, "*"),
+        "ModifyInstanceAttribute": (
+            "ec2",
+            "modify_instance_attribute",
+            {"InstanceId": e["instance"], "DisableApiTermination": {"Value": False}},
+            inst_arn,
+        ),
+        "RebootInstances": ("ec2", "reboot_instances", {"InstanceIds": [e["instance"]]}, inst_arn),
+        "DescribeInstanceTypes": ("ec2", "describe_instance_types", {}, "*"),
+        "DescribeInstanceCreditSpecifications": ("ec2", "describe_instance_credit_specifications", {}, "*"),
+        "ModifyInstanceCreditSpecification": (
+            "ec2",
+            "modify_instance_credit_specification",
+            {"InstanceCreditSpecifications": [{"InstanceId": e["instance"], "CpuCredits": "standard"}]},
+            inst_arn,
+        ),
+        # EBS volumes
+        "CreateVolume": (
+            "ec2",
+            "create_volume",
+            {"AvailabilityZone": f"{REGION}a", "Size": 1},
+            f"arn:aws:ec2:{REGION}:{a}:volume/*",
+        ),
+        "AttachVolume": (
+            "ec2",
+            "attach_volume",
+            {"VolumeId": e["volume"], "InstanceId": e["instance"], "Device": "/dev/sdf"},
+            inst_arn,
+        ),
+        "DetachVolume": ("ec2", "detach_volume", {"VolumeId": e["volume"]}, vol_arn),
+        "DeleteVolume": ("ec2", "delete_volume", {"VolumeId": e["volume"]}, vol_arn),
         # EC2 network (read-only, on *)
         "DescribeRegions": ("ec2", "describe_regions", {}, "*"),
         "DescribeAvailabilityZones": ("ec2", "describe_availability_zones", {}, "*"),

@@ -66,7 +66,8 @@ EC2_STATE = re.compile(
     r"^(Invalid[A-Za-z]+(ID|Id)?\.(NotFound|Duplicate|InUse|NotAssociated)|IncorrectState|IncorrectInstanceState"
     r"|DependencyViolation|Resource\.AlreadyAssociated|InvalidAssociationID\.NotFound|OperationNotPermitted"
     r"|UnsupportedOperation|InvalidLaunchTemplateName\.(NotFoundException|AlreadyExistsException)"
-    r"|InvalidLaunchTemplateId\.VersionNotFound|InvalidAMIID\.Unavailable|InvalidAMIName\.Duplicate)$"
+    r"|InvalidLaunchTemplateId\.VersionNotFound|InvalidAMIID\.Unavailable|InvalidAMIName\.Duplicate"
+    r"|VolumeInUse)$"
 )
 
 # S3's documented state errors (its model declares a handful only).
@@ -118,6 +119,13 @@ DOC_REQUIRED = {
         "PublicKeyMaterial": b"ssh-ed25519 "
         + base64.b64encode(struct.pack(">I", 11) + b"ssh-ed25519" + struct.pack(">I", 32) + bytes(range(32)))
     },
+    ("ec2", "CreateVolume"): {"AvailabilityZone": "us-east-1a", "Size": 1},
+    ("ec2", "AttachVolume"): {"Device": "/dev/sdz"},
+    ("ec2", "ModifyInstanceCreditSpecification"): {
+        "InstanceCreditSpecifications": [{"InstanceId": "i-0123456789abcdef0", "CpuCredits": "standard"}]
+    },
+    # One attribute per call (the model lists them all as optional).
+    ("ec2", "ModifyInstanceAttribute"): {"DisableApiStop": {"Value": False}},
     # Optional in the model only for AssumeRoot sessions.
     ("iam", "CreateLoginProfile"): {"Password": "Conformance-1-pass!"},
 }
@@ -211,6 +219,7 @@ def estate(keycard):
     e["LaunchTemplateId"] = ec2.create_launch_template(LaunchTemplateName=unique("conf-lt"), LaunchTemplateData={})[
         "LaunchTemplate"
     ]["LaunchTemplateId"]
+    e["VolumeId"] = ec2.create_volume(AvailabilityZone="us-east-1a", Size=1)["VolumeId"]
     e["Resources"] = [e["InstanceId"]]
     e["IamInstanceProfile"] = {"Name": i["InstanceProfileName"]}
     return {

@@ -250,7 +250,6 @@ def test_regions_and_zones(ec2):
 @pytest.mark.parametrize(
     "method,key,kwargs",
     [
-        ("describe_volumes", "Volumes", {}),
         ("describe_snapshots", "Snapshots", {"OwnerIds": ["self"]}),
         ("describe_images", "Images", {"Owners": ["self"]}),
         ("describe_addresses", "Addresses", {}),

@@ -11,10 +11,12 @@ use keycard_services::ec2::{
     self, Filter, Instance, MetadataOptions, MetadataOptionsInput, ProfileAssociation, ProfileRef,
     RunInput, StateOp,
 };
+use keycard_services::instance_attrs::InstanceAttrs;
 use keycard_services::model::{InstanceProfile, Tag};
 use keycard_services::network::{LaunchNetwork, Placement};
 use keycard_services::nodes::Liveness;
 use keycard_services::sts::iso8601;
+use keycard_services::volume::Volume;
 use keycard_services::{Keycard, ServiceError};
 
 use crate::ec2_run::from_template;
@@ -109,7 +111,11 @@ impl Req {
 
     /// Authorize an instance action. The instance's tags, profile and
     /// type are keys of this check alone.
-    fn authorize_instance(&mut self, action: &str, i: &Instance) -> Result<(), ServiceError> {
+    pub(crate) fn authorize_instance(
+        &mut self,
+        action: &str,
+        i: &Instance,
+    ) -> Result<(), ServiceError> {
         let arn = i.arn();
         self.audit
             .resources
@@ -217,6 +223,25 @@ impl Req {
     }
 }
 
+/// RunInstances' instance attributes: protection, shutdown behaviour,
+/// EBS optimization and the CPU credit option.
+fn launch_attrs(p: &Params) -> Result<InstanceAttrs, ServiceError> {
+    let mut a = InstanceAttrs {
+        disable_api_termination: bool_param(p, "DisableApiTermination")?,
+        disable_api_stop: bool_param(p, "DisableApiStop")?,
+        ebs_optimized: bool_param(p, "EbsOptimized")?,
+        ..InstanceAttrs::default()
+    };
+    if let Some(b) = p.get("InstanceInitiatedShutdownBehavior") {
+        a.shutdown_behavior = b.to_string();
+    }
+    if let Some(c) = p.sub("CreditSpecification").get("CpuCredits") {
+        keycard_services::instance_attrs::check_cpu_credits(c)?;
+        a.cpu_credits = Some(c.to_string());
+    }
+    Ok(a)
+}
+
 /// DryRun: permission checks passed, so say so and stop.
 pub(crate) fn dry_run_ok() -> ServiceError {
     ServiceError::DryRunOperation("Request would have succeeded, but DryRun flag is set.".into())
@@ -239,11 +264,12 @@ pub async fn handle(req: &mut Req) -> R {
         "ReplaceIamInstanceProfileAssociation" => replace(req, &p, dry).await?,
         "DescribeIamInstanceProfileAssociations" => describe_associations(req, &p, dry)?,
         "ModifyInstanceMetadataOptions" => modify_metadata(req, &p, dry).await?,
-        "DescribeInstanceAttribute" => describe_attribute(req, &p, dry)?,
-        "CreateTags" | "DeleteTags" => tag_ops(req, &p, dry, action).await?,
         n if crate::ec2_network::handles(n) => crate::ec2_network::handle(req, &p, dry)?,
         n if crate::ec2_vpc::handles(n) => crate::ec2_vpc::handle(req, &p, dry).await?,
         n if crate::ec2_launch::handles(n) => crate::ec2_launch::handle(req, &p, dry).await?,
+        n if crate::ec2_volume::handles(n) => crate::ec2_volume::handle(req, &p, dry).await?,
+        n if crate::ec2_instance::handles(n) => crate::ec2_instance::handle(req, &p, dry).await?,
+        n if crate::ec2_tags::handles(n) => crate::ec2_tags::handle(req, &p, dry).await?,
         // A row without an arm: the table and this match disagree.
         other => {
             return Err(ServiceError::Internal(format!(
@@ -288,6 +314,8 @@ async fn run_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, S
             group_ids: ids(p, "SecurityGroupId"),
             group_names: ids(p, "SecurityGroup"),
         },
+        attrs: launch_attrs(p)?,
+        block_devices: crate::ec2_volume::block_devices(p)?,
     };
     let input = primary_interface(p, input)?;
     let (input, from) =
@@ -362,14 +390,16 @@ async fn run_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, S
             "instanceId": i.id, "imageId": i.image_id, "instanceType": i.instance_type,
         })).collect::<Vec<_>>()},
     });
+    let iids: Vec<&str> = instances.iter().map(|i| i.id.as_str()).collect();
+    let volumes = req.kc.instance_volumes(&iids);
     let rid = req.request_id.clone();
     Ok(ec2_response("RunInstances", &rid, |w| {
         w.elem("reservationId", &reservation)
             .elem("ownerId", &account)
             .empty("groupSet");
         w.start("instancesSet");
-        for i in &instances {
-            instance_xml(w, i, Some("pending"));
+        for (i, (_, vols)) in instances.iter().zip(&volumes) {
+            instance_xml(w, i, Some("pending"), vols);
         }
         w.end("instancesSet");
     }))
@@ -407,7 +437,7 @@ fn metadata_xml(w: &mut XmlWriter, tag: &str, m: &MetadataOptions, state: &str) 
         .end(tag);
 }
 
-fn instance_xml(w: &mut XmlWriter, i: &Instance, shown_state: Option<&str>) {
+fn instance_xml(w: &mut XmlWriter, i: &Instance, shown_state: Option<&str>, volumes: &[Volume]) {
     let state = shown_state.unwrap_or(&i.state);
     let live = !i.is_terminated();
     w.start("item")
@@ -448,9 +478,9 @@ fn instance_xml(w: &mut XmlWriter, i: &Instance, shown_state: Option<&str>) {
     }
     w.elem("architecture", "x86_64")
         .elem("rootDeviceType", "ebs")
-        .elem("rootDeviceName", "/dev/xvda")
-        .empty("blockDeviceMapping")
-        .elem("virtualizationType", "hvm");
+        .elem("rootDeviceName", keycard_services::volume::ROOT_DEVICE);
+    crate::ec2_volume::instance_mappings_xml(w, "blockDeviceMapping", volumes);
+    w.elem("virtualizationType", "hvm");
     if let Some(t) = &i.client_token {
         w.elem("clientToken", t);
     }
@@ -462,7 +492,9 @@ fn instance_xml(w: &mut XmlWriter, i: &Instance, shown_state: Option<&str>) {
             .elem("id", &a.profile_id)
             .end("iamInstanceProfile");
     }
-    w.elem("ebsOptimized", "false").elem("enaSupport", "true");
+    let flag = crate::ec2_network::flag;
+    w.elem("ebsOptimized", flag(i.attrs.ebs_optimized))
+        .elem("enaSupport", flag(i.attrs.ena_support));
     metadata_xml(w, "metadataOptions", &i.metadata, "applied");
     w.end("item");
 }
@@ -502,6 +534,15 @@ fn describe_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, Se
             None => groups.push((i.reservation_id.clone(), vec![i])),
         }
     }
+    let iids: Vec<&str> = found.iter().map(|i| i.id.as_str()).collect();
+    let volumes = req.kc.instance_volumes(&iids);
+    let vols_of = |id: &str| {
+        volumes
+            .iter()
+            .find(|(x, _)| x == id)
+            .map(|(_, v)| v.as_slice())
+            .unwrap_or(&[])
+    };
     let rid = req.request_id.clone();
     Ok(ec2_response("DescribeInstances", &rid, |w| {
         w.start("reservationSet");
@@ -512,7 +553,7 @@ fn describe_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, Se
                 .empty("groupSet")
                 .start("instancesSet");
             for i in list {
-                instance_xml(w, i, None);
+                instance_xml(w, i, None, vols_of(&i.id));
             }
             w.end("instancesSet").end("item");
         }
@@ -878,137 +919,5 @@ async fn modify_metadata(req: &mut Req, p: &Params, dry: bool) -> Result<String,
     Ok(ec2_response("ModifyInstanceMetadataOptions", &rid, |w| {
         w.elem("instanceId", iid);
         metadata_xml(w, "instanceMetadataOptions", &m, "pending");
-    }))
-}
-
-fn describe_attribute(req: &mut Req, p: &Params, dry: bool) -> Result<String, ServiceError> {
-    let account = req.caller.account.clone();
-    let iid = required(p, "InstanceId")?;
-    let attr = required(p, "Attribute")?;
-    let inst = req.kc.instance(&account, iid)?;
-    req.authorize_instance("ec2:DescribeInstanceAttribute", &inst)?;
-    if dry {
-        return Err(dry_run_ok());
-    }
-    let rid = req.request_id.clone();
-    let value = |w: &mut XmlWriter, tag: &str, v: Option<&str>| {
-        w.start(tag);
-        if let Some(v) = v {
-            w.elem("value", v);
-        }
-        w.end(tag);
-    };
-    let body = match attr {
-        "userData" => ec2_response("DescribeInstanceAttribute", &rid, |w| {
-            w.elem("instanceId", iid);
-            value(w, "userData", inst.user_data.as_deref());
-        }),
-        "instanceType" => ec2_response("DescribeInstanceAttribute", &rid, |w| {
-            w.elem("instanceId", iid);
-            value(w, "instanceType", Some(&inst.instance_type));
-        }),
-        "disableApiTermination" | "disableApiStop" | "ebsOptimized" | "enaSupport" => {
-            let v = if attr == "enaSupport" {
-                "true"
-            } else {
-                "false"
-            };
-            ec2_response("DescribeInstanceAttribute", &rid, |w| {
-                w.elem("instanceId", iid);
-                value(w, attr, Some(v));
-            })
-        }
-        "instanceInitiatedShutdownBehavior" => {
-            ec2_response("DescribeInstanceAttribute", &rid, |w| {
-                w.elem("instanceId", iid);
-                value(w, attr, Some("stop"));
-            })
-        }
-        "rootDeviceName" => ec2_response("DescribeInstanceAttribute", &rid, |w| {
-            w.elem("instanceId", iid);
-            value(w, attr, Some("/dev/xvda"));
-        }),
-        other => {
-            return Err(bad(format!(
-                "Value ({other}) for parameter attribute is invalid. Unknown attribute."
-            )));
-        }
-    };
-    Ok(body)
-}
-
-async fn tag_ops(
-    req: &mut Req,
-    p: &Params,
-    dry: bool,
-    action: &str,
-) -> Result<String, ServiceError> {
-    let account = req.caller.account.clone();
-    let resources = ids(p, "ResourceId");
-    if resources.is_empty() {
-        return Err(ServiceError::MissingParameter(
-            "The request must contain the parameter resourceIdSet".into(),
-        ));
-    }
-    for r in &resources {
-        if !r.starts_with("i-") {
-            return Err(bad(format!(
-                "Invalid id: \"{r}\" (keycard tags instances only)"
-            )));
-        }
-    }
-    let list = p.structs("Tag");
-    let (found, _) = req
-        .kc
-        .describe_instances(&account, &resources, &[], None, None)?;
-    let iam_action = format!("ec2:{action}");
-    if action == "CreateTags" {
-        let t = tags(list)?;
-        if t.is_empty() {
-            return Err(ServiceError::MissingParameter(
-                "The request must contain the parameter tagSet".into(),
-            ));
-        }
-        req.request_tags(t.iter().map(|x| (x.key.as_str(), x.value.as_str())));
-        for i in &found {
-            req.authorize_instance(&iam_action, i)?;
-        }
-        if dry {
-            return Err(dry_run_ok());
-        }
-        req.kc.tag_instances(&account, &resources, &t).await?;
-    } else {
-        let t: Vec<(String, Option<String>)> = list
-            .iter()
-            .filter_map(|x| {
-                x.get("Key")
-                    .map(|k| (k.to_string(), x.get("Value").map(str::to_string)))
-            })
-            .collect();
-        if !t.is_empty() {
-            req.request_key_multi("aws:TagKeys", t.iter().map(|(k, _)| k.clone()).collect());
-        }
-        for i in &found {
-            req.authorize_instance(&iam_action, i)?;
-        }
-        if dry {
-            return Err(dry_run_ok());
-        }
-        if t.is_empty() {
-            // DeleteTags with no Tag removes every tag.
-            let all: Vec<(String, Option<String>)> = found
-                .iter()
-                .flat_map(|i| i.tags.iter().map(|t| (t.key.clone(), None)))
-                .collect();
-            if !all.is_empty() {
-                req.kc.untag_instances(&account, &resources, &all).await?;
-            }
-        } else {
-            req.kc.untag_instances(&account, &resources, &t).await?;
-        }
-    }
-    let rid = req.request_id.clone();
-    Ok(ec2_response(action, &rid, |w| {
-        w.elem("return", "true");
     }))
 }

@@ -30,7 +30,6 @@ const NAMES: &[&str] = &[
     "DescribeNetworkInterfaces",
     "DescribeRouteTables",
     "DescribeInternetGateways",
-    "DescribeVolumes",
     "DescribeSnapshots",
     "DescribeAddresses",
     "DescribeVpcEndpoints",
@@ -621,11 +620,12 @@ fn interfaces(req: &Req, p: &Params) -> Out {
             ))
         },
     )?;
-    let items = vpc::select(
+    let items = vpc::select_tagged(
         items,
         &filters(p),
         vpc::INTERFACE_FILTERS,
         vpc::interface_facts,
+        |e| &e.tags,
     )?;
     let (items, next) = vpc::page(items, after.as_deref(), limit, |e| &e.id);
     Ok(respond(req, |w| {
@@ -636,6 +636,11 @@ fn interfaces(req: &Req, p: &Params) -> Out {
         w.end("networkInterfaceSet");
         next_xml(w, &next);
     }))
+}
+
+/// `true` or `false`, as EC2's XML says it.
+pub(crate) fn flag(b: bool) -> &'static str {
+    if b { "true" } else { "false" }
 }
 
 fn group_set(w: &mut XmlWriter, groups: &[GroupRef]) {
@@ -667,7 +672,7 @@ fn eni_xml(w: &mut XmlWriter, e: &NetworkInterface, full: bool) {
         .elem("macAddress", &e.mac)
         .elem("privateIpAddress", &e.private_ip)
         .elem("privateDnsName", &e.private_dns)
-        .elem("sourceDestCheck", "true")
+        .elem("sourceDestCheck", flag(e.source_dest_check))
         .elem("interfaceType", "interface");
     group_set(w, &e.groups);
     w.start("attachment").elem("attachmentId", &e.attachment_id);
@@ -688,9 +693,12 @@ fn eni_xml(w: &mut XmlWriter, e: &NetworkInterface, full: bool) {
         .elem("primary", "true")
         .end("item")
         .end("privateIpAddressesSet")
-        .empty("ipv6AddressesSet")
-        .empty("tagSet")
-        .end("item");
+        .empty("ipv6AddressesSet");
+    if e.tags.is_empty() {
+        w.empty("tagSet");
+    }
+    tag_set(w, &e.tags);
+    w.end("item");
 }
 
 /// An instance's VPC, subnet, security groups and primary interface;
@@ -702,7 +710,7 @@ pub(crate) fn instance_network_xml(w: &mut XmlWriter, i: &Instance) {
     };
     w.elem("vpcId", &e.vpc_id)
         .elem("subnetId", &e.subnet_id)
-        .elem("sourceDestCheck", "true");
+        .elem("sourceDestCheck", flag(e.source_dest_check));
     group_set(w, &e.groups);
     w.start("networkInterfaceSet");
     eni_xml(w, &e, false);
@@ -720,11 +728,6 @@ type EmptySpec = (&'static str, &'static [(&'static str, Missing)], bool);
 /// How keycard answers an operation it has nothing for.
 fn empty_spec(op: &str) -> Option<EmptySpec> {
     Some(match op {
-        "DescribeVolumes" => (
-            "volumeSet",
-            &[("VolumeId", ServiceError::InvalidVolumeNotFound as Missing)],
-            true,
-        ),
         "DescribeSnapshots" => (
             "snapshotSet",
             &[(
@@ -795,7 +798,6 @@ fn empty_spec(op: &str) -> Option<EmptySpec> {
 /// AWS's message for an id of a kind that does not exist.
 fn missing_message(param: &str, id: &str) -> String {
     match param {
-        "VolumeId" => format!("The volume '{id}' does not exist."),
         "SnapshotId" => format!("The snapshot '{id}' does not exist."),
         "PublicIp" => format!("Address '{id}' not found."),
         "AllocationId" => format!("The allocation ID '{id}' does not exist"),

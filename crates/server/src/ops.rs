@@ -361,6 +361,17 @@ pub static EC2: &[OpDef] = &[
     same!(Ec2, "ec2", "DescribeInstanceAttribute", RO),
     same!(Ec2, "ec2", "CreateTags", RW),
     same!(Ec2, "ec2", "DeleteTags", RW),
+    same!(Ec2, "ec2", "DescribeTags", RO),
+    same!(Ec2, "ec2", "ModifyInstanceAttribute", RW),
+    same!(Ec2, "ec2", "RebootInstances", RW),
+    same!(Ec2, "ec2", "DescribeInstanceTypes", RO),
+    same!(Ec2, "ec2", "DescribeInstanceCreditSpecifications", RO),
+    same!(Ec2, "ec2", "ModifyInstanceCreditSpecification", RW),
+    // EBS volumes (ec2_volume.rs).
+    same!(Ec2, "ec2", "CreateVolume", RW, ["ec2:CreateTags"]),
+    same!(Ec2, "ec2", "AttachVolume", RW),
+    same!(Ec2, "ec2", "DetachVolume", RW),
+    same!(Ec2, "ec2", "DeleteVolume", RW),
     // The network surface (ec2_network.rs): the default VPC and its
     // parts, and empty answers for what keycard has none of.
     same!(Ec2, "ec2", "DescribeRegions", RO),

@@ -9,10 +9,12 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, ServiceError};
+use crate::instance_attrs::InstanceAttrs;
 use crate::model::{Change, Entity, InstanceProfile, Tag};
 use crate::network::{self, InstanceNetwork, LaunchNetwork, Placement};
 use crate::state::State;
 use crate::sts::Session;
+use crate::volume::{self, VolumeSpec};
 use crate::{Keycard, crypto, now, vpc};
 
 /// Most instances one RunInstances call launches.
@@ -163,6 +165,9 @@ pub struct Instance {
     /// `nodes::DEFAULT_NODE`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Termination and stop protection, shutdown behaviour, … (instance_attrs.rs).
+    #[serde(default)]
+    pub attrs: InstanceAttrs,
     /// How its metadata service is doing. Runtime only: listeners are
     /// opened again at every start.
     #[serde(skip)]
@@ -305,6 +310,10 @@ pub struct RunInput {
     pub client_token: Option<String>,
     /// SubnetId, SecurityGroupIds and SecurityGroups.
     pub network: LaunchNetwork,
+    /// DisableApiTermination, InstanceInitiatedShutdownBehavior, …
+    pub attrs: InstanceAttrs,
+    /// BlockDeviceMappings with an `Ebs` part, by device name.
+    pub block_devices: Vec<(String, VolumeSpec)>,
 }
 
 /// One instance's state change.
@@ -350,7 +359,7 @@ pub fn valid_instance_id(id: &str) -> bool {
 }
 
 /// `t3.micro`, `m7g.large`, `u-6tb1.metal` …
-pub(crate) fn valid_instance_type(t: &str) -> bool {
+pub fn valid_instance_type(t: &str) -> bool {
     let Some((family, size)) = t.split_once('.') else {
         return false;
     };
@@ -550,15 +559,15 @@ fn not_found(ids: &[&str]) -> ServiceError {
     }
 }
 
-/// Check instance ids: malformed ones first, then unknown ones.
 /// The one instance `id` names in `account`, with `lookup`'s checks and errors.
-fn lookup_one<'a>(st: &'a State, account: &str, id: &str) -> Result<&'a Instance> {
+pub(crate) fn lookup_one<'a>(st: &'a State, account: &str, id: &str) -> Result<&'a Instance> {
     lookup(st, account, &[id.to_string()])?
         .into_iter()
         .next()
         .ok_or_else(|| not_found(&[id]))
 }
 
+/// Check instance ids: malformed ones first, then unknown ones.
 fn lookup<'a>(st: &'a State, account: &str, ids: &[String]) -> Result<Vec<&'a Instance>> {
     for id in ids {
         if !valid_instance_id(id) {
@@ -645,6 +654,11 @@ pub(crate) fn decode_user_data(b64: &str) -> Result<Vec<u8>> {
         )));
     }
     Ok(data)
+}
+
+/// Base64 user data as a request gives it: decodable and within limits.
+pub fn validate_user_data(b64: &str) -> Result<()> {
+    decode_user_data(b64).map(|_| ())
 }
 
 /// Decoded user data of an instance, if any.
@@ -813,13 +827,15 @@ impl Keycard {
                     state_reason: None,
                     network: Some(net.clone()),
                     node: Some(node.clone()),
+                    attrs: input.attrs.clone(),
                     imds: ImdsHealth::Unknown,
                 });
             }
-            let changes = out
+            let mut changes: Vec<Change> = out
                 .iter()
                 .map(|i| Change::Put(Entity::Instance(i.clone())))
                 .collect();
+            changes.extend(volume::launch_volumes(&out, &input.block_devices)?);
             Ok((changes, (reservation, out)))
         })
         .await
@@ -885,6 +901,10 @@ impl Keycard {
             let mut changes = Vec::new();
             let mut out = Vec::new();
             for i in found {
+                crate::instance_attrs::check_protection(i, op)?;
+                if op == StateOp::Terminate && !i.is_terminated() {
+                    changes.extend(volume::on_terminate(st, &i.id));
+                }
                 let prev = i.state.clone();
                 let (stored, shown, reason) = match (op, prev.as_str()) {
                     (StateOp::Terminate, "terminated") => ("terminated", "terminated", None),
@@ -1081,55 +1101,6 @@ impl Keycard {
         let st = self.state();
         lookup_one(&st, account, id).cloned()
     }
-
-    /// Add or overwrite tags on instances (CreateTags).
-    pub async fn tag_instances(&self, account: &str, ids: &[String], tags: &[Tag]) -> Result<()> {
-        validate_tags(tags)?;
-        self.mutate(|st| {
-            let found = lookup(st, account, ids)?;
-            let mut changes = Vec::new();
-            for i in found {
-                let mut n = i.clone();
-                for t in tags {
-                    match n.tags.iter_mut().find(|x| x.key == t.key) {
-                        Some(x) => x.value = t.value.clone(),
-                        None => n.tags.push(t.clone()),
-                    }
-                }
-                if n.tags.len() > 50 {
-                    return Err(invalid("The number of tags exceeds the limit of 50"));
-                }
-                changes.push(Change::Put(Entity::Instance(n)));
-            }
-            Ok((changes, ()))
-        })
-        .await
-    }
-
-    /// Remove tags (DeleteTags): by key, or by key and value when a value is given.
-    pub async fn untag_instances(
-        &self,
-        account: &str,
-        ids: &[String],
-        tags: &[(String, Option<String>)],
-    ) -> Result<()> {
-        self.mutate(|st| {
-            let found = lookup(st, account, ids)?;
-            let mut changes = Vec::new();
-            for i in found {
-                let mut n = i.clone();
-                n.tags.retain(|t| {
-                    !tags.is_empty()
-                        && !tags
-                            .iter()
-                            .any(|(k, v)| *k == t.key && v.as_ref().is_none_or(|v| *v == t.value))
-                });
-                changes.push(Change::Put(Entity::Instance(n)));
-            }
-            Ok((changes, ()))
-        })
-        .await
-    }
 }
 
 /// The instance holding association `id`, and the association.
@@ -1197,6 +1168,8 @@ fn validate_run(st: &State, account: &str, region: &str, input: &RunInput) -> Re
     if let Some(u) = &input.user_data {
         decode_user_data(u)?;
     }
+    crate::instance_attrs::check_shutdown_behavior(&input.attrs.shutdown_behavior)?;
+    volume::check_mappings(&input.block_devices)?;
     validate_tags(&input.tags)?;
     input.metadata.apply(&MetadataOptions::default())?;
     let placement = network::place(st, account, region, &input.network)?;

@@ -32,6 +32,8 @@ pub mod iam_creds;
 pub mod iam_governance;
 pub mod iam_more;
 pub mod image;
+pub mod instance_attrs;
+pub mod instance_types;
 pub mod jwt;
 pub mod keyinfo;
 pub mod keypair;
@@ -46,9 +48,11 @@ pub mod simulate;
 pub mod sshkey;
 pub mod state;
 pub mod sts;
+pub mod tags;
 pub mod template;
 pub mod trails;
 pub mod validate;
+pub mod volume;
 pub mod vpc;
 pub mod xmldsig;
 pub mod xmltree;
@@ -822,6 +826,8 @@ impl Keycard {
                 "key_pair",
                 "image",
                 "launch_template",
+                "volume",
+                "resource_tags",
                 generate::KIND,
             ];
             let ops: Vec<Op> = kinds

@@ -380,6 +380,8 @@ pub enum Entity {
     KeyPair(crate::keypair::KeyPair),
     Image(crate::image::Image),
     LaunchTemplate(crate::template::LaunchTemplate),
+    Volume(crate::volume::Volume),
+    ResourceTags(crate::tags::ResourceTags),
 }
 
 /// Case-insensitive IAM names: uniqueness ignores case, display keeps it.
@@ -409,6 +411,8 @@ impl Entity {
             Entity::KeyPair(k) => ("key_pair", k.id.clone()),
             Entity::Image(i) => ("image", i.id.clone()),
             Entity::LaunchTemplate(t) => ("launch_template", t.id.clone()),
+            Entity::Volume(v) => ("volume", v.id.clone()),
+            Entity::ResourceTags(t) => ("resource_tags", t.id.clone()),
         }
     }
 
@@ -432,6 +436,8 @@ impl Entity {
             Entity::KeyPair(x) => serde_json::to_string(x),
             Entity::Image(x) => serde_json::to_string(x),
             Entity::LaunchTemplate(x) => serde_json::to_string(x),
+            Entity::Volume(x) => serde_json::to_string(x),
+            Entity::ResourceTags(x) => serde_json::to_string(x),
         };
         // Serializing plain structs of strings and numbers cannot fail.
         r.unwrap_or_default()
@@ -460,6 +466,8 @@ impl Entity {
             "key_pair" => Entity::KeyPair(de(json)?),
             "image" => Entity::Image(de(json)?),
             "launch_template" => Entity::LaunchTemplate(de(json)?),
+            "volume" => Entity::Volume(de(json)?),
+            "resource_tags" => Entity::ResourceTags(de(json)?),
             other => return Err(format!("unknown record kind {other}")),
         })
     }

@@ -15,6 +15,7 @@ use crate::ec2::{hex_id, validate_tags};
 use crate::error::{Result, ServiceError};
 use crate::model::{Change, Entity, Tag};
 use crate::state::State;
+use crate::tags::derived_tags;
 use crate::vpc::{DEFAULT_GROUP, DEFAULT_GROUP_DESCRIPTION, DefaultNetwork, VPC_CIDR};
 use crate::{Keycard, vpc};
 
@@ -254,7 +255,9 @@ fn mine(account: &str, region: &str, a: &str, r: &str) -> bool {
 
 /// The account's VPCs in a region: the default one first.
 pub fn vpcs(st: &State, account: &str, region: &str) -> Vec<Vpc> {
-    let mut out = vec![DefaultNetwork::new(account, region).vpc()];
+    let mut d = DefaultNetwork::new(account, region).vpc();
+    d.tags = derived_tags(st, &d.id);
+    let mut out = vec![d];
     out.extend(
         st.vpcs
             .values()
@@ -267,6 +270,9 @@ pub fn vpcs(st: &State, account: &str, region: &str) -> Vec<Vpc> {
 /// The account's subnets in a region: the default ones first.
 pub fn subnets(st: &State, account: &str, region: &str) -> Vec<Subnet> {
     let mut out = DefaultNetwork::new(account, region).subnet_records();
+    for s in &mut out {
+        s.tags = derived_tags(st, &s.id);
+    }
     out.extend(
         st.subnets
             .values()
@@ -278,7 +284,9 @@ pub fn subnets(st: &State, account: &str, region: &str) -> Vec<Subnet> {
 
 /// The account's security groups in a region: the default VPC's first.
 pub fn security_groups(st: &State, account: &str, region: &str) -> Vec<SecurityGroup> {
-    let mut out = vec![DefaultNetwork::new(account, region).group()];
+    let mut d = DefaultNetwork::new(account, region).group();
+    d.tags = derived_tags(st, &d.id);
+    let mut out = vec![d];
     out.extend(
         st.security_groups
             .values()

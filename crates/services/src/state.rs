@@ -39,6 +39,10 @@ pub struct State {
     pub key_pairs: BTreeMap<String, crate::keypair::KeyPair>,
     pub images: BTreeMap<String, crate::image::Image>,
     pub launch_templates: BTreeMap<String, crate::template::LaunchTemplate>,
+    /// EBS volumes by id (volume.rs).
+    pub volumes: BTreeMap<String, crate::volume::Volume>,
+    /// Tags of derived resources by resource id (tags.rs).
+    pub resource_tags: BTreeMap<String, crate::tags::ResourceTags>,
 }
 
 fn compile_inline(m: &mut BTreeMap<String, PolicyDoc>) {
@@ -120,6 +124,12 @@ impl State {
             Entity::LaunchTemplate(t) => {
                 self.launch_templates.insert(key, t);
             }
+            Entity::Volume(v) => {
+                self.volumes.insert(key, v);
+            }
+            Entity::ResourceTags(t) => {
+                self.resource_tags.insert(key, t);
+            }
         }
     }
 
@@ -185,6 +195,12 @@ impl State {
             "launch_template" => {
                 self.launch_templates.remove(key);
             }
+            "volume" => {
+                self.volumes.remove(key);
+            }
+            "resource_tags" => {
+                self.resource_tags.remove(key);
+            }
             _ => {}
         }
     }
@@ -216,6 +232,8 @@ impl State {
             "key_pair" => self.key_pairs.clear(),
             "image" => self.images.clear(),
             "launch_template" => self.launch_templates.clear(),
+            "volume" => self.volumes.clear(),
+            "resource_tags" => self.resource_tags.clear(),
             _ => {}
         }
     }

@@ -16,6 +16,7 @@ use crate::ec2::{Filter, Instance, check_filters, next_token, wildcard};
 use crate::error::{Result, ServiceError};
 use crate::model::Tag;
 use crate::network::{GroupRef, SecurityGroup, Subnet as NetSubnet, Vpc};
+use crate::state::State;
 
 /// The default VPC's block, as on AWS.
 pub const VPC_CIDR: &str = "172.31.0.0/16";
@@ -177,6 +178,10 @@ pub struct NetworkInterface {
     pub mac: String,
     /// The instance's launch time: the interface is attached at launch.
     pub attach_time: i64,
+    /// Its tags (stored beside it: tags.rs).
+    pub tags: Vec<Tag>,
+    /// The instance's sourceDestCheck attribute.
+    pub source_dest_check: bool,
 }
 
 /// The primary interface of an instance: its VPC, subnet, groups and
@@ -208,6 +213,8 @@ pub fn interface_of(i: &Instance) -> Option<NetworkInterface> {
         private_dns: i.private_dns(),
         mac: i.mac(),
         attach_time: i.launch_time,
+        tags: Vec::new(),
+        source_dest_check: i.attrs.source_dest_check,
     })
 }
 
@@ -632,7 +639,10 @@ pub fn interface_facts(e: &NetworkInterface) -> Facts {
         one("status", "in-use"),
         one("interface-type", "interface"),
         one("requester-managed", "false"),
-        one("source-dest-check", "true"),
+        one(
+            "source-dest-check",
+            if e.source_dest_check { "true" } else { "false" },
+        ),
         one("description", ""),
     ]
 }
@@ -752,15 +762,24 @@ pub fn zone_facts(region: &str, s: &Subnet) -> Facts {
     ]
 }
 
+/// The primary interfaces of the account's instances in `region`, with
+/// their tags.
+pub fn network_interfaces(st: &State, account: &str, region: &str) -> Vec<NetworkInterface> {
+    st.instances
+        .values()
+        .filter(|i| i.account == account && i.region == region)
+        .filter_map(|i| interface_of(i))
+        .map(|mut e| {
+            e.tags = crate::tags::derived_tags(st, &e.id);
+            e
+        })
+        .collect()
+}
+
 impl Keycard {
     /// The primary interfaces of the account's instances in `region`.
     pub fn network_interfaces(&self, account: &str, region: &str) -> Vec<NetworkInterface> {
-        let st = self.state();
-        st.instances
-            .values()
-            .filter(|i| i.account == account && i.region == region)
-            .filter_map(|i| interface_of(i))
-            .collect()
+        network_interfaces(&self.state(), account, region)
     }
 }
 
