@@ -437,3 +437,25 @@ def test_creates_need_their_permission_and_tag_permission(keycard):
     user.create_launch_template(LaunchTemplateName=unique("u"), LaunchTemplateData={})
     expect_error("UnauthorizedOperation", user.register_image, Name=unique("img"))
     expect_error("UnauthorizedOperation", user.describe_key_pairs)
+
+
+def test_create_tags_and_describe_tags_reach_templates_keys_and_own_images(keycard_fresh):
+    ec2 = keycard_fresh.client("ec2")
+    lt = ec2.create_launch_template(LaunchTemplateName=unique("tag-lt"), LaunchTemplateData={})[
+        "LaunchTemplate"]["LaunchTemplateId"]
+    key = ec2.create_key_pair(KeyName=unique("tag-key"))["KeyPairId"]
+    ami = ec2.register_image(Name=unique("tag-image"))["ImageId"]
+    ec2.create_tags(Resources=[lt, key, ami], Tags=[{"Key": "team", "Value": "blue"}])
+    got = ec2.describe_tags(Filters=[{"Name": "key", "Values": ["team"]}])["Tags"]
+    assert sorted((t["ResourceId"], t["ResourceType"]) for t in got) == sorted(
+        [(lt, "launch-template"), (key, "key-pair"), (ami, "image")])
+    assert ec2.describe_key_pairs(KeyPairIds=[key])["KeyPairs"][0]["Tags"] == [{"Key": "team", "Value": "blue"}]
+    assert ec2.describe_images(ImageIds=[ami])["Images"][0]["Tags"] == [{"Key": "team", "Value": "blue"}]
+    ec2.delete_tags(Resources=[lt], Tags=[{"Key": "team"}])
+    assert ec2.describe_launch_templates(LaunchTemplateIds=[lt])["LaunchTemplates"][0].get("Tags", []) == []
+    # Amazon's catalogue images are not the account's to tag; nothing changes.
+    expect_error("InvalidAMIID.NotFound", ec2.create_tags, Resources=[key, "ami-0abcdef1234567890"],
+                 Tags=[{"Key": "x", "Value": "y"}])
+    assert [t["Key"] for t in ec2.describe_key_pairs(KeyPairIds=[key])["KeyPairs"][0]["Tags"]] == ["team"]
+    expect_error("InvalidKeyPair.NotFound", ec2.create_tags, Resources=["key-0123456789abcdef0"],
+                 Tags=[{"Key": "x", "Value": "y"}])

@@ -78,7 +78,68 @@ const KINDS: &[Kind] = &[
         find: find_interface,
         put: |_, _, _| None,
     },
+    Kind {
+        prefix: "lt-",
+        find: find_template,
+        put: put_template,
+    },
+    Kind {
+        prefix: "key-",
+        find: find_key,
+        put: put_key,
+    },
+    Kind {
+        prefix: "ami-",
+        find: find_image,
+        put: put_image,
+    },
 ];
+
+fn find_template(st: &State, account: &str, region: &str, id: &str) -> Result<Tagged> {
+    let r = crate::template::TemplateRef::Id(id.to_string());
+    let t = crate::template::find(st, account, region, &r)?;
+    Ok(tagged(&t.id, "launch-template", t.arn(), &t.tags))
+}
+
+fn put_template(st: &State, id: &str, tags: Vec<Tag>) -> Option<Change> {
+    let mut t = st.launch_templates.get(id)?.clone();
+    t.tags = tags;
+    Some(Change::Put(Entity::LaunchTemplate(t)))
+}
+
+fn find_key(st: &State, account: &str, region: &str, id: &str) -> Result<Tagged> {
+    st.key_pairs
+        .get(id)
+        .filter(|k| k.account == account && k.region == region)
+        .map(|k| tagged(&k.id, "key-pair", k.arn(), &k.tags))
+        .ok_or_else(|| {
+            ServiceError::InvalidKeyPairNotFound(format!("The key pair '{id}' does not exist"))
+        })
+}
+
+fn put_key(st: &State, id: &str, tags: Vec<Tag>) -> Option<Change> {
+    let mut k = st.key_pairs.get(id)?.clone();
+    k.tags = tags;
+    Some(Change::Put(Entity::KeyPair(k)))
+}
+
+/// Only the account's own images take tags (the catalogue's are Amazon's).
+fn find_image(st: &State, account: &str, region: &str, id: &str) -> Result<Tagged> {
+    if !crate::image::valid_image_id(id) {
+        return Err(crate::image::malformed(id));
+    }
+    st.images
+        .get(id)
+        .filter(|i| i.account == account && i.region == region)
+        .map(|i| tagged(&i.id, "image", i.arn(), &i.tags))
+        .ok_or_else(|| crate::image::not_found(id))
+}
+
+fn put_image(st: &State, id: &str, tags: Vec<Tag>) -> Option<Change> {
+    let mut i = st.images.get(id)?.clone();
+    i.tags = tags;
+    Some(Change::Put(Entity::Image(i)))
+}
 
 fn tagged(id: &str, resource_type: &'static str, arn: String, tags: &[Tag]) -> Tagged {
     Tagged {
@@ -258,6 +319,16 @@ pub fn all_tagged(st: &State, account: &str, region: &str) -> Vec<Tagged> {
     for e in vpc::network_interfaces(st, account, region) {
         let arn = format!("arn:aws:ec2:{region}:{account}:network-interface/{}", e.id);
         out.push(tagged(&e.id, "network-interface", arn, &e.tags));
+    }
+    let mine = |a: &str, r: &str| a == account && r == region;
+    for t in st.launch_templates.values().filter(|t| mine(&t.account, &t.region)) {
+        out.push(tagged(&t.id, "launch-template", t.arn(), &t.tags));
+    }
+    for k in st.key_pairs.values().filter(|k| mine(&k.account, &k.region)) {
+        out.push(tagged(&k.id, "key-pair", k.arn(), &k.tags));
+    }
+    for i in st.images.values().filter(|i| mine(&i.account, &i.region)) {
+        out.push(tagged(&i.id, "image", i.arn(), &i.tags));
     }
     out.retain(|t| !t.tags.is_empty());
     out
