@@ -5,11 +5,10 @@ in authorization) and the stored website, logging and notification
 configurations."""
 
 import json
-import subprocess
 
 import pytest
 
-from conftest import allow, doc, expect_error, keycard_bin, raw_http, unique
+from conftest import allow, create_account, doc, expect_error, raw_http, unique
 
 
 @pytest.fixture(scope="module")
@@ -21,18 +20,6 @@ def fresh(s3, **kw) -> str:
     name = unique("cfg")
     s3.create_bucket(Bucket=name, **kw)
     return name
-
-
-def create_account(kc):
-    p = subprocess.run(
-        [str(keycard_bin()), "accounts", "create", "--data-dir", str(kc.data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
-    assert p.returncode == 0, p.stderr[:300]
-    out = json.loads(p.stdout)
-    return out["accountId"], {"AccessKeyId": out["accessKeyId"], "SecretAccessKey": out["secretAccessKey"]}
 
 
 def anonymous_get(keycard, b, k):
