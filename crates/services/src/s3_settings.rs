@@ -317,21 +317,25 @@ fn grant_statement(g: &Grant, owner: &str, resource: &str, object: bool) -> Opti
     if actions.is_empty() {
         return None;
     }
-    let mut st = json!({"Effect": "Allow", "Action": actions, "Resource": resource});
-    match &g.grantee {
+    let (principal, condition) = match &g.grantee {
         Grantee::Account { account, .. } if account == owner => return None,
         Grantee::Account { account, .. } => {
-            st["Principal"] = json!({"AWS": format!("arn:aws:iam::{account}:root")});
+            (json!({"AWS": format!("arn:aws:iam::{account}:root")}), None)
         }
-        Grantee::Group(u) if u == ALL_USERS => st["Principal"] = json!("*"),
-        Grantee::Group(u) if u == AUTHENTICATED_USERS => {
-            st["Principal"] = json!("*");
-            st["Condition"] = json!({"StringNotEquals": {"aws:PrincipalType": "Anonymous"}});
-        }
+        Grantee::Group(u) if u == ALL_USERS => (json!("*"), None),
+        Grantee::Group(u) if u == AUTHENTICATED_USERS => (
+            json!("*"),
+            Some(json!({"StringNotEquals": {"aws:PrincipalType": "Anonymous"}})),
+        ),
         Grantee::Group(u) if u == LOG_DELIVERY => {
-            st["Principal"] = json!({"Service": "logging.s3.amazonaws.com"});
+            (json!({"Service": "logging.s3.amazonaws.com"}), None)
         }
         Grantee::Group(_) => return None,
+    };
+    let mut st =
+        json!({"Effect": "Allow", "Principal": principal, "Action": actions, "Resource": resource});
+    if let (Some(c), Some(m)) = (condition, st.as_object_mut()) {
+        m.insert("Condition".into(), c);
     }
     Some(st)
 }
