@@ -61,6 +61,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def create_account(kc):
+    """A new account through `keycard accounts create` (the running
+    server's admin endpoint): (account id, root credentials)."""
+    p = subprocess.run(
+        [str(keycard_bin()), "accounts", "create", "--data-dir", str(kc.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert p.returncode == 0, p.stderr[:300]
+    out = json.loads(p.stdout)
+    return out["accountId"], {"AccessKeyId": out["accessKeyId"], "SecretAccessKey": out["secretAccessKey"]}
+
+
 def unique(prefix: str) -> str:
     """A name unique within a server, valid for IAM and S3 (lower-case)."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"

@@ -5,14 +5,13 @@ pages are full; authentication failures belong to the key's account."""
 import json
 import signal
 import sqlite3
-import subprocess
 import threading
 import time
 
 from botocore.exceptions import ClientError, EndpointConnectionError
 from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
 
-from conftest import ACCOUNT, error_code, keycard_bin, unique
+from conftest import ACCOUNT, create_account, error_code, unique
 
 CALLS_BEFORE_KILL = 400
 THREADS = 4
@@ -114,20 +113,6 @@ def test_sigkill_loses_no_event_of_an_answered_call(keycard_fresh):
         LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": last_name}]
     )["Events"]
     assert [json.loads(e["CloudTrailEvent"])["requestID"] for e in events] == [last_rid]
-
-
-def create_account(kc):
-    """A new account through `keycard accounts create` (the running
-    server's admin endpoint): (account id, root credentials)."""
-    p = subprocess.run(
-        [str(keycard_bin()), "accounts", "create", "--data-dir", str(kc.data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=20,
-        check=True,
-    )
-    out = json.loads(p.stdout)
-    return out["accountId"], {"AccessKeyId": out["accessKeyId"], "SecretAccessKey": out["secretAccessKey"]}
 
 
 def pages(ct, max_results=50, **kw):

@@ -610,6 +610,63 @@ def samples(e):
             bucket,
         ),
         "DeleteBucketTagging": ("s3", "delete_bucket_tagging", {"Bucket": b}, bucket),
+        # S3 bucket settings
+        "GetBucketCors": ("s3", "get_bucket_cors", {"Bucket": b}, bucket),
+        "PutBucketCors": (
+            "s3",
+            "put_bucket_cors",
+            {"Bucket": b, "CORSConfiguration": {"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["GET"]}]}},
+            bucket,
+        ),
+        "DeleteBucketCors": ("s3", "delete_bucket_cors", {"Bucket": b}, bucket),
+        "PutBucketEncryption": (
+            "s3",
+            "put_bucket_encryption",
+            {
+                "Bucket": b,
+                "ServerSideEncryptionConfiguration": {
+                    "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+                },
+            },
+            bucket,
+        ),
+        "DeleteBucketEncryption": ("s3", "delete_bucket_encryption", {"Bucket": b}, bucket),
+        "GetPublicAccessBlock": ("s3", "get_public_access_block", {"Bucket": b}, bucket),
+        "PutPublicAccessBlock": (
+            "s3",
+            "put_public_access_block",
+            {"Bucket": b, "PublicAccessBlockConfiguration": {"BlockPublicAcls": False}},
+            bucket,
+        ),
+        "DeletePublicAccessBlock": ("s3", "delete_public_access_block", {"Bucket": b}, bucket),
+        "GetBucketPolicyStatus": ("s3", "get_bucket_policy_status", {"Bucket": b}, bucket),
+        "GetBucketOwnershipControls": ("s3", "get_bucket_ownership_controls", {"Bucket": b}, bucket),
+        "PutBucketOwnershipControls": (
+            "s3",
+            "put_bucket_ownership_controls",
+            {"Bucket": b, "OwnershipControls": {"Rules": [{"ObjectOwnership": "ObjectWriter"}]}},
+            bucket,
+        ),
+        "DeleteBucketOwnershipControls": ("s3", "delete_bucket_ownership_controls", {"Bucket": b}, bucket),
+        "PutBucketAcl": ("s3", "put_bucket_acl", {"Bucket": b, "ACL": "public-read"}, bucket),
+        "PutObjectAcl": ("s3", "put_object_acl", {"Bucket": b, "Key": k, "ACL": "public-read"}, obj),
+        "GetBucketWebsite": ("s3", "get_bucket_website", {"Bucket": b}, bucket),
+        "PutBucketWebsite": (
+            "s3",
+            "put_bucket_website",
+            {"Bucket": b, "WebsiteConfiguration": {"IndexDocument": {"Suffix": "index.html"}}},
+            bucket,
+        ),
+        "DeleteBucketWebsite": ("s3", "delete_bucket_website", {"Bucket": b}, bucket),
+        "GetBucketLogging": ("s3", "get_bucket_logging", {"Bucket": b}, bucket),
+        "PutBucketLogging": ("s3", "put_bucket_logging", {"Bucket": b, "BucketLoggingStatus": {}}, bucket),
+        "GetBucketNotificationConfiguration": ("s3", "get_bucket_notification_configuration", {"Bucket": b}, bucket),
+        "PutBucketNotificationConfiguration": (
+            "s3",
+            "put_bucket_notification_configuration",
+            {"Bucket": b, "NotificationConfiguration": {}},
+            bucket,
+        ),
         "PutObject": ("s3", "put_object", {"Bucket": b, "Key": "new.txt", "Body": b"x"}, f"{bucket}/new.txt"),
         "CopyObject": (
             "s3",

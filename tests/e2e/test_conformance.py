@@ -128,6 +128,16 @@ DOC_REQUIRED = {
     ("ec2", "ModifyInstanceAttribute"): {"DisableApiStop": {"Value": False}},
     # Optional in the model only for AssumeRoot sessions.
     ("iam", "CreateLoginProfile"): {"Password": "Conformance-1-pass!"},
+    # S3 settings whose model leaves optional (or free-form) what AWS
+    # requires: a valid method, an index document, a default algorithm.
+    ("s3", "PutBucketCors"): {"CORSConfiguration": {"CORSRules": [{"AllowedMethods": ["GET"], "AllowedOrigins": ["*"]}]}},
+    ("s3", "PutBucketWebsite"): {"WebsiteConfiguration": {"IndexDocument": {"Suffix": "index.html"}}},
+    ("s3", "PutBucketEncryption"): {
+        "ServerSideEncryptionConfiguration": {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+    },
+    # Without a canned ACL, grant headers or a body there is nothing to set.
+    ("s3", "PutBucketAcl"): {"ACL": "private"},
+    ("s3", "PutObjectAcl"): {"ACL": "bucket-owner-full-control"},
 }
 
 

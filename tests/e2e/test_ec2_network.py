@@ -5,26 +5,11 @@ an instance's VPC, subnet, interface and group agreeing across calls;
 filters, ids and their not-found errors; empty answers for what keycard
 has none of; per-account and per-region ids."""
 
-import json
-import subprocess
-
 import pytest
 
-from conftest import ACCOUNT, REGION, expect_error, keycard_bin
+from conftest import ACCOUNT, REGION, create_account, expect_error
 
 AMI = "ami-0abcdef1234567890"
-
-
-def create_account(kc):
-    p = subprocess.run(
-        [str(keycard_bin()), "accounts", "create", "--data-dir", str(kc.data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
-    assert p.returncode == 0, p.stderr[:300]
-    out = json.loads(p.stdout)
-    return out["accountId"], {"AccessKeyId": out["accessKeyId"], "SecretAccessKey": out["secretAccessKey"]}
 
 
 @pytest.fixture(scope="module")

@@ -41,6 +41,7 @@ mod organizations;
 mod qr;
 mod render;
 mod s3;
+mod s3_settings;
 mod securityhub;
 mod sts;
 mod trails;
@@ -482,6 +483,9 @@ async fn handle(
     {
         return console_api::serve(&c, peer, parts, body).await;
     }
+    if parts.method == http::Method::OPTIONS && guess_service(&parts) == "s3" {
+        return s3_settings::preflight(&kc, &parts);
+    }
     dispatch(kc, peer, path, parts, body).await
 }
 
@@ -741,10 +745,13 @@ async fn dispatch(
         result = result.map_err(|e| ec2_denial(&kc, &req, e));
     }
     req.drain_small_body().await;
-    let (response, error) = match result {
+    let (mut response, error) = match result {
         Ok(r) => (r, None),
         Err(e) => (render::error(protocol, &e, &env.rid, &path), Some(e)),
     };
+    if protocol == Protocol::S3 {
+        s3_settings::add_cors(&kc, &req.parts, &mut response);
+    }
     let msg = error.as_ref().map(|e| e.message());
     let event = EventInput {
         caller: Some(&req.caller),

@@ -453,7 +453,13 @@ const MGMT: bool = false;
 /// `s3:PutObject`, HeadBucket is `s3:ListBucket`).
 pub static S3: &[OpDef] = &[
     s3!("ListBuckets", "s3:ListAllMyBuckets", RO, MGMT),
-    s3!("CreateBucket", "s3:CreateBucket", RW, MGMT),
+    s3!(
+        "CreateBucket",
+        "s3:CreateBucket",
+        RW,
+        MGMT,
+        ["s3:PutBucketOwnershipControls", "s3:PutBucketAcl"]
+    ),
     s3!("HeadBucket", "s3:ListBucket", RO, MGMT),
     s3!("DeleteBucket", "s3:DeleteBucket", RW, MGMT),
     s3!("GetBucketLocation", "s3:GetBucketLocation", RO, MGMT),
@@ -493,11 +499,101 @@ pub static S3: &[OpDef] = &[
     s3!("PutBucketTagging", "s3:PutBucketTagging", RW, MGMT),
     // AWS authorizes DeleteBucketTagging as s3:PutBucketTagging.
     s3!("DeleteBucketTagging", "s3:PutBucketTagging", RW, MGMT),
-    s3!("PutObject", "s3:PutObject", RW, DATA),
-    s3!("CopyObject", "s3:PutObject", RW, DATA, ["s3:GetObject"]),
+    // Bucket settings (s3_settings.rs). A Delete… of a setting is
+    // authorized as its Put…, as AWS does, except DeleteBucketWebsite.
+    s3!("GetBucketCors", "s3:GetBucketCORS", RO, MGMT),
+    s3!("PutBucketCors", "s3:PutBucketCORS", RW, MGMT),
+    s3!("DeleteBucketCors", "s3:PutBucketCORS", RW, MGMT),
+    s3!(
+        "PutBucketEncryption",
+        "s3:PutEncryptionConfiguration",
+        RW,
+        MGMT
+    ),
+    s3!(
+        "DeleteBucketEncryption",
+        "s3:PutEncryptionConfiguration",
+        RW,
+        MGMT
+    ),
+    s3!(
+        "GetPublicAccessBlock",
+        "s3:GetBucketPublicAccessBlock",
+        RO,
+        MGMT
+    ),
+    s3!(
+        "PutPublicAccessBlock",
+        "s3:PutBucketPublicAccessBlock",
+        RW,
+        MGMT
+    ),
+    s3!(
+        "DeletePublicAccessBlock",
+        "s3:PutBucketPublicAccessBlock",
+        RW,
+        MGMT
+    ),
+    s3!(
+        "GetBucketPolicyStatus",
+        "s3:GetBucketPolicyStatus",
+        RO,
+        MGMT
+    ),
+    s3!(
+        "GetBucketOwnershipControls",
+        "s3:GetBucketOwnershipControls",
+        RO,
+        MGMT
+    ),
+    s3!(
+        "PutBucketOwnershipControls",
+        "s3:PutBucketOwnershipControls",
+        RW,
+        MGMT
+    ),
+    s3!(
+        "DeleteBucketOwnershipControls",
+        "s3:PutBucketOwnershipControls",
+        RW,
+        MGMT
+    ),
+    s3!("PutBucketAcl", "s3:PutBucketAcl", RW, MGMT),
+    s3!("PutObjectAcl", "s3:PutObjectAcl", RW, DATA),
+    s3!("GetBucketWebsite", "s3:GetBucketWebsite", RO, MGMT),
+    s3!("PutBucketWebsite", "s3:PutBucketWebsite", RW, MGMT),
+    s3!("DeleteBucketWebsite", "s3:DeleteBucketWebsite", RW, MGMT),
+    s3!("GetBucketLogging", "s3:GetBucketLogging", RO, MGMT),
+    s3!("PutBucketLogging", "s3:PutBucketLogging", RW, MGMT),
+    s3!(
+        "GetBucketNotificationConfiguration",
+        "s3:GetBucketNotification",
+        RO,
+        MGMT
+    ),
+    s3!(
+        "PutBucketNotificationConfiguration",
+        "s3:PutBucketNotification",
+        RW,
+        MGMT
+    ),
+    s3!("PutObject", "s3:PutObject", RW, DATA, ["s3:PutObjectAcl"]),
+    s3!(
+        "CopyObject",
+        "s3:PutObject",
+        RW,
+        DATA,
+        ["s3:GetObject", "s3:PutObjectAcl"]
+    ),
     s3!("DeleteObject", "s3:DeleteObject", RW, DATA),
     s3!("DeleteObjects", "s3:DeleteObject", RW, DATA),
-    s3!("CreateMultipartUpload", "s3:PutObject", RW, DATA),
+    s3!(
+        "CreateMultipartUpload",
+        "s3:PutObject",
+        RW,
+        DATA,
+        ["s3:PutObjectAcl"]
+    ),
     s3!("UploadPart", "s3:PutObject", RW, DATA),
     s3!("UploadPartCopy", "s3:PutObject", RW, DATA, ["s3:GetObject"]),
     s3!("CompleteMultipartUpload", "s3:PutObject", RW, DATA),

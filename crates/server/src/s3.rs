@@ -79,7 +79,7 @@ const SUBRESOURCES: &[&str] = &[
     "website",
 ];
 
-const CANNED_ACLS: &[&str] = &[
+pub(crate) const CANNED_ACLS: &[&str] = &[
     "private",
     "public-read",
     "public-read-write",
@@ -103,7 +103,7 @@ const STORED_HEADERS: &[&str] = &[
 // ------------------------------------------------------------------ query
 
 /// The decoded query string, in order; keys without `=` have empty values.
-struct Query(Vec<(String, String)>);
+pub(crate) struct Query(Vec<(String, String)>);
 
 impl Query {
     fn parse(q: Option<&str>) -> Query {
@@ -114,7 +114,7 @@ impl Query {
         )
     }
 
-    fn get(&self, k: &str) -> Option<&str> {
+    pub(crate) fn get(&self, k: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(key, _)| key == k)
@@ -189,7 +189,7 @@ fn virtual_bucket(host: &str) -> Option<String> {
 }
 
 /// The Host, lower-cased, without the port.
-fn host_of(parts: &Parts) -> String {
+pub(crate) fn host_of(parts: &Parts) -> String {
     let raw = parts
         .headers
         .get("host")
@@ -215,7 +215,10 @@ fn decode_path(s: &str) -> Result<String, ServiceError> {
 }
 
 /// (bucket, key) from the Host and path.
-fn route(parts: &Parts, host: &str) -> Result<(Option<String>, Option<String>), ServiceError> {
+pub(crate) fn route(
+    parts: &Parts,
+    host: &str,
+) -> Result<(Option<String>, Option<String>), ServiceError> {
     let path = parts.uri.path();
     let path = path.strip_prefix('/').unwrap_or(path);
     if let Some(b) = virtual_bucket(host) {
@@ -236,7 +239,7 @@ fn route(parts: &Parts, host: &str) -> Result<(Option<String>, Option<String>), 
 
 // -------------------------------------------------------------- responses
 
-fn put_header(r: &mut Response<Body>, name: &str, value: &str) {
+pub(crate) fn put_header(r: &mut Response<Body>, name: &str, value: &str) {
     let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
         return;
     };
@@ -245,7 +248,7 @@ fn put_header(r: &mut Response<Body>, name: &str, value: &str) {
     }
 }
 
-fn response(req: &Req, status: u16, body: Body) -> Response<Body> {
+pub(crate) fn response(req: &Req, status: u16, body: Body) -> Response<Body> {
     let mut r = Response::new(body);
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     put_header(&mut r, "x-amz-request-id", &req.request_id);
@@ -253,11 +256,11 @@ fn response(req: &Req, status: u16, body: Body) -> Response<Body> {
     r
 }
 
-fn empty(req: &Req, status: u16) -> Response<Body> {
+pub(crate) fn empty(req: &Req, status: u16) -> Response<Body> {
     response(req, status, Body::empty())
 }
 
-fn xml(req: &Req, w: XmlWriter) -> Response<Body> {
+pub(crate) fn xml(req: &Req, w: XmlWriter) -> Response<Body> {
     let mut r = response(req, 200, Body::from(w.finish()));
     put_header(&mut r, "content-type", "application/xml");
     r
@@ -290,40 +293,40 @@ fn http_date(ms: i64) -> String {
 }
 
 /// The canonical user id S3 shows for an account.
-fn canonical_id(account: &str) -> String {
+pub(crate) fn canonical_id(account: &str) -> String {
     keycard_proto::sha256_hex(format!("keycard-canonical-user:{account}").as_bytes())
 }
 
-fn owner_xml(w: &mut XmlWriter, tag: &str, account: &str) {
+pub(crate) fn owner_xml(w: &mut XmlWriter, tag: &str, account: &str) {
     w.start(tag)
         .elem("ID", &canonical_id(account))
         .elem("DisplayName", account)
         .end(tag);
 }
 
-fn bucket_arn(bucket: &str) -> String {
+pub(crate) fn bucket_arn(bucket: &str) -> String {
     format!("arn:aws:s3:::{bucket}")
 }
 
-fn object_arn(bucket: &str, key: &str) -> String {
+pub(crate) fn object_arn(bucket: &str, key: &str) -> String {
     format!("arn:aws:s3:::{bucket}/{key}")
 }
 
-fn malformed_xml() -> ServiceError {
+pub(crate) fn malformed_xml() -> ServiceError {
     ServiceError::MalformedXML(
         "The XML you provided was not well-formed or did not validate against our published schema"
             .into(),
     )
 }
 
-fn access_denied() -> ServiceError {
+pub(crate) fn access_denied() -> ServiceError {
     ServiceError::AccessDenied("Access Denied".into())
 }
 
 // ---------------------------------------------------------- authorization
 
 /// The account acting: the caller's, or (auth off, unsigned) the default.
-fn acting_account(req: &Req) -> String {
+pub(crate) fn acting_account(req: &Req) -> String {
     if req.caller.account.is_empty() && !req.enforce {
         keycard_services::DEFAULT_ACCOUNT.to_string()
     } else {
@@ -334,7 +337,7 @@ fn acting_account(req: &Req) -> String {
 /// Authorize `action` on the bucket (or an object in it) in the bucket
 /// owner's account with the bucket policy. A missing bucket is reported as
 /// such only to callers who would have been allowed.
-fn authorize_on(
+pub(crate) fn authorize_on(
     req: &mut Req,
     action: &str,
     bucket: &str,
@@ -358,10 +361,8 @@ fn authorize_in(
     };
     match req.kc.bucket(bucket).ok() {
         Some(b) => {
-            let rp = match &b.policy {
-                Some(p) => ResourcePolicy::Resource(p),
-                None => ResourcePolicy::None,
-            };
+            let effective = crate::s3_settings::effective_policy(req, &b, key);
+            let rp = crate::s3_settings::resource_policy(&b, &effective);
             let mut check = Check::new(action, arn)
                 .account(b.account.clone())
                 .key("s3:ResourceAccount", b.account.clone())
@@ -406,10 +407,8 @@ fn authorize_in(
 /// Whether the caller may list the bucket (decides NoSuchKey vs
 /// AccessDenied for a missing key), without touching the audit record.
 fn may_list(req: &Req, b: &Bucket) -> bool {
-    let rp = match &b.policy {
-        Some(p) => ResourcePolicy::Resource(p),
-        None => ResourcePolicy::None,
-    };
+    let effective = crate::s3_settings::effective_policy(req, b, None);
+    let rp = crate::s3_settings::resource_policy(b, &effective);
     req.would_allow(
         &Check::new("s3:ListBucket", bucket_arn(&b.name))
             .account(b.account.clone())
@@ -419,13 +418,13 @@ fn may_list(req: &Req, b: &Bucket) -> bool {
     )
 }
 
-fn add_bucket_resource(req: &mut Req, bucket: &str) {
+pub(crate) fn add_bucket_resource(req: &mut Req, bucket: &str) {
     req.audit
         .resources
         .push((bucket_arn(bucket), "AWS::S3::Bucket".into()));
 }
 
-fn add_object_resource(req: &mut Req, bucket: &str, key: &str) {
+pub(crate) fn add_object_resource(req: &mut Req, bucket: &str, key: &str) {
     req.audit
         .resources
         .push((object_arn(bucket, key), "AWS::S3::Object".into()));
@@ -559,7 +558,7 @@ fn sub_name(method: &str, level: &str, sub: &str) -> String {
         "DELETE" => "Delete",
         _ => "Post",
     };
-    format!("{verb}{level}{sub_name}")
+    crate::s3_settings::aws_name(format!("{verb}{level}{sub_name}"))
 }
 
 pub async fn handle(req: &mut Req) -> R {
@@ -586,6 +585,9 @@ pub async fn handle(req: &mut Req) -> R {
 
     let b = bucket.as_deref().unwrap_or("");
     let k = key.as_deref().unwrap_or("");
+    if let Some(r) = crate::s3_settings::handle(req, b, k).await {
+        return r;
+    }
     match req.op.name {
         "ListBuckets" => list_buckets(req, &q).await,
         "ListObjectsV2" => list_objects(req, b, &q, true).await,
@@ -594,9 +596,7 @@ pub async fn handle(req: &mut Req) -> R {
         "GetBucketPolicy" => get_bucket_policy(req, b).await,
         "ListMultipartUploads" => list_uploads(req, b, &q).await,
         "ListObjectVersions" => list_versions(req, b, &q).await,
-        "GetBucketAcl" => get_acl(req, b, None).await,
         "GetBucketVersioning" => get_bucket_versioning(req, b).await,
-        "GetBucketEncryption" => get_bucket_encryption(req, b).await,
         "GetBucketRequestPayment" => get_request_payment(req, b).await,
         "HeadBucket" => head_bucket(req, b).await,
         "CreateBucket" => create_bucket(req, b, &host).await,
@@ -607,7 +607,6 @@ pub async fn handle(req: &mut Req) -> R {
         "ListParts" => list_parts(req, b, k, &q).await,
         "GetObject" => get_object(req, b, k, &q, false).await,
         "HeadObject" => get_object(req, b, k, &q, true).await,
-        "GetObjectAcl" => get_acl(req, b, Some(k)).await,
         "GetObjectTagging" => get_object_tagging(req, b, k).await,
         "PutObjectTagging" => put_object_tagging(req, b, k).await,
         "DeleteObjectTagging" => delete_object_tagging(req, b, k).await,
@@ -632,7 +631,7 @@ pub async fn handle(req: &mut Req) -> R {
 // ------------------------------------------------------------ body helpers
 
 /// The payload, aws-chunked decoded (signatures verified) as needed.
-async fn decoded_body(req: &mut Req) -> Result<DecodedBody, ServiceError> {
+pub(crate) async fn decoded_body(req: &mut Req) -> Result<DecodedBody, ServiceError> {
     req.load_body().await?;
     let streaming = matches!(
         sigv4::declared_payload_hash(&req.parts),
@@ -752,7 +751,7 @@ fn integrity(
 }
 
 /// [`integrity`] for a body read into memory.
-fn integrity_small(
+pub(crate) fn integrity_small(
     req: &Req,
     body: &DecodedBody,
 ) -> Result<BTreeMap<String, String>, ServiceError> {
@@ -982,7 +981,7 @@ fn content_type(req: &Req) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-fn parse_body_xml(data: &[u8], root: &str) -> Result<XmlNode, ServiceError> {
+pub(crate) fn parse_body_xml(data: &[u8], root: &str) -> Result<XmlNode, ServiceError> {
     let n = parse_xml(data).map_err(|_| malformed_xml())?;
     if n.local_name() != root {
         return Err(malformed_xml());
@@ -1254,7 +1253,12 @@ async fn create_bucket(req: &mut Req, b: &str, _host: &str) -> R {
     if account.is_empty() {
         return Err(access_denied());
     }
-    match req.kc.create_bucket(&account, b, &region).await {
+    let settings = crate::s3_settings::create_settings(req, b)?;
+    match req
+        .kc
+        .create_bucket_with(&account, b, &region, settings)
+        .await
+    {
         Ok(_) => {}
         // us-east-1 keeps S3's legacy answer: re-creating a bucket you own
         // there is a 200 that changes nothing.
@@ -1352,6 +1356,7 @@ async fn put_bucket_policy(req: &mut Req, b: &str) -> R {
             "Policies must be valid JSON and the first byte must be '{'".into(),
         ));
     }
+    crate::s3_settings::check_policy_allowed(req, b, text)?;
     req.kc.put_bucket_policy(b, text).await?;
     Ok(empty(req, 204))
 }
@@ -1363,63 +1368,12 @@ async fn delete_bucket_policy(req: &mut Req, b: &str) -> R {
     Ok(empty(req, 204))
 }
 
-async fn get_acl(req: &mut Req, b: &str, key: Option<&str>) -> R {
-    let bucket = match key {
-        None => {
-            add_bucket_resource(req, b);
-            authorize_on(req, "s3:GetBucketAcl", b, None)?
-        }
-        Some(k) => {
-            add_bucket_resource(req, b);
-            add_object_resource(req, b, k);
-            let bucket = authorize_on(req, "s3:GetObjectAcl", b, Some(k))?;
-            req.kc.get_object_meta(b, k)?;
-            bucket
-        }
-    };
-    let mut w = XmlWriter::new();
-    w.start_ns("AccessControlPolicy", S3_XMLNS);
-    owner_xml(&mut w, "Owner", &bucket.account);
-    w.start("AccessControlList")
-        .start("Grant")
-        .start_attrs(
-            "Grantee",
-            &[
-                ("xmlns:xsi", "http://www.w3.org/2001/XMLSchema-instance"),
-                ("xsi:type", "CanonicalUser"),
-            ],
-        )
-        .elem("ID", &canonical_id(&bucket.account))
-        .elem("DisplayName", &bucket.account)
-        .end("Grantee")
-        .elem("Permission", "FULL_CONTROL")
-        .end("Grant")
-        .end("AccessControlList")
-        .end("AccessControlPolicy");
-    Ok(xml(req, w))
-}
-
 async fn get_bucket_versioning(req: &mut Req, b: &str) -> R {
     add_bucket_resource(req, b);
     authorize_on(req, "s3:GetBucketVersioning", b, None)?;
     let mut w = XmlWriter::new();
     w.start_ns("VersioningConfiguration", S3_XMLNS)
         .end("VersioningConfiguration");
-    Ok(xml(req, w))
-}
-
-async fn get_bucket_encryption(req: &mut Req, b: &str) -> R {
-    add_bucket_resource(req, b);
-    authorize_on(req, "s3:GetEncryptionConfiguration", b, None)?;
-    let mut w = XmlWriter::new();
-    w.start_ns("ServerSideEncryptionConfiguration", S3_XMLNS)
-        .start("Rule")
-        .start("ApplyServerSideEncryptionByDefault")
-        .elem("SSEAlgorithm", "AES256")
-        .end("ApplyServerSideEncryptionByDefault")
-        .elem("BucketKeyEnabled", "false")
-        .end("Rule")
-        .end("ServerSideEncryptionConfiguration");
     Ok(xml(req, w))
 }
 
@@ -1645,7 +1599,9 @@ fn object_headers(r: &mut Response<Body>, meta: &ObjectMeta, with_checksums: boo
     put_header(r, "etag", &meta.etag);
     put_header(r, "last-modified", &http_date(meta.last_modified_ms));
     put_header(r, "accept-ranges", "bytes");
-    put_header(r, "x-amz-server-side-encryption", "AES256");
+    if !meta.headers.contains_key("x-amz-server-side-encryption") {
+        put_header(r, "x-amz-server-side-encryption", "AES256");
+    }
     for (k, v) in &meta.metadata {
         put_header(r, &format!("x-amz-meta-{k}"), v);
     }
@@ -1817,9 +1773,11 @@ async fn put_object(req: &mut Req, b: &str, k: &str) -> R {
     add_object_resource(req, b, k);
     let tags = header_tags(req)?.unwrap_or_default();
     request_object_tags(req, &tags);
-    authorize_on(req, "s3:PutObject", b, Some(k))?;
+    let bucket = authorize_on(req, "s3:PutObject", b, Some(k))?;
     svc::validate_key(k)?;
     check_acl_header(req)?;
+    let acl = crate::s3_settings::object_write_acl(req, &bucket, k)?;
+    let encryption = crate::s3_settings::object_encryption(req, &bucket)?;
     let metadata = user_metadata(req)?;
     // Refused before any byte is received; checked again at the end.
     write_preconditions(req, b, k)?;
@@ -1827,6 +1785,7 @@ async fn put_object(req: &mut Req, b: &str, k: &str) -> R {
     let checksums = integrity(req, &got.digested, &got.trailers)?;
     let mut headers = stored_headers(req);
     headers.extend(checksums.clone());
+    headers.extend(encryption);
     write_preconditions(req, b, k)?;
     let etag = etag_of(&got.digested)?;
     let object = svc::NewObject {
@@ -1836,11 +1795,12 @@ async fn put_object(req: &mut Req, b: &str, k: &str) -> R {
         metadata,
         headers,
         tags,
+        acl,
     };
     let meta = req.kc.put_object_staged(got.staged, etag, object).await?;
     let mut r = empty(req, 200);
     put_header(&mut r, "etag", &meta.etag);
-    put_header(&mut r, "x-amz-server-side-encryption", "AES256");
+    crate::s3_settings::sse_headers(&mut r, &meta.headers);
     for (k, v) in &checksums {
         put_header(&mut r, k, v);
     }
@@ -1971,9 +1931,11 @@ async fn copy_object(req: &mut Req, b: &str, k: &str) -> R {
     if let Some(t) = &new_tags {
         request_object_tags(req, t);
     }
-    authorize_on(req, "s3:PutObject", b, Some(k))?;
+    let bucket = authorize_on(req, "s3:PutObject", b, Some(k))?;
     svc::validate_key(k)?;
     check_acl_header(req)?;
+    let acl = crate::s3_settings::object_write_acl(req, &bucket, k)?;
+    let encryption = crate::s3_settings::object_encryption(req, &bucket)?;
     let src = copy_source_meta(req)?;
     let replace = match req.header("x-amz-metadata-directive") {
         None => false,
@@ -2048,6 +2010,8 @@ async fn copy_object(req: &mut Req, b: &str, k: &str) -> R {
     } else {
         etag_of(&digested)?
     };
+    headers.retain(|k, _| !k.starts_with("x-amz-server-side-encryption"));
+    headers.extend(encryption);
     let object = svc::NewObject {
         bucket: b.to_string(),
         key: k.to_string(),
@@ -2055,6 +2019,7 @@ async fn copy_object(req: &mut Req, b: &str, k: &str) -> R {
         metadata,
         headers,
         tags,
+        acl,
     };
     let meta = req.kc.put_object_staged(staged, etag, object).await?;
     let mut w = XmlWriter::new();
@@ -2068,7 +2033,7 @@ async fn copy_object(req: &mut Req, b: &str, k: &str) -> R {
     }
     w.end("CopyObjectResult");
     let mut r = xml(req, w);
-    put_header(&mut r, "x-amz-server-side-encryption", "AES256");
+    crate::s3_settings::sse_headers(&mut r, &meta.headers);
     Ok(r)
 }
 
@@ -2165,7 +2130,11 @@ fn tagging_xml(req: &Req, tags: &BTreeMap<String, String>) -> Response<Body> {
 }
 
 /// An existing object's metadata, as S3 reports a missing one to this caller.
-fn existing_object(req: &Req, bucket: &Bucket, k: &str) -> Result<ObjectMeta, ServiceError> {
+pub(crate) fn existing_object(
+    req: &Req,
+    bucket: &Bucket,
+    k: &str,
+) -> Result<ObjectMeta, ServiceError> {
     match req.kc.get_object_meta(&bucket.name, k) {
         Ok(m) => Ok(m),
         Err(ServiceError::NoSuchKey(m)) if may_list(req, bucket) => Err(ServiceError::NoSuchKey(m)),
@@ -2261,6 +2230,7 @@ async fn create_multipart(req: &mut Req, b: &str, k: &str) -> R {
     let bucket = authorize_on(req, "s3:PutObject", b, Some(k))?;
     svc::validate_key(k)?;
     check_acl_header(req)?;
+    crate::s3_settings::object_write_acl(req, &bucket, k)?;
     let metadata = user_metadata(req)?;
     let mut account = acting_account(req);
     if account.is_empty() {

@@ -42,6 +42,7 @@ pub mod model;
 pub mod network;
 pub mod nodes;
 pub mod s3;
+pub mod s3_settings;
 pub mod saml;
 pub mod saml_assertion;
 pub mod simulate;

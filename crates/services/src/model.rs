@@ -304,6 +304,12 @@ pub struct Bucket {
     /// Bucket tags (`aws:ResourceTag/…` on bucket checks).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// CORS, encryption, Block Public Access, ownership, ACL, … .
+    #[serde(
+        default,
+        skip_serializing_if = "crate::s3_settings::BucketSettings::is_empty"
+    )]
+    pub settings: crate::s3_settings::BucketSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -327,6 +333,9 @@ pub struct ObjectMeta {
     /// Object tags (`s3:ExistingObjectTag/…` on object checks).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// ACL grants besides the owner's FULL_CONTROL.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acl: Vec<crate::s3_settings::Grant>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

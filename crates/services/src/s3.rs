@@ -78,6 +78,20 @@ impl Keycard {
     }
 
     pub async fn create_bucket(&self, account: &str, name: &str, region: &str) -> Result<Bucket> {
+        let settings = crate::s3_settings::BucketSettings::new_bucket(None);
+        self.create_bucket_with(account, name, region, settings)
+            .await
+    }
+
+    /// [`Keycard::create_bucket`] with the settings CreateBucket's headers
+    /// chose (Object Ownership, ACL).
+    pub async fn create_bucket_with(
+        &self,
+        account: &str,
+        name: &str,
+        region: &str,
+        settings: crate::s3_settings::BucketSettings,
+    ) -> Result<Bucket> {
         validate_bucket_name(name)?;
         let b = Bucket {
             name: name.into(),
@@ -86,6 +100,7 @@ impl Keycard {
             region: region.into(),
             policy: None,
             tags: BTreeMap::new(),
+            settings,
         };
         self.mutate(|st| {
             if let Some(x) = st.buckets.get(name) {
@@ -138,7 +153,11 @@ impl Keycard {
     }
 
     /// Change one bucket record under the writer lock.
-    async fn update_bucket(&self, name: &str, change: impl Fn(&mut Bucket)) -> Result<()> {
+    pub(crate) async fn update_bucket(
+        &self,
+        name: &str,
+        change: impl Fn(&mut Bucket),
+    ) -> Result<()> {
         self.mutate(|st| {
             let mut b = st
                 .buckets
@@ -235,6 +254,7 @@ impl Keycard {
             metadata: BTreeMap::new(),
             headers: BTreeMap::new(),
             tags: BTreeMap::new(),
+            acl: Vec::new(),
         };
         self.put_object_staged(staged, etag, object).await
     }
@@ -260,6 +280,7 @@ impl Keycard {
             file: staged.disarm(),
             parts_count: None,
             tags: object.tags,
+            acl: object.acl,
         };
         self.replace_object(meta, vec![]).await
     }
@@ -529,6 +550,7 @@ impl Keycard {
             file,
             parts_count: Some(parts.len() as u32),
             tags: u.tags.clone(),
+            acl: Vec::new(),
         };
         let part_files: Vec<String> = u.parts.values().map(|p| p.file.clone()).collect();
         let meta = self
@@ -556,6 +578,8 @@ pub struct NewObject {
     pub metadata: BTreeMap<String, String>,
     pub headers: BTreeMap<String, String>,
     pub tags: BTreeMap<String, String>,
+    /// ACL grants besides the owner's (`x-amz-acl`, `x-amz-grant-*`).
+    pub acl: Vec<crate::s3_settings::Grant>,
 }
 
 /// A new object file being written: `<objects>/<name>.tmp` until
