@@ -108,6 +108,11 @@ DOC_REQUIRED = {
     ("ec2", "CreateSubnet"): {"CidrBlock": "10.77.2.0/24"},
     ("ec2", "RunInstances"): {"ImageId": "ami-0abcdef1234567890", "InstanceType": "t3.micro"},
     ("ec2", "ModifyInstanceMetadataOptions"): {"HttpTokens": "optional"},
+    # S3 answers MalformedXML without a body's status / rules.
+    ("s3", "PutBucketVersioning"): {"VersioningConfiguration": {"Status": "Suspended"}},
+    ("s3", "PutBucketLifecycleConfiguration"): {
+        "LifecycleConfiguration": {"Rules": [{"ID": "conf", "Status": "Enabled", "Filter": {}, "Expiration": {"Days": 1}}]}
+    },
     # Optional in the model only for AssumeRoot sessions.
     ("iam", "CreateLoginProfile"): {"Password": "Conformance-1-pass!"},
 }

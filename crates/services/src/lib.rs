@@ -38,6 +38,8 @@ pub mod model;
 pub mod network;
 pub mod nodes;
 pub mod s3;
+pub mod s3_lifecycle;
+pub mod s3_versions;
 pub mod saml;
 pub mod simulate;
 pub mod state;
@@ -807,6 +809,7 @@ impl Keycard {
                 "deleted_access_key",
                 "bucket",
                 "object",
+                "object_version",
                 "upload",
                 "instance",
                 "vpc",
