@@ -67,6 +67,8 @@ def generate(keycard: str) -> str:
         for r in sorted(served, key=lambda r: r["operation"]):
             kind = "data" if r["dataEvent"] else ("read" if r["readOnly"] else "write")
             acts = ", ".join(f"`{a}`" for a in r["actions"]) or "none (AWS requires no permission)"
+            if r.get("versionActions"):
+                acts += " (with a version: " + ", ".join(f"`{a}`" for a in r["versionActions"]) + ")"
             cond = ", ".join(f"`{a}`" for a in r["conditionalActions"])
             body.append(f"| {r['operation']} | {acts} | {cond} | {kind} |")
         missing = sorted(model_ops - {r["operation"] for r in served})

@@ -585,6 +585,31 @@ def samples(e):
         "DeleteBucketPolicy": ("s3", "delete_bucket_policy", {"Bucket": b}, bucket),
         "GetBucketAcl": ("s3", "get_bucket_acl", {"Bucket": b}, bucket),
         "GetBucketVersioning": ("s3", "get_bucket_versioning", {"Bucket": b}, bucket),
+        "PutBucketVersioning": (
+            "s3",
+            "put_bucket_versioning",
+            {"Bucket": b, "VersioningConfiguration": {"Status": "Enabled"}},
+            bucket,
+        ),
+        "GetBucketLifecycleConfiguration": ("s3", "get_bucket_lifecycle_configuration", {"Bucket": b}, bucket),
+        "PutBucketLifecycleConfiguration": (
+            "s3",
+            "put_bucket_lifecycle_configuration",
+            {
+                "Bucket": b,
+                "LifecycleConfiguration": {
+                    "Rules": [{"ID": "r", "Status": "Enabled", "Filter": {}, "Expiration": {"Days": 1}}]
+                },
+            },
+            bucket,
+        ),
+        "DeleteBucketLifecycle": ("s3", "delete_bucket_lifecycle", {"Bucket": b}, bucket),
+        "GetObjectAttributes": (
+            "s3",
+            "get_object_attributes",
+            {"Bucket": b, "Key": k, "ObjectAttributes": ["ETag"]},
+            obj,
+        ),
         "GetBucketEncryption": ("s3", "get_bucket_encryption", {"Bucket": b}, bucket),
         "GetBucketRequestPayment": ("s3", "get_bucket_request_payment", {"Bucket": b}, bucket),
         "ListObjects": ("s3", "list_objects", {"Bucket": b}, bucket),

@@ -126,6 +126,11 @@ DOC_REQUIRED = {
     },
     # One attribute per call (the model lists them all as optional).
     ("ec2", "ModifyInstanceAttribute"): {"DisableApiStop": {"Value": False}},
+    # S3 answers MalformedXML without a body's status / rules.
+    ("s3", "PutBucketVersioning"): {"VersioningConfiguration": {"Status": "Suspended"}},
+    ("s3", "PutBucketLifecycleConfiguration"): {
+        "LifecycleConfiguration": {"Rules": [{"ID": "conf", "Status": "Enabled", "Filter": {}, "Expiration": {"Days": 1}}]}
+    },
     # Optional in the model only for AssumeRoot sessions.
     ("iam", "CreateLoginProfile"): {"Password": "Conformance-1-pass!"},
     # S3 settings whose model leaves optional (or free-form) what AWS

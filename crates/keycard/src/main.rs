@@ -181,6 +181,10 @@ enum Command {
         /// S3 (AWS: about every 5 minutes), e.g. 5m, 10s.
         #[arg(long, default_value = "5m", env = "KEYCARD_TRAIL_DELIVERY_INTERVAL")]
         trail_delivery_interval: String,
+        /// How often S3 lifecycle rules' expirations are applied (one node
+        /// of a shared store sweeps), e.g. 60m, 30s.
+        #[arg(long, default_value = "60m", env = "KEYCARD_LIFECYCLE_INTERVAL")]
+        lifecycle_interval: String,
         /// This node's name (unique per store): instances launched here
         /// belong to it and it runs their metadata services. Default: the
         /// hostname, else `default`.
@@ -347,6 +351,7 @@ fn operations(json: bool) {
                     "operation": op.name,
                     "actions": op.actions,
                     "conditionalActions": op.conditional,
+                    "versionActions": op.versioned,
                     "readOnly": op.read_only,
                     "dataEvent": op.data_event,
                 })
@@ -502,6 +507,25 @@ fn spawn_trail_delivery(kc: Arc<Keycard>, every: Duration) -> tokio::task::JoinH
     })
 }
 
+/// Apply S3 lifecycle expirations every `every` (the first tick is one
+/// period after start); a failure is logged and retried next time.
+fn spawn_lifecycle(kc: Arc<Keycard>, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match kc.lifecycle_sweep().await {
+                Ok(done) if !done.is_empty() => {
+                    tracing::info!(count = done.len(), "lifecycle sweep applied rules");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "lifecycle sweep failed; will retry"),
+            }
+        }
+    })
+}
+
 /// Expire audit events older than `keep_s` now and every
 /// `AUDIT_RETENTION_PERIOD`; a failure is logged and retried next time.
 fn spawn_audit_retention(store: Arc<dyn Store>, keep_s: i64) -> tokio::task::JoinHandle<()> {
@@ -624,6 +648,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             master_key_file,
             max_staleness,
             trail_delivery_interval,
+            lifecycle_interval,
             node,
             node_timeout,
         } => {
@@ -684,6 +709,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let retention = parse_retention(&audit_retention)?;
             let trail_every =
                 parse_duration("--trail-delivery-interval", &trail_delivery_interval)?;
+            let lifecycle_every = parse_duration("--lifecycle-interval", &lifecycle_interval)?;
             let store = data.open_store_with(durability).await?;
             let retention_task = retention.map(|keep| spawn_audit_retention(store.clone(), keep));
             let kc = Keycard::open(config, store)
@@ -741,6 +767,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             let flusher = kc.spawn_last_used_flusher(LAST_USED_FLUSH);
             let governance = kc.spawn_governance(GOVERNANCE_PERIOD);
             let trails = spawn_trail_delivery(kc.clone(), trail_every);
+            let lifecycle = spawn_lifecycle(kc.clone(), lifecycle_every);
             let follower = match data.store.as_deref().filter(|u| is_postgres_url(u)) {
                 Some(url) => Some(spawn_follower(&kc, url).await?),
                 None => None,
@@ -766,6 +793,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             flusher.abort();
             governance.abort();
             trails.abort();
+            lifecycle.abort();
             if let Some(t) = heartbeat {
                 t.abort();
                 if let Err(e) = kc.heartbeat_stopped().await {

@@ -41,6 +41,12 @@ pub async fn admin(kc: &Keycard, parts: &Parts, body: &[u8]) -> Option<(u16, Val
     if path == "/_keycard/admin/clock" && method == http::Method::POST {
         return Some(clock(kc, body));
     }
+    if path == "/_keycard/admin/s3/lifecycle" && method == http::Method::POST {
+        return Some(match kc.lifecycle_sweep().await {
+            Ok(done) => (200, json!({ "applied": done })),
+            Err(e) => (500, json!({"error": e.code(), "message": e.message()})),
+        });
+    }
     None
 }
 

@@ -153,6 +153,13 @@ pub struct Req {
     /// Whether policies are enforced (moto compat can turn it off).
     pub enforce: bool,
     pub audit: AuditInfo,
+    /// Headers an error answer carries too (S3's `x-amz-delete-marker` on
+    /// the 404 for a deleted key).
+    pub error_headers: Vec<(&'static str, String)>,
+    /// Whether the call names an object version (S3 `?versionId=`, or a
+    /// DeleteObjects whose every entry does): its row's `versioned`
+    /// actions are the ones it must decide.
+    pub names_version: bool,
 }
 
 /// What the handler tells the audit trail.
@@ -667,6 +674,7 @@ async fn dispatch(
         kc.add_network_context(p, &mut ctx);
     }
     kc.touch_credentials(&authn.caller, &service, &env.region, &env.source_ip);
+    let names_version = protocol == Protocol::S3 && s3::names_version(&parts);
     let mut req = Req {
         kc: kc.clone(),
         parts,
@@ -684,6 +692,8 @@ async fn dispatch(
         ctx: Arc::new(ctx),
         enforce,
         audit: AuditInfo::default(),
+        error_headers: Vec::new(),
+        names_version,
     };
     // A write's draft event commits in the same transaction as its
     // changes, so a crash between the two still leaves the call's event.
@@ -729,8 +739,11 @@ async fn dispatch(
     // The guard: a call that succeeded without deciding every action its
     // row requires is withheld. Walking the tables in the tests finds it.
     if result.is_ok()
-        && let Some(a) =
-            ops::missing_action(op, req.audit.decided.iter().map(|d| d.action.as_str()))
+        && let Some(a) = ops::missing_action(
+            op,
+            req.names_version,
+            req.audit.decided.iter().map(|d| d.action.as_str()),
+        )
     {
         tracing::error!(
             operation = op.name,
@@ -747,7 +760,15 @@ async fn dispatch(
     req.drain_small_body().await;
     let (mut response, error) = match result {
         Ok(r) => (r, None),
-        Err(e) => (render::error(protocol, &e, &env.rid, &path), Some(e)),
+        Err(e) => {
+            let mut r = render::error(protocol, &e, &env.rid, &path);
+            for (name, value) in &req.error_headers {
+                if let Ok(v) = http::HeaderValue::from_str(value) {
+                    r.headers_mut().insert(*name, v);
+                }
+            }
+            (r, Some(e))
+        }
     };
     if protocol == Protocol::S3 {
         s3_settings::add_cors(&kc, &req.parts, &mut response);
@@ -1108,6 +1129,7 @@ async fn admin(kc: &Keycard, parts: &Parts, body: Body) -> Response<Body> {
         || parts.uri.path() == "/_keycard/admin/clock"
         || parts.uri.path() == "/_keycard/admin/audit/denials"
         || parts.uri.path() == "/_keycard/admin/policy/generate"
+        || parts.uri.path() == "/_keycard/admin/s3/lifecycle"
     {
         let bytes = match http_body_util::Limited::new(body, 64 * 1024)
             .collect()

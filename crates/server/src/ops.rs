@@ -20,6 +20,9 @@ pub struct OpDef {
     /// Actions decided only for some inputs (`iam:PassRole` when a role is
     /// passed, `sts:TagSession` when tags are given, …).
     pub conditional: &'static [&'static str],
+    /// Actions decided instead of `actions` when the request names an
+    /// object version (S3 `?versionId=`: `s3:GetObjectVersion`, …).
+    pub versioned: &'static [&'static str],
     pub read_only: bool,
     /// CloudTrail data event (object-level S3) rather than management.
     pub data_event: bool,
@@ -29,6 +32,21 @@ impl OpDef {
     /// The service's event source, e.g. `iam.amazonaws.com`.
     pub fn event_source(&self) -> &'static str {
         self.protocol.event_source()
+    }
+
+    /// The actions a call decides: the version actions when it names a
+    /// version and the row has them.
+    pub fn required(&self, names_version: bool) -> &'static [&'static str] {
+        if names_version && !self.versioned.is_empty() {
+            self.versioned
+        } else {
+            self.actions
+        }
+    }
+
+    /// The one action of a single-action row (S3's), per [`Self::required`].
+    pub fn action(&self, names_version: bool) -> &'static str {
+        self.required(names_version).first().copied().unwrap_or("")
     }
 }
 
@@ -40,6 +58,7 @@ macro_rules! same {
             name: $name,
             actions: &[concat!($prefix, ":", $name)],
             conditional: &[],
+            versioned: &[],
             read_only: $ro,
             data_event: false,
         }
@@ -50,6 +69,7 @@ macro_rules! same {
             name: $name,
             actions: &[concat!($prefix, ":", $name)],
             conditional: &[$($c),*],
+            versioned: &[],
             read_only: $ro,
             data_event: false,
         }
@@ -291,6 +311,7 @@ pub static STS: &[OpDef] = &[
         name: "GetCallerIdentity",
         actions: &[],
         conditional: &[],
+        versioned: &[],
         read_only: RO,
         data_event: false,
     },
@@ -299,6 +320,7 @@ pub static STS: &[OpDef] = &[
         name: "GetSessionToken",
         actions: &[],
         conditional: &[],
+        versioned: &[],
         read_only: RO,
         data_event: false,
     },
@@ -430,6 +452,7 @@ macro_rules! s3 {
             name: $name,
             actions: &[$action],
             conditional: &[],
+            versioned: &[],
             read_only: $ro,
             data_event: $data,
         }
@@ -440,8 +463,25 @@ macro_rules! s3 {
             name: $name,
             actions: &[$action],
             conditional: &[$($c),*],
+            versioned: &[],
             read_only: $ro,
             data_event: $data,
+        }
+    };
+}
+
+// An S3 row whose call names an object version (`?versionId=`) decides
+// `$version` instead of `$action`.
+macro_rules! s3v {
+    ($name:literal, $action:literal, $version:literal, $ro:expr) => {
+        OpDef {
+            protocol: Protocol::S3,
+            name: $name,
+            actions: &[$action],
+            conditional: &[],
+            versioned: &[$version],
+            read_only: $ro,
+            data_event: true,
         }
     };
 }
@@ -468,6 +508,32 @@ pub static S3: &[OpDef] = &[
     s3!("DeleteBucketPolicy", "s3:DeleteBucketPolicy", RW, MGMT),
     s3!("GetBucketAcl", "s3:GetBucketAcl", RO, MGMT),
     s3!("GetBucketVersioning", "s3:GetBucketVersioning", RO, MGMT),
+    s3!("PutBucketVersioning", "s3:PutBucketVersioning", RW, MGMT),
+    s3!(
+        "GetBucketLifecycleConfiguration",
+        "s3:GetLifecycleConfiguration",
+        RO,
+        MGMT
+    ),
+    s3!(
+        "PutBucketLifecycleConfiguration",
+        "s3:PutLifecycleConfiguration",
+        RW,
+        MGMT
+    ),
+    // AWS authorizes DeleteBucketLifecycle as s3:PutLifecycleConfiguration.
+    s3!(
+        "DeleteBucketLifecycle",
+        "s3:PutLifecycleConfiguration",
+        RW,
+        MGMT
+    ),
+    s3v!(
+        "GetObjectAttributes",
+        "s3:GetObjectAttributes",
+        "s3:GetObjectVersionAttributes",
+        RO
+    ),
     s3!(
         "GetBucketEncryption",
         "s3:GetEncryptionConfiguration",
@@ -489,12 +555,32 @@ pub static S3: &[OpDef] = &[
         RO,
         DATA
     ),
-    s3!("GetObject", "s3:GetObject", RO, DATA),
-    s3!("HeadObject", "s3:GetObject", RO, DATA),
-    s3!("GetObjectAcl", "s3:GetObjectAcl", RO, DATA),
-    s3!("GetObjectTagging", "s3:GetObjectTagging", RO, DATA),
-    s3!("PutObjectTagging", "s3:PutObjectTagging", RW, DATA),
-    s3!("DeleteObjectTagging", "s3:DeleteObjectTagging", RW, DATA),
+    s3v!("GetObject", "s3:GetObject", "s3:GetObjectVersion", RO),
+    s3v!("HeadObject", "s3:GetObject", "s3:GetObjectVersion", RO),
+    s3v!(
+        "GetObjectAcl",
+        "s3:GetObjectAcl",
+        "s3:GetObjectVersionAcl",
+        RO
+    ),
+    s3v!(
+        "GetObjectTagging",
+        "s3:GetObjectTagging",
+        "s3:GetObjectVersionTagging",
+        RO
+    ),
+    s3v!(
+        "PutObjectTagging",
+        "s3:PutObjectTagging",
+        "s3:PutObjectVersionTagging",
+        RW
+    ),
+    s3v!(
+        "DeleteObjectTagging",
+        "s3:DeleteObjectTagging",
+        "s3:DeleteObjectVersionTagging",
+        RW
+    ),
     s3!("GetBucketTagging", "s3:GetBucketTagging", RO, MGMT),
     s3!("PutBucketTagging", "s3:PutBucketTagging", RW, MGMT),
     // AWS authorizes DeleteBucketTagging as s3:PutBucketTagging.
@@ -583,10 +669,21 @@ pub static S3: &[OpDef] = &[
         "s3:PutObject",
         RW,
         DATA,
-        ["s3:GetObject", "s3:PutObjectAcl"]
+        ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObjectAcl"]
     ),
-    s3!("DeleteObject", "s3:DeleteObject", RW, DATA),
-    s3!("DeleteObjects", "s3:DeleteObject", RW, DATA),
+    s3v!(
+        "DeleteObject",
+        "s3:DeleteObject",
+        "s3:DeleteObjectVersion",
+        RW
+    ),
+    s3!(
+        "DeleteObjects",
+        "s3:DeleteObject",
+        RW,
+        DATA,
+        ["s3:DeleteObjectVersion"]
+    ),
     s3!(
         "CreateMultipartUpload",
         "s3:PutObject",
@@ -595,7 +692,13 @@ pub static S3: &[OpDef] = &[
         ["s3:PutObjectAcl"]
     ),
     s3!("UploadPart", "s3:PutObject", RW, DATA),
-    s3!("UploadPartCopy", "s3:PutObject", RW, DATA, ["s3:GetObject"]),
+    s3!(
+        "UploadPartCopy",
+        "s3:PutObject",
+        RW,
+        DATA,
+        ["s3:GetObject", "s3:GetObjectVersion"]
+    ),
     s3!("CompleteMultipartUpload", "s3:PutObject", RW, DATA),
     s3!("AbortMultipartUpload", "s3:AbortMultipartUpload", RW, DATA),
     s3!("ListParts", "s3:ListMultipartUploadParts", RO, DATA),
@@ -718,9 +821,10 @@ pub fn find(p: Protocol, name: &str) -> Option<&'static OpDef> {
 /// first one it did not, otherwise.
 pub fn missing_action<'a>(
     op: &'static OpDef,
+    names_version: bool,
     decided: impl Iterator<Item = &'a str> + Clone,
 ) -> Option<&'static str> {
-    op.actions
+    op.required(names_version)
         .iter()
         .copied()
         .find(|a| !decided.clone().any(|d| d.eq_ignore_ascii_case(a)))
@@ -729,6 +833,20 @@ pub fn missing_action<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_version_request_needs_the_version_action() {
+        let op = find(Protocol::S3, "GetObject").expect("row");
+        assert_eq!(op.action(false), "s3:GetObject");
+        assert_eq!(op.action(true), "s3:GetObjectVersion");
+        let decided = ["s3:GetObject"];
+        assert_eq!(
+            missing_action(op, true, decided.iter().copied()),
+            Some("s3:GetObjectVersion")
+        );
+        let list = find(Protocol::S3, "ListObjects").expect("row");
+        assert_eq!(list.action(true), "s3:ListBucket");
+    }
 
     #[test]
     fn names_are_unique_per_service() {
@@ -764,11 +882,15 @@ mod tests {
     fn the_guard_names_the_undecided_action() {
         let op = find(Protocol::Ec2, "StopInstances").expect("row");
         assert_eq!(
-            missing_action(op, [].iter().copied()),
+            missing_action(op, false, [].iter().copied()),
             Some("ec2:StopInstances")
         );
         assert_eq!(
-            missing_action(op, ["iam:PassRole", "ec2:stopinstances"].iter().copied()),
+            missing_action(
+                op,
+                false,
+                ["iam:PassRole", "ec2:stopinstances"].iter().copied()
+            ),
             None
         );
     }

@@ -20,10 +20,14 @@ use keycard_services::ServiceError;
 use keycard_services::auth::{Check, ResourcePolicy};
 use keycard_services::model::{Bucket, ObjectMeta};
 use keycard_services::s3 as svc;
+use keycard_services::s3_versions as svc_versions;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde_json::{Map, Value};
 
 use crate::Req;
+
+pub(crate) mod versions;
+pub(crate) use versions::names_version;
 
 type R = Result<Response<Body>, ServiceError>;
 
@@ -121,7 +125,7 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
-    fn has(&self, k: &str) -> bool {
+    pub(crate) fn has(&self, k: &str) -> bool {
         self.0.iter().any(|(key, _)| key == k)
     }
 
@@ -506,6 +510,8 @@ pub(crate) fn op_name(parts: &Parts) -> String {
             ("GET", Some("versions")) => "ListObjectVersions",
             ("GET", Some("acl")) => "GetBucketAcl",
             ("GET", Some("versioning")) => "GetBucketVersioning",
+            ("GET", Some("lifecycle")) => "GetBucketLifecycleConfiguration",
+            ("PUT", Some("lifecycle")) => "PutBucketLifecycleConfiguration",
             ("GET", Some("encryption")) => "GetBucketEncryption",
             ("GET", Some("requestPayment")) => "GetBucketRequestPayment",
             ("HEAD", _) => "HeadBucket",
@@ -585,7 +591,7 @@ pub async fn handle(req: &mut Req) -> R {
 
     let b = bucket.as_deref().unwrap_or("");
     let k = key.as_deref().unwrap_or("");
-    if let Some(r) = crate::s3_settings::handle(req, b, k).await {
+    if let Some(r) = crate::s3_settings::handle(req, b, k, &q).await {
         return r;
     }
     match req.op.name {
@@ -595,8 +601,13 @@ pub async fn handle(req: &mut Req) -> R {
         "GetBucketLocation" => get_bucket_location(req, b).await,
         "GetBucketPolicy" => get_bucket_policy(req, b).await,
         "ListMultipartUploads" => list_uploads(req, b, &q).await,
-        "ListObjectVersions" => list_versions(req, b, &q).await,
-        "GetBucketVersioning" => get_bucket_versioning(req, b).await,
+        "ListObjectVersions" => versions::list_versions(req, b, &q).await,
+        "GetBucketVersioning" => versions::get_bucket_versioning(req, b).await,
+        "PutBucketVersioning" => versions::put_bucket_versioning(req, b).await,
+        "GetBucketLifecycleConfiguration" => versions::get_lifecycle(req, b).await,
+        "PutBucketLifecycleConfiguration" => versions::put_lifecycle(req, b).await,
+        "DeleteBucketLifecycle" => versions::delete_lifecycle(req, b).await,
+        "GetObjectAttributes" => versions::get_object_attributes(req, b, k, &q).await,
         "GetBucketRequestPayment" => get_request_payment(req, b).await,
         "HeadBucket" => head_bucket(req, b).await,
         "CreateBucket" => create_bucket(req, b, &host).await,
@@ -607,9 +618,9 @@ pub async fn handle(req: &mut Req) -> R {
         "ListParts" => list_parts(req, b, k, &q).await,
         "GetObject" => get_object(req, b, k, &q, false).await,
         "HeadObject" => get_object(req, b, k, &q, true).await,
-        "GetObjectTagging" => get_object_tagging(req, b, k).await,
-        "PutObjectTagging" => put_object_tagging(req, b, k).await,
-        "DeleteObjectTagging" => delete_object_tagging(req, b, k).await,
+        "GetObjectTagging" => get_object_tagging(req, b, k, &q).await,
+        "PutObjectTagging" => put_object_tagging(req, b, k, &q).await,
+        "DeleteObjectTagging" => delete_object_tagging(req, b, k, &q).await,
         "GetBucketTagging" => get_bucket_tagging(req, b).await,
         "PutBucketTagging" => put_bucket_tagging(req, b).await,
         "DeleteBucketTagging" => delete_bucket_tagging(req, b).await,
@@ -620,7 +631,7 @@ pub async fn handle(req: &mut Req) -> R {
         "CreateMultipartUpload" => create_multipart(req, b, k).await,
         "CompleteMultipartUpload" => complete_multipart(req, b, k, &q, &host).await,
         "AbortMultipartUpload" => abort_multipart(req, b, k, &q).await,
-        "DeleteObject" => delete_object(req, b, k).await,
+        "DeleteObject" => delete_object(req, b, k, &q).await,
         // A row without an arm: the table and this match disagree.
         other => Err(ServiceError::Internal(format!(
             "operation {other} has a row but no handler"
@@ -1368,15 +1379,6 @@ async fn delete_bucket_policy(req: &mut Req, b: &str) -> R {
     Ok(empty(req, 204))
 }
 
-async fn get_bucket_versioning(req: &mut Req, b: &str) -> R {
-    add_bucket_resource(req, b);
-    authorize_on(req, "s3:GetBucketVersioning", b, None)?;
-    let mut w = XmlWriter::new();
-    w.start_ns("VersioningConfiguration", S3_XMLNS)
-        .end("VersioningConfiguration");
-    Ok(xml(req, w))
-}
-
 async fn get_request_payment(req: &mut Req, b: &str) -> R {
     add_bucket_resource(req, b);
     authorize_on(req, "s3:GetBucketRequestPayment", b, None)?;
@@ -1541,58 +1543,6 @@ async fn list_objects(req: &mut Req, b: &str, q: &Query, v2: bool) -> R {
     Ok(xml(req, w))
 }
 
-async fn list_versions(req: &mut Req, b: &str, q: &Query) -> R {
-    add_bucket_resource(req, b);
-    let p = list_params(req, q)?;
-    let bucket = authorize_on(req, "s3:ListBucketVersions", b, None)?;
-    let after = q.get("key-marker").filter(|m| !m.is_empty());
-    let listing = req
-        .kc
-        .list_objects(b, &p.prefix, p.delimiter.as_deref(), after, p.max_keys)?;
-    let u = p.url;
-    let mut w = XmlWriter::new();
-    w.start_ns("ListVersionsResult", S3_XMLNS)
-        .elem("Name", b)
-        .elem("Prefix", &enc(u, &p.prefix))
-        .elem("KeyMarker", &enc(u, after.unwrap_or("")))
-        .elem("VersionIdMarker", q.get("version-id-marker").unwrap_or(""))
-        .elem_display("MaxKeys", p.max_keys);
-    if let Some(d) = &p.delimiter {
-        w.elem("Delimiter", &enc(u, d));
-    }
-    if u {
-        w.elem("EncodingType", "url");
-    }
-    w.elem(
-        "IsTruncated",
-        if listing.truncated { "true" } else { "false" },
-    );
-    if listing.truncated
-        && let Some(next) = &listing.next
-    {
-        w.elem("NextKeyMarker", &enc(u, next))
-            .elem("NextVersionIdMarker", "null");
-    }
-    for o in &listing.objects {
-        w.start("Version")
-            .elem("Key", &enc(u, &o.key))
-            .elem("VersionId", "null")
-            .elem("IsLatest", "true")
-            .elem("LastModified", &iso_ms(o.last_modified_ms))
-            .elem("ETag", &o.etag)
-            .elem_display("Size", o.size);
-        owner_xml(&mut w, "Owner", &bucket.account);
-        w.elem("StorageClass", "STANDARD").end("Version");
-    }
-    for cp in &listing.common_prefixes {
-        w.start("CommonPrefixes")
-            .elem("Prefix", &enc(u, cp))
-            .end("CommonPrefixes");
-    }
-    w.end("ListVersionsResult");
-    Ok(xml(req, w))
-}
-
 // ---------------------------------------------------------------- objects
 
 fn object_headers(r: &mut Response<Body>, meta: &ObjectMeta, with_checksums: bool) {
@@ -1627,18 +1577,9 @@ fn object_headers(r: &mut Response<Body>, meta: &ObjectMeta, with_checksums: boo
 async fn get_object(req: &mut Req, b: &str, k: &str, q: &Query, head: bool) -> R {
     add_bucket_resource(req, b);
     add_object_resource(req, b, k);
-    let bucket = authorize_on(req, "s3:GetObject", b, Some(k))?;
-    let meta = match req.kc.get_object_meta(b, k) {
-        Ok(m) => m,
-        Err(ServiceError::NoSuchKey(m)) => {
-            return Err(if may_list(req, &bucket) {
-                ServiceError::NoSuchKey(m)
-            } else {
-                access_denied()
-            });
-        }
-        Err(e) => return Err(e),
-    };
+    let version = versions::requested_version(req, q)?;
+    let bucket = authorize_on(req, versions::action(req), b, Some(k))?;
+    let meta = versions::object_for_read(req, &bucket, k, version.as_deref())?;
     match preconditions(req, &meta, "") {
         Precondition::Ok => {}
         Precondition::Failed => return Err(precondition_failed()),
@@ -1686,7 +1627,13 @@ async fn get_object(req: &mut Req, b: &str, k: &str, q: &Query, head: bool) -> R
     let (meta, body) = if head {
         (meta, Body::empty())
     } else {
-        let (meta, f) = open_object(req, b, k, meta, range.is_some())?;
+        let (meta, f) = match version {
+            Some(_) => {
+                let f = versions::open_version(req, &meta)?;
+                (meta, f)
+            }
+            None => open_object(req, b, k, meta, range.is_some())?,
+        };
         let (start, len) = range.unwrap_or((0, meta.size));
         let body = object_body(f, start, len)
             .map_err(|e| ServiceError::Internal(format!("reading object data: {e}")))?;
@@ -1699,6 +1646,7 @@ async fn get_object(req: &mut Req, b: &str, k: &str, q: &Query, head: bool) -> R
     let status = if range.is_some() { 206 } else { 200 };
     let mut r = response(req, status, body);
     object_headers(&mut r, &meta, checksum_mode);
+    versions::version_header(req, &mut r, &meta);
     put_header(
         &mut r,
         "content-type",
@@ -1800,6 +1748,7 @@ async fn put_object(req: &mut Req, b: &str, k: &str) -> R {
     let meta = req.kc.put_object_staged(got.staged, etag, object).await?;
     let mut r = empty(req, 200);
     put_header(&mut r, "etag", &meta.etag);
+    versions::version_header(req, &mut r, &meta);
     crate::s3_settings::sse_headers(&mut r, &meta.headers);
     for (k, v) in &checksums {
         put_header(&mut r, k, v);
@@ -1810,18 +1759,29 @@ async fn put_object(req: &mut Req, b: &str, k: &str) -> R {
     Ok(r)
 }
 
-async fn delete_object(req: &mut Req, b: &str, k: &str) -> R {
+async fn delete_object(req: &mut Req, b: &str, k: &str, q: &Query) -> R {
     add_bucket_resource(req, b);
     add_object_resource(req, b, k);
-    authorize_on(req, "s3:DeleteObject", b, Some(k))?;
+    let version = versions::requested_version(req, q)?;
+    authorize_on(req, versions::action(req), b, Some(k))?;
     if let Some(v) = req.header("if-match")
         && let Ok(m) = req.kc.get_object_meta(b, k)
         && !etag_matches(v, &m.etag)
     {
         return Err(precondition_failed());
     }
-    req.kc.delete_object(b, k).await?;
-    Ok(empty(req, 204))
+    let d = req
+        .kc
+        .delete_object_version(b, k, version.as_deref())
+        .await?;
+    let mut r = empty(req, 204);
+    if d.delete_marker {
+        put_header(&mut r, "x-amz-delete-marker", "true");
+    }
+    if let Some(v) = &d.version_id {
+        put_header(&mut r, "x-amz-version-id", v);
+    }
+    Ok(r)
 }
 
 async fn delete_objects(req: &mut Req, b: &str) -> R {
@@ -1835,26 +1795,37 @@ async fn delete_objects(req: &mut Req, b: &str) -> R {
     let mut keys = Vec::new();
     for o in n.children_named("Object") {
         let key = o.child_text("Key").ok_or_else(malformed_xml)?;
-        keys.push(key.to_string());
+        let version = o.child_text("VersionId").map(|v| v.trim().to_string());
+        keys.push((key.to_string(), version));
     }
     if keys.is_empty() || keys.len() > MAX_DELETE_KEYS {
         return Err(malformed_xml());
     }
+    // Every entry names a version: the row's version action is the one.
+    req.names_version = keys.iter().all(|(_, v)| v.is_some());
     if req.kc.bucket(b).is_err() {
         // Missing bucket: AccessDenied or NoSuchBucket, as for any call.
-        authorize_on(req, "s3:DeleteObject", b, keys.first().map(String::as_str))?;
+        let first = keys.first().map(|(k, _)| k.as_str());
+        authorize_on(req, versions::action(req), b, first)?;
     }
     let mut w = XmlWriter::new();
     w.start_ns("DeleteResult", S3_XMLNS);
-    for key in &keys {
-        let outcome = match authorize_on(req, "s3:DeleteObject", b, Some(key)) {
-            Ok(_) => req.kc.delete_object(b, key).await,
-            Err(e) => Err(e),
-        };
+    for (key, version) in &keys {
+        let outcome = delete_entry(req, b, key, version.as_deref()).await;
         match outcome {
-            Ok(()) => {
+            Ok(d) => {
                 if !quiet {
-                    w.start("Deleted").elem("Key", key).end("Deleted");
+                    w.start("Deleted").elem("Key", key);
+                    if let Some(v) = version {
+                        w.elem("VersionId", v);
+                    }
+                    if d.delete_marker {
+                        w.elem("DeleteMarker", "true");
+                        if let Some(v) = d.version_id.as_deref().filter(|_| version.is_none()) {
+                            w.elem("DeleteMarkerVersionId", v);
+                        }
+                    }
+                    w.end("Deleted");
                 }
             }
             Err(e) => {
@@ -1866,11 +1837,11 @@ async fn delete_objects(req: &mut Req, b: &str) -> R {
                     ),
                     other => (other.code(), other.message()),
                 };
-                w.start("Error")
-                    .elem("Key", key)
-                    .elem("Code", code)
-                    .elem("Message", &msg)
-                    .end("Error");
+                w.start("Error").elem("Key", key);
+                if let Some(v) = version {
+                    w.elem("VersionId", v);
+                }
+                w.elem("Code", code).elem("Message", &msg).end("Error");
             }
         }
     }
@@ -1878,50 +1849,91 @@ async fn delete_objects(req: &mut Req, b: &str) -> R {
     Ok(xml(req, w))
 }
 
-/// `x-amz-copy-source`: (bucket, key), URL-decoded; `?versionId=` ignored.
-fn copy_source(req: &Req) -> Result<(String, String), ServiceError> {
+/// One DeleteObjects entry, authorized as its own DeleteObject would be.
+async fn delete_entry(
+    req: &mut Req,
+    b: &str,
+    key: &str,
+    version: Option<&str>,
+) -> Result<svc_versions::Deleted, ServiceError> {
+    let action = req.op.action(version.is_some());
+    authorize_on(req, action, b, Some(key))?;
+    if let Some(v) = version {
+        svc_versions::check_version_id(v)?;
+    }
+    req.kc.delete_object_version(b, key, version).await
+}
+
+/// `x-amz-copy-source`: (bucket, key, version), URL-decoded.
+fn copy_source(req: &Req) -> Result<(String, String, Option<String>), ServiceError> {
     let bad = || {
         ServiceError::InvalidArgument(
             "Copy Source must mention the source bucket and key: sourcebucket/sourcekey".into(),
         )
     };
     let raw = req.header("x-amz-copy-source").ok_or_else(bad)?;
-    let raw = raw.split_once('?').map_or(raw, |(p, _)| p);
+    let (raw, query) = raw.split_once('?').unwrap_or((raw, ""));
+    let version = Query::parse(Some(query))
+        .get("versionId")
+        .map(str::to_string);
+    if let Some(v) = &version {
+        svc_versions::check_version_id(v)?;
+    }
     let decoded = decode_path(raw)?;
     let decoded = decoded.strip_prefix('/').unwrap_or(&decoded);
     let (sb, sk) = decoded.split_once('/').ok_or_else(bad)?;
     if sb.is_empty() || sk.is_empty() {
         return Err(bad());
     }
-    Ok((sb.to_string(), sk.to_string()))
+    Ok((sb.to_string(), sk.to_string(), version))
 }
 
 /// Authorize reading the copy source and fetch its metadata.
+/// A versioned source needs `s3:GetObjectVersion` (the row's conditional
+/// action) and may not be a delete marker.
 fn copy_source_meta(req: &mut Req) -> Result<ObjectMeta, ServiceError> {
-    let (sb, sk) = copy_source(req)?;
+    let (sb, sk, version) = copy_source(req)?;
     add_object_resource(req, &sb, &sk);
+    let action = if version.is_some() {
+        "s3:GetObjectVersion"
+    } else {
+        "s3:GetObject"
+    };
     let bucket = authorize_in(
         req,
-        "s3:GetObject",
+        action,
         &sb,
         Some(&sk),
         "x-amz-source-expected-bucket-owner",
     )?;
-    let meta = match req.kc.get_object_meta(&sb, &sk) {
-        Ok(m) => m,
-        Err(ServiceError::NoSuchKey(m)) => {
-            return Err(if may_list(req, &bucket) {
-                ServiceError::NoSuchKey(m)
-            } else {
-                access_denied()
-            });
+    let meta = match versions::object_for_read(req, &bucket, &sk, version.as_deref()) {
+        Err(ServiceError::MethodNotAllowed(_)) => {
+            req.error_headers.clear();
+            return Err(ServiceError::InvalidRequest(
+                "The source of a copy request may not specifically refer to a delete marker by version id.".into(),
+            ));
         }
-        Err(e) => return Err(e),
+        other => other?,
     };
     match preconditions(req, &meta, "x-amz-copy-source-") {
         Precondition::Ok => Ok(meta),
         _ => Err(precondition_failed()),
     }
+}
+
+/// Open a copy source's data: a named version as it is, the current
+/// object through [`open_object`].
+fn open_source(
+    req: &Req,
+    src: ObjectMeta,
+    ranged: bool,
+) -> Result<(ObjectMeta, std::fs::File), ServiceError> {
+    if src.version_id.is_some() {
+        let f = versions::open_version(req, &src)?;
+        return Ok((src, f));
+    }
+    let (sb, sk) = (src.bucket.clone(), src.key.clone());
+    open_object(req, &sb, &sk, src, ranged)
 }
 
 async fn copy_object(req: &mut Req, b: &str, k: &str) -> R {
@@ -1978,9 +1990,7 @@ async fn copy_object(req: &mut Req, b: &str, k: &str) -> R {
             ));
         }
     };
-    let sb = src.bucket.clone();
-    let sk = src.key.clone();
-    let (src, f) = open_object(req, &sb, &sk, src, false)?;
+    let (src, f) = open_source(req, src, false)?;
     for (hk, v) in &src.headers {
         if hk.starts_with("x-amz-checksum-") {
             headers.insert(hk.clone(), v.clone());
@@ -2034,6 +2044,10 @@ async fn copy_object(req: &mut Req, b: &str, k: &str) -> R {
     w.end("CopyObjectResult");
     let mut r = xml(req, w);
     crate::s3_settings::sse_headers(&mut r, &meta.headers);
+    if let Some(v) = &src.version_id {
+        put_header(&mut r, "x-amz-copy-source-version-id", v);
+    }
+    versions::version_header(req, &mut r, &meta);
     Ok(r)
 }
 
@@ -2143,34 +2157,47 @@ pub(crate) fn existing_object(
     }
 }
 
-async fn get_object_tagging(req: &mut Req, b: &str, k: &str) -> R {
+async fn get_object_tagging(req: &mut Req, b: &str, k: &str, q: &Query) -> R {
     add_bucket_resource(req, b);
     add_object_resource(req, b, k);
-    let bucket = authorize_on(req, "s3:GetObjectTagging", b, Some(k))?;
-    let meta = existing_object(req, &bucket, k)?;
-    Ok(tagging_xml(req, &meta.tags))
+    let version = versions::requested_version(req, q)?;
+    let bucket = authorize_on(req, versions::action(req), b, Some(k))?;
+    let meta = versions::object_for_read(req, &bucket, k, version.as_deref())?;
+    let mut r = tagging_xml(req, &meta.tags);
+    versions::version_header(req, &mut r, &meta);
+    Ok(r)
 }
 
-async fn put_object_tagging(req: &mut Req, b: &str, k: &str) -> R {
+async fn put_object_tagging(req: &mut Req, b: &str, k: &str, q: &Query) -> R {
     add_bucket_resource(req, b);
     add_object_resource(req, b, k);
     let body = decoded_body(req).await?;
     integrity_small(req, &body)?;
     let tags = body_tags(&body.data, MAX_OBJECT_TAGS)?;
     request_object_tags(req, &tags);
-    let bucket = authorize_on(req, "s3:PutObjectTagging", b, Some(k))?;
-    existing_object(req, &bucket, k)?;
-    req.kc.put_object_tags(b, k, tags).await?;
-    Ok(empty(req, 200))
+    let version = versions::requested_version(req, q)?;
+    let bucket = authorize_on(req, versions::action(req), b, Some(k))?;
+    let meta = versions::object_for_read(req, &bucket, k, version.as_deref())?;
+    req.kc
+        .put_object_tags(b, k, Some(meta.version()), tags)
+        .await?;
+    let mut r = empty(req, 200);
+    versions::version_header(req, &mut r, &meta);
+    Ok(r)
 }
 
-async fn delete_object_tagging(req: &mut Req, b: &str, k: &str) -> R {
+async fn delete_object_tagging(req: &mut Req, b: &str, k: &str, q: &Query) -> R {
     add_bucket_resource(req, b);
     add_object_resource(req, b, k);
-    let bucket = authorize_on(req, "s3:DeleteObjectTagging", b, Some(k))?;
-    existing_object(req, &bucket, k)?;
-    req.kc.put_object_tags(b, k, BTreeMap::new()).await?;
-    Ok(empty(req, 204))
+    let version = versions::requested_version(req, q)?;
+    let bucket = authorize_on(req, versions::action(req), b, Some(k))?;
+    let meta = versions::object_for_read(req, &bucket, k, version.as_deref())?;
+    req.kc
+        .put_object_tags(b, k, Some(meta.version()), BTreeMap::new())
+        .await?;
+    let mut r = empty(req, 204);
+    versions::version_header(req, &mut r, &meta);
+    Ok(r)
 }
 
 async fn get_bucket_tagging(req: &mut Req, b: &str) -> R {
@@ -2310,9 +2337,7 @@ async fn upload_part_copy(req: &mut Req, b: &str, k: &str, q: &Query) -> R {
         }
     };
     req.kc.list_parts(b, k, &id)?;
-    let sb = src.bucket.clone();
-    let sk = src.key.clone();
-    let (src, f) = open_object(req, &sb, &sk, src, range.is_some())?;
+    let (src, f) = open_source(req, src, range.is_some())?;
     let (start, len) = range.unwrap_or((0, src.size));
     let spec = svc::DigestSpec {
         md5: true,
@@ -2366,6 +2391,7 @@ async fn complete_multipart(req: &mut Req, b: &str, k: &str, q: &Query, host: &s
         .end("CompleteMultipartUploadResult");
     let mut r = xml(req, w);
     put_header(&mut r, "x-amz-server-side-encryption", "AES256");
+    versions::version_header(req, &mut r, &meta);
     Ok(r)
 }
 

@@ -18,9 +18,9 @@ use keycard_services::s3_settings::{
 
 use crate::Req;
 use crate::s3::{
-    CANNED_ACLS, access_denied, acting_account, add_bucket_resource, add_object_resource,
+    CANNED_ACLS, Query, access_denied, acting_account, add_bucket_resource, add_object_resource,
     authorize_on, canonical_id, decoded_body, empty, existing_object, host_of, integrity_small,
-    malformed_xml, owner_xml, parse_body_xml, put_header, route, xml,
+    malformed_xml, owner_xml, parse_body_xml, put_header, route, versions, xml,
 };
 
 type R = Result<Response<Body>, ServiceError>;
@@ -63,7 +63,7 @@ pub(crate) fn aws_name(name: String) -> String {
 }
 
 /// Run the operation if it is a settings operation.
-pub(crate) async fn handle(req: &mut Req, b: &str, k: &str) -> Option<R> {
+pub(crate) async fn handle(req: &mut Req, b: &str, k: &str, q: &Query) -> Option<R> {
     let r = match req.op.name {
         "GetBucketCors" => get_cors(req, b).await,
         "PutBucketCors" => put_cors(req, b).await,
@@ -94,9 +94,9 @@ pub(crate) async fn handle(req: &mut Req, b: &str, k: &str) -> Option<R> {
             .await
         }
         "GetBucketAcl" => get_acl(req, b, None).await,
-        "GetObjectAcl" => get_acl(req, b, Some(k)).await,
+        "GetObjectAcl" => get_acl(req, b, Some((k, q))).await,
         "PutBucketAcl" => put_bucket_acl(req, b).await,
-        "PutObjectAcl" => put_object_acl(req, b, k).await,
+        "PutObjectAcl" => put_object_acl(req, b, k, q).await,
         "GetBucketWebsite" => get_stored(req, b, Stored::Website).await,
         "PutBucketWebsite" => put_stored(req, b, Stored::Website).await,
         "DeleteBucketWebsite" => {
@@ -910,7 +910,15 @@ async fn put_bucket_acl(req: &mut Req, b: &str) -> R {
     Ok(empty(req, 200))
 }
 
-async fn put_object_acl(req: &mut Req, b: &str, k: &str) -> R {
+/// An object's ACL. keycard keeps ACLs on the current version only: a
+/// request naming a version is answered `NotImplemented` (documented).
+async fn put_object_acl(req: &mut Req, b: &str, k: &str, q: &Query) -> R {
+    if q.has("versionId") {
+        return Err(ServiceError::NotImplemented(
+            "keycard does not set ACLs on object versions other than through the current object."
+                .into(),
+        ));
+    }
     add_bucket_resource(req, b);
     add_object_resource(req, b, k);
     let bucket = authorize_on(req, "s3:PutObjectAcl", b, Some(k))?;
@@ -942,7 +950,7 @@ fn grant_xml(w: &mut XmlWriter, g: &Grant) {
         .end("Grant");
 }
 
-async fn get_acl(req: &mut Req, b: &str, key: Option<&str>) -> R {
+async fn get_acl(req: &mut Req, b: &str, key: Option<(&str, &Query)>) -> R {
     add_bucket_resource(req, b);
     let (bucket, grants) = match key {
         None => {
@@ -950,10 +958,11 @@ async fn get_acl(req: &mut Req, b: &str, key: Option<&str>) -> R {
             let g = bucket.settings.acl.clone().unwrap_or_default();
             (bucket, g)
         }
-        Some(k) => {
+        Some((k, q)) => {
             add_object_resource(req, b, k);
-            let bucket = authorize_on(req, "s3:GetObjectAcl", b, Some(k))?;
-            let meta = req.kc.get_object_meta(b, k)?;
+            let version = versions::requested_version(req, q)?;
+            let bucket = authorize_on(req, versions::action(req), b, Some(k))?;
+            let meta = versions::object_for_read(req, &bucket, k, version.as_deref())?;
             (bucket, meta.acl)
         }
     };

@@ -42,7 +42,9 @@ pub mod model;
 pub mod network;
 pub mod nodes;
 pub mod s3;
+pub mod s3_lifecycle;
 pub mod s3_settings;
+pub mod s3_versions;
 pub mod saml;
 pub mod saml_assertion;
 pub mod simulate;
@@ -819,6 +821,7 @@ impl Keycard {
                 "deleted_access_key",
                 "bucket",
                 "object",
+                "object_version",
                 "upload",
                 "instance",
                 "vpc",

@@ -310,9 +310,15 @@ pub struct Bucket {
         skip_serializing_if = "crate::s3_settings::BucketSettings::is_empty"
     )]
     pub settings: crate::s3_settings::BucketSettings,
+    /// `Enabled` or `Suspended`; `None` until versioning is first set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versioning: Option<String>,
+    /// The lifecycle rules (PutBucketLifecycleConfiguration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<Vec<crate::s3_lifecycle::Rule>>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ObjectMeta {
     pub bucket: String,
     pub key: String,
@@ -336,6 +342,24 @@ pub struct ObjectMeta {
     /// ACL grants besides the owner's FULL_CONTROL.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub acl: Vec<crate::s3_settings::Grant>,
+    /// The version id; `None` is the `null` version (unversioned and
+    /// suspended buckets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    /// A delete marker: no data (`file` empty), hides older versions.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delete_marker: bool,
+    /// Creation order among the key's versions (nanoseconds, strictly
+    /// increasing per key).
+    #[serde(default)]
+    pub seq: i64,
+}
+
+impl ObjectMeta {
+    /// The version id as S3 writes it (`null` for the null version).
+    pub fn version(&self) -> &str {
+        self.version_id.as_deref().unwrap_or("null")
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -381,6 +405,9 @@ pub enum Entity {
     DeletedAccessKey(DeletedAccessKey),
     Bucket(Bucket),
     Object(ObjectMeta),
+    /// A noncurrent version or a delete marker (the current live version
+    /// is an `Object`).
+    ObjectVersion(ObjectMeta),
     Upload(Upload),
     Instance(crate::ec2::Instance),
     Vpc(crate::network::Vpc),
@@ -391,6 +418,12 @@ pub enum Entity {
     LaunchTemplate(crate::template::LaunchTemplate),
     Volume(crate::volume::Volume),
     ResourceTags(crate::tags::ResourceTags),
+}
+
+/// The store key of a noncurrent version: `bucket/version/key` (neither
+/// bucket names nor version ids contain `/`).
+pub fn version_key(o: &ObjectMeta) -> String {
+    format!("{}/{}/{}", o.bucket, o.version(), o.key)
 }
 
 /// Case-insensitive IAM names: uniqueness ignores case, display keeps it.
@@ -412,6 +445,7 @@ impl Entity {
             Entity::DeletedAccessKey(k) => ("deleted_access_key", k.id.clone()),
             Entity::Bucket(b) => ("bucket", b.name.clone()),
             Entity::Object(o) => ("object", format!("{}/{}", o.bucket, o.key)),
+            Entity::ObjectVersion(o) => ("object_version", version_key(o)),
             Entity::Upload(u) => ("upload", u.id.clone()),
             Entity::Instance(i) => ("instance", i.id.clone()),
             Entity::Vpc(v) => ("vpc", v.id.clone()),
@@ -436,7 +470,7 @@ impl Entity {
             Entity::AccessKey(x) => serde_json::to_string(x),
             Entity::DeletedAccessKey(x) => serde_json::to_string(x),
             Entity::Bucket(x) => serde_json::to_string(x),
-            Entity::Object(x) => serde_json::to_string(x),
+            Entity::Object(x) | Entity::ObjectVersion(x) => serde_json::to_string(x),
             Entity::Upload(x) => serde_json::to_string(x),
             Entity::Instance(x) => serde_json::to_string(x),
             Entity::Vpc(x) => serde_json::to_string(x),
@@ -467,6 +501,7 @@ impl Entity {
             "deleted_access_key" => Entity::DeletedAccessKey(de(json)?),
             "bucket" => Entity::Bucket(de(json)?),
             "object" => Entity::Object(de(json)?),
+            "object_version" => Entity::ObjectVersion(de(json)?),
             "upload" => Entity::Upload(de(json)?),
             "instance" => Entity::Instance(de(json)?),
             "vpc" => Entity::Vpc(de(json)?),

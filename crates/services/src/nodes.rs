@@ -90,6 +90,22 @@ impl Keycard {
         self.config.node_timeout.is_some()
     }
 
+    /// Whether this node does the store-wide background work (trail
+    /// delivery, lifecycle sweeps): with several nodes over one store only
+    /// the first live one by name does, so nothing is done twice (a node
+    /// that dies hands over within the node timeout).
+    pub fn leads_background_work(&self) -> bool {
+        if !self.has_nodes() {
+            return true;
+        }
+        self.list_nodes()
+            .into_iter()
+            .filter(|n| n.live)
+            .map(|n| n.name)
+            .min()
+            .is_none_or(|first| first == self.node_name())
+    }
+
     /// Whether this node runs the instance's metadata service: every
     /// instance with a store of its own, else the ones it owns.
     pub fn serves(&self, i: &Instance) -> bool {

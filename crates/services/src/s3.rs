@@ -101,6 +101,8 @@ impl Keycard {
             policy: None,
             tags: BTreeMap::new(),
             settings,
+            versioning: None,
+            lifecycle: None,
         };
         self.mutate(|st| {
             if let Some(x) = st.buckets.get(name) {
@@ -127,7 +129,7 @@ impl Keycard {
     pub async fn delete_bucket(&self, name: &str) -> Result<()> {
         self.mutate(|st| {
             st.buckets.get(name).ok_or_else(|| no_bucket(name))?;
-            if st.objects.get(name).is_some_and(|m| !m.is_empty()) {
+            if Self::bucket_has_versions(st, name) {
                 return Err(ServiceError::BucketNotEmpty(
                     "The bucket you tried to delete is not empty".into(),
                 ));
@@ -175,20 +177,51 @@ impl Keycard {
         self.update_bucket(name, |b| b.tags = tags.clone()).await
     }
 
-    /// Replace an object's tags (empty: delete them).
+    /// Replace an object's tags (empty: delete them): the current
+    /// version's, or the named version's.
     pub async fn put_object_tags(
         &self,
         bucket: &str,
         key: &str,
+        version: Option<&str>,
         tags: BTreeMap<String, String>,
     ) -> Result<()> {
         self.mutate(|st| {
             let objs = st.objects.get(bucket).ok_or_else(|| no_bucket(bucket))?;
-            let mut o = objs.get(key).cloned().ok_or_else(|| {
-                ServiceError::NoSuchKey("The specified key does not exist.".into())
-            })?;
-            o.tags = tags.clone();
-            Ok((vec![Change::Put(Entity::Object(o))], ()))
+            let current = objs
+                .get(key)
+                .filter(|o| version.is_none_or(|v| o.version() == v));
+            let change = match (current, version) {
+                (Some(o), _) => Entity::Object(o.clone()),
+                (None, Some(v)) => crate::s3_versions::older(st, bucket, key)
+                    .iter()
+                    .find(|o| o.version() == v && !o.delete_marker)
+                    .map(|o| Entity::ObjectVersion(o.clone()))
+                    .ok_or_else(|| {
+                        ServiceError::Modeled(
+                            "NoSuchVersion",
+                            404,
+                            "The specified version does not exist.".into(),
+                        )
+                    })?,
+                (None, None) => {
+                    return Err(ServiceError::NoSuchKey(
+                        "The specified key does not exist.".into(),
+                    ));
+                }
+            };
+            let change = match change {
+                Entity::Object(mut o) => {
+                    o.tags = tags.clone();
+                    Entity::Object(o)
+                }
+                Entity::ObjectVersion(mut o) => {
+                    o.tags = tags.clone();
+                    Entity::ObjectVersion(o)
+                }
+                other => other,
+            };
+            Ok((vec![Change::Put(change)], ()))
         })
         .await
     }
@@ -281,33 +314,30 @@ impl Keycard {
             parts_count: None,
             tags: object.tags,
             acl: object.acl,
+            ..ObjectMeta::default()
         };
         self.replace_object(meta, vec![]).await
     }
 
-    /// Commit new object metadata; removes the replaced object's file.
+    /// Commit new object metadata as the key's latest version; removes
+    /// the data of the null version it replaces (see `s3_versions`).
     async fn replace_object(&self, meta: ObjectMeta, extra: Vec<Change>) -> Result<ObjectMeta> {
         let new_file = meta.file.clone();
         let res = self
             .mutate(|st| {
-                st.buckets
+                let b = st
+                    .buckets
                     .get(&meta.bucket)
                     .ok_or_else(|| no_bucket(&meta.bucket))?;
-                let old = st
-                    .objects
-                    .get(&meta.bucket)
-                    .and_then(|m| m.get(&meta.key))
-                    .map(|o| o.file.clone());
+                let (plan, meta) = crate::s3_versions::plan_latest(st, b, meta.clone());
                 let mut changes = extra.clone();
-                changes.push(Change::Put(Entity::Object(meta.clone())));
-                Ok((changes, (meta.clone(), old)))
+                changes.extend(plan.changes);
+                Ok((changes, (meta, plan.files)))
             })
             .await;
         match res {
             Ok((meta, old)) => {
-                if let Some(f) = old.filter(|f| *f != new_file) {
-                    self.remove_files(vec![f]);
-                }
+                self.remove_data(old.into_iter().filter(|f| *f != new_file).collect());
                 Ok(meta)
             }
             Err(e) => {
@@ -317,24 +347,12 @@ impl Keycard {
         }
     }
 
+    /// Delete the current object (a delete marker on a versioned bucket;
+    /// deleting a missing key succeeds, as in S3).
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
-        let old = self
-            .mutate(|st| {
-                let objs = st.objects.get(bucket).ok_or_else(|| no_bucket(bucket))?;
-                match objs.get(key) {
-                    // Deleting a missing key succeeds, as in S3.
-                    None => Ok((vec![], None)),
-                    Some(o) => Ok((
-                        vec![Change::Delete("object", format!("{bucket}/{key}"))],
-                        Some(o.file.clone()),
-                    )),
-                }
-            })
-            .await?;
-        if let Some(f) = old {
-            self.remove_files(vec![f]);
-        }
-        Ok(())
+        self.delete_object_version(bucket, key, None)
+            .await
+            .map(|_| ())
     }
 
     /// List keys in order. `after` is exclusive (marker / start-after /
@@ -551,6 +569,7 @@ impl Keycard {
             parts_count: Some(parts.len() as u32),
             tags: u.tags.clone(),
             acl: Vec::new(),
+            ..ObjectMeta::default()
         };
         let part_files: Vec<String> = u.parts.values().map(|p| p.file.clone()).collect();
         let meta = self

@@ -28,6 +28,9 @@ pub struct State {
     pub buckets: BTreeMap<String, Bucket>,
     /// Bucket -> key -> object.
     pub objects: HashMap<String, BTreeMap<String, ObjectMeta>>,
+    /// Bucket -> key -> noncurrent versions and delete markers, newest
+    /// first (the current live version is in `objects`).
+    pub versions: HashMap<String, BTreeMap<String, Vec<ObjectMeta>>>,
     pub uploads: BTreeMap<String, Upload>,
     pub instances: BTreeMap<String, std::sync::Arc<Instance>>,
     /// Created VPCs, subnets and security groups by id (the default
@@ -100,6 +103,17 @@ impl State {
                     .or_default()
                     .insert(o.key.clone(), o);
             }
+            Entity::ObjectVersion(o) => {
+                let list = self
+                    .versions
+                    .entry(o.bucket.clone())
+                    .or_default()
+                    .entry(o.key.clone())
+                    .or_default();
+                list.retain(|v| v.version_id != o.version_id);
+                let at = list.partition_point(|v| v.seq > o.seq);
+                list.insert(at, o);
+            }
             Entity::Upload(u) => {
                 self.uploads.insert(key, u);
             }
@@ -163,7 +177,9 @@ impl State {
             "bucket" => {
                 self.buckets.remove(key);
                 self.objects.remove(key);
+                self.versions.remove(key);
             }
+            "object_version" => self.delete_version(key),
             "object" => {
                 if let Some((b, k)) = key.split_once('/')
                     && let Some(m) = self.objects.get_mut(b)
@@ -222,8 +238,10 @@ impl State {
             "bucket" => {
                 self.buckets.clear();
                 self.objects.clear();
+                self.versions.clear();
             }
             "object" => self.objects.clear(),
+            "object_version" => self.versions.clear(),
             "upload" => self.uploads.clear(),
             "instance" => self.instances.clear(),
             "vpc" => self.vpcs.clear(),
@@ -235,6 +253,25 @@ impl State {
             "volume" => self.volumes.clear(),
             "resource_tags" => self.resource_tags.clear(),
             _ => {}
+        }
+    }
+
+    /// Forget a noncurrent version by its store key (`bucket/version/key`).
+    fn delete_version(&mut self, key: &str) {
+        let Some((bucket, rest)) = key.split_once('/') else {
+            return;
+        };
+        let Some((version, k)) = rest.split_once('/') else {
+            return;
+        };
+        let Some(keys) = self.versions.get_mut(bucket) else {
+            return;
+        };
+        if let Some(list) = keys.get_mut(k) {
+            list.retain(|v| v.version() != version);
+            if list.is_empty() {
+                keys.remove(k);
+            }
         }
     }
 

@@ -321,10 +321,18 @@ pub fn all_tagged(st: &State, account: &str, region: &str) -> Vec<Tagged> {
         out.push(tagged(&e.id, "network-interface", arn, &e.tags));
     }
     let mine = |a: &str, r: &str| a == account && r == region;
-    for t in st.launch_templates.values().filter(|t| mine(&t.account, &t.region)) {
+    for t in st
+        .launch_templates
+        .values()
+        .filter(|t| mine(&t.account, &t.region))
+    {
         out.push(tagged(&t.id, "launch-template", t.arn(), &t.tags));
     }
-    for k in st.key_pairs.values().filter(|k| mine(&k.account, &k.region)) {
+    for k in st
+        .key_pairs
+        .values()
+        .filter(|k| mine(&k.account, &k.region))
+    {
         out.push(tagged(&k.id, "key-pair", k.arn(), &k.tags));
     }
     for i in st.images.values().filter(|i| mine(&i.account, &i.region)) {

@@ -494,15 +494,7 @@ impl Keycard {
     /// delivered twice (a node that dies hands over within the node
     /// timeout; the cursor in the trail record says where to go on).
     fn delivers_trails(&self) -> bool {
-        if !self.has_nodes() {
-            return true;
-        }
-        self.list_nodes()
-            .into_iter()
-            .filter(|n| n.live)
-            .map(|n| n.name)
-            .min()
-            .is_none_or(|first| first == self.node_name())
+        self.leads_background_work()
     }
 
     /// Deliver every logging trail's new events (one pass). Returns how
