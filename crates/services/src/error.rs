@@ -275,6 +275,9 @@ pub enum TrailError {
     InsufficientSnsTopicPolicy,
     InvalidTimeRange,
     InvalidToken,
+    InsightNotEnabled,
+    InvalidNextToken,
+    InvalidMaxResults,
 }
 
 impl TrailError {
@@ -302,6 +305,9 @@ impl TrailError {
             InsufficientSnsTopicPolicy => "InsufficientSnsTopicPolicyException",
             InvalidTimeRange => "InvalidTimeRangeException",
             InvalidToken => "InvalidTokenException",
+            InsightNotEnabled => "InsightNotEnabledException",
+            InvalidNextToken => "InvalidNextTokenException",
+            InvalidMaxResults => "InvalidMaxResultsException",
         }
     }
 }

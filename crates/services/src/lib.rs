@@ -42,6 +42,8 @@ pub mod saml;
 pub mod simulate;
 pub mod state;
 pub mod sts;
+pub mod trail_digest;
+pub mod trail_selectors;
 pub mod trails;
 pub mod validate;
 pub mod vpc;
@@ -100,6 +102,9 @@ pub struct Config {
     /// With a shared store: a node whose heartbeat is older than this is
     /// down (its instances impaired). `None`: one node owns everything.
     pub node_timeout: Option<std::time::Duration>,
+    /// `--trail-digest-interval`: how often trails with log file
+    /// validation deliver digest files (AWS: hourly), milliseconds.
+    pub trail_digest_interval_ms: i64,
 }
 
 impl Config {
@@ -121,6 +126,7 @@ impl Config {
             max_staleness: None,
             node: nodes::DEFAULT_NODE.to_string(),
             node_timeout: None,
+            trail_digest_interval_ms: 3_600_000,
         }
     }
 }
