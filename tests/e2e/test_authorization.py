@@ -924,6 +924,10 @@ def samples(e):
         "AddTags": ("cloudtrail", "add_tags", {"ResourceId": trail, "TagsList": [{"Key": "k", "Value": "v"}]}, trail),
         "RemoveTags": ("cloudtrail", "remove_tags", {"ResourceId": trail, "TagsList": [{"Key": "k"}]}, trail),
         "ListTags": ("cloudtrail", "list_tags", {"ResourceIdList": [trail]}, trail),
+        "ListPublicKeys": ("cloudtrail", "list_public_keys", {}, "*"),
+        "GetInsightSelectors": ("cloudtrail", "get_insight_selectors", {"TrailName": "trail1"}, trail),
+        "ListEventDataStores": ("cloudtrail", "list_event_data_stores", {}, "*"),
+        "ListChannels": ("cloudtrail", "list_channels", {}, "*"),
         # Organizations (keycard accounts are in none)
         "DescribeOrganization": ("organizations", "describe_organization", {}, "*"),
         "ListAccounts": ("organizations", "list_accounts", {}, "*"),

@@ -185,6 +185,10 @@ enum Command {
         /// of a shared store sweeps), e.g. 60m, 30s.
         #[arg(long, default_value = "60m", env = "KEYCARD_LIFECYCLE_INTERVAL")]
         lifecycle_interval: String,
+        /// How often trails with log file validation deliver digest files
+        /// (AWS: hourly), e.g. 1h, 5s; at least 1s.
+        #[arg(long, default_value = "1h", env = "KEYCARD_TRAIL_DIGEST_INTERVAL")]
+        trail_digest_interval: String,
         /// This node's name (unique per store): instances launched here
         /// belong to it and it runs their metadata services. Default: the
         /// hostname, else `default`.
@@ -393,8 +397,8 @@ fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
-/// `--max-staleness` / `--node-timeout` (the flag, for errors): `2s`,
-/// `500ms`, `1m`.
+/// `--max-staleness` / `--node-timeout` / the trail intervals (the flag,
+/// for errors): `2s`, `500ms`, `1m`, `1h`.
 fn parse_duration(flag: &str, s: &str) -> anyhow::Result<std::time::Duration> {
     let (num, unit) = s
         .find(|c: char| !c.is_ascii_digit())
@@ -406,7 +410,8 @@ fn parse_duration(flag: &str, s: &str) -> anyhow::Result<std::time::Duration> {
         "ms" => n,
         "s" => n.saturating_mul(1000),
         "m" => n.saturating_mul(60_000),
-        _ => bail!("{flag} {s}: units are ms, s or m"),
+        "h" => n.saturating_mul(3_600_000),
+        _ => bail!("{flag} {s}: units are ms, s, m or h"),
     };
     if ms == 0 {
         bail!("{flag} must be positive");
@@ -649,6 +654,7 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
             max_staleness,
             trail_delivery_interval,
             lifecycle_interval,
+            trail_digest_interval,
             node,
             node_timeout,
         } => {
@@ -695,6 +701,12 @@ async fn run(cmd: Command) -> anyhow::Result<()> {
                 .then(|| parse_duration("--max-staleness", &max_staleness))
                 .transpose()?;
             config.node = node_name(node)?;
+            let digest_every = parse_duration("--trail-digest-interval", &trail_digest_interval)?;
+            if digest_every < Duration::from_secs(1) {
+                bail!("--trail-digest-interval {trail_digest_interval}: at least 1s");
+            }
+            config.trail_digest_interval_ms =
+                i64::try_from(digest_every.as_millis()).unwrap_or(i64::MAX);
             config.node_timeout = shared
                 .then(|| parse_duration("--node-timeout", &node_timeout))
                 .transpose()?;

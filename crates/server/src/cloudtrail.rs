@@ -14,7 +14,7 @@ fn invalid(m: impl Into<String>) -> ServiceError {
     ServiceError::ValidationError(m.into())
 }
 
-fn epoch_ms(v: &Value) -> Result<i64, ServiceError> {
+pub(crate) fn epoch_ms(v: &Value) -> Result<i64, ServiceError> {
     match v {
         Value::Number(n) => n
             .as_f64()

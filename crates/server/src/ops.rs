@@ -727,6 +727,10 @@ pub static CLOUDTRAIL: &[OpDef] = &[
     same!(CloudTrail, "cloudtrail", "AddTags", RW),
     same!(CloudTrail, "cloudtrail", "RemoveTags", RW),
     same!(CloudTrail, "cloudtrail", "ListTags", RO),
+    same!(CloudTrail, "cloudtrail", "ListPublicKeys", RO),
+    same!(CloudTrail, "cloudtrail", "GetInsightSelectors", RO),
+    same!(CloudTrail, "cloudtrail", "ListEventDataStores", RO),
+    same!(CloudTrail, "cloudtrail", "ListChannels", RO),
 ];
 
 /// Organizations: what a standalone account (in no organization) answers.

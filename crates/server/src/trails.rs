@@ -122,7 +122,7 @@ fn described(t: &Trail) -> Value {
         o.insert("HomeRegion".into(), json!(t.region));
         o.insert(
             "HasCustomEventSelectors".into(),
-            json!(t.event_selectors.is_some()),
+            json!(t.event_selectors.is_some() || t.advanced_event_selectors.is_some()),
         );
         o.insert("HasInsightSelectors".into(), json!(false));
     }
@@ -146,6 +146,7 @@ fn status(t: &Trail) -> Value {
             ("LatestDeliveryTime", secs(t.latest_delivery_ms)),
             ("StartLoggingTime", secs(t.start_logging_ms)),
             ("StopLoggingTime", secs(t.stop_logging_ms)),
+            ("LatestDigestDeliveryTime", secs(t.latest_digest_ms)),
         ] {
             if let Some(x) = val {
                 o.insert(k.into(), json!(x));
@@ -154,11 +155,17 @@ fn status(t: &Trail) -> Value {
         if let Some(e) = &t.latest_delivery_error {
             o.insert("LatestDeliveryError".into(), json!(e));
         }
+        if let Some(e) = &t.latest_digest_error {
+            o.insert("LatestDigestDeliveryError".into(), json!(e));
+        }
     }
     v
 }
 
 fn selectors(t: &Trail) -> Value {
+    if let Some(adv) = &t.advanced_event_selectors {
+        return json!({"TrailARN": t.arn(), "AdvancedEventSelectors": adv});
+    }
     let basic = t.event_selectors.clone().unwrap_or_else(|| {
         json!([{"ReadWriteType": "All", "IncludeManagementEvents": true,
                 "DataResources": [], "ExcludeManagementEventSources": []}])
@@ -275,6 +282,25 @@ pub async fn handle(req: &mut Req, body: &Value) -> Result<Value, ServiceError> 
             Ok(json!({}))
         }
         "ListTags" => list_tags(req, body, &action).await,
+        "ListPublicKeys" => list_public_keys(req, body, &action).await,
+        "GetInsightSelectors" => {
+            let name = authorize_trail(req, &action, &need(body, "TrailName")?)?;
+            let t = kc.trail(&acct, &name).await?;
+            Err(bad(
+                TrailError::InsightNotEnabled,
+                format!("Trail {} does not have Insights enabled.", t.arn()),
+            ))
+        }
+        "ListEventDataStores" | "ListChannels" => {
+            req.authorize(&action, "*", None, ResourcePolicy::None)?;
+            page_params(body)?;
+            let key = if op == "ListChannels" {
+                "Channels"
+            } else {
+                "EventDataStores"
+            };
+            Ok(json!({ key: [] }))
+        }
         other => Err(ServiceError::InvalidAction(format!(
             "The action {other} is not valid for this web service."
         ))),
@@ -333,4 +359,69 @@ async fn list_tags(req: &mut Req, body: &Value, action: &str) -> Result<Value, S
         }));
     }
     Ok(json!({"ResourceTagList": out}))
+}
+
+/// `MaxResults` / `NextToken` of the list operations that have nothing to
+/// page through: a token keycard did not hand out is refused.
+fn page_params(body: &Value) -> Result<(), ServiceError> {
+    if let Some(m) = body.get("MaxResults").filter(|v| !v.is_null())
+        && m.as_i64().is_none_or(|n| !(1..=1000).contains(&n))
+    {
+        return Err(bad(
+            TrailError::InvalidMaxResults,
+            "MaxResults must be between 1 and 1000.",
+        ));
+    }
+    if body.get("NextToken").is_some_and(|v| !v.is_null()) {
+        return Err(bad(
+            TrailError::InvalidNextToken,
+            "The NextToken is not valid.",
+        ));
+    }
+    Ok(())
+}
+
+/// ListPublicKeys: the region's digest signing keys valid in the range
+/// (default: now). `Value` is the PKCS#1 DER (a blob: base64 on the wire,
+/// which awscli's validate-logs decodes itself).
+async fn list_public_keys(
+    req: &mut Req,
+    body: &Value,
+    action: &str,
+) -> Result<Value, ServiceError> {
+    req.authorize(action, "*", None, ResourcePolicy::None)?;
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let now = keycard_services::now();
+    let time = |key: &str| -> Result<Option<i64>, ServiceError> {
+        match body.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => crate::cloudtrail::epoch_ms(v)
+                .map(|ms| Some(ms.div_euclid(1000)))
+                .map_err(|_| {
+                    bad(
+                        TrailError::InvalidTimeRange,
+                        format!("{key} is not a valid timestamp."),
+                    )
+                }),
+        }
+    };
+    let start = time("StartTime")?.unwrap_or(now);
+    let end = time("EndTime")?.unwrap_or(now);
+    if start > end {
+        return Err(bad(
+            TrailError::InvalidTimeRange,
+            "Start time must be before end time.",
+        ));
+    }
+    if body.get("NextToken").is_some_and(|v| !v.is_null()) {
+        return Err(bad(TrailError::InvalidToken, "Reserved for future use."));
+    }
+    let keys = req.kc.digest_public_keys(start, end).await?;
+    Ok(json!({"PublicKeyList": keys.iter().map(|k| json!({
+        "Value": b64.encode(&k.der),
+        "ValidityStartTime": k.start,
+        "ValidityEndTime": k.end,
+        "Fingerprint": k.fingerprint,
+    })).collect::<Vec<_>>()}))
 }

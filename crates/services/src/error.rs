@@ -296,6 +296,9 @@ pub enum TrailError {
     InsufficientSnsTopicPolicy,
     InvalidTimeRange,
     InvalidToken,
+    InsightNotEnabled,
+    InvalidNextToken,
+    InvalidMaxResults,
 }
 
 impl TrailError {
@@ -323,6 +326,9 @@ impl TrailError {
             InsufficientSnsTopicPolicy => "InsufficientSnsTopicPolicyException",
             InvalidTimeRange => "InvalidTimeRangeException",
             InvalidToken => "InvalidTokenException",
+            InsightNotEnabled => "InsightNotEnabledException",
+            InvalidNextToken => "InvalidNextTokenException",
+            InvalidMaxResults => "InvalidMaxResultsException",
         }
     }
 }

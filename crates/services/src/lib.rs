@@ -53,6 +53,8 @@ pub mod state;
 pub mod sts;
 pub mod tags;
 pub mod template;
+pub mod trail_digest;
+pub mod trail_selectors;
 pub mod trails;
 pub mod validate;
 pub mod volume;
@@ -114,6 +116,9 @@ pub struct Config {
     /// With a shared store: a node whose heartbeat is older than this is
     /// down (its instances impaired). `None`: one node owns everything.
     pub node_timeout: Option<std::time::Duration>,
+    /// `--trail-digest-interval`: how often trails with log file
+    /// validation deliver digest files (AWS: hourly), milliseconds.
+    pub trail_digest_interval_ms: i64,
 }
 
 impl Config {
@@ -135,6 +140,7 @@ impl Config {
             max_staleness: None,
             node: nodes::DEFAULT_NODE.to_string(),
             node_timeout: None,
+            trail_digest_interval_ms: 3_600_000,
         }
     }
 }

@@ -269,6 +269,20 @@ impl Keycard {
         data: &[u8],
         content_type: &str,
     ) -> Result<ObjectMeta> {
+        self.put_object_bytes_with(bucket, key, data, content_type, BTreeMap::new())
+            .await
+    }
+
+    /// [`Keycard::put_object_bytes`] with user metadata (`x-amz-meta-*`
+    /// names without the prefix).
+    pub async fn put_object_bytes_with(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: &[u8],
+        content_type: &str,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<ObjectMeta> {
         let spec = DigestSpec {
             md5: true,
             sha256: false,
@@ -284,7 +298,7 @@ impl Keycard {
             bucket: bucket.into(),
             key: key.into(),
             content_type: Some(content_type.into()),
-            metadata: BTreeMap::new(),
+            metadata,
             headers: BTreeMap::new(),
             tags: BTreeMap::new(),
             acl: Vec::new(),

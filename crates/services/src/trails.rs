@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::{Result, ServiceError, TrailError};
+use crate::trail_digest::{DigestChain, LogFile};
 use crate::{Keycard, now_ms};
 
 /// The record kind trails are stored under.
@@ -59,6 +60,14 @@ pub struct Trail {
     pub event_selectors: Option<Value>,
     pub advanced_event_selectors: Option<Value>,
     pub tags: BTreeMap<String, String>,
+    /// Log file validation: each region's digest chain (empty while
+    /// validation or logging is off).
+    #[serde(default)]
+    pub digests: BTreeMap<String, DigestChain>,
+    #[serde(default)]
+    pub latest_digest_ms: Option<i64>,
+    #[serde(default)]
+    pub latest_digest_error: Option<String>,
 }
 
 impl Trail {
@@ -78,6 +87,21 @@ impl Trail {
         format!("{base}AWSLogs/{}/CloudTrail/{region}/{day}/", self.account)
     }
 
+    /// Start the home region's digest chain when validation and logging
+    /// are on and it has none; drop every chain when either is off (AWS
+    /// digests nothing delivered while validation or logging was off, so
+    /// the chain breaks there).
+    pub fn restart_digests(&mut self) {
+        if self.log_file_validation && self.logging {
+            let home = self.region.clone();
+            self.digests
+                .entry(home)
+                .or_insert_with(|| DigestChain::starting(crate::now()));
+        } else {
+            self.digests.clear();
+        }
+    }
+
     /// Whether an event (its CloudTrail body) goes to this trail.
     pub fn selects(&self, event: &Value) -> bool {
         let region = event.get("awsRegion").and_then(Value::as_str).unwrap_or("");
@@ -88,6 +112,9 @@ impl Trail {
         let here = self.multi_region || region == self.region;
         if !(here || (global && self.include_global)) {
             return false;
+        }
+        if let Some(adv) = &self.advanced_event_selectors {
+            return crate::trail_selectors::matches(adv, event);
         }
         let data = event.get("eventCategory").and_then(Value::as_str) == Some("Data");
         let read_only = event
@@ -336,6 +363,9 @@ impl Keycard {
             event_selectors: None,
             advanced_event_selectors: None,
             tags: spec.tags.clone(),
+            digests: BTreeMap::new(),
+            latest_digest_ms: None,
+            latest_digest_error: None,
         };
         validate_trail(&t)?;
         self.check_bucket_for_trail(&t)?;
@@ -358,6 +388,7 @@ impl Keycard {
         t.include_global = spec.include_global.unwrap_or(t.include_global);
         t.multi_region = spec.multi_region.unwrap_or(t.multi_region);
         t.log_file_validation = spec.log_file_validation.unwrap_or(t.log_file_validation);
+        t.restart_digests();
         validate_trail(&t)?;
         self.check_bucket_for_trail(&t)?;
         self.save_trail(&t).await?;
@@ -384,6 +415,7 @@ impl Keycard {
             t.logging = false;
             t.stop_logging_ms = Some(now);
         }
+        t.restart_digests();
         self.save_trail(&t).await?;
         Ok(t)
     }
@@ -408,11 +440,8 @@ impl Keycard {
         if let Some(b) = &basic {
             validate_selectors(b)?;
         }
-        if advanced.is_some() {
-            return Err(err(
-                TrailError::InvalidEventSelectors,
-                "keycard applies basic event selectors only; advanced event selectors are not supported.",
-            ));
+        if let Some(a) = &advanced {
+            crate::trail_selectors::validate(a)?;
         }
         t.event_selectors = basic;
         t.advanced_event_selectors = advanced;
@@ -493,7 +522,7 @@ impl Keycard {
     /// store, only the first live one by name does, so events are not
     /// delivered twice (a node that dies hands over within the node
     /// timeout; the cursor in the trail record says where to go on).
-    fn delivers_trails(&self) -> bool {
+    pub(crate) fn delivers_trails(&self) -> bool {
         self.leads_background_work()
     }
 
@@ -512,6 +541,7 @@ impl Keycard {
                 continue;
             }
             files += self.deliver_trail(&mut t).await?;
+            self.deliver_digests(&mut t).await?;
         }
         Ok(files)
     }
@@ -549,7 +579,16 @@ impl Keycard {
             let mut failed = None;
             for (region, records) in by_region {
                 match self.write_log_file(t, &region, records).await {
-                    Ok(()) => files += 1,
+                    Ok(file) => {
+                        files += 1;
+                        if t.log_file_validation {
+                            t.digests
+                                .entry(region)
+                                .or_insert_with(|| DigestChain::starting(crate::now()))
+                                .files
+                                .push(file);
+                        }
+                    }
                     Err(e) => failed = Some(e),
                 }
             }
@@ -571,6 +610,61 @@ impl Keycard {
         Ok(files)
     }
 
+    /// Every digest chain of a logging trail with validation on whose
+    /// period is over gets its digest; a failed one is retried next pass
+    /// (its log files stay in the chain).
+    async fn deliver_digests(&self, t: &mut Trail) -> Result<()> {
+        if !(t.logging && t.log_file_validation) {
+            return Ok(());
+        }
+        t.restart_digests();
+        let now = crate::now();
+        let due_ms = self.config.trail_digest_interval_ms;
+        let mut chains = std::mem::take(&mut t.digests);
+        let mut changed = false;
+        for (region, chain) in chains.iter_mut() {
+            if (now - chain.start) * 1000 < due_ms || now <= chain.start {
+                continue;
+            }
+            changed = true;
+            match self.deliver_digest(t, region, chain, now).await {
+                Ok(()) => {
+                    t.latest_digest_ms = Some(now_ms());
+                    t.latest_digest_error = None;
+                }
+                Err(e) => t.latest_digest_error = Some(e),
+            }
+        }
+        t.digests = chains;
+        if changed {
+            self.save_trail(t).await?;
+        }
+        Ok(())
+    }
+
+    /// An object CloudTrail writes into the trail's bucket: allowed by
+    /// the bucket policy for `cloudtrail.amazonaws.com`, else the
+    /// delivery error text.
+    pub(crate) async fn put_trail_object(
+        &self,
+        t: &Trail,
+        key: &str,
+        data: &[u8],
+        metadata: BTreeMap<String, String>,
+    ) -> std::result::Result<(), String> {
+        let bucket = self
+            .bucket(&t.bucket)
+            .map_err(|_| "NoSuchBucket".to_string())?;
+        let arn = format!("arn:aws:s3:::{}/{key}", t.bucket);
+        if !cloudtrail_allowed(&bucket.policy, &bucket.account, "s3:PutObject", &arn, t) {
+            return Err("AccessDenied".into());
+        }
+        self.put_object_bytes_with(&t.bucket, key, data, "application/json", metadata)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.code().to_string())
+    }
+
     /// One gzipped log file into the trail's bucket, written as CloudTrail
     /// (the bucket policy must allow it); Err is the delivery error text.
     async fn write_log_file(
@@ -578,7 +672,7 @@ impl Keycard {
         t: &Trail,
         region: &str,
         records: Vec<Value>,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<LogFile, String> {
         let now = time::OffsetDateTime::now_utc();
         let day = format!(
             "{:04}/{:02}/{:02}",
@@ -600,21 +694,14 @@ impl Keycard {
             t.account,
             random_suffix()
         );
-        let bucket = self
-            .bucket(&t.bucket)
-            .map_err(|_| "NoSuchBucket".to_string())?;
-        let arn = format!("arn:aws:s3:::{}/{key}", t.bucket);
-        if !cloudtrail_allowed(&bucket.policy, &bucket.account, "s3:PutObject", &arn, t) {
-            return Err("AccessDenied".into());
-        }
-        let body = serde_json::to_vec(&json!({ "Records": records })).map_err(|e| e.to_string())?;
+        let body =
+            serde_json::to_vec(&json!({ "Records": &records })).map_err(|e| e.to_string())?;
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gz.write_all(&body).map_err(|e| e.to_string())?;
         let data = gz.finish().map_err(|e| e.to_string())?;
-        self.put_object_bytes(&t.bucket, &key, &data, "application/json")
-            .await
-            .map(|_| ())
-            .map_err(|e| e.code().to_string())
+        self.put_trail_object(t, &key, &data, BTreeMap::new())
+            .await?;
+        Ok(LogFile::of(&t.bucket, &key, &body, &records))
     }
 }
 
@@ -756,7 +843,7 @@ fn random_suffix() -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -787,7 +874,7 @@ mod tests {
         assert!(name_of("arn:aws:s3:::bucket").is_err());
     }
 
-    fn trail() -> Trail {
+    pub(crate) fn trail() -> Trail {
         Trail {
             account: "123456789012".into(),
             name: "t".into(),
@@ -811,6 +898,9 @@ mod tests {
             event_selectors: None,
             advanced_event_selectors: None,
             tags: BTreeMap::new(),
+            digests: BTreeMap::new(),
+            latest_digest_ms: None,
+            latest_digest_error: None,
         }
     }
 
