@@ -440,6 +440,7 @@ mod tests {
             tags: Default::default(),
             versioning: versioning.map(str::to_string),
             lifecycle: None,
+            settings: Default::default(),
         }
     }
 
