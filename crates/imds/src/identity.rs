@@ -103,6 +103,7 @@ mod tests {
             state_reason: None,
             network: None,
             imds: Default::default(),
+            attrs: Default::default(),
         };
         let d = document(&i);
         let v: serde_json::Value = serde_json::from_str(&d).unwrap();
