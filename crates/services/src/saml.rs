@@ -268,13 +268,16 @@ mod tests {
         assert!(parse_saml_arn("arn:aws:iam::123456789012:role/x").is_err());
         assert!(check_metadata("short").is_err());
         let doc = format!(
-            "<md:EntityDescriptor validUntil=\"2030-01-01T00:00:00Z\">{}</md:EntityDescriptor>",
+            "<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" validUntil=\"2030-01-01T00:00:00Z\">{}</md:EntityDescriptor>",
             "x".repeat(1000)
         );
         assert_eq!(
             check_metadata(&doc).ok(),
             Some(Some("2030-01-01T00:00:00Z".into()))
         );
+        // Not well-formed (an undeclared prefix): not metadata.
+        let undeclared = doc.replace(" xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\"", "");
+        assert!(check_metadata(&undeclared).is_err());
         assert!(check_name("bad name").is_err());
     }
 }
