@@ -163,8 +163,18 @@ HTMX = "/console/assets/htmx-2.0.4.min.js"
 
 
 def foreign_scripts(d):
-    """Script elements other than the vendored htmx (there must be none)."""
-    return [e.get_attribute("outerHTML") for e in d.find_elements(*by("script")) if not (e.get_attribute("src") or "").endswith(HTMX)]
+    """Script elements other than the vendored htmx (there must be none).
+    Read again when the page replaces a node mid-read (an htmx swap)."""
+    from selenium.common.exceptions import WebDriverException
+
+    for attempt in range(3):
+        try:
+            return [e.get_attribute("outerHTML") for e in d.find_elements(*by("script"))
+                    if not (e.get_attribute("src") or "").endswith(HTMX)]
+        except WebDriverException:
+            if attempt == 2:
+                raise
+            time.sleep(0.3)
 
 
 def wait_for(d, sel, timeout=15):
