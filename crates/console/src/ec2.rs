@@ -26,7 +26,7 @@ pub async fn route(ctx: &Ctx<'_>, segs: &[&str], post: bool) -> Option<Page> {
 
 /// The instance types the launch form offers.
 const TYPES: &[&str] = &["t3.micro", "t3.small", "t3.medium", "m5.large"];
-/// The image the launch form starts with (keycard runs any `ami-` id).
+/// The image the launch form starts with (Amazon Linux 2023 of the built-in catalogue).
 const DEFAULT_IMAGE: &str = "ami-0abcdef1234567890";
 
 /// The metadata options fields, shared by the launch and modify forms.
