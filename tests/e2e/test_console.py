@@ -32,6 +32,30 @@ def _unavailable(reason: str):
     pytest.skip(reason)
 
 
+DETACHED = "does not belong to the document"
+
+
+def detached_is_stale(d):
+    """Chromium 148's driver reports an element whose page has gone (a
+    navigation or an htmx swap) as an "unknown error: ... Node with given id
+    does not belong to the document" instead of a stale element reference.
+    Map it back, so selenium's waits (staleness_of, ignored exceptions) see
+    what they were written for."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    check = d.error_handler.check_response
+
+    def check_response(response):
+        try:
+            check(response)
+        except WebDriverException as e:
+            if DETACHED in (e.msg or "") and not isinstance(e, StaleElementReferenceException):
+                raise StaleElementReferenceException(e.msg, e.screen, e.stacktrace) from e
+            raise
+
+    d.error_handler.check_response = check_response
+
+
 @pytest.fixture(scope="module")
 def browser():
     try:
@@ -46,6 +70,7 @@ def browser():
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,900"):
         opts.add_argument(a)
     d = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
+    detached_is_stale(d)
     d.set_page_load_timeout(60)
     SHOTS.mkdir(parents=True, exist_ok=True)
     yield d
@@ -87,8 +112,8 @@ def click(d, sel):
             el(d, sel).click()
             break
         except WebDriverException:
-            # Chromium now and then reports the clicked node as detached
-            # because the click already navigated: that is success.
+            # The clicked node can be reported detached because the click
+            # already navigated: that is success.
             if EC.staleness_of(old)(d):
                 break
             if attempt == 2:
@@ -165,13 +190,13 @@ HTMX = "/console/assets/htmx-2.0.4.min.js"
 def foreign_scripts(d):
     """Script elements other than the vendored htmx (there must be none).
     Read again when the page replaces a node mid-read (an htmx swap)."""
-    from selenium.common.exceptions import WebDriverException
+    from selenium.common.exceptions import StaleElementReferenceException
 
     for attempt in range(3):
         try:
             return [e.get_attribute("outerHTML") for e in d.find_elements(*by("script"))
                     if not (e.get_attribute("src") or "").endswith(HTMX)]
-        except WebDriverException:
+        except StaleElementReferenceException:
             if attempt == 2:
                 raise
             time.sleep(0.3)

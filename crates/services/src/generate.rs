@@ -284,7 +284,9 @@ fn check_window(start: i64, end: i64, now: i64) -> Result<()> {
 }
 
 impl Keycard {
-    /// What `principal` was checked for in a window (epoch seconds).
+    /// What `principal` was checked for in a window (epoch seconds, both
+    /// ends inclusive: the end second counts whole, so a job started in the
+    /// same second as the calls it reads still sees them).
     pub async fn observe_principal(
         &self,
         account: &str,
@@ -296,7 +298,7 @@ impl Keycard {
             .audit_window(
                 account,
                 start.saturating_mul(1000),
-                Some(end.saturating_mul(1000)),
+                Some(end.saturating_mul(1000).saturating_add(999)),
             )
             .await?;
         Ok((observe(&rows, principal), complete))
