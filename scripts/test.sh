@@ -31,9 +31,10 @@ fi
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "==> cargo test (with a throwaway PostgreSQL for the store suite)"
+# This also builds target/debug/sdk-probe (its crate has an integration
+# test), with the workspace's features: a separate `cargo build -p` would
+# resolve other features and compile the SDK stack a second time.
 ./scripts/with-postgres.sh cargo test --workspace --all-targets
-echo "==> cargo build -p keycard-sdk-probe"
-cargo build -p keycard-sdk-probe
 
 status=0
 KEYCARD_SOAK=0 ./scripts/e2e.sh "$@" || status=$?

@@ -373,6 +373,8 @@ def test_other_attributes(keycard, ec2):
                  InstanceInitiatedShutdownBehavior={"Value": "explode"})
     expect_error("InvalidParameterCombination", ec2.modify_instance_attribute, InstanceId=iid,
                  SourceDestCheck={"Value": True}, DisableApiStop={"Value": True})
+    e = expect_error("InvalidParameterCombination", ec2.modify_instance_attribute, InstanceId=iid)
+    assert e.response["Error"]["Message"] == "No attributes specified."
     assert ec2.describe_instance_attribute(InstanceId=iid, Attribute="disableApiStop")["DisableApiStop"] == {"Value": False}
     # Groups: replaced as a set, each checked against the instance's VPC.
     web = unique("web")

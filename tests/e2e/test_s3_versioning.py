@@ -254,6 +254,8 @@ def test_multipart_and_attributes(s3):
     assert a["Checksum"]["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(data).digest()).decode()
     assert a["ETag"] == hashlib.md5(data).hexdigest() and a["ObjectSize"] == len(data)
     expect_error("InvalidArgument", s3.get_object_attributes, Bucket=b, Key="c", ObjectAttributes=["Colour"])
+    e = expect_error("InvalidRequest", s3.get_object_attributes, Bucket=b, Key="c", ObjectAttributes=[])
+    assert "x-amz-object-attributes header" in e.response["Error"]["Message"]
     expect_error("NoSuchKey", s3.get_object_attributes, Bucket=b, Key="none", ObjectAttributes=["ETag"])
 
 

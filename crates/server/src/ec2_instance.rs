@@ -222,8 +222,8 @@ async fn modify_attribute(req: &mut Req, p: &Params, dry: bool) -> Out {
     let change = match changes.as_slice() {
         [one] => one.clone(),
         [] => {
-            return Err(ServiceError::MissingParameter(
-                "The request must contain the parameter attribute".into(),
+            return Err(ServiceError::InvalidParameterCombination(
+                "No attributes specified.".into(),
             ));
         }
         many => {

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use crate::iam::{need, paginate, tag_page_xml, tags_in, tags_xml};
 use crate::iam_governance::authz;
-use crate::sts::{credentials_xml, duration};
+use crate::sts::{assumed_audit, assumed_xml, credentials_audit, credentials_xml, duration};
 use crate::{Req, xml_response};
 
 type R = Result<Response<Body>, ServiceError>;
@@ -260,24 +260,15 @@ pub(crate) async fn assume_role_with_web_identity(req: &mut Req, p: &Params) -> 
     req.audit.decided.append(&mut decided);
     let r = r?;
     req.caller = r.caller.clone();
-    let c = &r.assumed.credentials;
-    req.audit.response = json!({
-        "credentials": {"accessKeyId": c.access_key_id, "expiration": iso8601(c.expiration)},
-        "assumedRoleUser": {"assumedRoleId": r.assumed.assumed_role_id, "arn": r.assumed.arn},
-        "subjectFromWebIdentityToken": r.subject,
-        "provider": r.provider,
-        "audience": r.audience,
-    });
+    let mut audited = assumed_audit(&r.assumed);
+    audited.insert("subjectFromWebIdentityToken".into(), json!(r.subject));
+    audited.insert("provider".into(), json!(r.provider));
+    audited.insert("audience".into(), json!(r.audience));
+    req.audit.response = Value::Object(audited);
     let body = query_response(req.op.name, STS_XMLNS, &req.request_id, |w| {
-        credentials_xml(w, c);
+        credentials_xml(w, &r.assumed.credentials);
         w.elem("SubjectFromWebIdentityToken", &r.subject);
-        w.start("AssumedRoleUser")
-            .elem("AssumedRoleId", &r.assumed.assumed_role_id)
-            .elem("Arn", &r.assumed.arn)
-            .end("AssumedRoleUser");
-        if let Some(n) = r.assumed.packed_policy_size {
-            w.elem_display("PackedPolicySize", n);
-        }
+        assumed_xml(w, &r.assumed);
         w.elem("Provider", &r.provider)
             .elem("Audience", &r.audience);
     });
@@ -424,7 +415,7 @@ pub(crate) async fn get_federation_token(req: &mut Req, p: &Params) -> R {
     }
     let f = kc.get_federation_token(&req.caller, input)?;
     req.audit.response = json!({
-        "credentials": {"accessKeyId": f.credentials.access_key_id, "expiration": iso8601(f.credentials.expiration)},
+        "credentials": credentials_audit(&f.credentials),
         "federatedUser": {"federatedUserId": f.id, "arn": f.arn},
     });
     let body = query_response(req.op.name, STS_XMLNS, &req.request_id, |w| {
@@ -664,26 +655,21 @@ pub(crate) async fn assume_role_with_saml(req: &mut Req, p: &Params) -> R {
     req.audit.decided.append(&mut decided);
     let r = r?;
     req.caller = r.caller.clone();
-    let c = &r.assumed.credentials;
     let a = &r.assertion;
-    req.audit.response = json!({
-        "credentials": {"accessKeyId": c.access_key_id, "expiration": iso8601(c.expiration)},
-        "assumedRoleUser": {"assumedRoleId": r.assumed.assumed_role_id, "arn": r.assumed.arn},
-        "subject": a.subject,
-        "subjectType": a.subject_type,
-        "issuer": a.issuer,
-        "audience": a.recipient,
-        "nameQualifier": r.name_qualifier,
-    });
+    let mut audited = assumed_audit(&r.assumed);
+    for (k, v) in [
+        ("subject", &a.subject),
+        ("subjectType", &a.subject_type),
+        ("issuer", &a.issuer),
+        ("audience", &a.recipient),
+        ("nameQualifier", &r.name_qualifier),
+    ] {
+        audited.insert(k.into(), json!(v));
+    }
+    req.audit.response = Value::Object(audited);
     let body = query_response(req.op.name, STS_XMLNS, &req.request_id, |w| {
-        credentials_xml(w, c);
-        w.start("AssumedRoleUser")
-            .elem("AssumedRoleId", &r.assumed.assumed_role_id)
-            .elem("Arn", &r.assumed.arn)
-            .end("AssumedRoleUser");
-        if let Some(n) = r.assumed.packed_policy_size {
-            w.elem_display("PackedPolicySize", n);
-        }
+        credentials_xml(w, &r.assumed.credentials);
+        assumed_xml(w, &r.assumed);
         w.elem("Subject", &a.subject)
             .elem("SubjectType", &a.subject_type)
             .elem("Issuer", &a.issuer)

@@ -18,7 +18,9 @@ use keycard_proto::sigv4;
 use keycard_proto::xml::{S3_XMLNS, XmlNode, XmlWriter, parse_xml};
 use keycard_services::ServiceError;
 use keycard_services::auth::{Check, ResourcePolicy};
+use bytes::Bytes;
 use keycard_services::model::{Bucket, ObjectMeta};
+use keycard_services::object_cache::MAX_CACHED_OBJECT;
 use keycard_services::s3 as svc;
 use keycard_services::s3_versions as svc_versions;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
@@ -1121,6 +1123,55 @@ fn object_body(mut f: std::fs::File, start: u64, len: u64) -> std::io::Result<Bo
     }))
 }
 
+/// The object's bytes for `range` (all of them without one): from memory
+/// when kept there, else from its data file (a small object is then kept).
+fn read_object(
+    req: &Req,
+    (bucket, key): (&str, &str),
+    meta: ObjectMeta,
+    versioned: bool,
+    range: Option<(u64, u64)>,
+) -> Result<(ObjectMeta, Body), ServiceError> {
+    if let Some(bytes) = req.kc.object_cache.get(&meta.file) {
+        let (start, len) = range.unwrap_or((0, meta.size));
+        return Ok((meta, Body::from(cut(bytes, start, len)?)));
+    }
+    let (meta, f) = if versioned {
+        let f = versions::open_version(req, &meta)?;
+        (meta, f)
+    } else {
+        open_object(req, bucket, key, meta, range.is_some())?
+    };
+    let (start, len) = range.unwrap_or((0, meta.size));
+    let read_error = |e: std::io::Error| ServiceError::Internal(format!("reading object data: {e}"));
+    if meta.size <= MAX_CACHED_OBJECT {
+        let bytes = read_whole(f, meta.size).map_err(read_error)?;
+        req.kc.object_cache.insert(&meta.file, bytes.clone());
+        return Ok((meta, Body::from(cut(bytes, start, len)?)));
+    }
+    let body = object_body(f, start, len).map_err(read_error)?;
+    Ok((meta, body))
+}
+
+/// All `size` bytes of a small object's data file.
+fn read_whole(mut f: std::fs::File, size: u64) -> std::io::Result<Bytes> {
+    use std::io::Read;
+    let n = usize::try_from(size).map_err(|_| std::io::Error::other("object too large"))?;
+    let mut buf = vec![0u8; n];
+    f.read_exact(&mut buf)?;
+    Ok(Bytes::from(buf))
+}
+
+/// `len` bytes of `bytes` from `start`, without copying.
+fn cut(bytes: Bytes, start: u64, len: u64) -> Result<Bytes, ServiceError> {
+    let start = usize::try_from(start).ok();
+    let end = start.zip(usize::try_from(len).ok()).and_then(|(s, l)| s.checked_add(l));
+    match (start, end) {
+        (Some(s), Some(e)) if e <= bytes.len() => Ok(bytes.slice(s..e)),
+        _ => Err(ServiceError::Internal("object data shorter than its size".into())),
+    }
+}
+
 /// Reads up to this size happen on the request's own task.
 const SMALL_READ: u64 = 256 * 1024;
 
@@ -1627,17 +1678,7 @@ async fn get_object(req: &mut Req, b: &str, k: &str, q: &Query, head: bool) -> R
     let (meta, body) = if head {
         (meta, Body::empty())
     } else {
-        let (meta, f) = match version {
-            Some(_) => {
-                let f = versions::open_version(req, &meta)?;
-                (meta, f)
-            }
-            None => open_object(req, b, k, meta, range.is_some())?,
-        };
-        let (start, len) = range.unwrap_or((0, meta.size));
-        let body = object_body(f, start, len)
-            .map_err(|e| ServiceError::Internal(format!("reading object data: {e}")))?;
-        (meta, body)
+        read_object(req, (b, k), meta, version.is_some(), range)?
     };
     let len = match range {
         Some((_, l)) => l,

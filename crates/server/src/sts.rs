@@ -5,10 +5,39 @@ use http::Response;
 use keycard_proto::xml::{STS_XMLNS, XmlWriter, query_response};
 use keycard_services::ServiceError;
 use keycard_services::model::Tag;
-use keycard_services::sts::{AssumeRoleInput, Credentials, iso8601};
+use keycard_services::sts::{AssumeRoleInput, AssumedRole, Credentials, iso8601};
+use serde_json::{Map, Value, json};
 
 use crate::iam::{audit_params, need, params};
 use crate::{Req, xml_response};
+
+/// What CloudTrail records of a role session handed out: the key id and
+/// expiry (never the secret or the token) and the assumed-role user.
+pub(crate) fn assumed_audit(r: &AssumedRole) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("credentials".into(), credentials_audit(&r.credentials));
+    m.insert(
+        "assumedRoleUser".into(),
+        json!({"assumedRoleId": r.assumed_role_id, "arn": r.arn}),
+    );
+    m
+}
+
+/// Credentials as CloudTrail records them: the key id and expiry only.
+pub(crate) fn credentials_audit(c: &Credentials) -> Value {
+    json!({"accessKeyId": c.access_key_id, "expiration": iso8601(c.expiration)})
+}
+
+/// The assumed-role user and packed policy size of a role session answer.
+pub(crate) fn assumed_xml(w: &mut XmlWriter, r: &AssumedRole) {
+    w.start("AssumedRoleUser")
+        .elem("AssumedRoleId", &r.assumed_role_id)
+        .elem("Arn", &r.arn)
+        .end("AssumedRoleUser");
+    if let Some(n) = r.packed_policy_size {
+        w.elem_display("PackedPolicySize", n);
+    }
+}
 
 pub(crate) fn credentials_xml(w: &mut XmlWriter, c: &Credentials) {
     w.start("Credentials")
@@ -78,19 +107,10 @@ pub async fn handle(req: &mut Req) -> Result<Response<Body>, ServiceError> {
             let r = kc.assume_role(&req.caller, input, &req.ctx, req.enforce, &mut decided);
             req.audit.decided.append(&mut decided);
             let r = r?;
-            req.audit.response = serde_json::json!({
-                "credentials": {"accessKeyId": r.credentials.access_key_id, "expiration": iso8601(r.credentials.expiration)},
-                "assumedRoleUser": {"assumedRoleId": r.assumed_role_id, "arn": r.arn},
-            });
+            req.audit.response = Value::Object(assumed_audit(&r));
             query_response(action, STS_XMLNS, &rid, |w| {
                 credentials_xml(w, &r.credentials);
-                w.start("AssumedRoleUser")
-                    .elem("AssumedRoleId", &r.assumed_role_id)
-                    .elem("Arn", &r.arn)
-                    .end("AssumedRoleUser");
-                if let Some(n) = r.packed_policy_size {
-                    w.elem_display("PackedPolicySize", n);
-                }
+                assumed_xml(w, &r);
                 if let Some(s) = &r.source_identity {
                     w.elem("SourceIdentity", s);
                 }
@@ -98,9 +118,7 @@ pub async fn handle(req: &mut Req) -> Result<Response<Body>, ServiceError> {
         }
         "GetSessionToken" => {
             let c = kc.get_session_token(&req.caller, duration(&p)?)?;
-            req.audit.response = serde_json::json!({
-                "credentials": {"accessKeyId": c.access_key_id, "expiration": iso8601(c.expiration)},
-            });
+            req.audit.response = json!({ "credentials": credentials_audit(&c) });
             query_response(action, STS_XMLNS, &rid, |w| credentials_xml(w, &c))
         }
         "GetAccessKeyInfo" => {

@@ -288,7 +288,10 @@ pub async fn handle(req: &mut Req, body: &Value) -> Result<Value, ServiceError> 
             let t = kc.trail(&acct, &name).await?;
             Err(bad(
                 TrailError::InsightNotEnabled,
-                format!("Trail {} does not have Insights enabled.", t.arn()),
+                format!(
+                    "Trail {} does not have Insights enabled. Edit the trail settings to enable Insights, and then try the operation again.",
+                    t.arn()
+                ),
             ))
         }
         "ListEventDataStores" | "ListChannels" => {

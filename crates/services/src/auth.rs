@@ -729,6 +729,30 @@ impl Keycard {
         (d, msg)
     }
 
+    /// [`Keycard::decide_enforced`] of `check` once per action (a session
+    /// request with tags or a source identity is also a TagSession /
+    /// SetSourceIdentity), every decision kept in `decided` for the audit
+    /// event. Stops at the first refusal and returns its message.
+    pub fn decide_each(
+        &self,
+        caller: &Caller,
+        base: &Arc<Context>,
+        mut check: Check<'_>,
+        actions: &[&'static str],
+        enforce: bool,
+        decided: &mut Vec<Decided>,
+    ) -> Option<String> {
+        for action in actions {
+            check.action = action;
+            let (d, refused) = self.decide_enforced(caller, base, &check, enforce);
+            decided.push(d);
+            if refused.is_some() {
+                return refused;
+            }
+        }
+        None
+    }
+
     /// Whether soft enforcement applies to the caller: everyone with
     /// `--enforcement soft`, else principals listed with `--soft-principal`
     /// or whose IAM user / role carries the tag `keycard:enforcement=soft`.

@@ -41,6 +41,7 @@ pub mod managed;
 pub mod model;
 pub mod network;
 pub mod nodes;
+pub mod object_cache;
 pub mod s3;
 pub mod s3_lifecycle;
 pub mod s3_settings;
@@ -170,6 +171,8 @@ pub struct Keycard {
     pub(crate) issuer_keys: RwLock<Option<Arc<jwt::IssuerKeys>>>,
     pub audit: audit::AuditLog,
     session_cache: Mutex<std::collections::HashMap<String, Arc<sts::Session>>>,
+    /// Small objects' bytes (GetObject's hot path).
+    pub object_cache: object_cache::ObjectCache,
     /// Requests still let through without enforcement (moto compat).
     no_auth_remaining: AtomicU64,
     /// Bearer token of the local admin endpoint (`<data-dir>/admin.token`).
@@ -343,6 +346,7 @@ impl Keycard {
             issuer_keys: RwLock::new(None),
             audit,
             session_cache: Mutex::new(Default::default()),
+            object_cache: Default::default(),
             no_auth_remaining: AtomicU64::new(no_auth),
             admin_token: SecretKey::new(admin_token),
             deliveries: Default::default(),

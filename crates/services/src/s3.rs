@@ -238,8 +238,10 @@ impl Keycard {
             .ok_or_else(|| ServiceError::NoSuchKey("The specified key does not exist.".into()))
     }
 
-    fn remove_files(&self, files: Vec<String>) {
+    /// Delete data files (and their cached bytes).
+    pub(crate) fn remove_files(&self, files: Vec<String>) {
         for f in files {
+            self.object_cache.forget(&f);
             let _ = std::fs::remove_file(self.object_path(&f));
         }
     }

@@ -283,9 +283,7 @@ impl Keycard {
     }
 
     pub(crate) fn remove_data(&self, files: Vec<String>) {
-        for f in files.iter().filter(|f| !f.is_empty()) {
-            let _ = std::fs::remove_file(self.object_path(f));
-        }
+        self.remove_files(files.into_iter().filter(|f| !f.is_empty()).collect());
     }
 
     /// ListObjectVersions.

@@ -377,19 +377,17 @@ impl Keycard {
             .key("saml:sub_type", a.subject_type.clone())
             .key("saml:namequalifier", nq.clone())
             .key("saml:doc", format!("{role_account}/{}", provider.name));
-        let (mut check, actions) = crate::sts::session_extras(
+        let (check, actions) = crate::sts::session_extras(
             check,
             "sts:AssumeRoleWithSAML",
             &a.tags,
             a.source_identity.as_deref(),
         );
-        for action in actions {
-            check.action = action;
-            let (d, refused) = self.decide_enforced(&caller, request_ctx, &check, enforce);
-            decided.push(d);
-            if refused.is_some() {
-                return Err(saml_denied());
-            }
+        if self
+            .decide_each(&caller, request_ctx, check, &actions, enforce, decided)
+            .is_some()
+        {
+            return Err(saml_denied());
         }
         let t = now();
         // The session ends no later than the IdP's SessionNotOnOrAfter.

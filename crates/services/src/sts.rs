@@ -394,19 +394,14 @@ impl Keycard {
         if let Some(e) = &input.external_id {
             check = check.key("sts:ExternalId", e.clone());
         }
-        let (mut check, actions) = session_extras(
+        let (check, actions) = session_extras(
             check,
             "sts:AssumeRole",
             &input.tags,
             input.source_identity.as_deref(),
         );
-        for action in actions {
-            check.action = action;
-            let (d, refused) = self.decide_enforced(caller, request_ctx, &check, enforce);
-            decided.push(d);
-            if let Some(m) = refused {
-                return Err(ServiceError::AccessDenied(m));
-            }
+        if let Some(m) = self.decide_each(caller, request_ctx, check, &actions, enforce, decided) {
+            return Err(ServiceError::AccessDenied(m));
         }
         // Transitive source identity: a chained session keeps it.
         let source_identity = input.source_identity.clone().or_else(|| {

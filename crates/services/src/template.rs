@@ -338,7 +338,7 @@ pub fn check_name(name: &str) -> Result<()> {
     let ok = |c: char| c.is_ascii_alphanumeric() || "().-/_".contains(c);
     if !(3..=128).contains(&name.len()) || !name.chars().all(ok) {
         return Err(ServiceError::InvalidLaunchTemplateNameMalformed(
-            "A launch template name must be between 3 and 128 characters, and may contain letters, numbers, and the following characters: - ( ) . / _.'".into(),
+            "A launch template name must be between 3 and 128 characters, and may contain letters, numbers, and the following characters: - ( ) . / _.".into(),
         ));
     }
     Ok(())

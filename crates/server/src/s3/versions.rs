@@ -522,7 +522,9 @@ pub(super) async fn get_object_attributes(req: &mut Req, b: &str, k: &str, q: &Q
         .filter(|a| !a.is_empty())
         .collect();
     if wanted.is_empty() {
-        return Err(ServiceError::InvalidArgument("Empty Attribute List".into()));
+        return Err(ServiceError::InvalidRequest(
+            "The x-amz-object-attributes header specifying the attributes to be retrieved is either missing or empty".into(),
+        ));
     }
     if wanted.iter().any(|a| !ATTRIBUTES.contains(&a.as_str())) {
         return Err(ServiceError::InvalidArgument(
