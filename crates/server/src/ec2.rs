@@ -243,6 +243,49 @@ fn launch_attrs(p: &Params) -> Result<InstanceAttrs, ServiceError> {
     Ok(a)
 }
 
+/// The one change of a call that takes one attribute at a time:
+/// MissingParameter without any, InvalidParameterCombination naming them
+/// when several are given.
+pub(crate) fn one_attribute<T: Clone>(
+    changes: &[T],
+    name: impl Fn(&T) -> &'static str,
+) -> Result<T, ServiceError> {
+    match changes {
+        [one] => Ok(one.clone()),
+        [] => Err(ServiceError::MissingParameter(
+            "The request must contain the parameter attribute".into(),
+        )),
+        many => {
+            let names: Vec<&str> = many.iter().map(name).collect();
+            Err(ServiceError::InvalidParameterCombination(format!(
+                "Fields for multiple attribute types specified: {}",
+                names.join(", ")
+            )))
+        }
+    }
+}
+
+impl Req {
+    /// `action` on each security group a request names.
+    pub(crate) fn authorize_groups(
+        &mut self,
+        action: &str,
+        ids: &[String],
+    ) -> Result<(), ServiceError> {
+        let account = self.caller.account.clone();
+        for id in ids {
+            let arn = self.ec2_resource("security-group", id);
+            self.authorize(action, &arn, Some(&account), ResourcePolicy::None)?;
+        }
+        Ok(())
+    }
+
+    /// A request's tags as `aws:RequestTag/…` and `aws:TagKeys`.
+    pub(crate) fn request_tag_list(&mut self, tags: &[Tag]) {
+        self.request_tags(tags.iter().map(|t| (t.key.as_str(), t.value.as_str())));
+    }
+}
+
 /// DryRun: permission checks passed, so say so and stop.
 pub(crate) fn dry_run_ok() -> ServiceError {
     ServiceError::DryRunOperation("Request would have succeeded, but DryRun flag is set.".into())
@@ -344,12 +387,7 @@ async fn run_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, S
     if let Some(pr) = &profile {
         req.request_key("ec2:InstanceProfile", pr.arn());
     }
-    req.request_tags(
-        input
-            .tags
-            .iter()
-            .map(|t| (t.key.as_str(), t.value.as_str())),
-    );
+    req.request_tag_list(&input.tags);
     let any_instance = req.ec2_resource("instance", "*");
     let account = req.caller.account.clone();
     if let Some((t, _)) = &template {

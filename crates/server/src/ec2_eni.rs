@@ -122,12 +122,7 @@ impl Req {
         let account = self.caller.account.clone();
         let region = self.region.clone();
         let vpc = pl.vpc.arn();
-        self.request_tags(
-            input
-                .tags
-                .iter()
-                .map(|t| (t.key.as_str(), t.value.as_str())),
-        );
+        self.request_tag_list(&input.tags);
         let any = self.ec2_resource("network-interface", "*");
         self.check(
             Check::new(action, any.clone())
@@ -302,19 +297,7 @@ fn eni_change(p: &Params) -> Result<EniChange, ServiceError> {
         })?;
         out.push(EniChange::DeleteOnTermination(id, flag));
     }
-    match out.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => Err(ServiceError::MissingParameter(
-            "The request must contain the parameter attribute".into(),
-        )),
-        many => {
-            let names: Vec<&str> = many.iter().map(change_name).collect();
-            Err(ServiceError::InvalidParameterCombination(format!(
-                "Fields for multiple attribute types specified: {}",
-                names.join(", ")
-            )))
-        }
-    }
+    crate::ec2::one_attribute(&out, change_name)
 }
 
 async fn modify(req: &mut Req, p: &Params, dry: bool) -> Out {
@@ -325,15 +308,7 @@ async fn modify(req: &mut Req, p: &Params, dry: bool) -> Out {
     req.request_key("ec2:Attribute", change_name(&change));
     req.authorize_eni("ec2:ModifyNetworkInterfaceAttribute", &e)?;
     if let EniChange::Groups(g) = &change {
-        for gid in g {
-            let arn = req.ec2_resource("security-group", gid);
-            req.authorize(
-                "ec2:ModifyNetworkInterfaceAttribute",
-                &arn,
-                Some(&account),
-                ResourcePolicy::None,
-            )?;
-        }
+        req.authorize_groups("ec2:ModifyNetworkInterfaceAttribute", g)?;
     }
     if dry {
         return Err(dry_run_ok());

@@ -48,6 +48,14 @@ async fn create(kc: &Keycard, n: usize) -> NetworkInterface {
         .unwrap()
 }
 
+/// The primary interface of an instance.
+fn primary_of(kc: &Keycard, iid: &str) -> NetworkInterface {
+    kc.network_interfaces(DEFAULT_ACCOUNT, REGION)
+        .into_iter()
+        .find(|x| x.primary && x.attachment.as_ref().is_some_and(|t| t.instance_id == iid))
+        .unwrap()
+}
+
 fn get(kc: &Keycard, id: &str) -> Result<NetworkInterface, ServiceError> {
     kc.network_interface(DEFAULT_ACCOUNT, REGION, id)
 }
@@ -98,11 +106,7 @@ async fn a_created_interface_goes_through_its_states_and_survives_a_reload() {
     // The primary interface stays where it is.
     let primary = kc.instance_interfaces(&[&iid]);
     assert_eq!(primary[0].1.len(), 1);
-    let p = kc
-        .network_interfaces(a, r)
-        .into_iter()
-        .find(|x| x.primary && x.attachment.as_ref().is_some_and(|t| t.instance_id == iid))
-        .unwrap();
+    let p = primary_of(&kc, &iid);
     let pa = p.attachment.clone().unwrap().id;
     assert_eq!(
         code(kc.detach_network_interface(a, r, &pa).await),
@@ -161,11 +165,7 @@ async fn termination_deletes_or_frees_interfaces() {
     kc.modify_network_interface(a, r, &goes.id, &EniChange::DeleteOnTermination(gid, true))
         .await
         .unwrap();
-    let primary = kc
-        .network_interfaces(a, r)
-        .into_iter()
-        .find(|x| x.primary && x.attachment.as_ref().is_some_and(|t| t.instance_id == iid))
-        .unwrap();
+    let primary = primary_of(&kc, &iid);
     let pa = primary.attachment.clone().unwrap().id;
     kc.modify_network_interface(
         a,
