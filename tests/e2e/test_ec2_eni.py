@@ -160,8 +160,18 @@ def test_attach_detach_with_the_cli(keycard, ec2, net):
     i = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
     assert [n["Attachment"]["DeviceIndex"] for n in i["NetworkInterfaces"]] == [0, 1]
     assert i["NetworkInterfaces"][1]["NetworkInterfaceId"] == eid
-    # Refusals, each changing nothing.
+    for name, value in (("network-interface.network-interface-id", eid), ("network-interface.attachment.attachment-id", aid)):
+        found = ec2.describe_instances(Filters=[{"Name": name, "Values": [value]}])["Reservations"]
+        assert [x["InstanceId"] for r in found for x in r["Instances"]] == [iid], name
+    # The metadata service lists both interfaces by MAC.
     primary = primary_of(ec2, iid)
+    tok = keycard.imds_token(iid)
+    imds = lambda p: keycard.imds(iid, "/latest/meta-data/network/interfaces/macs/" + p, token=tok)[2].decode()  # noqa: E731
+    assert imds("").split("\n") == [primary["MacAddress"] + "/", e["MacAddress"] + "/"]
+    assert imds(f"{e['MacAddress']}/interface-id") == eid and imds(f"{e['MacAddress']}/device-number") == "1"
+    assert imds(f"{e['MacAddress']}/security-group-ids") == net["sg"]
+    assert imds(f"{e['MacAddress']}/local-ipv4s") == e["PrivateIpAddress"]
+    # Refusals, each changing nothing.
     spare = ec2.create_network_interface(SubnetId=net["a"]["SubnetId"])["NetworkInterface"]["NetworkInterfaceId"]
     far = ec2.create_network_interface(SubnetId=net["b"]["SubnetId"])["NetworkInterface"]["NetworkInterfaceId"]
     attach = ec2.attach_network_interface
@@ -321,3 +331,19 @@ def test_run_instances_tags_volumes_and_the_primary_interface(ec2):
     after = ec2.describe_instances(Filters=[{"Name": "instance-state-name", "Values": ["running"]}])
     assert sum(len(r["Instances"]) for r in after["Reservations"]) == n
     ec2.terminate_instances(InstanceIds=[iid])
+
+
+def test_interfaces_keep_their_subnet_and_groups(ec2):
+    vpc = ec2.create_vpc(CidrBlock="10.62.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.62.1.0/28")["Subnet"]["SubnetId"]
+    sg = ec2.create_security_group(GroupName=unique("eni-dep"), Description="dep", VpcId=vpc)["GroupId"]
+    free = ec2.describe_subnets(SubnetIds=[subnet])["Subnets"][0]["AvailableIpAddressCount"]
+    e = ec2.create_network_interface(SubnetId=subnet, Groups=[sg])["NetworkInterface"]
+    assert e["PrivateIpAddress"] == "10.62.1.4" and e["VpcId"] == vpc
+    assert ec2.describe_subnets(SubnetIds=[subnet])["Subnets"][0]["AvailableIpAddressCount"] == free - 1
+    expect_error("DependencyViolation", ec2.delete_security_group, GroupId=sg)
+    expect_error("DependencyViolation", ec2.delete_subnet, SubnetId=subnet)
+    ec2.delete_network_interface(NetworkInterfaceId=e["NetworkInterfaceId"])
+    ec2.delete_security_group(GroupId=sg)
+    ec2.delete_subnet(SubnetId=subnet)
+    ec2.delete_vpc(VpcId=vpc)

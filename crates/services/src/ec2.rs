@@ -15,6 +15,7 @@ use crate::network::{self, InstanceNetwork, LaunchNetwork, Placement};
 use crate::state::State;
 use crate::sts::Session;
 use crate::volume::{self, VolumeSpec};
+use crate::vpc::NetworkInterface;
 use crate::{Keycard, crypto, now, vpc};
 
 /// Most instances one RunInstances call launches.
@@ -489,7 +490,9 @@ pub fn check_filters(filters: &[Filter], known: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn instance_matches(i: &Instance, f: &Filter) -> bool {
+/// Whether an instance matches a filter; `secondary`: the interfaces
+/// attached beside its primary one.
+fn instance_matches(i: &Instance, secondary: &[NetworkInterface], f: &Filter) -> bool {
     let any = |v: &str| f.values.iter().any(|p| wildcard(p, v));
     let opt = |v: Option<&str>| v.is_some_and(any);
     match f.name.as_str() {
@@ -514,7 +517,9 @@ fn instance_matches(i: &Instance, f: &Filter) -> bool {
         "metadata-options.instance-metadata-tags" => any(&i.metadata.instance_metadata_tags),
         name => match name.strip_prefix("tag:") {
             Some(k) => i.tags.iter().any(|t| t.key == k && any(&t.value)),
-            None => vpc::instance_fact(i, name).is_some_and(|v| v.iter().any(|x| any(x))),
+            None => {
+                vpc::instance_fact(i, secondary, name).is_some_and(|v| v.iter().any(|x| any(x)))
+            }
         },
     }
 }
@@ -879,6 +884,9 @@ impl Keycard {
         limit: Option<usize>,
     ) -> Result<(Vec<Instance>, Option<String>)> {
         check_instance_filters(filters)?;
+        let by_interface = filters
+            .iter()
+            .any(|f| f.name.starts_with("network-interface."));
         let st = self.state();
         let chosen: Vec<&Instance> = if ids.is_empty() {
             st.instances
@@ -894,7 +902,14 @@ impl Keycard {
         let matched = chosen
             .into_iter()
             .filter(|i| after.is_none_or(|a| i.id.as_str() > a))
-            .filter(|i| filters.iter().all(|f| instance_matches(i, f)));
+            .filter(|i| {
+                let secondary = if by_interface {
+                    crate::eni::attached_to(&st, &i.id).cloned().collect()
+                } else {
+                    Vec::new()
+                };
+                filters.iter().all(|f| instance_matches(i, &secondary, f))
+            });
         let limit = limit.unwrap_or(usize::MAX);
         let mut out = Vec::new();
         let mut more = false;

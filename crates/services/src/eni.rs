@@ -82,7 +82,7 @@ pub(crate) fn interface_addresses(st: &State) -> impl Iterator<Item = &String> {
 }
 
 /// Created interfaces attached to an instance.
-fn attached_to<'a>(
+pub(crate) fn attached_to<'a>(
     st: &'a State,
     instance_id: &'a str,
 ) -> impl Iterator<Item = &'a NetworkInterface> {

@@ -260,22 +260,43 @@ pub fn interface_of(i: &Instance) -> Option<NetworkInterface> {
     })
 }
 
-/// The network facts of an instance that DescribeInstances filters on.
-pub fn instance_fact(i: &Instance, name: &str) -> Option<Vec<String>> {
+/// One interface's values for a `network-interface.<field>` filter.
+fn eni_fact(e: &NetworkInterface, field: &str) -> Option<Vec<String>> {
+    Some(match field {
+        "vpc-id" => vec![e.vpc_id.clone()],
+        "subnet-id" => vec![e.subnet_id.clone()],
+        "group-id" => group_ids(e),
+        "group-name" => group_names(e),
+        "network-interface-id" => vec![e.id.clone()],
+        "mac-address" => vec![e.mac.clone()],
+        "attachment.attachment-id" => vec![e.attachment.as_ref()?.id.clone()],
+        _ => return None,
+    })
+}
+
+/// The network facts of an instance that DescribeInstances filters on:
+/// `network-interface.*` ones over all its interfaces (`secondary`: those
+/// attached beside the primary), the others of the primary one.
+pub fn instance_fact(
+    i: &Instance,
+    secondary: &[NetworkInterface],
+    name: &str,
+) -> Option<Vec<String>> {
     let eni = interface_of(i)?;
-    let v = match name {
-        "vpc-id" | "network-interface.vpc-id" => eni.vpc_id,
-        "subnet-id" | "network-interface.subnet-id" => eni.subnet_id,
-        "instance.group-id" | "network-interface.group-id" => return Some(group_ids(&eni)),
-        "instance.group-name" | "network-interface.group-name" => {
-            return Some(group_names(&eni));
+    if let Some(field) = name.strip_prefix("network-interface.") {
+        let mut out = eni_fact(&eni, field)?;
+        for s in secondary {
+            out.extend(eni_fact(s, field).unwrap_or_default());
         }
-        "network-interface.network-interface-id" => eni.id,
-        "network-interface.mac-address" => eni.mac,
-        "network-interface.attachment.attachment-id" => eni.attachment?.id,
+        return Some(out);
+    }
+    let field = match name {
+        "vpc-id" | "subnet-id" => name,
+        "instance.group-id" => "group-id",
+        "instance.group-name" => "group-name",
         _ => return None,
     };
-    Some(vec![v])
+    eni_fact(&eni, field)
 }
 
 fn group_ids(e: &NetworkInterface) -> Vec<String> {
