@@ -6,9 +6,12 @@
 # tests and the e2e suite each run with a throwaway PostgreSQL server
 # (scripts/with-postgres.sh installs Debian's postgresql when missing).
 #
-# The boto3 rotation soak (tests/e2e/test_boto3_soak.py) takes minutes of
-# botocore's own refresh timing, so it starts first, in the background, and
-# is waited for at the end. KEYCARD_SOAK=0 skips it.
+# The SDK rotation soaks (tests marked `soak`: boto3's, the JS SDK's and
+# aws-sdk-rust's) wait minutes of the SDKs' own refresh timing, mostly idle,
+# so they run in the background: boto3's and the JS SDK's from the start,
+# aws-sdk-rust's once `cargo test` has built its probe, beside the rest of
+# the e2e suite (which skips them). All are waited for at the end.
+# KEYCARD_SOAK=0 skips them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
@@ -22,8 +25,9 @@ export KEYCARD_BIN="$target/release/keycard"
 soak_pid=""
 if [ "${KEYCARD_SOAK:-1}" = 1 ]; then
     E2E_SETUP_ONLY=1 ./scripts/e2e.sh
-    echo "==> boto3 rotation soak (background, log: $target/soak.log)"
-    KEYCARD_SOAK=1 PYTHONDONTWRITEBYTECODE=1 .venv/bin/python -m pytest tests/e2e/test_boto3_soak.py \
+    echo "==> boto3 and JS SDK rotation soaks (background, log: $target/soak.log)"
+    KEYCARD_SOAK=1 PYTHONDONTWRITEBYTECODE=1 .venv/bin/python -m pytest -m soak \
+        tests/e2e/test_boto3_soak.py tests/e2e/test_js_sdk.py \
         -q -s -p no:cacheprovider >"$target/soak.log" 2>&1 &
     soak_pid=$!
 fi
@@ -36,15 +40,27 @@ echo "==> cargo test (with a throwaway PostgreSQL for the store suite)"
 # resolve other features and compile the SDK stack a second time.
 ./scripts/with-postgres.sh cargo test --workspace --all-targets
 
+export SDK_PROBE_BIN="${SDK_PROBE_BIN:-$target/debug/sdk-probe}"
+rust_soak_pid=""
+if [ -n "$soak_pid" ]; then
+    echo "==> aws-sdk-rust rotation soak (background, log: $target/soak-rust.log)"
+    KEYCARD_SOAK=1 PYTHONDONTWRITEBYTECODE=1 .venv/bin/python -m pytest -m soak tests/e2e/test_rust_sdk.py \
+        -q -s -p no:cacheprovider >"$target/soak-rust.log" 2>&1 &
+    rust_soak_pid=$!
+fi
+
 status=0
 KEYCARD_SOAK=0 ./scripts/e2e.sh "$@" || status=$?
 
-if [ -n "$soak_pid" ]; then
-    echo "==> waiting for the boto3 rotation soak"
-    if wait "$soak_pid"; then
-        tail -n 5 "$target/soak.log"
+wait_soak() { # pid log name
+    [ -n "$1" ] || return 0
+    echo "==> waiting for the $3 soak"
+    if wait "$1"; then
+        tail -n 5 "$2"
     else
-        echo "boto3 rotation soak FAILED:"; cat "$target/soak.log"; status=1
+        echo "$3 soak FAILED:"; cat "$2"; status=1
     fi
-fi
+}
+wait_soak "$soak_pid" "$target/soak.log" "boto3 and JS SDK rotation"
+wait_soak "$rust_soak_pid" "$target/soak-rust.log" "aws-sdk-rust rotation"
 exit $status

@@ -109,6 +109,9 @@ def estate(keycard):
         "LaunchTemplateId"
     ]
     e["volume"] = ec2.create_volume(AvailabilityZone=f"{REGION}a", Size=1)["VolumeId"]
+    e["eni"] = ec2.create_network_interface(SubnetId=e["subnet"])["NetworkInterface"]["NetworkInterfaceId"]
+    primary = ec2.describe_instances(InstanceIds=[e["instance"]])["Reservations"][0]["Instances"][0]
+    e["eni_attachment"] = primary["NetworkInterfaces"][0]["Attachment"]["AttachmentId"]
     nobody, creds = keycard.new_user(name=unique("nobody"))
     e["nobody"] = nobody
     e["creds"] = creds
@@ -130,6 +133,7 @@ def samples(e):
     inst_arn = f"arn:aws:ec2:{REGION}:{a}:instance/{e['instance']}"
     lt_arn = f"arn:aws:ec2:{REGION}:{a}:launch-template/{e['lt']}"
     vol_arn = f"arn:aws:ec2:{REGION}:{a}:volume/{e['volume']}"
+    eni_arn = f"arn:aws:ec2:{REGION}:{a}:network-interface/{e['eni']}"
     obj = f"arn:aws:s3:::{b}/{k}"
     bucket = f"arn:aws:s3:::{b}"
     hub = f"arn:aws:securityhub:{REGION}:{a}:hub/default"
@@ -510,6 +514,33 @@ def samples(e):
         ),
         "DetachVolume": ("ec2", "detach_volume", {"VolumeId": e["volume"]}, vol_arn),
         "DeleteVolume": ("ec2", "delete_volume", {"VolumeId": e["volume"]}, vol_arn),
+        # Network interfaces
+        "CreateNetworkInterface": (
+            "ec2",
+            "create_network_interface",
+            {"SubnetId": e["subnet"]},
+            f"arn:aws:ec2:{REGION}:{a}:network-interface/*",
+        ),
+        "DeleteNetworkInterface": ("ec2", "delete_network_interface", {"NetworkInterfaceId": e["eni"]}, eni_arn),
+        "AttachNetworkInterface": (
+            "ec2",
+            "attach_network_interface",
+            {"NetworkInterfaceId": e["eni"], "InstanceId": e["instance"], "DeviceIndex": 1},
+            inst_arn,
+        ),
+        "DetachNetworkInterface": ("ec2", "detach_network_interface", {"AttachmentId": e["eni_attachment"]}, inst_arn),
+        "ModifyNetworkInterfaceAttribute": (
+            "ec2",
+            "modify_network_interface_attribute",
+            {"NetworkInterfaceId": e["eni"], "Description": {"Value": "x"}},
+            eni_arn,
+        ),
+        "DescribeNetworkInterfaceAttribute": (
+            "ec2",
+            "describe_network_interface_attribute",
+            {"NetworkInterfaceId": e["eni"], "Attribute": "description"},
+            "*",
+        ),
         # EC2 network (read-only, on *)
         "DescribeRegions": ("ec2", "describe_regions", {}, "*"),
         "DescribeAvailabilityZones": ("ec2", "describe_availability_zones", {}, "*"),

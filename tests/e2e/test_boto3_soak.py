@@ -18,7 +18,10 @@ import pytest
 
 from conftest import ACCOUNT, allow
 
-pytestmark = pytest.mark.skipif(os.environ.get("KEYCARD_SOAK") != "1", reason="set KEYCARD_SOAK=1 (takes up to 35 minutes)")
+pytestmark = [
+    pytest.mark.soak,
+    pytest.mark.skipif(os.environ.get("KEYCARD_SOAK") != "1", reason="set KEYCARD_SOAK=1 (takes up to 35 minutes)"),
+]
 
 
 def test_boto3_keeps_working_across_three_rotations(make_keycard):

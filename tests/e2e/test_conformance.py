@@ -126,6 +126,8 @@ DOC_REQUIRED = {
     },
     # One attribute per call (the model lists them all as optional).
     ("ec2", "ModifyInstanceAttribute"): {"DisableApiStop": {"Value": False}},
+    ("ec2", "ModifyNetworkInterfaceAttribute"): {"Description": {"Value": "conformance"}},
+    ("ec2", "DescribeNetworkInterfaceAttribute"): {"Attribute": "description"},
     # S3 answers MalformedXML without a body's status / rules.
     ("s3", "PutBucketVersioning"): {"VersioningConfiguration": {"Status": "Suspended"}},
     ("s3", "PutBucketLifecycleConfiguration"): {
@@ -235,6 +237,16 @@ def estate(keycard):
         "LaunchTemplate"
     ]["LaunchTemplateId"]
     e["VolumeId"] = ec2.create_volume(AvailabilityZone="us-east-1a", Size=1)["VolumeId"]
+    e["NetworkInterfaceId"] = ec2.create_network_interface(SubnetId=e["SubnetId"])["NetworkInterface"][
+        "NetworkInterfaceId"
+    ]
+    # An attachment to detach, on an instance of its own (a t3.micro takes
+    # one interface beside its primary: AttachNetworkInterface's).
+    other = keycard.run_instance()["InstanceId"]
+    spare = ec2.create_network_interface(SubnetId=e["SubnetId"])["NetworkInterface"]["NetworkInterfaceId"]
+    e["AttachmentId"] = ec2.attach_network_interface(NetworkInterfaceId=spare, InstanceId=other, DeviceIndex=1)[
+        "AttachmentId"
+    ]
     e["Resources"] = [e["InstanceId"]]
     e["IamInstanceProfile"] = {"Name": i["InstanceProfileName"]}
     return {

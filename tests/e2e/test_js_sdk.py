@@ -149,6 +149,7 @@ def test_container_endpoint_finds_the_instance_role(keycard, node):
         assert direct["accessKeyId"] == expected_key, (mode, direct)
 
 
+@pytest.mark.soak
 def test_one_client_keeps_working_across_rotations(make_keycard, node):
     kc = make_keycard(
         "--instance-credential-lifetime", str(SOAK_LIFETIME),

@@ -90,6 +90,7 @@ def _keys_used(kc, arn):
     return distinct
 
 
+@pytest.mark.soak
 def test_long_running_program_across_rotations(make_keycard):
     """30 s credentials, renewed when < 20 s remain: one SDK client keeps
     calling for 100 s and never sees an error, while the audit trail shows

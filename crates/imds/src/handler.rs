@@ -8,7 +8,7 @@ use keycard_services::Keycard;
 use keycard_services::delivery::{Delivery, RoleCredentials, instance_role};
 use keycard_services::ec2::{Instance, user_data_bytes};
 use keycard_services::sts::iso8601;
-use keycard_services::vpc;
+use keycard_services::vpc::{self, NetworkInterface};
 
 use crate::{identity, token};
 
@@ -175,28 +175,44 @@ fn put_token(kc: &Keycard, inst: &Instance, path: &str, headers: &HeaderMap, now
     r
 }
 
-/// `network/interfaces/macs/<mac>/…`: the primary interface as
-/// DescribeNetworkInterfaces shows it (keycard_services::vpc).
-fn network(inst: &Instance, path: &str) -> Reply {
-    let Some(eni) = vpc::interface_of(inst) else {
+/// `network/interfaces/macs/<mac>/…`: the instance's interfaces (the
+/// primary one, then those attached beside it) as
+/// DescribeNetworkInterfaces shows them (keycard_services::vpc, eni).
+fn network(kc: &Keycard, inst: &Instance, path: &str) -> Reply {
+    let Some(primary) = vpc::interface_of(inst) else {
         return not_found();
     };
-    let mac_dir = format!("{}/", eni.mac);
+    let mut all = vec![primary];
+    if let Some((_, more)) = kc.instance_interfaces(&[&inst.id]).into_iter().next() {
+        all.extend(more);
+    }
     let Some(rest) = path.strip_prefix("network/interfaces/macs/") else {
+        let dirs: Vec<String> = all.iter().map(|e| format!("{}/", e.mac)).collect();
+        let dirs: Vec<&str> = dirs.iter().map(String::as_str).collect();
         return match path {
             "network" => listing(&["interfaces/"]),
             "network/interfaces" => listing(&["macs/"]),
-            "network/interfaces/macs" => listing(&[mac_dir.as_str()]),
+            "network/interfaces/macs" => listing(&dirs),
             _ => not_found(),
         };
     };
     let (mac, leaf) = rest.split_once('/').unwrap_or((rest, ""));
-    if mac != eni.mac {
-        return not_found();
+    match all.iter().find(|e| e.mac == mac) {
+        Some(eni) => interface_leaf(eni, leaf),
+        None => not_found(),
     }
+}
+
+/// One interface's `macs/<mac>/<leaf>`.
+fn interface_leaf(eni: &NetworkInterface, leaf: &str) -> Reply {
     let text = |s: &str| reply(200, s.to_string());
     let ids: Vec<&str> = eni.groups.iter().map(|g| g.id.as_str()).collect();
     let names: Vec<&str> = eni.groups.iter().map(|g| g.name.as_str()).collect();
+    let device = eni
+        .attachment
+        .as_ref()
+        .map_or(0, |a| a.device_index)
+        .to_string();
     match leaf {
         "" => listing(&[
             "device-number",
@@ -213,7 +229,7 @@ fn network(inst: &Instance, path: &str) -> Reply {
             "vpc-ipv4-cidr-block",
             "vpc-ipv4-cidr-blocks",
         ]),
-        "device-number" => text("0"),
+        "device-number" => text(&device),
         "interface-id" => text(&eni.id),
         "local-hostname" => text(&eni.private_dns),
         "local-ipv4s" => text(&eni.private_ip),
@@ -354,7 +370,7 @@ fn meta_data(kc: &Keycard, inst: &Instance, path: &str, delivery: Delivery) -> R
                 .unwrap_or_else(|| vpc::zone_id(&inst.region, 0)),
         ),
         "placement/region" => text(inst.region.clone()),
-        l if l == "network" || l.starts_with("network/") => network(inst, l),
+        l if l == "network" || l.starts_with("network/") => network(kc, inst, l),
         "tags" if tags_on => listing(&["instance"]),
         "tags/instance" if tags_on => {
             let keys: Vec<&str> = inst.tags.iter().map(|t| t.key.as_str()).collect();

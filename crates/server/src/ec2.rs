@@ -17,6 +17,7 @@ use keycard_services::network::{LaunchNetwork, Placement};
 use keycard_services::nodes::Liveness;
 use keycard_services::sts::iso8601;
 use keycard_services::volume::Volume;
+use keycard_services::vpc::NetworkInterface;
 use keycard_services::{Keycard, ServiceError};
 
 use crate::ec2_run::from_template;
@@ -242,6 +243,50 @@ fn launch_attrs(p: &Params) -> Result<InstanceAttrs, ServiceError> {
     Ok(a)
 }
 
+/// The one change of a call that takes one attribute at a time:
+/// InvalidParameterCombination without any ("No attributes specified.",
+/// as AWS answers ModifyInstanceAttribute) or naming them when several are
+/// given.
+pub(crate) fn one_attribute<T: Clone>(
+    changes: &[T],
+    name: impl Fn(&T) -> &'static str,
+) -> Result<T, ServiceError> {
+    match changes {
+        [one] => Ok(one.clone()),
+        [] => Err(ServiceError::InvalidParameterCombination(
+            "No attributes specified.".into(),
+        )),
+        many => {
+            let names: Vec<&str> = many.iter().map(name).collect();
+            Err(ServiceError::InvalidParameterCombination(format!(
+                "Fields for multiple attribute types specified: {}",
+                names.join(", ")
+            )))
+        }
+    }
+}
+
+impl Req {
+    /// `action` on each security group a request names.
+    pub(crate) fn authorize_groups(
+        &mut self,
+        action: &str,
+        ids: &[String],
+    ) -> Result<(), ServiceError> {
+        let account = self.caller.account.clone();
+        for id in ids {
+            let arn = self.ec2_resource("security-group", id);
+            self.authorize(action, &arn, Some(&account), ResourcePolicy::None)?;
+        }
+        Ok(())
+    }
+
+    /// A request's tags as `aws:RequestTag/…` and `aws:TagKeys`.
+    pub(crate) fn request_tag_list(&mut self, tags: &[Tag]) {
+        self.request_tags(tags.iter().map(|t| (t.key.as_str(), t.value.as_str())));
+    }
+}
+
 /// DryRun: permission checks passed, so say so and stop.
 pub(crate) fn dry_run_ok() -> ServiceError {
     ServiceError::DryRunOperation("Request would have succeeded, but DryRun flag is set.".into())
@@ -268,6 +313,7 @@ pub async fn handle(req: &mut Req) -> R {
         n if crate::ec2_vpc::handles(n) => crate::ec2_vpc::handle(req, &p, dry).await?,
         n if crate::ec2_launch::handles(n) => crate::ec2_launch::handle(req, &p, dry).await?,
         n if crate::ec2_volume::handles(n) => crate::ec2_volume::handle(req, &p, dry).await?,
+        n if crate::ec2_eni::handles(n) => crate::ec2_eni::handle(req, &p, dry).await?,
         n if crate::ec2_instance::handles(n) => crate::ec2_instance::handle(req, &p, dry).await?,
         n if crate::ec2_tags::handles(n) => crate::ec2_tags::handle(req, &p, dry).await?,
         // A row without an arm: the table and this match disagree.
@@ -282,14 +328,16 @@ pub async fn handle(req: &mut Req) -> R {
 
 async fn run_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, ServiceError> {
     let template = crate::ec2_run::launch_template(req, p)?;
-    let mut tags_in = Vec::new();
+    let (mut tags_in, mut volume_tags, mut eni_tags) = (Vec::new(), Vec::new(), Vec::new());
     for spec in p.structs("TagSpecification") {
         let rt = spec.get("ResourceType").unwrap_or("");
         let t = tags(spec.structs("Tag"))?;
         match rt {
             "instance" => tags_in.extend(t),
-            // Volumes, interfaces …: keycard has none to tag.
-            "volume" | "network-interface" | "spot-instances-request" | "elastic-gpu" => {}
+            "volume" => volume_tags.extend(t),
+            "network-interface" => eni_tags.extend(t),
+            // keycard has no spot requests or elastic GPUs to tag.
+            "spot-instances-request" | "elastic-gpu" => {}
             other => {
                 return Err(bad(format!(
                     "'{other}' is not a valid taggable resource type for this operation."
@@ -316,6 +364,8 @@ async fn run_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, S
         },
         attrs: launch_attrs(p)?,
         block_devices: crate::ec2_volume::block_devices(p)?,
+        volume_tags,
+        eni_tags,
     };
     let input = primary_interface(p, input)?;
     let (input, from) =
@@ -338,12 +388,7 @@ async fn run_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, S
     if let Some(pr) = &profile {
         req.request_key("ec2:InstanceProfile", pr.arn());
     }
-    req.request_tags(
-        input
-            .tags
-            .iter()
-            .map(|t| (t.key.as_str(), t.value.as_str())),
-    );
+    req.request_tag_list(&input.tags);
     let any_instance = req.ec2_resource("instance", "*");
     let account = req.caller.account.clone();
     if let Some((t, _)) = &template {
@@ -363,12 +408,19 @@ async fn run_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, S
     if let Some(k) = &launch.key {
         req.authorize_key_pair(k, template.as_ref().map(|_| from.key))?;
     }
-    if !input.tags.is_empty() {
-        req.check(
-            Check::new("ec2:CreateTags", any_instance.clone())
-                .account(account.clone())
-                .key("ec2:CreateAction", "RunInstances"),
-        )?;
+    for (kind, t) in [
+        ("instance", &input.tags),
+        ("volume", &input.volume_tags),
+        ("network-interface", &input.eni_tags),
+    ] {
+        if !t.is_empty() {
+            let any = req.ec2_resource(kind, "*");
+            req.check(
+                Check::new("ec2:CreateTags", any)
+                    .account(account.clone())
+                    .key("ec2:CreateAction", "RunInstances"),
+            )?;
+        }
     }
     req.authorize_placement(&launch.placement, template.as_ref().map(|_| from.network))?;
     if let Some(pr) = &profile {
@@ -399,7 +451,7 @@ async fn run_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, S
             .empty("groupSet");
         w.start("instancesSet");
         for (i, (_, vols)) in instances.iter().zip(&volumes) {
-            instance_xml(w, i, Some("pending"), vols);
+            instance_xml(w, i, Some("pending"), vols, &[]);
         }
         w.end("instancesSet");
     }))
@@ -437,7 +489,24 @@ fn metadata_xml(w: &mut XmlWriter, tag: &str, m: &MetadataOptions, state: &str) 
         .end(tag);
 }
 
-fn instance_xml(w: &mut XmlWriter, i: &Instance, shown_state: Option<&str>, volumes: &[Volume]) {
+/// The list an instance id has in per-instance lists.
+fn of<'a, T>(lists: &'a [(String, Vec<T>)], id: &str) -> &'a [T] {
+    lists
+        .iter()
+        .find(|(x, _)| x == id)
+        .map(|(_, v)| v.as_slice())
+        .unwrap_or(&[])
+}
+
+/// An instance with its volumes and the interfaces attached beside its
+/// primary one.
+fn instance_xml(
+    w: &mut XmlWriter,
+    i: &Instance,
+    shown_state: Option<&str>,
+    volumes: &[Volume],
+    enis: &[NetworkInterface],
+) {
     let state = shown_state.unwrap_or(&i.state);
     let live = !i.is_terminated();
     w.start("item")
@@ -468,7 +537,7 @@ fn instance_xml(w: &mut XmlWriter, i: &Instance, shown_state: Option<&str>, volu
     if live && let Some(ip) = &i.private_ip {
         w.elem("privateIpAddress", ip);
     }
-    crate::ec2_network::instance_network_xml(w, i);
+    crate::ec2_network::instance_network_xml(w, i, enis);
     if let Some(r) = &i.state_reason {
         let code = r.split(':').next().unwrap_or(r);
         w.start("stateReason")
@@ -536,13 +605,7 @@ fn describe_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, Se
     }
     let iids: Vec<&str> = found.iter().map(|i| i.id.as_str()).collect();
     let volumes = req.kc.instance_volumes(&iids);
-    let vols_of = |id: &str| {
-        volumes
-            .iter()
-            .find(|(x, _)| x == id)
-            .map(|(_, v)| v.as_slice())
-            .unwrap_or(&[])
-    };
+    let enis = req.kc.instance_interfaces(&iids);
     let rid = req.request_id.clone();
     Ok(ec2_response("DescribeInstances", &rid, |w| {
         w.start("reservationSet");
@@ -553,7 +616,7 @@ fn describe_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, Se
                 .empty("groupSet")
                 .start("instancesSet");
             for i in list {
-                instance_xml(w, i, None, vols_of(&i.id));
+                instance_xml(w, i, None, of(&volumes, &i.id), of(&enis, &i.id));
             }
             w.end("instancesSet").end("item");
         }

@@ -219,35 +219,13 @@ async fn modify_attribute(req: &mut Req, p: &Params, dry: bool) -> Out {
     let account = req.caller.account.clone();
     let iid = required(p, "InstanceId")?.to_string();
     let changes = attr_changes(p)?;
-    let change = match changes.as_slice() {
-        [one] => one.clone(),
-        [] => {
-            return Err(ServiceError::InvalidParameterCombination(
-                "No attributes specified.".into(),
-            ));
-        }
-        many => {
-            let names: Vec<&str> = many.iter().map(AttrChange::name).collect();
-            return Err(ServiceError::InvalidParameterCombination(format!(
-                "Fields for multiple attribute types specified: {}",
-                names.join(", ")
-            )));
-        }
-    };
+    let change = crate::ec2::one_attribute(&changes, AttrChange::name)?;
     keycard_services::instance_attrs::check_change(&change)?;
     let inst = req.kc.instance(&account, &iid)?;
     req.request_key("ec2:Attribute", change.name());
     req.authorize_instance("ec2:ModifyInstanceAttribute", &inst)?;
     if let AttrChange::Groups(g) = &change {
-        for id in g {
-            let arn = req.ec2_resource("security-group", id);
-            req.authorize(
-                "ec2:ModifyInstanceAttribute",
-                &arn,
-                Some(&account),
-                ResourcePolicy::None,
-            )?;
-        }
+        req.authorize_groups("ec2:ModifyInstanceAttribute", g)?;
     }
     if dry {
         return Err(dry_run_ok());

@@ -12,7 +12,9 @@ use keycard_services::ServiceError;
 use keycard_services::auth::ResourcePolicy;
 use keycard_services::ec2::{self, Instance};
 use keycard_services::network::{GroupRef, SecurityGroup, Subnet, Vpc};
-use keycard_services::vpc::{self, DefaultNetwork, NetworkInterface, Subnet as DefaultSubnet};
+use keycard_services::vpc::{
+    self, DefaultNetwork, EniAttachment, NetworkInterface, Subnet as DefaultSubnet,
+};
 
 use crate::Req;
 use crate::ec2::{dry_run_ok, filters, ids, iso8601_ms, tag_set};
@@ -631,7 +633,7 @@ fn interfaces(req: &Req, p: &Params) -> Out {
     Ok(respond(req, |w| {
         w.start("networkInterfaceSet");
         for e in &items {
-            eni_xml(w, e, true);
+            eni_xml(w, "item", e, true);
         }
         w.end("networkInterfaceSet");
         next_xml(w, &next);
@@ -643,7 +645,7 @@ pub(crate) fn flag(b: bool) -> &'static str {
     if b { "true" } else { "false" }
 }
 
-fn group_set(w: &mut XmlWriter, groups: &[GroupRef]) {
+pub(crate) fn group_set(w: &mut XmlWriter, groups: &[GroupRef]) {
     w.start("groupSet");
     for g in groups {
         w.start("item")
@@ -654,10 +656,10 @@ fn group_set(w: &mut XmlWriter, groups: &[GroupRef]) {
     w.end("groupSet");
 }
 
-/// An interface as DescribeNetworkInterfaces (`full`) or an instance's
-/// networkInterfaceSet shows it.
-fn eni_xml(w: &mut XmlWriter, e: &NetworkInterface, full: bool) {
-    w.start("item")
+/// An interface as DescribeNetworkInterfaces and CreateNetworkInterface
+/// (`full`) or an instance's networkInterfaceSet shows it.
+pub(crate) fn eni_xml(w: &mut XmlWriter, tag: &str, e: &NetworkInterface, full: bool) {
+    w.start(tag)
         .elem("networkInterfaceId", &e.id)
         .elem("subnetId", &e.subnet_id)
         .elem("vpcId", &e.vpc_id);
@@ -666,27 +668,19 @@ fn eni_xml(w: &mut XmlWriter, e: &NetworkInterface, full: bool) {
             .elem("availabilityZoneId", &e.zone_id)
             .elem("requesterManaged", "false");
     }
-    w.elem("description", "")
+    w.elem("description", &e.description)
         .elem("ownerId", &e.account)
-        .elem("status", "in-use")
+        .elem("status", e.status())
         .elem("macAddress", &e.mac)
         .elem("privateIpAddress", &e.private_ip)
         .elem("privateDnsName", &e.private_dns)
         .elem("sourceDestCheck", flag(e.source_dest_check))
         .elem("interfaceType", "interface");
     group_set(w, &e.groups);
-    w.start("attachment").elem("attachmentId", &e.attachment_id);
-    if full {
-        w.elem("instanceId", &e.instance_id)
-            .elem("instanceOwnerId", &e.account);
+    if let Some(a) = &e.attachment {
+        attachment_xml(w, e, a, full, "attached");
     }
-    w.elem("deviceIndex", "0")
-        .elem("networkCardIndex", "0")
-        .elem("status", "attached")
-        .elem("attachTime", &iso8601_ms(e.attach_time))
-        .elem("deleteOnTermination", "true")
-        .end("attachment")
-        .start("privateIpAddressesSet")
+    w.start("privateIpAddressesSet")
         .start("item")
         .elem("privateIpAddress", &e.private_ip)
         .elem("privateDnsName", &e.private_dns)
@@ -698,12 +692,38 @@ fn eni_xml(w: &mut XmlWriter, e: &NetworkInterface, full: bool) {
         w.empty("tagSet");
     }
     tag_set(w, &e.tags);
-    w.end("item");
+    w.end(tag);
 }
 
-/// An instance's VPC, subnet, security groups and primary interface;
-/// a terminated instance has none of them, as on AWS.
-pub(crate) fn instance_network_xml(w: &mut XmlWriter, i: &Instance) {
+/// An interface's `attachment` (NetworkInterfaceAttachment).
+pub(crate) fn attachment_xml(
+    w: &mut XmlWriter,
+    e: &NetworkInterface,
+    a: &EniAttachment,
+    full: bool,
+    status: &str,
+) {
+    w.start("attachment").elem("attachmentId", &a.id);
+    if full {
+        w.elem("instanceId", &a.instance_id)
+            .elem("instanceOwnerId", &e.account);
+    }
+    w.elem_display("deviceIndex", a.device_index)
+        .elem("networkCardIndex", "0")
+        .elem("status", status)
+        .elem("attachTime", &iso8601_ms(a.attach_time))
+        .elem("deleteOnTermination", flag(a.delete_on_termination))
+        .end("attachment");
+}
+
+/// An instance's VPC, subnet, security groups and interfaces (the
+/// primary one, then those attached later); a terminated instance has
+/// none of them, as on AWS.
+pub(crate) fn instance_network_xml(
+    w: &mut XmlWriter,
+    i: &Instance,
+    secondary: &[NetworkInterface],
+) {
     let Some(e) = vpc::interface_of(i) else {
         w.empty("groupSet");
         return;
@@ -713,7 +733,10 @@ pub(crate) fn instance_network_xml(w: &mut XmlWriter, i: &Instance) {
         .elem("sourceDestCheck", flag(e.source_dest_check));
     group_set(w, &e.groups);
     w.start("networkInterfaceSet");
-    eni_xml(w, &e, false);
+    eni_xml(w, "item", &e, false);
+    for s in secondary {
+        eni_xml(w, "item", s, false);
+    }
     w.end("networkInterfaceSet");
 }
 

@@ -136,7 +136,7 @@ async fn create(req: &mut Req, p: &Params, dry: bool) -> Out {
     let input = create_input(p)?;
     let (account, region) = (req.caller.account.clone(), req.region.clone());
     let v = volume::check_create(&account, &region, &input)?;
-    req.request_tags(v.tags.iter().map(|t| (t.key.as_str(), t.value.as_str())));
+    req.request_tag_list(&v.tags);
     let any = req.ec2_resource("volume", "*");
     req.check(
         Check::new("ec2:CreateVolume", any.clone())

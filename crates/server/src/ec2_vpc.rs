@@ -72,7 +72,7 @@ impl Req {
         let action = format!("ec2:{}", self.op.name);
         let account = self.caller.account.clone();
         let any = self.ec2_resource(kind, "*");
-        self.request_tags(new_tags.iter().map(|t| (t.key.as_str(), t.value.as_str())));
+        self.request_tag_list(new_tags);
         let region = self.region.clone();
         self.check(
             Check::new(&action, any.clone())

@@ -18,6 +18,7 @@ mod admin_keys;
 mod cloudtrail;
 mod console_api;
 mod ec2;
+mod ec2_eni;
 mod ec2_instance;
 mod ec2_launch;
 mod ec2_network;

@@ -394,6 +394,13 @@ pub static EC2: &[OpDef] = &[
     same!(Ec2, "ec2", "AttachVolume", RW),
     same!(Ec2, "ec2", "DetachVolume", RW),
     same!(Ec2, "ec2", "DeleteVolume", RW),
+    // Network interfaces (ec2_eni.rs).
+    same!(Ec2, "ec2", "CreateNetworkInterface", RW, ["ec2:CreateTags"]),
+    same!(Ec2, "ec2", "DeleteNetworkInterface", RW),
+    same!(Ec2, "ec2", "AttachNetworkInterface", RW),
+    same!(Ec2, "ec2", "DetachNetworkInterface", RW),
+    same!(Ec2, "ec2", "ModifyNetworkInterfaceAttribute", RW),
+    same!(Ec2, "ec2", "DescribeNetworkInterfaceAttribute", RO),
     // The network surface (ec2_network.rs): the default VPC and its
     // parts, and empty answers for what keycard has none of.
     same!(Ec2, "ec2", "DescribeRegions", RO),

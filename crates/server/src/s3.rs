@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
+use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -18,7 +19,6 @@ use keycard_proto::sigv4;
 use keycard_proto::xml::{S3_XMLNS, XmlNode, XmlWriter, parse_xml};
 use keycard_services::ServiceError;
 use keycard_services::auth::{Check, ResourcePolicy};
-use bytes::Bytes;
 use keycard_services::model::{Bucket, ObjectMeta};
 use keycard_services::object_cache::MAX_CACHED_OBJECT;
 use keycard_services::s3 as svc;
@@ -1143,7 +1143,8 @@ fn read_object(
         open_object(req, bucket, key, meta, range.is_some())?
     };
     let (start, len) = range.unwrap_or((0, meta.size));
-    let read_error = |e: std::io::Error| ServiceError::Internal(format!("reading object data: {e}"));
+    let read_error =
+        |e: std::io::Error| ServiceError::Internal(format!("reading object data: {e}"));
     if meta.size <= MAX_CACHED_OBJECT {
         let bytes = read_whole(f, meta.size).map_err(read_error)?;
         req.kc.object_cache.insert(&meta.file, bytes.clone());
@@ -1165,10 +1166,14 @@ fn read_whole(mut f: std::fs::File, size: u64) -> std::io::Result<Bytes> {
 /// `len` bytes of `bytes` from `start`, without copying.
 fn cut(bytes: Bytes, start: u64, len: u64) -> Result<Bytes, ServiceError> {
     let start = usize::try_from(start).ok();
-    let end = start.zip(usize::try_from(len).ok()).and_then(|(s, l)| s.checked_add(l));
+    let end = start
+        .zip(usize::try_from(len).ok())
+        .and_then(|(s, l)| s.checked_add(l));
     match (start, end) {
         (Some(s), Some(e)) if e <= bytes.len() => Ok(bytes.slice(s..e)),
-        _ => Err(ServiceError::Internal("object data shorter than its size".into())),
+        _ => Err(ServiceError::Internal(
+            "object data shorter than its size".into(),
+        )),
     }
 }
 

@@ -15,6 +15,7 @@ use crate::network::{self, InstanceNetwork, LaunchNetwork, Placement};
 use crate::state::State;
 use crate::sts::Session;
 use crate::volume::{self, VolumeSpec};
+use crate::vpc::NetworkInterface;
 use crate::{Keycard, crypto, now, vpc};
 
 /// Most instances one RunInstances call launches.
@@ -314,6 +315,10 @@ pub struct RunInput {
     pub attrs: InstanceAttrs,
     /// BlockDeviceMappings with an `Ebs` part, by device name.
     pub block_devices: Vec<(String, VolumeSpec)>,
+    /// TagSpecifications for the volumes and the primary interface each
+    /// instance launches with.
+    pub volume_tags: Vec<Tag>,
+    pub eni_tags: Vec<Tag>,
 }
 
 /// One instance's state change.
@@ -485,7 +490,9 @@ pub fn check_filters(filters: &[Filter], known: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn instance_matches(i: &Instance, f: &Filter) -> bool {
+/// Whether an instance matches a filter; `secondary`: the interfaces
+/// attached beside its primary one.
+fn instance_matches(i: &Instance, secondary: &[NetworkInterface], f: &Filter) -> bool {
     let any = |v: &str| f.values.iter().any(|p| wildcard(p, v));
     let opt = |v: Option<&str>| v.is_some_and(any);
     match f.name.as_str() {
@@ -510,7 +517,9 @@ fn instance_matches(i: &Instance, f: &Filter) -> bool {
         "metadata-options.instance-metadata-tags" => any(&i.metadata.instance_metadata_tags),
         name => match name.strip_prefix("tag:") {
             Some(k) => i.tags.iter().any(|t| t.key == k && any(&t.value)),
-            None => vpc::instance_fact(i, name).is_some_and(|v| v.iter().any(|x| any(x))),
+            None => {
+                vpc::instance_fact(i, secondary, name).is_some_and(|v| v.iter().any(|x| any(x)))
+            }
         },
     }
 }
@@ -687,13 +696,38 @@ fn free_slots(st: &State, n: usize) -> Result<Vec<u32>> {
     Ok(slots)
 }
 
+/// What new instances launch with beside themselves: their volumes,
+/// with the request's volume tags, and their primary interfaces' tags.
+fn launch_tagged(instances: &[Instance], input: &RunInput) -> Result<Vec<Change>> {
+    let mut out = volume::launch_volumes(instances, &input.block_devices)?;
+    if !input.volume_tags.is_empty() {
+        for c in &mut out {
+            if let Change::Put(Entity::Volume(v)) = c {
+                v.tags = input.volume_tags.clone();
+            }
+        }
+    }
+    if !input.eni_tags.is_empty() {
+        out.extend(instances.iter().filter_map(vpc::interface_of).map(|e| {
+            Change::Put(Entity::ResourceTags(crate::tags::ResourceTags {
+                id: e.id,
+                account: e.account,
+                region: e.region,
+                tags: input.eni_tags.clone(),
+            }))
+        }));
+    }
+    Ok(out)
+}
+
 /// Private addresses of the live instances (all accounts: netns mode
-/// gives each its address on the host).
-fn live_addresses(st: &State) -> BTreeSet<String> {
+/// gives each its address on the host) and of created network interfaces.
+pub(crate) fn live_addresses(st: &State) -> BTreeSet<String> {
     st.instances
         .values()
         .filter(|i| !i.is_terminated())
         .filter_map(|i| i.private_ip.clone())
+        .chain(crate::eni::interface_addresses(st).cloned())
         .collect()
 }
 
@@ -720,9 +754,7 @@ fn instance_address(
 }
 
 fn ip_in_use(st: &State, ip: &str) -> bool {
-    st.instances
-        .values()
-        .any(|i| !i.is_terminated() && i.private_ip.as_deref() == Some(ip))
+    live_addresses(st).contains(ip)
 }
 
 impl Keycard {
@@ -835,7 +867,7 @@ impl Keycard {
                 .iter()
                 .map(|i| Change::Put(Entity::Instance(i.clone())))
                 .collect();
-            changes.extend(volume::launch_volumes(&out, &input.block_devices)?);
+            changes.extend(launch_tagged(&out, &input)?);
             Ok((changes, (reservation, out)))
         })
         .await
@@ -852,6 +884,9 @@ impl Keycard {
         limit: Option<usize>,
     ) -> Result<(Vec<Instance>, Option<String>)> {
         check_instance_filters(filters)?;
+        let by_interface = filters
+            .iter()
+            .any(|f| f.name.starts_with("network-interface."));
         let st = self.state();
         let chosen: Vec<&Instance> = if ids.is_empty() {
             st.instances
@@ -867,7 +902,14 @@ impl Keycard {
         let matched = chosen
             .into_iter()
             .filter(|i| after.is_none_or(|a| i.id.as_str() > a))
-            .filter(|i| filters.iter().all(|f| instance_matches(i, f)));
+            .filter(|i| {
+                let secondary = if by_interface {
+                    crate::eni::attached_to(&st, &i.id).cloned().collect()
+                } else {
+                    Vec::new()
+                };
+                filters.iter().all(|f| instance_matches(i, &secondary, f))
+            });
         let limit = limit.unwrap_or(usize::MAX);
         let mut out = Vec::new();
         let mut more = false;
@@ -904,6 +946,7 @@ impl Keycard {
                 crate::instance_attrs::check_protection(i, op)?;
                 if op == StateOp::Terminate && !i.is_terminated() {
                     changes.extend(volume::on_terminate(st, &i.id));
+                    changes.extend(crate::eni::on_terminate(st, i));
                 }
                 let prev = i.state.clone();
                 let (stored, shown, reason) = match (op, prev.as_str()) {
@@ -1171,6 +1214,8 @@ fn validate_run(st: &State, account: &str, region: &str, input: &RunInput) -> Re
     crate::instance_attrs::check_shutdown_behavior(&input.attrs.shutdown_behavior)?;
     volume::check_mappings(&input.block_devices)?;
     validate_tags(&input.tags)?;
+    validate_tags(&input.volume_tags)?;
+    validate_tags(&input.eni_tags)?;
     input.metadata.apply(&MetadataOptions::default())?;
     let placement = network::place(st, account, region, &input.network)?;
     if let Some(ip) = &input.private_ip {

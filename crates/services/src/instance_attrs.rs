@@ -30,6 +30,10 @@ pub struct InstanceAttrs {
     /// `standard` | `unlimited` (burstable types only; unset: the type's
     /// default).
     pub cpu_credits: Option<String>,
+    /// The primary network interface's description and whether it goes
+    /// with the instance (ModifyNetworkInterfaceAttribute: eni.rs).
+    pub eni_description: String,
+    pub eni_delete_on_termination: bool,
 }
 
 impl Default for InstanceAttrs {
@@ -43,6 +47,8 @@ impl Default for InstanceAttrs {
             ena_support: true,
             sriov_net_support: None,
             cpu_credits: None,
+            eni_description: String::new(),
+            eni_delete_on_termination: true,
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod crypto;
 pub mod delivery;
 pub mod denials;
 pub mod ec2;
+pub mod eni;
 pub mod error;
 pub mod federation;
 pub mod follow;
@@ -841,6 +842,7 @@ impl Keycard {
                 "image",
                 "launch_template",
                 "volume",
+                "network_interface",
                 "resource_tags",
                 generate::KIND,
             ];

@@ -417,6 +417,7 @@ pub enum Entity {
     Image(crate::image::Image),
     LaunchTemplate(crate::template::LaunchTemplate),
     Volume(crate::volume::Volume),
+    NetworkInterface(crate::vpc::NetworkInterface),
     ResourceTags(crate::tags::ResourceTags),
 }
 
@@ -455,6 +456,7 @@ impl Entity {
             Entity::Image(i) => ("image", i.id.clone()),
             Entity::LaunchTemplate(t) => ("launch_template", t.id.clone()),
             Entity::Volume(v) => ("volume", v.id.clone()),
+            Entity::NetworkInterface(e) => ("network_interface", e.id.clone()),
             Entity::ResourceTags(t) => ("resource_tags", t.id.clone()),
         }
     }
@@ -480,6 +482,7 @@ impl Entity {
             Entity::Image(x) => serde_json::to_string(x),
             Entity::LaunchTemplate(x) => serde_json::to_string(x),
             Entity::Volume(x) => serde_json::to_string(x),
+            Entity::NetworkInterface(x) => serde_json::to_string(x),
             Entity::ResourceTags(x) => serde_json::to_string(x),
         };
         // Serializing plain structs of strings and numbers cannot fail.
@@ -511,6 +514,7 @@ impl Entity {
             "image" => Entity::Image(de(json)?),
             "launch_template" => Entity::LaunchTemplate(de(json)?),
             "volume" => Entity::Volume(de(json)?),
+            "network_interface" => Entity::NetworkInterface(de(json)?),
             "resource_tags" => Entity::ResourceTags(de(json)?),
             other => return Err(format!("unknown record kind {other}")),
         })

@@ -524,17 +524,15 @@ fn check_group_input(g: &GroupInput) -> Result<()> {
     validate_tags(&g.tags)
 }
 
-/// The live instances of a region's account (a terminated one has no
-/// interface left, so holds nothing).
-fn live_instances<'a>(
-    st: &'a State,
-    account: &'a str,
-    region: &'a str,
-) -> impl Iterator<Item = vpc::NetworkInterface> + 'a {
-    st.instances
-        .values()
-        .filter(move |i| i.account == account && i.region == region)
-        .filter_map(|i| vpc::interface_of(i))
+/// The interfaces of a region's account: its live instances' primary
+/// ones (a terminated instance has none left) and the created ones. Each
+/// holds an address of its subnet and keeps its subnet and groups in use.
+fn live_instances(
+    st: &State,
+    account: &str,
+    region: &str,
+) -> impl Iterator<Item = vpc::NetworkInterface> {
+    vpc::network_interfaces(st, account, region).into_iter()
 }
 
 fn dependency(kind: &str, id: &str) -> ServiceError {

@@ -44,6 +44,9 @@ pub struct State {
     pub launch_templates: BTreeMap<String, crate::template::LaunchTemplate>,
     /// EBS volumes by id (volume.rs).
     pub volumes: BTreeMap<String, crate::volume::Volume>,
+    /// Created network interfaces by id (eni.rs); primary ones are
+    /// derived from their instances (vpc.rs).
+    pub network_interfaces: BTreeMap<String, crate::vpc::NetworkInterface>,
     /// Tags of derived resources by resource id (tags.rs).
     pub resource_tags: BTreeMap<String, crate::tags::ResourceTags>,
 }
@@ -141,6 +144,9 @@ impl State {
             Entity::Volume(v) => {
                 self.volumes.insert(key, v);
             }
+            Entity::NetworkInterface(e) => {
+                self.network_interfaces.insert(key, e);
+            }
             Entity::ResourceTags(t) => {
                 self.resource_tags.insert(key, t);
             }
@@ -214,6 +220,9 @@ impl State {
             "volume" => {
                 self.volumes.remove(key);
             }
+            "network_interface" => {
+                self.network_interfaces.remove(key);
+            }
             "resource_tags" => {
                 self.resource_tags.remove(key);
             }
@@ -251,6 +260,7 @@ impl State {
             "image" => self.images.clear(),
             "launch_template" => self.launch_templates.clear(),
             "volume" => self.volumes.clear(),
+            "network_interface" => self.network_interfaces.clear(),
             "resource_tags" => self.resource_tags.clear(),
             _ => {}
         }

@@ -76,7 +76,7 @@ const KINDS: &[Kind] = &[
     Kind {
         prefix: "eni-",
         find: find_interface,
-        put: |_, _, _| None,
+        put: put_interface,
     },
     Kind {
         prefix: "lt-",
@@ -206,27 +206,16 @@ fn put_group(st: &State, id: &str, tags: Vec<Tag>) -> Option<Change> {
 }
 
 fn find_interface(st: &State, account: &str, region: &str, id: &str) -> Result<Tagged> {
-    let well_formed = id.strip_prefix("eni-").is_some_and(|h| {
-        (h.len() == 8 || h.len() == 17) && h.bytes().all(|c| c.is_ascii_hexdigit())
-    });
-    if !well_formed {
-        return Err(ec2_error(
-            "InvalidNetworkInterfaceID.Malformed",
-            format!("Invalid id: \"{id}\" (expecting \"eni-...\")"),
-        ));
-    }
-    vpc::network_interfaces(st, account, region)
-        .into_iter()
-        .find(|e| e.id == id)
-        .map(|e| {
-            let arn = format!("arn:aws:ec2:{region}:{account}:network-interface/{id}");
-            tagged(id, "network-interface", arn, &e.tags)
-        })
-        .ok_or_else(|| {
-            ServiceError::InvalidNetworkInterfaceIdNotFound(format!(
-                "The networkInterface ID '{id}' does not exist"
-            ))
-        })
+    let e = crate::eni::find_interface(st, account, region, id)?;
+    Ok(tagged(id, "network-interface", e.arn(), &e.tags))
+}
+
+/// A created interface keeps its tags; a primary one's go to a
+/// [`ResourceTags`] record.
+fn put_interface(st: &State, id: &str, tags: Vec<Tag>) -> Option<Change> {
+    let mut e = st.network_interfaces.get(id)?.clone();
+    e.tags = tags;
+    Some(Change::Put(Entity::NetworkInterface(e)))
 }
 
 /// The tags of a derived resource (empty when it has none).
@@ -317,8 +306,7 @@ pub fn all_tagged(st: &State, account: &str, region: &str) -> Vec<Tagged> {
         out.push(tagged(&g.id, "security-group", g.arn(), &g.tags));
     }
     for e in vpc::network_interfaces(st, account, region) {
-        let arn = format!("arn:aws:ec2:{region}:{account}:network-interface/{}", e.id);
-        out.push(tagged(&e.id, "network-interface", arn, &e.tags));
+        out.push(tagged(&e.id, "network-interface", e.arn(), &e.tags));
     }
     let mine = |a: &str, r: &str| a == account && r == region;
     for t in st

@@ -9,6 +9,7 @@
 
 use std::net::Ipv4Addr;
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::Keycard;
@@ -155,12 +156,23 @@ pub fn slot_address(slot: u32) -> Option<String> {
     (n <= LAST_HOST).then(|| Ipv4Addr::from(n).to_string())
 }
 
-/// An instance's primary network interface.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a network interface is attached.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EniAttachment {
+    /// `eni-attach-…`.
+    pub id: String,
+    pub instance_id: String,
+    pub device_index: u32,
+    pub attach_time: i64,
+    pub delete_on_termination: bool,
+}
+
+/// A network interface: an instance's primary one (derived from the
+/// instance, never stored) or one CreateNetworkInterface made (stored:
+/// eni.rs).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NetworkInterface {
     pub id: String,
-    pub attachment_id: String,
-    pub instance_id: String,
     pub account: String,
     pub region: String,
     pub vpc_id: String,
@@ -176,12 +188,36 @@ pub struct NetworkInterface {
     pub private_ip: String,
     pub private_dns: String,
     pub mac: String,
-    /// The instance's launch time: the interface is attached at launch.
-    pub attach_time: i64,
-    /// Its tags (stored beside it: tags.rs).
+    #[serde(default)]
+    pub description: String,
+    /// Its tags (a primary interface's are stored beside it: tags.rs).
+    #[serde(default)]
     pub tags: Vec<Tag>,
-    /// The instance's sourceDestCheck attribute.
     pub source_dest_check: bool,
+    #[serde(default)]
+    pub attachment: Option<EniAttachment>,
+    /// An instance's primary interface (device index 0): derived, it
+    /// cannot be detached or deleted on its own.
+    #[serde(default)]
+    pub primary: bool,
+}
+
+impl NetworkInterface {
+    pub fn arn(&self) -> String {
+        format!(
+            "arn:aws:ec2:{}:{}:network-interface/{}",
+            self.region, self.account, self.id
+        )
+    }
+
+    /// `in-use` while attached, else `available`.
+    pub fn status(&self) -> &'static str {
+        if self.attachment.is_some() {
+            "in-use"
+        } else {
+            "available"
+        }
+    }
 }
 
 /// The primary interface of an instance: its VPC, subnet, groups and
@@ -197,8 +233,6 @@ pub fn interface_of(i: &Instance) -> Option<NetworkInterface> {
     };
     Some(NetworkInterface {
         id: derived("eni-", &[&i.id]),
-        attachment_id: derived("eni-attach-", &[&i.id]),
-        instance_id: i.id.clone(),
         account: i.account.clone(),
         region: i.region.clone(),
         group_id: net.groups.first().map(|g| g.id.clone()).unwrap_or_default(),
@@ -212,28 +246,57 @@ pub fn interface_of(i: &Instance) -> Option<NetworkInterface> {
         private_ip: i.private_ip.clone().unwrap_or_default(),
         private_dns: i.private_dns(),
         mac: i.mac(),
-        attach_time: i.launch_time,
+        description: i.attrs.eni_description.clone(),
         tags: Vec::new(),
         source_dest_check: i.attrs.source_dest_check,
+        attachment: Some(EniAttachment {
+            id: derived("eni-attach-", &[&i.id]),
+            instance_id: i.id.clone(),
+            device_index: 0,
+            attach_time: i.launch_time,
+            delete_on_termination: i.attrs.eni_delete_on_termination,
+        }),
+        primary: true,
     })
 }
 
-/// The network facts of an instance that DescribeInstances filters on.
-pub fn instance_fact(i: &Instance, name: &str) -> Option<Vec<String>> {
+/// One interface's values for a `network-interface.<field>` filter.
+fn eni_fact(e: &NetworkInterface, field: &str) -> Option<Vec<String>> {
+    Some(match field {
+        "vpc-id" => vec![e.vpc_id.clone()],
+        "subnet-id" => vec![e.subnet_id.clone()],
+        "group-id" => group_ids(e),
+        "group-name" => group_names(e),
+        "network-interface-id" => vec![e.id.clone()],
+        "mac-address" => vec![e.mac.clone()],
+        "attachment.attachment-id" => vec![e.attachment.as_ref()?.id.clone()],
+        _ => return None,
+    })
+}
+
+/// The network facts of an instance that DescribeInstances filters on:
+/// `network-interface.*` ones over all its interfaces (`secondary`: those
+/// attached beside the primary), the others of the primary one.
+pub fn instance_fact(
+    i: &Instance,
+    secondary: &[NetworkInterface],
+    name: &str,
+) -> Option<Vec<String>> {
     let eni = interface_of(i)?;
-    let v = match name {
-        "vpc-id" | "network-interface.vpc-id" => eni.vpc_id,
-        "subnet-id" | "network-interface.subnet-id" => eni.subnet_id,
-        "instance.group-id" | "network-interface.group-id" => return Some(group_ids(&eni)),
-        "instance.group-name" | "network-interface.group-name" => {
-            return Some(group_names(&eni));
+    if let Some(field) = name.strip_prefix("network-interface.") {
+        let mut out = eni_fact(&eni, field)?;
+        for s in secondary {
+            out.extend(eni_fact(s, field).unwrap_or_default());
         }
-        "network-interface.network-interface-id" => eni.id,
-        "network-interface.mac-address" => eni.mac,
-        "network-interface.attachment.attachment-id" => eni.attachment_id,
+        return Some(out);
+    }
+    let field = match name {
+        "vpc-id" | "subnet-id" => name,
+        "instance.group-id" => "group-id",
+        "instance.group-name" => "group-name",
         _ => return None,
     };
-    Some(vec![v])
+    eni_fact(&eni, field)
 }
 
 fn group_ids(e: &NetworkInterface) -> Vec<String> {
@@ -617,34 +680,39 @@ pub const INTERFACE_FILTERS: &[&str] = &[
 ];
 
 pub fn interface_facts(e: &NetworkInterface) -> Facts {
-    vec![
+    let mut f = vec![
         one("network-interface-id", &e.id),
         one("vpc-id", &e.vpc_id),
         one("subnet-id", &e.subnet_id),
         ("group-id", group_ids(e)),
         ("group-name", group_names(e)),
         one("availability-zone", &e.zone),
-        one("attachment.instance-id", &e.instance_id),
-        one("attachment.instance-owner-id", &e.account),
-        one("attachment.attachment-id", &e.attachment_id),
-        one("attachment.device-index", "0"),
-        one("attachment.status", "attached"),
-        one("attachment.delete-on-termination", "true"),
         one("private-ip-address", &e.private_ip),
         one("addresses.private-ip-address", &e.private_ip),
         one("addresses.primary", "true"),
         one("private-dns-name", &e.private_dns),
         one("mac-address", &e.mac),
         one("owner-id", &e.account),
-        one("status", "in-use"),
+        one("status", e.status()),
         one("interface-type", "interface"),
         one("requester-managed", "false"),
-        one(
-            "source-dest-check",
-            if e.source_dest_check { "true" } else { "false" },
-        ),
-        one("description", ""),
-    ]
+        one("source-dest-check", flag(e.source_dest_check)),
+        one("description", &e.description),
+    ];
+    if let Some(a) = &e.attachment {
+        f.extend([
+            one("attachment.instance-id", &a.instance_id),
+            one("attachment.instance-owner-id", &e.account),
+            one("attachment.attachment-id", &a.id),
+            one("attachment.device-index", a.device_index.to_string()),
+            one("attachment.status", "attached"),
+            one(
+                "attachment.delete-on-termination",
+                flag(a.delete_on_termination),
+            ),
+        ]);
+    }
+    f
 }
 
 /// A region and whether a new account has it enabled.
@@ -762,10 +830,11 @@ pub fn zone_facts(region: &str, s: &Subnet) -> Facts {
     ]
 }
 
-/// The primary interfaces of the account's instances in `region`, with
-/// their tags.
+/// The account's interfaces in `region`: the instances' primary ones
+/// (with their tags), then the created ones.
 pub fn network_interfaces(st: &State, account: &str, region: &str) -> Vec<NetworkInterface> {
-    st.instances
+    let mut out: Vec<NetworkInterface> = st
+        .instances
         .values()
         .filter(|i| i.account == account && i.region == region)
         .filter_map(|i| interface_of(i))
@@ -773,11 +842,18 @@ pub fn network_interfaces(st: &State, account: &str, region: &str) -> Vec<Networ
             e.tags = crate::tags::derived_tags(st, &e.id);
             e
         })
-        .collect()
+        .collect();
+    out.extend(
+        st.network_interfaces
+            .values()
+            .filter(|e| e.account == account && e.region == region)
+            .cloned(),
+    );
+    out
 }
 
 impl Keycard {
-    /// The primary interfaces of the account's instances in `region`.
+    /// The account's interfaces in `region`.
     pub fn network_interfaces(&self, account: &str, region: &str) -> Vec<NetworkInterface> {
         network_interfaces(&self.state(), account, region)
     }
