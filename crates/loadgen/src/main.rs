@@ -108,6 +108,11 @@ struct LoadArgs {
     /// Measured duration, seconds.
     #[arg(long, default_value_t = 5.0)]
     duration: f64,
+    /// Total requests per second, spread evenly over the workers (0: each
+    /// worker sends its next request as soon as the last is answered). A
+    /// fixed rate compares servers' CPU per request at the same load.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
     /// Unmeasured warm-up before the measured window, seconds.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
@@ -212,6 +217,9 @@ fn load(a: LoadArgs) -> Result<()> {
     let endpoint = a.endpoint.context("--endpoint is required")?;
     let workload = a.workload.context("--workload is required")?;
     let (addr, host) = loopback_target(&endpoint)?;
+    if !(0.0..=1_000_000.0).contains(&a.rate) {
+        bail!("--rate must be in [0, 1000000] requests per second");
+    }
     if a.concurrency == 0 || a.concurrency > 4096 {
         bail!("--concurrency must be in 1..=4096");
     }
@@ -293,14 +301,19 @@ fn load(a: LoadArgs) -> Result<()> {
     let warmup = Duration::from_secs_f64(a.warmup);
     let duration = Duration::from_secs_f64(a.duration);
     let server_pid = a.server_pid;
+    // Each worker's gap between sends at the asked rate (None: closed loop).
+    let gap = (a.rate > 0.0).then(|| Duration::from_secs_f64(concurrency as f64 / a.rate));
     let totals = rt.block_on(async move {
         let t0 = Instant::now();
         let measure_from = t0 + warmup;
         let end = measure_from + duration;
         let mut handles = Vec::with_capacity(concurrency);
-        for _ in 0..concurrency {
+        for i in 0..concurrency {
             let ctx = ctx.clone();
-            handles.push(tokio::spawn(worker(ctx, measure_from, end)));
+            // Workers start spread over one gap, so a fixed rate is even.
+            let first = gap.map(|g| t0 + g.mul_f64(i as f64 / concurrency as f64));
+            let pace = Pace { gap, next: first };
+            handles.push(tokio::spawn(worker(ctx, measure_from, end, pace)));
         }
         let cpu_start = tokio::spawn(async move {
             tokio::time::sleep_until(measure_from.into()).await;
@@ -506,10 +519,39 @@ async fn connect(ctx: &Ctx) -> Result<Sender> {
     Ok(sender)
 }
 
-async fn worker(ctx: Arc<Ctx>, measure_from: Instant, end: Instant) -> Result<Stats> {
+/// A worker's schedule at a fixed rate: when its next request is due.
+struct Pace {
+    gap: Option<Duration>,
+    next: Option<Instant>,
+}
+
+impl Pace {
+    /// Wait until the next request is due (at once in a closed loop). A
+    /// worker that fell behind starts again from now rather than bursting.
+    async fn wait(&mut self) {
+        let (Some(gap), Some(next)) = (self.gap, self.next) else {
+            return;
+        };
+        let now = Instant::now();
+        if next > now {
+            tokio::time::sleep_until(next.into()).await;
+            self.next = Some(next + gap);
+        } else {
+            self.next = Some(now + gap);
+        }
+    }
+}
+
+async fn worker(
+    ctx: Arc<Ctx>,
+    measure_from: Instant,
+    end: Instant,
+    mut pace: Pace,
+) -> Result<Stats> {
     let mut stats = Stats::new()?;
     let mut sender: Option<Sender> = None;
     loop {
+        pace.wait().await;
         let start = Instant::now();
         if start >= end {
             break;

@@ -581,10 +581,7 @@ fn page_params(p: &Params, min: usize) -> Result<(Option<String>, Option<usize>)
 
 fn describe_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, ServiceError> {
     let account = req.caller.account.clone();
-    req.authorize("ec2:DescribeInstances", "*", None, ResourcePolicy::None)?;
-    if dry {
-        return Err(dry_run_ok());
-    }
+    req.authorize_describe(dry)?;
     let wanted = ids(p, "InstanceId");
     if !wanted.is_empty() && p.contains("MaxResults") {
         return Err(ServiceError::InvalidParameterCombination(
@@ -629,15 +626,7 @@ fn describe_instances(req: &mut Req, p: &Params, dry: bool) -> Result<String, Se
 
 fn describe_status(req: &mut Req, p: &Params, dry: bool) -> Result<String, ServiceError> {
     let account = req.caller.account.clone();
-    req.authorize(
-        "ec2:DescribeInstanceStatus",
-        "*",
-        None,
-        ResourcePolicy::None,
-    )?;
-    if dry {
-        return Err(dry_run_ok());
-    }
+    req.authorize_describe(dry)?;
     let wanted = ids(p, "InstanceId");
     let all = bool_param(p, "IncludeAllInstances")?;
     let mut fs = Vec::new();
@@ -916,15 +905,7 @@ async fn replace(req: &mut Req, p: &Params, dry: bool) -> Result<String, Service
 
 fn describe_associations(req: &mut Req, p: &Params, dry: bool) -> Result<String, ServiceError> {
     let account = req.caller.account.clone();
-    req.authorize(
-        "ec2:DescribeIamInstanceProfileAssociations",
-        "*",
-        None,
-        ResourcePolicy::None,
-    )?;
-    if dry {
-        return Err(dry_run_ok());
-    }
+    req.authorize_describe(dry)?;
     let wanted = ids(p, "AssociationId");
     if !wanted.is_empty() && p.contains("MaxResults") {
         return Err(ServiceError::InvalidParameterCombination(

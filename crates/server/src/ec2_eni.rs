@@ -10,7 +10,7 @@
 use keycard_proto::query::Params;
 use keycard_proto::xml::XmlWriter;
 use keycard_services::ServiceError;
-use keycard_services::auth::{Check, ResourcePolicy};
+use keycard_services::auth::Check;
 use keycard_services::eni::{CreateEniInput, EniChange, EniPlacement};
 use keycard_services::vpc::NetworkInterface;
 
@@ -331,15 +331,7 @@ const ATTRIBUTES: &[&str] = &[
 ];
 
 fn describe_attribute(req: &mut Req, p: &Params, dry: bool) -> Out {
-    req.authorize(
-        "ec2:DescribeNetworkInterfaceAttribute",
-        "*",
-        None,
-        ResourcePolicy::None,
-    )?;
-    if dry {
-        return Err(dry_run_ok());
-    }
+    req.authorize_describe(dry)?;
     let id = required(p, "NetworkInterfaceId")?.to_string();
     let attr = required(p, "Attribute")?.to_string();
     if !ATTRIBUTES.contains(&attr.as_str()) {

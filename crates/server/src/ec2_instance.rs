@@ -7,7 +7,6 @@
 use keycard_proto::query::Params;
 use keycard_proto::xml::XmlWriter;
 use keycard_services::ServiceError;
-use keycard_services::auth::ResourcePolicy;
 use keycard_services::ec2::{self, Filter, Instance};
 use keycard_services::instance_attrs::{AttrChange, cpu_credits};
 use keycard_services::instance_types::{self, InstanceType};
@@ -265,10 +264,7 @@ fn reboot(req: &mut Req, p: &Params, dry: bool) -> Out {
 }
 
 fn describe_types(req: &mut Req, p: &Params, dry: bool) -> Out {
-    req.authorize("ec2:DescribeInstanceTypes", "*", None, ResourcePolicy::None)?;
-    if dry {
-        return Err(dry_run_ok());
-    }
+    req.authorize_describe(dry)?;
     let limit = ec2::max_results(p.get("MaxResults"), 5, 100)?;
     let after = p.get("NextToken").map(ec2::parse_next_token).transpose()?;
     let list = instance_types::describe(&ids(p, "InstanceType"), &filters(p))?;
@@ -380,15 +376,7 @@ fn burstable(req: &mut Req, p: &Params, fs: &[Filter]) -> Result<Vec<Instance>, 
 }
 
 fn describe_credits(req: &mut Req, p: &Params, dry: bool) -> Out {
-    req.authorize(
-        "ec2:DescribeInstanceCreditSpecifications",
-        "*",
-        None,
-        ResourcePolicy::None,
-    )?;
-    if dry {
-        return Err(dry_run_ok());
-    }
+    req.authorize_describe(dry)?;
     let fs = filters(p);
     ec2::check_filters(&fs, &["instance-id"])?;
     let limit = ec2::max_results(p.get("MaxResults"), 5, 1000)?;

@@ -76,8 +76,9 @@ fn own_tags(p: &Params, kind: &str) -> Result<Vec<keycard_services::model::Tag>,
 }
 
 impl Req {
-    /// A Describe call: its action on `*`, then DryRun.
-    fn authorize_describe(&mut self, dry: bool) -> Result<(), ServiceError> {
+    /// A Describe call: its action (`ec2:` + the operation) on `*` (EC2's
+    /// Describe actions have no resource types), then DryRun.
+    pub(crate) fn authorize_describe(&mut self, dry: bool) -> Result<(), ServiceError> {
         let action = format!("ec2:{}", self.op.name);
         self.authorize(&action, "*", None, ResourcePolicy::None)?;
         if dry {

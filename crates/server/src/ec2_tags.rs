@@ -6,7 +6,7 @@
 
 use keycard_proto::query::Params;
 use keycard_services::ServiceError;
-use keycard_services::auth::{Check, ResourcePolicy};
+use keycard_services::auth::Check;
 use keycard_services::ec2::{self, Filter};
 use keycard_services::tags::{TagEdit, Tagged};
 use keycard_services::vpc;
@@ -128,10 +128,7 @@ fn row_matches(r: &Row, f: &Filter) -> bool {
 }
 
 fn describe(req: &mut Req, p: &Params, dry: bool) -> Out {
-    req.authorize("ec2:DescribeTags", "*", None, ResourcePolicy::None)?;
-    if dry {
-        return Err(dry_run_ok());
-    }
+    req.authorize_describe(dry)?;
     let fs = filters(p);
     ec2::check_filters(&fs, TAG_FILTERS)?;
     let limit = ec2::max_results(p.get("MaxResults"), 5, 1000)?;

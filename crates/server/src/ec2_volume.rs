@@ -6,7 +6,7 @@
 use keycard_proto::query::Params;
 use keycard_proto::xml::XmlWriter;
 use keycard_services::ServiceError;
-use keycard_services::auth::{Check, ResourcePolicy};
+use keycard_services::auth::Check;
 use keycard_services::ec2;
 use keycard_services::volume::{self, Attachment, CreateVolumeInput, Volume, VolumeSpec};
 
@@ -216,10 +216,7 @@ async fn delete(req: &mut Req, p: &Params, dry: bool) -> Out {
 }
 
 fn describe(req: &mut Req, p: &Params, dry: bool) -> Out {
-    req.authorize("ec2:DescribeVolumes", "*", None, ResourcePolicy::None)?;
-    if dry {
-        return Err(dry_run_ok());
-    }
+    req.authorize_describe(dry)?;
     let wanted = ids(p, "VolumeId");
     if !wanted.is_empty() && p.contains("MaxResults") {
         return Err(ServiceError::InvalidParameterCombination(
