@@ -132,6 +132,18 @@ impl Req {
         self.check(c)
     }
 
+    /// [`Req::authorize_instance`] for the caller's instance `id` (a volume
+    /// or an interface going on or coming off it).
+    pub(crate) fn authorize_instance_id(
+        &mut self,
+        action: &str,
+        id: &str,
+    ) -> Result<(), ServiceError> {
+        let account = self.caller.account.clone();
+        let i = self.kc.instance(&account, id)?;
+        self.authorize_instance(action, &i)
+    }
+
     /// The `ec2:Metadata*` condition keys of the options a request asks for.
     fn metadata_context(&mut self, m: &MetadataOptions) {
         self.request_key("ec2:MetadataHttpTokens", m.http_tokens.clone());

@@ -104,13 +104,6 @@ impl Req {
         self.check(c)
     }
 
-    /// An action on the instance an interface goes on or comes off.
-    fn authorize_instance_of(&mut self, action: &str, id: &str) -> Result<(), ServiceError> {
-        let account = self.caller.account.clone();
-        let i = self.kc.instance(&account, id)?;
-        self.authorize_instance(action, &i)
-    }
-
     /// CreateNetworkInterface on `network-interface/*`, its subnet and each
     /// group, then ec2:CreateTags when tags come with it.
     fn authorize_create_eni(
@@ -219,7 +212,7 @@ async fn attach(req: &mut Req, p: &Params, dry: bool) -> Out {
     }
     let (account, region) = (req.caller.account.clone(), req.region.clone());
     let e = req.kc.network_interface(&account, &region, &eni_id)?;
-    req.authorize_instance_of("ec2:AttachNetworkInterface", &iid)?;
+    req.authorize_instance_id("ec2:AttachNetworkInterface", &iid)?;
     req.authorize_eni("ec2:AttachNetworkInterface", &e)?;
     if dry {
         return Err(dry_run_ok());
@@ -246,7 +239,7 @@ async fn detach(req: &mut Req, p: &Params, dry: bool) -> Out {
         .interface_attachment(&account, &region, &attachment)?;
     if let Some(a) = &e.attachment {
         let iid = a.instance_id.clone();
-        req.authorize_instance_of("ec2:DetachNetworkInterface", &iid)?;
+        req.authorize_instance_id("ec2:DetachNetworkInterface", &iid)?;
     }
     req.authorize_eni("ec2:DetachNetworkInterface", &e)?;
     if dry {

@@ -95,22 +95,6 @@ impl Req {
             .key("ec2:Region", self.region.clone());
         self.check(c)
     }
-
-    /// An action on an instance, as ec2.rs checks it.
-    fn authorize_instance_id(&mut self, action: &str, id: &str) -> Result<(), ServiceError> {
-        let account = self.caller.account.clone();
-        let i = self.kc.instance(&account, id)?;
-        let arn = i.arn();
-        self.audit
-            .resources
-            .push((arn.clone(), "AWS::EC2::Instance".into()));
-        let c = Check::new(action, arn)
-            .account(i.account.clone())
-            .tags(Some("ec2"), &i.tags)
-            .key("ec2:InstanceType", i.instance_type.clone())
-            .key("ec2:Region", self.region.clone());
-        self.check(c)
-    }
 }
 
 fn create_input(p: &Params) -> Result<CreateVolumeInput, ServiceError> {

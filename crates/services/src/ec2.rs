@@ -18,6 +18,18 @@ use crate::volume::{self, VolumeSpec};
 use crate::vpc::NetworkInterface;
 use crate::{Keycard, crypto, now, vpc};
 
+/// The private DNS name of address `ip` in `region`:
+/// `ip-10-0-1-4.ec2.internal` in us-east-1, else
+/// `ip-10-0-1-4.<region>.compute.internal`.
+pub(crate) fn private_dns_name(region: &str, ip: &str) -> String {
+    let ip = ip.replace('.', "-");
+    if region == "us-east-1" {
+        format!("ip-{ip}.ec2.internal")
+    } else {
+        format!("ip-{ip}.{region}.compute.internal")
+    }
+}
+
 /// Most instances one RunInstances call launches.
 pub const MAX_RUN_COUNT: u32 = 1000;
 /// Largest user data, decoded (AWS: 16 KB).
@@ -215,16 +227,10 @@ impl Instance {
 
     /// `ip-172-31-16-1.ec2.internal`, as AWS names it per region.
     pub fn private_dns(&self) -> String {
-        let ip = self
-            .private_ip
-            .as_deref()
-            .unwrap_or("0.0.0.0")
-            .replace('.', "-");
-        if self.region == "us-east-1" {
-            format!("ip-{ip}.ec2.internal")
-        } else {
-            format!("ip-{ip}.{}.compute.internal", self.region)
-        }
+        private_dns_name(
+            &self.region,
+            self.private_ip.as_deref().unwrap_or("0.0.0.0"),
+        )
     }
 
     /// A stable MAC address for the primary interface.

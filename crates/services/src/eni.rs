@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::ec2::{Instance, hex_id, lookup_one, validate_tags};
+use crate::ec2::{Instance, hex_id, lookup_one, private_dns_name, validate_tags};
 use crate::error::{Result, ServiceError};
 use crate::model::{Change, Entity, Tag};
 use crate::network::{self, GroupRef, SecurityGroup, Subnet};
@@ -203,16 +203,6 @@ fn mac_of(id: &str) -> String {
     format!("0e:{}", pairs.join(":"))
 }
 
-/// `ip-10-0-1-4.ec2.internal` (us-east-1) or `….<region>.compute.internal`.
-fn private_dns(region: &str, ip: &str) -> String {
-    let ip = ip.replace('.', "-");
-    if region == "us-east-1" {
-        format!("ip-{ip}.ec2.internal")
-    } else {
-        format!("ip-{ip}.{region}.compute.internal")
-    }
-}
-
 /// The interface a checked request makes: the asked-for address or the
 /// subnet's first free one.
 fn new_interface(
@@ -247,7 +237,7 @@ fn new_interface(
         groups,
         vpc_cidr: pl.vpc.cidr.clone(),
         subnet_cidr: pl.subnet.cidr.clone(),
-        private_dns: private_dns(region, &ip),
+        private_dns: private_dns_name(region, &ip),
         private_ip: ip,
         description: input.description.clone().unwrap_or_default(),
         tags: input.tags.clone(),
@@ -267,18 +257,16 @@ fn check_attach(st: &State, e: &NetworkInterface, i: &Instance, device_index: u3
             format!("Interface: [{}] in use.", e.id),
         ));
     }
-    if !matches!(i.state.as_str(), "running" | "stopped") {
-        return Err(ServiceError::IncorrectInstanceState(format!(
-            "The instance '{}' is not in a valid state for this operation.",
-            i.id
-        )));
-    }
-    let primary = vpc::interface_of(i).ok_or_else(|| {
+    let bad_state = || {
         ServiceError::IncorrectInstanceState(format!(
             "The instance '{}' is not in a valid state for this operation.",
             i.id
         ))
-    })?;
+    };
+    if !matches!(i.state.as_str(), "running" | "stopped") {
+        return Err(bad_state());
+    }
+    let primary = vpc::interface_of(i).ok_or_else(bad_state)?;
     if primary.zone != e.zone {
         return Err(ServiceError::InvalidParameterCombination(
             "You may not attach a network interface to an instance if they are not in the same availability zone".into(),
@@ -577,11 +565,11 @@ mod tests {
         assert!(!valid_eni_id("i-0123456789abcdef0"));
         assert_eq!(mac_of("eni-0123456789abcdef0"), "0e:12:34:56:78:9a");
         assert_eq!(
-            private_dns("us-east-1", "10.0.1.4"),
+            private_dns_name("us-east-1", "10.0.1.4"),
             "ip-10-0-1-4.ec2.internal"
         );
         assert_eq!(
-            private_dns("eu-west-1", "10.0.1.4"),
+            private_dns_name("eu-west-1", "10.0.1.4"),
             "ip-10-0-1-4.eu-west-1.compute.internal"
         );
     }

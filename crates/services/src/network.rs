@@ -524,17 +524,6 @@ fn check_group_input(g: &GroupInput) -> Result<()> {
     validate_tags(&g.tags)
 }
 
-/// The interfaces of a region's account: its live instances' primary
-/// ones (a terminated instance has none left) and the created ones. Each
-/// holds an address of its subnet and keeps its subnet and groups in use.
-fn live_instances(
-    st: &State,
-    account: &str,
-    region: &str,
-) -> impl Iterator<Item = vpc::NetworkInterface> {
-    vpc::network_interfaces(st, account, region).into_iter()
-}
-
 fn dependency(kind: &str, id: &str) -> ServiceError {
     ServiceError::DependencyViolation(format!(
         "The {kind} '{id}' has dependencies and cannot be deleted."
@@ -641,7 +630,8 @@ impl Keycard {
     /// Addresses left in a subnet for new instances.
     pub fn free_addresses_in(&self, s: &Subnet) -> u32 {
         let st = self.state();
-        let used = live_instances(&st, &s.account, &s.region)
+        let used = vpc::network_interfaces(&st, &s.account, &s.region)
+            .into_iter()
             .filter(|e| e.subnet_id == s.id)
             .count();
         let total = s.block().map_or(0, |c| c.host_count());
@@ -779,7 +769,10 @@ impl Keycard {
                     "The default subnet '{id}' cannot be deleted in keycard."
                 )));
             }
-            if live_instances(st, account, region).any(|e| e.subnet_id == s.id) {
+            if vpc::network_interfaces(st, account, region)
+                .into_iter()
+                .any(|e| e.subnet_id == s.id)
+            {
                 return Err(dependency("subnet", id));
             }
             Ok((vec![Change::Delete("subnet", s.id)], ()))
@@ -836,8 +829,9 @@ impl Keycard {
                     g.id, g.name
                 )));
             }
-            let used =
-                live_instances(st, account, region).any(|e| e.groups.iter().any(|r| r.id == g.id));
+            let used = vpc::network_interfaces(st, account, region)
+                .into_iter()
+                .any(|e| e.groups.iter().any(|r| r.id == g.id));
             if used {
                 return Err(ServiceError::DependencyViolation(format!(
                     "resource {} has a dependent object",

@@ -830,8 +830,10 @@ pub fn zone_facts(region: &str, s: &Subnet) -> Facts {
     ]
 }
 
-/// The account's interfaces in `region`: the instances' primary ones
-/// (with their tags), then the created ones.
+/// The account's interfaces in `region`: its live instances' primary ones
+/// (with their tags; a terminated instance has none left), then the
+/// created ones. Each holds an address of its subnet and keeps its subnet
+/// and groups in use.
 pub fn network_interfaces(st: &State, account: &str, region: &str) -> Vec<NetworkInterface> {
     let mut out: Vec<NetworkInterface> = st
         .instances
