@@ -101,6 +101,12 @@ def propagation(a: Keycard, b: Keycard, rounds: int) -> list[float]:
     return took
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median server CPU per request (rps etc. from it)."""
+    runs = sorted(runs, key=lambda r: r.get("server_cpu_us_per_req", 0))
+    return runs[len(runs) // 2]
+
+
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
@@ -111,6 +117,8 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--rounds", type=int, default=200)
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--reps", type=int, default=3,
+                    help="rounds of the single-node runs (each cell reports its median)")
     ap.add_argument("--rate", type=float, default=2000,
                     help="the fixed load (requests/s) at which both engines are also compared")
     a = ap.parse_args()
@@ -120,18 +128,25 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="kc-bench-nodes-"))
     rows, started = [], []
     try:
-        # CPU per authorized read: one node per engine, same fixture, same load.
-        reads = {}
-        for engine in ("sqlite", "postgres"):
-            extra = ("--store", fresh_pg_database()) if engine == "postgres" else ()
-            kc = start(tmp / engine, *extra)
-            started.append(kc)
-            creds = fixture(kc)
-            for wl in ("get-object", "get-caller-identity"):
-                reads[(engine, wl)] = load(kc, creds, wl, 16, a.duration)
-                reads[(engine, wl, "rate")] = load(kc, creds, wl, 16, a.duration, rate=a.rate)
-            reads[(engine, "create-user")] = load(kc, creds, "create-user", 16, a.duration)
-            kc.stop()
+        # CPU per authorized read: one node per engine, same fixture, same
+        # load; --reps rounds, the engines' order alternating, so a noisy
+        # minute weighs on both (the report takes each cell's median).
+        reads: dict = {}
+        for rep in range(a.reps):
+            order = ("sqlite", "postgres") if rep % 2 == 0 else ("postgres", "sqlite")
+            for engine in order:
+                extra = ("--store", fresh_pg_database()) if engine == "postgres" else ()
+                kc = start(tmp / f"{engine}-{rep}", *extra)
+                started.append(kc)
+                creds = fixture(kc)
+                for wl in ("get-object", "get-caller-identity"):
+                    reads.setdefault((engine, wl), []).append(load(kc, creds, wl, 16, a.duration))
+                    reads.setdefault((engine, wl, "rate"), []).append(
+                        load(kc, creds, wl, 16, a.duration, rate=a.rate))
+                reads.setdefault((engine, "create-user"), []).append(
+                    load(kc, creds, "create-user", 16, a.duration))
+                kc.stop()
+        reads = {k: median_run(v) for k, v in reads.items()}
         # Three nodes over one database.
         url = fresh_pg_database()
         key = tmp / "master.key"
@@ -162,7 +177,8 @@ def main() -> int:
         BEGIN,
         f"Measured {time.strftime('%Y-%m-%d')} with `scripts/bench-nodes.py` on this machine "
         f"({os.cpu_count()} CPUs), keycard-loadgen at 16 connections, {a.duration:g} s per run, "
-        "PostgreSQL on the same machine.",
+        f"PostgreSQL on the same machine. Single-node cells: the median of {a.reps} rounds, the "
+        "engines' order alternating between rounds.",
         "",
         "| load | SQLite node | PostgreSQL node | PostgreSQL / SQLite |",
         "|---|---:|---:|---:|",

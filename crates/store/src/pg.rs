@@ -158,6 +158,11 @@ pub struct PgStore {
     /// Days whose audit partitions this process knows exist; cleared when
     /// an insert finds one gone (another node's retention dropped it).
     days: Arc<Mutex<HashSet<i64>>>,
+    /// The audit writer's own connection, outside the pool: a pooled use
+    /// costs a ping on acquire and another on release, two round trips
+    /// around every group's one statement. `None` until first used, and
+    /// again after a failure (reconnected on the next group).
+    audit_conn: Arc<tokio::sync::Mutex<Option<PgConnection>>>,
 }
 
 impl PgStore {
@@ -178,6 +183,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             days: Arc::new(Mutex::new(HashSet::new())),
+            audit_conn: Arc::new(tokio::sync::Mutex::new(None)),
         })
     }
 
@@ -348,10 +354,58 @@ impl PgStore {
         }
     }
 
+    /// Insert a group (at most one chunk) on the audit connection. A
+    /// connection that failed is replaced (on the next use whatever the
+    /// error); when it was lost, the insert is tried once more: rows it may already have
+    /// committed come back as known and are rewritten with the same content.
+    async fn insert_on_audit_conn(&self, refs: &[&AuditRow]) -> sqlx::Result<HashSet<String>> {
+        let mut slot = self.audit_conn.lock().await;
+        let mut retried = false;
+        loop {
+            let conn = match slot.take() {
+                Some(c) => slot.insert(c),
+                None => {
+                    let opts = self.pool.connect_options();
+                    slot.insert(<PgConnection as sqlx::Connection>::connect_with(&opts).await?)
+                }
+            };
+            match insert_chunk(conn, refs).await {
+                Ok(fresh) => return Ok(fresh),
+                Err(e) => {
+                    *slot = None;
+                    if retried || !connection_lost(&e) {
+                        return Err(e);
+                    }
+                    retried = true;
+                }
+            }
+        }
+    }
+
     async fn append_once(&self, rows: &[AuditRow]) -> sqlx::Result<()> {
         self.ensure_partitions(rows).await?;
+        let merged = one_per_id(rows, true);
+        let refs: Vec<&AuditRow> = merged.iter().map(AsRef::as_ref).collect();
+        if refs.len() > AUDIT_CHUNK {
+            let mut tx = self.pool.begin().await?;
+            insert_audit(&mut tx, rows, true).await?;
+            return tx.commit().await;
+        }
+        // One statement is its own transaction: a group of new events
+        // (every read) costs one round trip, not BEGIN + insert + COMMIT.
+        let fresh = self.insert_on_audit_conn(&refs).await?;
+        let known: Vec<&AuditRow> = refs
+            .into_iter()
+            .filter(|r| !fresh.contains(r.event_id.as_str()))
+            .collect();
+        if known.is_empty() {
+            return Ok(());
+        }
+        // Final events replacing their drafts: each replacement whole.
         let mut tx = self.pool.begin().await?;
-        insert_audit(&mut tx, rows, true).await?;
+        for r in known {
+            replace_event(&mut tx, r).await?;
+        }
         tx.commit().await
     }
 
@@ -369,6 +423,19 @@ impl PgStore {
             }
             other => Ok(other?),
         }
+    }
+}
+
+/// Whether an error means the connection is gone (I/O, or the server
+/// ending the session: SQLSTATE classes 08 and 57), not that the
+/// statement was refused.
+fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57")),
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        _ => false,
     }
 }
 

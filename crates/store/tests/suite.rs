@@ -667,6 +667,45 @@ mod postgres {
         assert_eq!(a.load_kind("user").await.unwrap().len(), 2);
     }
 
+    /// The audit writer's own connection, killed between two appends, is
+    /// replaced: the second append succeeds without the caller retrying,
+    /// and a repeated event id replaces the stored event.
+    #[tokio::test]
+    async fn audit_append_survives_a_lost_connection() {
+        let Some(opts) = fresh_options("auditconn").await else {
+            return;
+        };
+        let s = PgStore::open_with(opts.clone()).await.unwrap();
+        s.append_audit(&[ev(1, "GetUser", "alice", &["alice"])])
+            .await
+            .unwrap();
+        let mut c = sqlx::PgConnection::connect_with(&opts).await.unwrap();
+        let killed: Vec<(bool,)> = sqlx::query_as(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+        assert!(!killed.is_empty());
+        let mut again = ev(1, "GetUser", "alice", &["alice"]);
+        again.body = "{\"n\":\"replaced\"}".into();
+        s.append_audit(&[ev(2, "GetUser", "bob", &["bob"]), again])
+            .await
+            .unwrap();
+        let got = s.query_audit(&q("111111111111")).await.unwrap();
+        let mut bodies: Vec<(String, String)> =
+            got.into_iter().map(|r| (r.event_id, r.body)).collect();
+        bodies.sort();
+        assert_eq!(
+            bodies,
+            [
+                ("id-1".to_string(), "{\"n\":\"replaced\"}".to_string()),
+                ("id-2".to_string(), "{\"n\":2}".to_string()),
+            ]
+        );
+    }
+
     /// A listener whose connection dies says so (catch up), then hears
     /// later commits on a new connection.
     #[tokio::test]
