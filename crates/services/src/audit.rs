@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use keycard_policy::Decision;
 use keycard_store::{AuditRow, Store};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::{Caller, CallerKind, Decided};
@@ -120,101 +120,189 @@ pub fn redact(v: &mut Value) {
     }
 }
 
-fn user_identity(c: Option<&Caller>) -> Value {
+/// `userIdentity` in CloudTrail's field order, serialized from borrows
+/// (it was a `serde_json` map built per event: an allocation per key).
+#[derive(serde::Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Identity<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    principal_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arn: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_key_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invoked_by: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identity_provider: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_context: Option<SessionContext<'a>>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionContext<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_issuer: Option<SessionIssuer<'a>>,
+    attributes: SessionAttributes,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_identity: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ec2_role_delivery: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionIssuer<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    principal_id: &'a str,
+    arn: &'a str,
+    account_id: &'a str,
+    user_name: &'a str,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionAttributes {
+    creation_date: String,
+    /// CloudTrail writes it as a string.
+    mfa_authenticated: &'static str,
+}
+
+fn user_identity(c: Option<&Caller>) -> Identity<'_> {
     let Some(c) = c else {
-        return json!({"type": "AWSAccount", "principalId": "", "accountId": "anonymous"});
+        return Identity {
+            kind: "AWSAccount",
+            principal_id: Some(String::new()),
+            account_id: Some("anonymous"),
+            ..Identity::default()
+        };
     };
     if c.principal.kind == keycard_policy::PrincipalKind::Service {
-        return json!({"type": "AWSService", "invokedBy": c.principal.arn});
+        return Identity {
+            kind: "AWSService",
+            invoked_by: Some(&c.principal.arn),
+            ..Identity::default()
+        };
     }
     if matches!(c.kind, CallerKind::Anonymous) && !c.access_key_id.is_empty() {
         // A key id claimed by a request that failed authentication.
-        return json!({"type": "Unknown", "accountId": c.account, "accessKeyId": c.access_key_id});
+        return Identity {
+            kind: "Unknown",
+            account_id: Some(&c.account),
+            access_key_id: Some(&c.access_key_id),
+            ..Identity::default()
+        };
     }
     if let CallerKind::WebIdentity(w) = &c.kind {
         // As CloudTrail records AssumeRoleWithWebIdentity.
-        return json!({"type": c.identity_type(), "principalId": c.user_id(),
-            "userName": w.sub, "identityProvider": w.provider});
+        return Identity {
+            kind: c.identity_type(),
+            principal_id: Some(c.user_id()),
+            user_name: Some(&w.sub),
+            identity_provider: Some(&w.provider),
+            ..Identity::default()
+        };
     }
-    let mut m = Map::new();
-    m.insert("type".into(), c.identity_type().into());
-    m.insert("principalId".into(), c.user_id().into());
-    m.insert("arn".into(), c.principal.arn.clone().into());
-    m.insert("accountId".into(), c.account.clone().into());
-    if !c.access_key_id.is_empty() {
-        m.insert("accessKeyId".into(), c.access_key_id.clone().into());
-    }
+    let mut id = Identity {
+        kind: c.identity_type(),
+        principal_id: Some(c.user_id()),
+        arn: Some(&c.principal.arn),
+        account_id: Some(&c.account),
+        access_key_id: (!c.access_key_id.is_empty()).then_some(c.access_key_id.as_str()),
+        ..Identity::default()
+    };
     match &c.kind {
-        CallerKind::User { name, .. } => {
-            m.insert("userName".into(), name.clone().into());
-        }
+        CallerKind::User { name, .. } => id.user_name = Some(name),
         CallerKind::Session(s) => {
             let cl = &s.claims;
-            let mut sc = Map::new();
-            if let Some(r) = &cl.role {
-                sc.insert(
-                    "sessionIssuer".into(),
-                    json!({"type": "Role", "principalId": r.id, "arn": r.arn,
-                           "accountId": cl.account, "userName": r.name}),
-                );
-            }
-            sc.insert(
-                "attributes".into(),
-                json!({"creationDate": iso8601(cl.issued), "mfaAuthenticated": cl.mfa.to_string()}),
-            );
-            if let Some(si) = &cl.source_identity {
-                sc.insert("sourceIdentity".into(), si.clone().into());
-            }
-            if let Some(i) = &cl.instance {
-                sc.insert("ec2RoleDelivery".into(), i.delivery.clone().into());
-            }
-            m.insert("sessionContext".into(), Value::Object(sc));
-            if let Some(u) = &cl.user {
-                m.insert("userName".into(), u.clone().into());
-            }
+            id.user_name = cl.user.as_deref();
+            id.session_context = Some(SessionContext {
+                session_issuer: cl.role.as_ref().map(|r| SessionIssuer {
+                    kind: "Role",
+                    principal_id: &r.id,
+                    arn: &r.arn,
+                    account_id: &cl.account,
+                    user_name: &r.name,
+                }),
+                attributes: SessionAttributes {
+                    creation_date: iso8601(cl.issued),
+                    mfa_authenticated: if cl.mfa { "true" } else { "false" },
+                },
+                source_identity: cl.source_identity.as_deref(),
+                ec2_role_delivery: cl.instance.as_ref().map(|i| i.delivery.as_str()),
+            });
         }
         _ => {}
     }
-    Value::Object(m)
+    id
+}
+
+/// A value serialized as its `Debug` text, without an intermediate String.
+struct DebugStr<'a, T>(&'a T);
+
+impl<T: std::fmt::Debug> serde::Serialize for DebugStr<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{:?}", self.0))
+    }
 }
 
 /// One decided check as the event's `keycardAuthorization` lists it.
-fn decision_json(d: &Decided) -> Value {
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DecisionRecord<'a> {
+    action: &'a str,
+    resource: &'a str,
+    decision: &'static str,
+    matched_statements: Vec<MatchedRecord<'a>>,
+    /// On an implicit deny: the policy kinds that did not allow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    missing: Option<Vec<&'static str>>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    missing_context_keys: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    overridden_by: Option<&'static str>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MatchedRecord<'a> {
+    policy_id: &'a str,
+    policy_type: DebugStr<'a, keycard_policy::PolicyKind>,
+    sid: Option<&'a str>,
+    index: usize,
+    effect: DebugStr<'a, keycard_policy::Effect>,
+}
+
+fn decision_record(d: &Decided) -> DecisionRecord<'_> {
     let e = &d.evaluation;
-    let mut v = json!({
-        "action": d.action,
-        "resource": d.resource,
-        "decision": e.decision.as_str(),
-        "matchedStatements": e.matched.iter().map(|m| json!({
-            "policyId": m.policy_id, "policyType": format!("{:?}", m.kind),
-            "sid": m.sid, "index": m.index,
-            "effect": format!("{:?}", m.effect),
-        })).collect::<Vec<_>>(),
-    });
-    if e.decision == Decision::ImplicitDeny
-        && let Some(m) = v.as_object_mut()
-    {
-        m.insert(
-            "missing".into(),
-            e.missing
-                .iter()
-                .map(|k| k.description())
-                .collect::<Vec<_>>()
-                .into(),
-        );
+    DecisionRecord {
+        action: &d.action,
+        resource: &d.resource,
+        decision: e.decision.as_str(),
+        matched_statements: e
+            .matched
+            .iter()
+            .map(|m| MatchedRecord {
+                policy_id: &m.policy_id,
+                policy_type: DebugStr(&m.kind),
+                sid: m.sid.as_deref(),
+                index: m.index,
+                effect: DebugStr(&m.effect),
+            })
+            .collect(),
+        missing: (e.decision == Decision::ImplicitDeny)
+            .then(|| e.missing.iter().map(|k| k.description()).collect()),
+        missing_context_keys: &d.missing_context,
+        overridden_by: d.overridden_by,
     }
-    if !d.missing_context.is_empty()
-        && let Some(m) = v.as_object_mut()
-    {
-        m.insert(
-            "missingContextKeys".into(),
-            d.missing_context.clone().into(),
-        );
-    }
-    if let (Some(o), Some(m)) = (d.overridden_by, v.as_object_mut()) {
-        m.insert("overriddenBy".into(), o.into());
-    }
-    v
 }
 
 /// A CloudTrail event record, in CloudTrail's field order.
@@ -222,7 +310,7 @@ fn decision_json(d: &Decided) -> Value {
 #[serde(rename_all = "camelCase")]
 struct Body<'a> {
     event_version: &'static str,
-    user_identity: Value,
+    user_identity: Identity<'a>,
     event_time: String,
     event_source: &'a str,
     event_name: &'a str,
@@ -250,7 +338,7 @@ struct Body<'a> {
     recipient_account_id: &'a str,
     event_category: &'static str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    keycard_authorization: Vec<Value>,
+    keycard_authorization: Vec<DecisionRecord<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     keycard_instance_credentials: Option<Value>,
 }
@@ -309,7 +397,7 @@ fn build_row(ev: EventInput<'_>, event_id: Option<String>, pending: bool) -> Aud
         management_event: !ev.data_event,
         recipient_account_id: ev.recipient_account,
         event_category: if ev.data_event { "Data" } else { "Management" },
-        keycard_authorization: ev.decided.iter().map(decision_json).collect(),
+        keycard_authorization: ev.decided.iter().map(decision_record).collect(),
         keycard_instance_credentials: ev.instance_credentials,
     };
     // Serializing borrowed fields straight to text: no intermediate map.
