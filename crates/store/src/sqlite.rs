@@ -370,7 +370,7 @@ async fn migrate_audit(pool: &SqlitePool) -> Result<()> {
 /// stored replaces it (same `seq`); without, it is skipped.
 async fn insert_audit(conn: &mut SqliteConnection, rows: &[AuditRow], replace: bool) -> Result<()> {
     // Multi-row statements: one round trip per chunk, not per event.
-    for chunk in rows.chunks(200) {
+    for chunk in fixed_chunks(rows) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO audit (event_id, event_time_ms, event_name, event_source, username,
                                 access_key_id, account, read_only, body) ",
@@ -398,9 +398,7 @@ async fn insert_audit(conn: &mut SqliteConnection, rows: &[AuditRow], replace: b
             qb.push(" ON CONFLICT (event_id) DO NOTHING");
         }
         qb.push(" RETURNING seq, event_id");
-        // Not cached: statements of every row count would each keep a
-        // prepared copy per connection (tens of MB under load).
-        let written = qb.build().persistent(false).fetch_all(&mut *conn).await?;
+        let written = qb.build().fetch_all(&mut *conn).await?;
         let seqs: HashMap<String, i64> = written
             .iter()
             .map(|r| (r.get::<String, _>("event_id"), r.get::<i64, _>("seq")))
@@ -410,16 +408,33 @@ async fn insert_audit(conn: &mut SqliteConnection, rows: &[AuditRow], replace: b
             .filter_map(|r| seqs.get(&r.event_id).map(|seq| (*seq, r)))
             .flat_map(|(seq, r)| r.resource_names.iter().map(move |n| (seq, n)))
             .collect();
-        for part in names.chunks(500) {
+        for part in fixed_chunks(&names) {
             let mut qb: QueryBuilder<Sqlite> =
                 QueryBuilder::new("INSERT OR IGNORE INTO audit_resource (seq, name) ");
             qb.push_values(part, |mut b, (seq, name)| {
                 b.push_bind(*seq).push_bind(*name);
             });
-            qb.build().persistent(false).execute(&mut *conn).await?;
+            qb.build().execute(&mut *conn).await?;
         }
     }
     Ok(())
+}
+
+/// Row counts of the multi-row statements. A few fixed sizes, so each
+/// statement is prepared once per connection and then cached: parsing a
+/// fresh one per batch cost about 4% of an authorized GetObject, and
+/// caching statements of every size kept tens of MB of copies.
+const CHUNK_SIZES: [usize; 4] = [64, 16, 4, 1];
+
+/// `items` cut greedily into slices of `CHUNK_SIZES` rows.
+fn fixed_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        let n = CHUNK_SIZES.into_iter().find(|n| *n <= rest.len())?;
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Some(head)
+    })
 }
 
 fn row_to_audit(r: &sqlx::sqlite::SqliteRow) -> AuditRow {
@@ -662,6 +677,16 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
     use crate::journal::encode_record;
+
+    #[test]
+    fn fixed_chunks_cover_everything_in_cached_sizes() {
+        for len in 0..300usize {
+            let v: Vec<usize> = (0..len).collect();
+            let parts: Vec<&[usize]> = fixed_chunks(&v).collect();
+            assert!(parts.iter().all(|p| CHUNK_SIZES.contains(&p.len())));
+            assert_eq!(parts.concat(), v);
+        }
+    }
 
     fn row(id: &str, body: &str) -> AuditRow {
         AuditRow {
