@@ -29,11 +29,36 @@ struct Latency {
     sum: f64,
 }
 
+/// Nested maps (service -> operation -> error code or "" -> count): a
+/// request that has been counted before is counted without allocating.
+type Requests = BTreeMap<String, BTreeMap<String, BTreeMap<String, u64>>>;
+
 #[derive(Default)]
 struct Counters {
-    /// (event source, operation, error code or "") -> count.
-    requests: BTreeMap<(String, String, String), u64>,
+    requests: Requests,
     latency: BTreeMap<String, Latency>,
+}
+
+impl Counters {
+    /// (service, operation, code, count), in that order.
+    fn request_counts(&self) -> impl Iterator<Item = (&str, &str, &str, u64)> {
+        self.requests.iter().flat_map(|(s, ops)| {
+            ops.iter().flat_map(move |(op, codes)| {
+                codes
+                    .iter()
+                    .map(move |(code, n)| (s.as_str(), op.as_str(), code.as_str(), *n))
+            })
+        })
+    }
+}
+
+/// Apply `f` to the value under `key`, inserting a default (and
+/// allocating the key) only when it is missing.
+fn with_slot<V: Default>(m: &mut BTreeMap<String, V>, key: &str, f: impl FnOnce(&mut V)) {
+    match m.get_mut(key) {
+        Some(v) => f(v),
+        None => f(m.entry(key.to_string()).or_default()),
+    }
 }
 
 static COUNTERS: LazyLock<Mutex<Counters>> = LazyLock::new(Default::default);
@@ -42,22 +67,21 @@ static COUNTERS: LazyLock<Mutex<Counters>> = LazyLock::new(Default::default);
 pub fn record(source: &str, operation: &str, code: Option<&str>, took: Duration) {
     let service = source.strip_suffix(".amazonaws.com").unwrap_or(source);
     let mut c = COUNTERS.lock().unwrap_or_else(|e| e.into_inner());
-    *c.requests
-        .entry((
-            service.to_string(),
-            operation.to_string(),
-            code.unwrap_or("").to_string(),
-        ))
-        .or_default() += 1;
-    let l = c.latency.entry(service.to_string()).or_default();
+    with_slot(&mut c.requests, service, |ops| {
+        with_slot(ops, operation, |codes| {
+            with_slot(codes, code.unwrap_or(""), |n| *n += 1);
+        });
+    });
     let secs = took.as_secs_f64();
-    for (b, bound) in l.buckets.iter_mut().zip(BUCKETS) {
-        if secs <= bound {
-            *b += 1;
+    with_slot(&mut c.latency, service, |l| {
+        for (b, bound) in l.buckets.iter_mut().zip(BUCKETS) {
+            if secs <= bound {
+                *b += 1;
+            }
         }
-    }
-    l.count += 1;
-    l.sum += secs;
+        l.count += 1;
+        l.sum += secs;
+    });
 }
 
 /// Label value escaped as the exposition format wants.
@@ -82,7 +106,7 @@ pub fn render(kc: &Keycard) -> String {
             "counter",
             "API requests answered, by service, operation and AWS error code (empty on success).",
         );
-        for ((s, op, code), n) in &c.requests {
+        for (s, op, code, n) in c.request_counts() {
             let _ = writeln!(
                 o,
                 "keycard_requests_total{{service=\"{}\",operation=\"{}\",code=\"{}\"}} {n}",
@@ -98,8 +122,8 @@ pub fn render(kc: &Keycard) -> String {
             "Requests refused by IAM policy evaluation, by service and operation.",
         );
         let mut denials: BTreeMap<(&str, &str), u64> = BTreeMap::new();
-        for ((s, op, code), n) in &c.requests {
-            if DENIALS.contains(&code.as_str()) {
+        for (s, op, code, n) in c.request_counts() {
+            if DENIALS.contains(&code) {
                 *denials.entry((s, op)).or_default() += n;
             }
         }

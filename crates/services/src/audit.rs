@@ -105,10 +105,10 @@ pub fn redact(v: &mut Value) {
     match v {
         Value::Object(m) => {
             for (k, val) in m.iter_mut() {
-                let key = k.to_ascii_lowercase();
-                if SECRET_KEYS.contains(&key.as_str()) {
+                let is = |keys: &[&str]| keys.iter().any(|s| k.eq_ignore_ascii_case(s));
+                if is(SECRET_KEYS) {
                     *val = Value::String(HIDDEN.into());
-                } else if REMOVED_KEYS.contains(&key.as_str()) {
+                } else if is(REMOVED_KEYS) {
                     *val = Value::String(SENSITIVE_DATA_REMOVED.into());
                 } else {
                     redact(val);
