@@ -32,6 +32,21 @@ impl Context {
         Self::default()
     }
 
+    /// An empty context with room for at least `n` keys: a request's
+    /// context takes some twenty, and growing a map from empty rehashed it
+    /// three or four times per request.
+    pub fn with_capacity(n: usize) -> Self {
+        Context {
+            values: HashMap::with_capacity(n),
+            base: None,
+        }
+    }
+
+    /// Make room for `n` more keys in this layer.
+    pub fn reserve(&mut self, n: usize) {
+        self.values.reserve(n);
+    }
+
     /// An empty layer over `base`: reads fall through to `base`, writes stay
     /// in the layer.
     pub fn over(base: Arc<Context>) -> Self {

@@ -898,7 +898,9 @@ fn ec2_denial(kc: &Keycard, req: &Req, e: ServiceError) -> ServiceError {
 
 /// The request's own condition keys, shared by every check of the call.
 fn request_context(kc: &Keycard, caller: &Caller, env: &Envelope) -> Context {
-    let mut ctx = Context::new();
+    // Global keys, the caller's, and the service's request keys: a map
+    // sized for 16 holds 28 before it grows (32 cost more than it saved).
+    let mut ctx = Context::with_capacity(16);
     let now = time::OffsetDateTime::now_utc();
     ctx.insert("aws:SourceIp", env.source_ip.clone());
     ctx.insert("aws:SecureTransport", "false");

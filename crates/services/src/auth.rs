@@ -686,6 +686,7 @@ impl Keycard {
     /// layered on top.
     pub fn decide(&self, caller: &Caller, base: &Arc<Context>, check: &Check<'_>) -> Decided {
         let mut ctx = Context::over(base.clone());
+        ctx.reserve(check.keys.len());
         for (k, v) in &check.keys {
             ctx.insert_multi(k, v.clone());
         }
