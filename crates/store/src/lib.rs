@@ -23,6 +23,8 @@ mod sqlite;
 pub use pg::{CHANGES_CHANNEL, CHANGES_PAGE, Change, ChangeListener, Notice, PgStore};
 pub use sqlite::{Durability, SqliteStore};
 
+use std::borrow::Cow;
+
 use async_trait::async_trait;
 
 /// Errors from a storage backend. They are never a client's fault, so they
@@ -213,4 +215,34 @@ pub trait Store: Send + Sync + 'static {
     /// Every meta entry whose key starts with `prefix`, by key (nodes'
     /// heartbeats: one key each, outside the change feed).
     async fn list_meta(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
+}
+
+/// The events of one batch to write, one per event id, the same on both
+/// engines: without `replace` the first of each id wins, with it the last
+/// one's content at the first one's place; either way the event keeps the
+/// resource names of all of them.
+pub(crate) fn one_per_id(rows: &[AuditRow], replace: bool) -> Vec<Cow<'_, AuditRow>> {
+    let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut out: Vec<Cow<'_, AuditRow>> = Vec::with_capacity(rows.len());
+    for r in rows {
+        let Some(slot) = at.get(r.event_id.as_str()).and_then(|i| out.get_mut(*i)) else {
+            at.insert(&r.event_id, out.len());
+            out.push(Cow::Borrowed(r));
+            continue;
+        };
+        let mut names = slot.resource_names.clone();
+        for n in &r.resource_names {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+        let mut merged = if replace {
+            r.clone()
+        } else {
+            slot.as_ref().clone()
+        };
+        merged.resource_names = names;
+        *slot = Cow::Owned(merged);
+    }
+    out
 }

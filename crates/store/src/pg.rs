@@ -11,7 +11,6 @@
 //!   its changes to the `changes` feed (a sequence) and notifies
 //!   `keycard_changes`: the feed's order is the commit order on every node.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -21,7 +20,9 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, QueryBuilder, Row};
 
-use crate::{AuditQuery, AuditRow, CommitOutcome, Op, Record, Result, Store, StoreError};
+use crate::{
+    AuditQuery, AuditRow, CommitOutcome, Op, Record, Result, Store, StoreError, one_per_id,
+};
 
 /// The channel every commit with entity changes notifies (payload: its
 /// last change sequence number).
@@ -609,36 +610,6 @@ fn row_to_change(r: &PgRow) -> Result<Change> {
     Ok(Change { seq, op })
 }
 
-/// The events to write, one per event id, as SQLite's multi-row upsert
-/// leaves them: without `replace` the first of each id wins, with it the
-/// last one's content at the first one's place; either way the event keeps
-/// the resource names of all of them.
-fn one_per_id(rows: &[AuditRow], replace: bool) -> Vec<Cow<'_, AuditRow>> {
-    let mut at: HashMap<&str, usize> = HashMap::new();
-    let mut out: Vec<Cow<'_, AuditRow>> = Vec::with_capacity(rows.len());
-    for r in rows {
-        let Some(slot) = at.get(r.event_id.as_str()).and_then(|i| out.get_mut(*i)) else {
-            at.insert(&r.event_id, out.len());
-            out.push(Cow::Borrowed(r));
-            continue;
-        };
-        let mut names = slot.resource_names.clone();
-        for n in &r.resource_names {
-            if !names.contains(n) {
-                names.push(n.clone());
-            }
-        }
-        let mut merged = if replace {
-            r.clone()
-        } else {
-            slot.as_ref().clone()
-        };
-        merged.resource_names = names;
-        *slot = Cow::Owned(merged);
-    }
-    out
-}
-
 /// Insert audit events. An event whose id is stored is skipped, or with
 /// `replace` overwrites the stored one in place (same seq).
 async fn insert_audit(
@@ -1109,7 +1080,7 @@ mod tests {
             ..AuditRow::default()
         };
         let rows = [ev("a", "1"), ev("b", "2"), ev("a", "3")];
-        let bodies = |v: Vec<Cow<'_, AuditRow>>| {
+        let bodies = |v: Vec<std::borrow::Cow<'_, AuditRow>>| {
             v.iter()
                 .map(|r| (r.body.clone(), r.resource_names.join(",")))
                 .collect::<Vec<_>>()

@@ -369,8 +369,12 @@ async fn migrate_audit(pool: &SqlitePool) -> Result<()> {
 /// Insert audit events on `conn`. With `replace`, an event whose id is
 /// stored replaces it (same `seq`); without, it is skipped.
 async fn insert_audit(conn: &mut SqliteConnection, rows: &[AuditRow], replace: bool) -> Result<()> {
+    // One row per event id first: a batch's repeats of an id must not
+    // depend on which chunk each falls in.
+    let merged = crate::one_per_id(rows, replace);
+    let rows: Vec<&AuditRow> = merged.iter().map(AsRef::as_ref).collect();
     // Multi-row statements: one round trip per chunk, not per event.
-    for chunk in fixed_chunks(rows) {
+    for chunk in fixed_chunks(&rows) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO audit (event_id, event_time_ms, event_name, event_source, username,
                                 access_key_id, account, read_only, body) ",
@@ -677,6 +681,23 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
     use crate::journal::encode_record;
+
+    /// Repeats of an event id in one batch merge before chunking: the
+    /// stored event keeps every repeat's resource names (the property test
+    /// against PostgreSQL found the second repeat's names lost when the
+    /// repeats fell into different chunks).
+    #[tokio::test]
+    async fn repeats_in_a_batch_keep_all_resource_names() {
+        let s = SqliteStore::memory().await.unwrap();
+        let mut first = row("e1", "{}");
+        first.resource_names = Vec::new();
+        let mut second = row("e1", "{}");
+        second.resource_names = vec!["r3".into()];
+        s.commit(&[], &[first, second]).await.unwrap();
+        let got = s.query_audit(&all()).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].resource_names, ["r3"]);
+    }
 
     #[test]
     fn fixed_chunks_cover_everything_in_cached_sizes() {
