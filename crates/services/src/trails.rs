@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
+use std::time::Duration;
 
 use keycard_policy::Context;
 use keycard_store::{AuditQuery, Op};
@@ -24,9 +25,11 @@ use crate::{Keycard, now_ms};
 pub const KIND: &str = "cloudtrail_trail";
 /// AWS's quota: five trails per region.
 pub const MAX_TRAILS: usize = 5;
-/// Events younger than this wait for the next delivery: on a shared store
-/// an append with a lower sequence number may still be committing.
-const SETTLE_MS: i64 = 2_000;
+/// Events are delivered once their sequence number has been visible this
+/// long: by then an append with a lower number that was still committing
+/// (a shared store) has landed, and a request's final event has replaced
+/// its draft.
+const SETTLE: Duration = Duration::from_secs(2);
 /// At most this many events go into one log file.
 const PER_FILE: u32 = 5_000;
 
@@ -532,28 +535,54 @@ impl Keycard {
         if !self.delivers_trails() {
             return Ok(0);
         }
+        // Sequence order is not time order (concurrent requests; SQLite
+        // numbers journaled events when it ingests them, after a write's
+        // events committed directly), so "events older than two seconds"
+        // cannot say what has settled: up to the highest number among them
+        // it skipped younger events with lower numbers for good. What was
+        // visible at the start of the pass is delivered once it has settled.
+        let horizon = self.last_audit_seq().await?;
+        let behind = self.logging_trails().await?;
+        if behind.is_empty() || behind.iter().all(|t| t.cursor >= horizon) {
+            return self.deliver_all(behind, horizon).await;
+        }
+        tokio::time::sleep(SETTLE).await;
+        // Read again: a trail may have been stopped or changed meanwhile.
+        let logging = self.logging_trails().await?;
+        self.deliver_all(logging, horizon).await
+    }
+
+    async fn logging_trails(&self) -> Result<Vec<Trail>> {
+        Ok(self
+            .store()
+            .load_kind(KIND)
+            .await?
+            .iter()
+            .filter_map(|r| serde_json::from_str::<Trail>(&r.value).ok())
+            .filter(|t| t.logging)
+            .collect())
+    }
+
+    async fn deliver_all(&self, logging: Vec<Trail>, horizon: i64) -> Result<usize> {
         let mut files = 0;
-        for record in self.store().load_kind(KIND).await? {
-            let Ok(mut t) = serde_json::from_str::<Trail>(&record.value) else {
-                continue;
-            };
-            if !t.logging {
-                continue;
+        for mut t in logging {
+            if t.cursor < horizon {
+                files += self.deliver_trail(&mut t, horizon).await?;
             }
-            files += self.deliver_trail(&mut t).await?;
             self.deliver_digests(&mut t).await?;
         }
         Ok(files)
     }
 
-    async fn deliver_trail(&self, t: &mut Trail) -> Result<usize> {
-        let settled = now_ms() - SETTLE_MS;
+    /// Deliver a trail's events after its cursor up to `horizon`, in
+    /// sequence order, so the cursor never passes an undelivered event.
+    async fn deliver_trail(&self, t: &mut Trail, horizon: i64) -> Result<usize> {
         let mut files = 0;
         loop {
             let q = AuditQuery {
                 account: Some(t.account.clone()),
                 after_seq: Some(t.cursor),
-                end_ms: Some(settled),
+                before_seq: Some(horizon.saturating_add(1)),
                 limit: PER_FILE,
                 ..AuditQuery::default()
             };
@@ -602,11 +631,15 @@ impl Keycard {
             t.cursor = last;
             t.latest_delivery_error = None;
             t.latest_delivery_ms = Some(now_ms());
-            self.save_trail(t).await?;
             if rows.len() < PER_FILE as usize {
                 break;
             }
+            self.save_trail(t).await?;
         }
+        // Nothing of this account is left up to the horizon: the cursor
+        // moves there so the next pass does not wait for others' events.
+        t.cursor = horizon;
+        self.save_trail(t).await?;
         Ok(files)
     }
 
