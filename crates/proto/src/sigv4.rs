@@ -962,6 +962,50 @@ pub fn signing_key(secret: &SecretKey, scope: &Scope) -> [u8; 32] {
     hmac_sha256(&k_service, b"aws4_request")
 }
 
+/// Derived signing keys of recent credentials, so a request does not
+/// recompute the four-HMAC chain its key already went through today (AWS's
+/// SDKs cache it the same way). An entry answers only for the very secret
+/// it was derived from, compared in constant time.
+struct KeyCache {
+    /// By access key id and scope.
+    map: std::collections::HashMap<String, (SecretKey, [u8; 32])>,
+}
+
+/// More live credential scopes than this and the cache starts over.
+const KEY_CACHE_MAX: usize = 4_096;
+
+static KEY_CACHE: std::sync::LazyLock<std::sync::Mutex<KeyCache>> =
+    std::sync::LazyLock::new(|| {
+        std::sync::Mutex::new(KeyCache {
+            map: std::collections::HashMap::new(),
+        })
+    });
+
+/// [`signing_key`] through the cache of derived keys.
+fn cached_signing_key(access_key_id: &str, secret: &SecretKey, scope: &Scope) -> [u8; 32] {
+    let mut id = String::with_capacity(
+        access_key_id.len() + scope.date.len() + scope.region.len() + scope.service.len() + 4,
+    );
+    for part in [access_key_id, &scope.date, &scope.region, &scope.service] {
+        id.push_str(part);
+        id.push('/');
+    }
+    let cache = KEY_CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((known, key)) = cache.map.get(&id)
+        && ct_eq(known.expose().as_bytes(), secret.expose().as_bytes())
+    {
+        return *key;
+    }
+    drop(cache);
+    let key = signing_key(secret, scope);
+    let mut cache = KEY_CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.map.len() >= KEY_CACHE_MAX {
+        cache.map.clear();
+    }
+    cache.map.insert(id, (secret.clone(), key));
+    key
+}
+
 /// Hex HMAC of `string_to_sign` under `signing_key`.
 pub fn sign(signing_key: &[u8; 32], string_to_sign: &str) -> String {
     hex::encode(hmac_sha256(signing_key, string_to_sign.as_bytes()))
@@ -1237,7 +1281,7 @@ pub fn verify_with_rules(
     rules: CanonicalRules,
 ) -> Result<Verified, AuthError> {
     check_time(auth, now)?;
-    let key = signing_key(secret, &auth.scope);
+    let key = cached_signing_key(&auth.access_key_id, secret, &auth.scope);
     let provided = auth.signature.as_bytes();
 
     // The exact form first; for S3 also, only if the exact form fails, the path
@@ -1277,6 +1321,37 @@ mod tests {
             b = b.header(*k, *v);
         }
         b.body(()).map(|r| r.into_parts().0).expect("request")
+    }
+
+    #[test]
+    fn cached_signing_keys_answer_only_for_their_secret() {
+        let scope = Scope {
+            date: "20150830".into(),
+            region: "us-east-1".into(),
+            service: "iam".into(),
+        };
+        let (a, b) = (
+            SecretKey::new("secret-a".into()),
+            SecretKey::new("secret-b".into()),
+        );
+        let akid = "AKIDCACHETEST0000001";
+        let first = cached_signing_key(akid, &a, &scope);
+        assert_eq!(first, signing_key(&a, &scope));
+        assert_eq!(cached_signing_key(akid, &a, &scope), first, "a hit");
+        // The same key id with another secret derives afresh.
+        assert_eq!(
+            cached_signing_key(akid, &b, &scope),
+            signing_key(&b, &scope)
+        );
+        assert_ne!(signing_key(&b, &scope), first);
+        let other = Scope {
+            service: "s3".into(),
+            ..scope.clone()
+        };
+        assert_eq!(
+            cached_signing_key(akid, &b, &other),
+            signing_key(&b, &other)
+        );
     }
 
     #[test]
