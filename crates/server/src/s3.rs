@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use axum::body::Body;
@@ -348,7 +348,7 @@ pub(crate) fn authorize_on(
     action: &str,
     bucket: &str,
     key: Option<&str>,
-) -> Result<Bucket, ServiceError> {
+) -> Result<Arc<Bucket>, ServiceError> {
     authorize_in(req, action, bucket, key, "x-amz-expected-bucket-owner")
 }
 
@@ -360,7 +360,7 @@ fn authorize_in(
     bucket: &str,
     key: Option<&str>,
     owner_header: &str,
-) -> Result<Bucket, ServiceError> {
+) -> Result<Arc<Bucket>, ServiceError> {
     let arn = match key {
         Some(k) => object_arn(bucket, k),
         None => bucket_arn(bucket),
@@ -1373,7 +1373,7 @@ async fn get_bucket_location(req: &mut Req, b: &str) -> R {
 /// Bucket policy operations: only the owner account's identities may call
 /// them (others get 405), and the owner's root always may (lock-out
 /// recovery), as in S3.
-fn authorize_policy_op(req: &mut Req, action: &str, b: &str) -> Result<Bucket, ServiceError> {
+fn authorize_policy_op(req: &mut Req, action: &str, b: &str) -> Result<Arc<Bucket>, ServiceError> {
     match authorize_on(req, action, b, None) {
         Ok(bucket) => {
             if req.enforce && bucket.account != req.caller.account {
@@ -1401,12 +1401,12 @@ fn authorize_policy_op(req: &mut Req, action: &str, b: &str) -> Result<Bucket, S
 async fn get_bucket_policy(req: &mut Req, b: &str) -> R {
     add_bucket_resource(req, b);
     let bucket = authorize_policy_op(req, "s3:GetBucketPolicy", b)?;
-    let Some(p) = bucket.policy else {
+    let Some(p) = &bucket.policy else {
         return Err(ServiceError::NoSuchBucketPolicy(
             "The bucket policy does not exist".into(),
         ));
     };
-    let mut r = response(req, 200, Body::from(p.text));
+    let mut r = response(req, 200, Body::from(p.text.clone()));
     put_header(&mut r, "content-type", "application/json");
     Ok(r)
 }

@@ -3,6 +3,8 @@
 //! Access, policy status, Object Ownership, ACLs, and the stored-only
 //! website, logging and notification configurations. s3.rs routes here.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use http::request::Parts;
 use http::{Response, StatusCode};
@@ -112,7 +114,7 @@ pub(crate) async fn handle(req: &mut Req, b: &str, k: &str, q: &Query) -> Option
 }
 
 /// Authorize a bucket-level settings call.
-fn on_bucket(req: &mut Req, action: &str, b: &str) -> Result<Bucket, ServiceError> {
+fn on_bucket(req: &mut Req, action: &str, b: &str) -> Result<Arc<Bucket>, ServiceError> {
     add_bucket_resource(req, b);
     authorize_on(req, action, b, None)
 }
@@ -361,7 +363,7 @@ pub(crate) fn preflight(kc: &Keycard, parts: &Parts) -> Response<Body> {
     let kind = if key.is_some() { "OBJECT" } else { "BUCKET" };
     let extra = [("Method", method), ("ResourceType", kind)];
     let rules = match kc.bucket(&bucket) {
-        Ok(b) => b.settings.cors,
+        Ok(b) => b.settings.cors.clone(),
         Err(_) => {
             let m = "CORSResponse: Bucket not found";
             return preflight_error("AccessForbidden", m, &extra, &rid);
@@ -589,7 +591,7 @@ pub(crate) fn check_policy_allowed(req: &Req, b: &str, text: &str) -> Result<(),
 
 async fn get_policy_status(req: &mut Req, b: &str) -> R {
     let bucket = on_bucket(req, "s3:GetBucketPolicyStatus", b)?;
-    let Some(p) = bucket.policy else {
+    let Some(p) = &bucket.policy else {
         return Err(ServiceError::NoSuchBucketPolicy(
             "The bucket policy does not exist".into(),
         ));
@@ -635,7 +637,7 @@ fn bucket_acl_with_ownership() -> ServiceError {
 
 async fn get_ownership(req: &mut Req, b: &str) -> R {
     let bucket = on_bucket(req, "s3:GetBucketOwnershipControls", b)?;
-    let Some(o) = bucket.settings.ownership else {
+    let Some(o) = bucket.settings.ownership.clone() else {
         return Err(modeled(
             "OwnershipControlsNotFoundError",
             404,

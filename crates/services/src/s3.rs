@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use keycard_policy::PolicyKind;
 
@@ -69,7 +70,7 @@ impl Keycard {
         self.objects_dir().join(file)
     }
 
-    pub fn bucket(&self, name: &str) -> Result<Bucket> {
+    pub fn bucket(&self, name: &str) -> Result<Arc<Bucket>> {
         self.state()
             .buckets
             .get(name)
@@ -122,7 +123,7 @@ impl Keycard {
             .buckets
             .values()
             .filter(|b| b.account == account)
-            .cloned()
+            .map(|b| Bucket::clone(b))
             .collect()
     }
 
@@ -164,7 +165,7 @@ impl Keycard {
             let mut b = st
                 .buckets
                 .get(name)
-                .cloned()
+                .map(|b| Bucket::clone(b))
                 .ok_or_else(|| no_bucket(name))?;
             change(&mut b);
             Ok((vec![Change::Put(Entity::Bucket(b))], ()))

@@ -356,9 +356,13 @@ impl Keycard {
     /// Store (or with `None` remove) a bucket's rules.
     pub async fn set_lifecycle(&self, bucket: &str, rules: Option<Vec<Rule>>) -> Result<()> {
         self.mutate(|st| {
-            let mut b = st.buckets.get(bucket).cloned().ok_or_else(|| {
-                ServiceError::NoSuchBucket("The specified bucket does not exist".into())
-            })?;
+            let mut b = st
+                .buckets
+                .get(bucket)
+                .map(|b| Bucket::clone(b))
+                .ok_or_else(|| {
+                    ServiceError::NoSuchBucket("The specified bucket does not exist".into())
+                })?;
             b.lifecycle = rules.clone();
             Ok((vec![Change::Put(Entity::Bucket(b))], ()))
         })

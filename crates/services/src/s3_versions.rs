@@ -231,7 +231,11 @@ impl Keycard {
     /// PutBucketVersioning: `Enabled` or `Suspended`.
     pub async fn put_bucket_versioning(&self, bucket: &str, status: &str) -> Result<()> {
         self.mutate(|st| {
-            let mut b = st.buckets.get(bucket).cloned().ok_or_else(no_bucket)?;
+            let mut b = st
+                .buckets
+                .get(bucket)
+                .map(|b| Bucket::clone(b))
+                .ok_or_else(no_bucket)?;
             b.versioning = Some(status.to_string());
             Ok((vec![Change::Put(Entity::Bucket(b))], ()))
         })

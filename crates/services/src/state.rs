@@ -3,6 +3,7 @@
 //! after the store has committed the same change.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use keycard_policy::PolicyKind;
 use keycard_proto::secret::SecretKey;
@@ -25,7 +26,8 @@ pub struct State {
     pub deleted_access_keys: BTreeMap<String, DeletedAccessKey>,
     /// Clear secrets of long-term keys, by key id.
     pub secrets: HashMap<String, SecretKey>,
-    pub buckets: BTreeMap<String, Bucket>,
+    /// Shared: the request path takes a bucket without copying it.
+    pub buckets: BTreeMap<String, Arc<Bucket>>,
     /// Bucket -> key -> object.
     pub objects: HashMap<String, BTreeMap<String, ObjectMeta>>,
     /// Bucket -> key -> noncurrent versions and delete markers, newest
@@ -98,7 +100,7 @@ impl State {
                     p.recompile(PolicyKind::Resource);
                 }
                 self.objects.entry(b.name.clone()).or_default();
-                self.buckets.insert(key, b);
+                self.buckets.insert(key, Arc::new(b));
             }
             Entity::Object(o) => {
                 self.objects

@@ -239,7 +239,7 @@ fn no_lifecycle() -> ServiceError {
 pub(super) async fn get_lifecycle(req: &mut Req, b: &str) -> R {
     add_bucket_resource(req, b);
     let bucket = authorize_on(req, action(req), b, None)?;
-    let rules = bucket.lifecycle.ok_or_else(no_lifecycle)?;
+    let rules = bucket.lifecycle.clone().ok_or_else(no_lifecycle)?;
     let mut w = XmlWriter::new();
     w.start_ns("LifecycleConfiguration", S3_XMLNS);
     for r in &rules {
