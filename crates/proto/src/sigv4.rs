@@ -981,8 +981,19 @@ static KEY_CACHE: std::sync::LazyLock<std::sync::Mutex<KeyCache>> =
         })
     });
 
-/// [`signing_key`] through the cache of derived keys.
-fn cached_signing_key(access_key_id: &str, secret: &SecretKey, scope: &Scope) -> [u8; 32] {
+/// Longer cache ids (access key id and scope) are never cached: real
+/// scopes are short, and this bounds the cache at a few MB.
+const KEY_CACHE_ID_MAX: usize = 256;
+
+/// [`signing_key`] through the cache of derived keys. On a miss it also
+/// returns the cache id to [`remember_signing_key`] under once a signature
+/// has verified: only proven keys are cached, so requests that merely name
+/// a key id (its secret unknown) cannot fill or churn the cache.
+fn cached_signing_key(
+    access_key_id: &str,
+    secret: &SecretKey,
+    scope: &Scope,
+) -> ([u8; 32], Option<String>) {
     let mut id = String::with_capacity(
         access_key_id.len() + scope.date.len() + scope.region.len() + scope.service.len() + 4,
     );
@@ -994,16 +1005,20 @@ fn cached_signing_key(access_key_id: &str, secret: &SecretKey, scope: &Scope) ->
     if let Some((known, key)) = cache.map.get(&id)
         && ct_eq(known.expose().as_bytes(), secret.expose().as_bytes())
     {
-        return *key;
+        return (*key, None);
     }
     drop(cache);
-    let key = signing_key(secret, scope);
+    let fill = (id.len() <= KEY_CACHE_ID_MAX).then_some(id);
+    (signing_key(secret, scope), fill)
+}
+
+/// Cache a signing key a signature has just verified under.
+fn remember_signing_key(id: String, secret: &SecretKey, key: [u8; 32]) {
     let mut cache = KEY_CACHE.lock().unwrap_or_else(|e| e.into_inner());
     if cache.map.len() >= KEY_CACHE_MAX {
         cache.map.clear();
     }
     cache.map.insert(id, (secret.clone(), key));
-    key
 }
 
 /// Hex HMAC of `string_to_sign` under `signing_key`.
@@ -1281,7 +1296,7 @@ pub fn verify_with_rules(
     rules: CanonicalRules,
 ) -> Result<Verified, AuthError> {
     check_time(auth, now)?;
-    let key = cached_signing_key(&auth.access_key_id, secret, &auth.scope);
+    let (key, fill) = cached_signing_key(&auth.access_key_id, secret, &auth.scope);
     let provided = auth.signature.as_bytes();
 
     // The exact form first; for S3 also, only if the exact form fails, the path
@@ -1302,6 +1317,9 @@ pub fn verify_with_rules(
         let sts = string_to_sign(auth.timestamp, &auth.scope, &creq);
         let expected = sign(&key, &sts);
         if ct_eq(expected.as_bytes(), provided) {
+            if let Some(id) = fill {
+                remember_signing_key(id, secret, key);
+            }
             return Ok(Verified {
                 signing_key: key,
                 seed_signature: expected,
@@ -1335,22 +1353,28 @@ mod tests {
             SecretKey::new("secret-b".into()),
         );
         let akid = "AKIDCACHETEST0000001";
-        let first = cached_signing_key(akid, &a, &scope);
+        let (first, fill) = cached_signing_key(akid, &a, &scope);
         assert_eq!(first, signing_key(&a, &scope));
-        assert_eq!(cached_signing_key(akid, &a, &scope), first, "a hit");
-        // The same key id with another secret derives afresh.
-        assert_eq!(
-            cached_signing_key(akid, &b, &scope),
-            signing_key(&b, &scope)
+        let id = fill.expect("a miss names its cache slot");
+        assert!(
+            cached_signing_key(akid, &a, &scope).1.is_some(),
+            "nothing is cached before a signature verifies"
         );
-        assert_ne!(signing_key(&b, &scope), first);
-        let other = Scope {
-            service: "s3".into(),
+        remember_signing_key(id, &a, first);
+        assert_eq!(cached_signing_key(akid, &a, &scope), (first, None), "a hit");
+        // The same key id with another secret derives afresh.
+        let (with_b, fill) = cached_signing_key(akid, &b, &scope);
+        assert_eq!(with_b, signing_key(&b, &scope));
+        assert!(fill.is_some());
+        assert_ne!(with_b, first);
+        let long = Scope {
+            region: "r".repeat(300),
             ..scope.clone()
         };
         assert_eq!(
-            cached_signing_key(akid, &b, &other),
-            signing_key(&b, &other)
+            cached_signing_key(akid, &a, &long).1,
+            None,
+            "too long to cache"
         );
     }
 
