@@ -962,24 +962,17 @@ pub fn signing_key(secret: &SecretKey, scope: &Scope) -> [u8; 32] {
     hmac_sha256(&k_service, b"aws4_request")
 }
 
-/// Derived signing keys of recent credentials, so a request does not
-/// recompute the four-HMAC chain its key already went through today (AWS's
-/// SDKs cache it the same way). An entry answers only for the very secret
-/// it was derived from, compared in constant time.
-struct KeyCache {
-    /// By access key id and scope.
-    map: std::collections::HashMap<String, (SecretKey, [u8; 32])>,
-}
+/// Derived signing keys of recent credentials, by access key id and scope,
+/// so a request does not recompute the four-HMAC chain its key already went
+/// through today (AWS's SDKs cache it the same way). An entry answers only
+/// for the very secret it was derived from, compared in constant time.
+type KeyCache = std::collections::HashMap<String, (SecretKey, [u8; 32])>;
 
 /// More live credential scopes than this and the cache starts over.
 const KEY_CACHE_MAX: usize = 4_096;
 
 static KEY_CACHE: std::sync::LazyLock<std::sync::Mutex<KeyCache>> =
-    std::sync::LazyLock::new(|| {
-        std::sync::Mutex::new(KeyCache {
-            map: std::collections::HashMap::new(),
-        })
-    });
+    std::sync::LazyLock::new(Default::default);
 
 /// Longer cache ids (access key id and scope) are never cached: real
 /// scopes are short, and this bounds the cache at a few MB.
@@ -1002,7 +995,7 @@ fn cached_signing_key(
         id.push('/');
     }
     let cache = KEY_CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((known, key)) = cache.map.get(&id)
+    if let Some((known, key)) = cache.get(&id)
         && ct_eq(known.expose().as_bytes(), secret.expose().as_bytes())
     {
         return (*key, None);
@@ -1015,10 +1008,10 @@ fn cached_signing_key(
 /// Cache a signing key a signature has just verified under.
 fn remember_signing_key(id: String, secret: &SecretKey, key: [u8; 32]) {
     let mut cache = KEY_CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    if cache.map.len() >= KEY_CACHE_MAX {
-        cache.map.clear();
+    if cache.len() >= KEY_CACHE_MAX {
+        cache.clear();
     }
-    cache.map.insert(id, (secret.clone(), key));
+    cache.insert(id, (secret.clone(), key));
 }
 
 /// Hex HMAC of `string_to_sign` under `signing_key`.

@@ -273,11 +273,9 @@ impl Keycard {
     /// Every trail of `account`, by name.
     pub async fn trails(&self, account: &str) -> Result<Vec<Trail>> {
         let mut out: Vec<Trail> = self
-            .store()
-            .load_kind(KIND)
+            .all_trails()
             .await?
             .into_iter()
-            .filter_map(|r| serde_json::from_str::<Trail>(&r.value).ok())
             .filter(|t| t.account == account)
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -552,15 +550,21 @@ impl Keycard {
         self.deliver_all(logging, horizon).await
     }
 
-    async fn logging_trails(&self) -> Result<Vec<Trail>> {
+    /// Every stored trail, of every account.
+    async fn all_trails(&self) -> Result<Vec<Trail>> {
         Ok(self
             .store()
             .load_kind(KIND)
             .await?
             .iter()
             .filter_map(|r| serde_json::from_str::<Trail>(&r.value).ok())
-            .filter(|t| t.logging)
             .collect())
+    }
+
+    async fn logging_trails(&self) -> Result<Vec<Trail>> {
+        let mut all = self.all_trails().await?;
+        all.retain(|t| t.logging);
+        Ok(all)
     }
 
     async fn deliver_all(&self, logging: Vec<Trail>, horizon: i64) -> Result<usize> {
