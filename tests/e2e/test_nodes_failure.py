@@ -20,7 +20,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
 
-from conftest import require_pg_database, unique
+from conftest import error_code, require_pg_database, unique
 
 # Statuses botocore's standard and legacy retry modes retry.
 RETRYABLE = {500, 502, 503, 504}
@@ -120,14 +120,28 @@ def all_users(kc):
     return {u["UserName"] for page in kc.client("iam").get_paginator("list_users").paginate() for u in page["Users"]}
 
 
+def when_in_touch(kc, read, timeout=30):
+    """`read(kc)` once the node answers again: right after an outage it may
+    still refuse every call with a retryable 503 until it has caught up
+    with the store, as it must rather than answer from stale state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return read(kc)
+        except ClientError as e:
+            if error_code(e) != "ServiceUnavailable" or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def assert_kept(kc, answered):
     """Every answered write exists on `kc`, with its audit event (a final
     event the store refused during the outage is stored once it is back;
     the call's draft event stood for it meanwhile)."""
-    users = all_users(kc)
+    users = when_in_touch(kc, all_users)
     assert not [n for n in answered if n not in users], "answered CreateUser lost"
     deadline = time.monotonic() + 20
-    while missing := set(answered) - created_events(kc):
+    while missing := set(answered) - when_in_touch(kc, created_events):
         assert time.monotonic() < deadline, f"answered CreateUser without its audit event: {missing}"
         time.sleep(0.2)
 
