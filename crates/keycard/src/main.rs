@@ -11,6 +11,12 @@ macro_rules! say {
     }};
 }
 
+/// mimalloc (v2) instead of glibc's malloc: about 280 allocations per
+/// authorized GetObject, and glibc's malloc/free/consolidate were ~16% of
+/// the server's CPU (docs/benchmarks.md, session 12).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod denials_cmd;
 mod generate_cmd;
 mod node_cmd;
