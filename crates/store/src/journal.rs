@@ -1,4 +1,5 @@
-//! The audit journal: where an audit event is durable before it is indexed.
+//! The audit journal: where an audit event is durable before it is indexed,
+//! and where its body stays.
 //!
 //! Writing each group of events straight into the indexed audit table costs
 //! a SQLite transaction (every touched index page rewritten into the WAL)
@@ -8,9 +9,16 @@
 //! journaled into the audit table in large batches, in the background and
 //! before every query, so lookups always see every answered event.
 //!
-//! Files are `audit-journal.<generation>`. The store's meta table holds the first
-//! generation not yet moved into the audit table; every file from it on is
-//! replayed when the store opens, so a crash loses nothing that was written.
+//! The table indexes each journaled event's columns and points at its record
+//! (generation, offset, length) instead of copying the body: a ~1.5 KB body
+//! written into SQLite (its pages, the WAL, the checkpoint) was half the cost
+//! of moving an event. So the files are kept as the bodies' segments, and go
+//! only when no row points into them any more (retention, clearing).
+//!
+//! Files are `audit-journal.<generation>`; a new one starts at `SEGMENT_BYTES`
+//! and at every open. The store's meta table holds the position (generation,
+//! offset) of the first byte not yet moved into the table; everything from it
+//! on is replayed when the store opens, so a crash loses nothing written.
 //!
 //! A record is `[payload length u32][crc32 of payload u32][payload]`, little
 //! endian. A record cut short by a crash (or failing its checksum) ends its
@@ -18,6 +26,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -25,17 +34,56 @@ use crate::{AuditRow, Result, StoreError};
 
 const PREFIX: &str = "audit-journal.";
 
+/// Size at which appends continue in a new file: retention frees whole
+/// files, and one file per move (every 250 ms) would be thousands a day.
+const SEGMENT_BYTES: u64 = 128 << 20;
+
+/// A place in the journal: a generation and a byte offset in its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub(crate) struct Pos {
+    pub generation: u64,
+    pub offset: u64,
+}
+
+impl Pos {
+    /// `"gen:offset"`; a bare `"gen"` (written before bodies stayed in the
+    /// files) is that file's start.
+    pub(crate) fn parse(s: &str) -> Option<Pos> {
+        let (g, o) = s.split_once(':').unwrap_or((s, "0"));
+        Some(Pos {
+            generation: g.parse().ok()?,
+            offset: o.parse().ok()?,
+        })
+    }
+
+    pub(crate) fn render(&self) -> String {
+        format!("{}:{}", self.generation, self.offset)
+    }
+}
+
+/// Where a record is: the table keeps this instead of the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Loc {
+    pub generation: u64,
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// One append: its bytes and where they start.
+pub(crate) struct Chunk {
+    pub at: Pos,
+    pub bytes: Vec<u8>,
+}
+
 /// The file being appended to and the bytes not yet moved into the table.
 struct Active {
     generation: u64,
     file: File,
     len: u64,
-    /// Every record of the files in `covers`, in order, one buffer per
-    /// append (small buffers recycle; one large growing one did not).
-    pending: Vec<Vec<u8>>,
+    /// Every record not yet moved, in order, one buffer per append (small
+    /// buffers recycle; one large growing one did not).
+    pending: Vec<Chunk>,
     pending_bytes: usize,
-    /// Generations whose whole content is in `pending` (the active one last).
-    covers: Vec<u64>,
 }
 
 pub(crate) struct Journal {
@@ -62,13 +110,12 @@ pub(crate) fn try_own(dir: &Path) -> Result<Option<File>> {
     }
 }
 
-/// What one move into the audit table takes: the bytes, the files they
-/// came from, and the generation that is first not taken.
+/// What one move into the audit table takes: the appends, and the
+/// position just after them.
 pub(crate) struct Taken {
-    pub bytes: Vec<Vec<u8>>,
+    pub chunks: Vec<Chunk>,
     pub len: usize,
-    pub covers: Vec<u64>,
-    pub next_gen: u64,
+    pub next: Pos,
 }
 
 fn io(e: std::io::Error) -> StoreError {
@@ -103,6 +150,25 @@ pub(crate) fn read_file(dir: &Path, generation: u64) -> Result<Vec<u8>> {
     Ok(bytes.get(..valid).map(<[u8]>::to_vec).unwrap_or_default())
 }
 
+/// The body of the record at `loc`, checked against its checksum.
+pub(crate) fn read_body(dir: &Path, file: &File, loc: Loc) -> Result<String> {
+    let mut buf = vec![0u8; loc.len as usize];
+    file.read_exact_at(&mut buf, loc.offset).map_err(io)?;
+    frame_at(&buf, 0)
+        .and_then(|(payload, _)| decode_payload(payload, true))
+        .map(|r| r.body)
+        .ok_or_else(|| StoreError::Corrupt {
+            kind: "audit-journal".into(),
+            key: format!("{}", path_of(dir, loc.generation).display()),
+            reason: format!("no intact record at offset {}", loc.offset),
+        })
+}
+
+/// Open generation `generation`'s file for reading bodies.
+pub(crate) fn open_segment(dir: &Path, generation: u64) -> Result<File> {
+    File::open(path_of(dir, generation)).map_err(io)
+}
+
 pub(crate) fn remove(dir: &Path, generation: u64) {
     if let Err(e) = std::fs::remove_file(path_of(dir, generation))
         && e.kind() != std::io::ErrorKind::NotFound
@@ -128,14 +194,9 @@ impl Journal {
                 len: 0,
                 pending: Vec::new(),
                 pending_bytes: 0,
-                covers: vec![generation],
             }),
             _lock: lock,
         })
-    }
-
-    pub(crate) fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Append rows as one write: durable (against a crash of the process,
@@ -146,6 +207,9 @@ impl Journal {
             encode_record(&mut buf, r);
         }
         let mut a = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        if a.len >= SEGMENT_BYTES {
+            self.switch(&mut a)?;
+        }
         let written = a.file.write_all(&buf).and_then(|()| {
             if self.sync {
                 a.file.sync_data()
@@ -155,9 +219,13 @@ impl Journal {
         });
         match written {
             Ok(()) => {
+                let at = Pos {
+                    generation: a.generation,
+                    offset: a.len,
+                };
                 a.len += buf.len() as u64;
                 a.pending_bytes += buf.len();
-                a.pending.push(buf);
+                a.pending.push(Chunk { at, bytes: buf });
                 Ok(())
             }
             Err(e) => {
@@ -180,39 +248,40 @@ impl Journal {
             .pending_bytes
     }
 
-    /// Take everything pending and continue in a new file; `None` when
-    /// nothing is pending.
-    pub(crate) fn take(&self) -> Result<Option<Taken>> {
+    /// Take everything pending; `None` when nothing is.
+    pub(crate) fn take(&self) -> Option<Taken> {
         let mut a = self.active.lock().unwrap_or_else(|e| e.into_inner());
         if a.pending.is_empty() {
-            return Ok(None);
+            return None;
         }
-        self.switch(&mut a)?;
-        let bytes = std::mem::take(&mut a.pending);
+        let chunks = std::mem::take(&mut a.pending);
         let len = std::mem::take(&mut a.pending_bytes);
-        let current = a.generation;
-        let covers: Vec<u64> = std::mem::replace(&mut a.covers, vec![current])
-            .into_iter()
-            .filter(|g| *g != current)
-            .collect();
-        Ok(Some(Taken {
-            bytes,
+        Some(Taken {
+            chunks,
             len,
-            covers,
-            next_gen: current,
-        }))
+            next: Pos {
+                generation: a.generation,
+                offset: a.len,
+            },
+        })
     }
 
     /// A move failed: its bytes are pending again, ahead of newer ones.
     pub(crate) fn give_back(&self, taken: Taken) {
         let mut a = self.active.lock().unwrap_or_else(|e| e.into_inner());
-        let mut bytes = taken.bytes;
-        bytes.append(&mut a.pending);
-        a.pending = bytes;
+        let mut chunks = taken.chunks;
+        chunks.append(&mut a.pending);
+        a.pending = chunks;
         a.pending_bytes += taken.len;
-        let mut covers = taken.covers;
-        covers.extend_from_slice(&a.covers);
-        a.covers = covers;
+    }
+
+    /// The oldest generation that may still hold records not in the table
+    /// (or be written to): files before it are only segments.
+    pub(crate) fn first_unmoved(&self) -> u64 {
+        let a = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        a.pending
+            .first()
+            .map_or(a.generation, |c| c.at.generation.min(a.generation))
     }
 
     /// Continue in the next generation's file.
@@ -221,7 +290,6 @@ impl Journal {
         a.file = new_file(&self.dir, generation, self.sync)?;
         a.generation = generation;
         a.len = 0;
-        a.covers.push(generation);
         Ok(())
     }
 }
@@ -292,30 +360,43 @@ fn frame_at(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
 }
 
 /// Decode every whole record of `bytes` (stops at the first bad one).
+#[cfg(test)]
 pub(crate) fn decode_all(bytes: &[u8]) -> Vec<AuditRow> {
-    let mut rows = Vec::new();
     let mut at = 0;
-    while decode_some(bytes, &mut at, usize::MAX, &mut rows) > 0 {}
-    rows
-}
-
-/// Decode up to `max` records from offset `*at` into `rows`, advancing
-/// `*at`; returns how many were decoded (0 at the end or a bad record).
-pub(crate) fn decode_some(
-    bytes: &[u8],
-    at: &mut usize,
-    max: usize,
-    rows: &mut Vec<AuditRow>,
-) -> usize {
-    let mut n = 0;
-    while n < max {
-        let Some((payload, next)) = frame_at(bytes, *at) else {
-            break;
-        };
-        let Some(r) = decode_payload(payload) else {
+    let mut rows = Vec::new();
+    while let Some((payload, next)) = frame_at(bytes, at) {
+        let Some(r) = decode_payload(payload, true) else {
             break;
         };
         rows.push(r);
+        at = next;
+    }
+    rows
+}
+
+/// Decode up to `max` records of `chunk` from offset `*at` (advanced) into
+/// `rows`, each without its body and with where its record is; returns how
+/// many were decoded (0 at the end or a bad record).
+pub(crate) fn decode_located(
+    chunk: &Chunk,
+    at: &mut usize,
+    max: usize,
+    rows: &mut Vec<(AuditRow, Loc)>,
+) -> usize {
+    let mut n = 0;
+    while n < max {
+        let Some((payload, next)) = frame_at(&chunk.bytes, *at) else {
+            break;
+        };
+        let Some(r) = decode_payload(payload, false) else {
+            break;
+        };
+        let loc = Loc {
+            generation: chunk.at.generation,
+            offset: chunk.at.offset + *at as u64,
+            len: (next - *at) as u32,
+        };
+        rows.push((r, loc));
         *at = next;
         n += 1;
     }
@@ -345,7 +426,8 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn decode_payload(b: &[u8]) -> Option<AuditRow> {
+/// A record's row; its body only `with_body` (the table points at it).
+fn decode_payload(b: &[u8], with_body: bool) -> Option<AuditRow> {
     let mut c = Cursor { b, at: 0 };
     let event_id = c.string()?;
     let event_time_ms = c.i64()?;
@@ -360,7 +442,13 @@ fn decode_payload(b: &[u8]) -> Option<AuditRow> {
     for _ in 0..n {
         resource_names.push(c.string()?);
     }
-    let body = c.string()?;
+    let body = if with_body {
+        c.string()?
+    } else {
+        let n = c.u32()? as usize;
+        c.take(n)?;
+        String::new()
+    };
     Some(AuditRow {
         seq: 0,
         event_id,
@@ -428,8 +516,20 @@ mod tests {
         assert_eq!(decode_all(&buf).len(), 4);
     }
 
+    fn ids(t: &Taken) -> Vec<String> {
+        t.chunks
+            .iter()
+            .flat_map(|c| {
+                let mut rows = Vec::new();
+                decode_located(c, &mut 0, usize::MAX, &mut rows);
+                rows
+            })
+            .map(|(r, _)| r.event_id)
+            .collect()
+    }
+
     #[test]
-    fn take_and_give_back_keep_order() {
+    fn take_and_give_back_keep_order_and_locations() {
         let dir = std::env::temp_dir().join(format!("kc-journal-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let lock = try_own(&dir).unwrap().unwrap();
@@ -439,25 +539,57 @@ mod tests {
         );
         let j = Journal::create(&dir, 7, false, lock).unwrap();
         j.append(&[row(1), row(2)]).unwrap();
-        let t = j.take().unwrap().unwrap();
-        assert_eq!(t.covers, vec![7]);
-        assert_eq!(t.next_gen, 8);
+        let t = j.take().unwrap();
+        let end = read_file(&dir, 7).unwrap().len() as u64;
+        assert_eq!(
+            t.next,
+            Pos {
+                generation: 7,
+                offset: end
+            }
+        );
         j.append(&[row(3)]).unwrap();
+        assert_eq!(j.first_unmoved(), 7);
         j.give_back(t);
-        let t = j.take().unwrap().unwrap();
-        let ids: Vec<String> = t
-            .bytes
-            .iter()
-            .flat_map(|b| decode_all(b))
-            .map(|r| r.event_id)
-            .collect();
-        assert_eq!(ids, ["id-1", "id-2", "id-3"]);
-        assert_eq!(t.covers, vec![7, 8]);
-        assert_eq!(t.next_gen, 9);
-        // Each file holds exactly what was written to it.
-        assert_eq!(decode_all(&read_file(&dir, 7).unwrap()).len(), 2);
-        assert_eq!(decode_all(&read_file(&dir, 8).unwrap()).len(), 1);
-        assert!(j.take().unwrap().is_none());
+        let t = j.take().unwrap();
+        assert_eq!(ids(&t), ["id-1", "id-2", "id-3"]);
+        assert!(j.take().is_none());
+        // Every location reads back its own record's body.
+        let f = open_segment(&dir, 7).unwrap();
+        for c in &t.chunks {
+            let mut rows = Vec::new();
+            decode_located(c, &mut 0, usize::MAX, &mut rows);
+            for (r, loc) in rows {
+                assert!(r.body.is_empty(), "bodies stay in the file");
+                let n: i64 = r.event_time_ms;
+                assert_eq!(read_body(&dir, &f, loc).unwrap(), row(n).body);
+            }
+        }
+        // A location that is not a record's start is refused, not misread.
+        let bad = Loc {
+            generation: 7,
+            offset: 3,
+            len: 40,
+        };
+        assert!(read_body(&dir, &f, bad).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn positions_parse_both_formats() {
+        assert_eq!(
+            Pos::parse("5"),
+            Some(Pos {
+                generation: 5,
+                offset: 0
+            })
+        );
+        let p = Pos {
+            generation: 9,
+            offset: 1234,
+        };
+        assert_eq!(Pos::parse(&p.render()), Some(p));
+        assert_eq!(Pos::parse("x:1"), None);
+        assert_eq!(Pos::parse("1:"), None);
     }
 }

@@ -1,8 +1,9 @@
 //! The embedded SQLite backend (WAL, one writer, several readers), with
-//! audit events journaled first and indexed in batches (`journal`).
+//! audit events journaled first and indexed in batches (`journal`); a
+//! journaled event's body stays in its journal file, the table points at it.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -13,10 +14,11 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use crate::journal::{self, Journal, Taken};
+use crate::journal::{self, Journal, Loc, Pos, Taken};
 use crate::{AuditQuery, AuditRow, Op, Record, Result, Store, StoreError};
 
-/// Meta key: the first journal generation not yet in the audit table.
+/// Meta key: the journal position (`gen:offset`) of the first byte not yet
+/// in the audit table (before bodies stayed in the files: a generation).
 const JOURNAL_GEN: &str = "audit_journal_gen";
 
 /// How often journaled events move into the audit table when idle.
@@ -47,7 +49,10 @@ const SCHEMA: &[&str] = &[
         access_key_id TEXT NOT NULL,
         read_only INTEGER NOT NULL,
         body TEXT NOT NULL,
-        account TEXT NOT NULL DEFAULT ''
+        account TEXT NOT NULL DEFAULT '',
+        seg INTEGER,
+        seg_off INTEGER,
+        seg_len INTEGER
     )",
     "CREATE TABLE IF NOT EXISTS audit_resource (
         seq INTEGER NOT NULL,
@@ -69,6 +74,8 @@ const AUDIT_INDEXES: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS audit_account_key ON audit (account, access_key_id)",
     "CREATE INDEX IF NOT EXISTS audit_account_source ON audit (account, event_source)",
     "CREATE INDEX IF NOT EXISTS audit_account_time ON audit (account, event_time_ms)",
+    // The oldest journal file a row still points into: older ones can go.
+    "CREATE INDEX IF NOT EXISTS audit_seg ON audit (seg) WHERE seg IS NOT NULL",
 ];
 
 /// Indexes of data dirs written before the account column; each is
@@ -103,6 +110,9 @@ pub struct SqliteStore {
 
 struct Inner {
     pool: SqlitePool,
+    /// Where the journal files (the bodies of journaled events) are; `None`
+    /// for the in-memory store, which has none.
+    dir: Option<PathBuf>,
     /// The journal, when this process owns it. Without (the in-memory
     /// store, or a second process on a directory a server owns) events go
     /// straight into the table.
@@ -153,12 +163,12 @@ impl SqliteStore {
         // the same directory meanwhile (`keycard audit tail`) reads the
         // table and writes its own events straight into it.
         let Some(lock) = journal::try_own(&dir)? else {
-            return Ok(SqliteStore::from_parts(pool, None));
+            return Ok(SqliteStore::from_parts(pool, Some(dir), None));
         };
         let generation = recover_journal(&pool, &dir).await?;
         let sync = durability == Durability::PowerLoss;
         let journal = Arc::new(Journal::create(&dir, generation, sync, lock)?);
-        let store = SqliteStore::from_parts(pool, Some(journal));
+        let store = SqliteStore::from_parts(pool, Some(dir), Some(journal));
         tokio::spawn(ingest_loop(
             Arc::downgrade(&store.inner),
             store.inner.wake.clone(),
@@ -175,13 +185,18 @@ impl SqliteStore {
             .connect_with(opts)
             .await?;
         init_schema(&pool).await?;
-        Ok(SqliteStore::from_parts(pool, None))
+        Ok(SqliteStore::from_parts(pool, None, None))
     }
 
-    fn from_parts(pool: SqlitePool, journal: Option<Arc<Journal>>) -> SqliteStore {
+    fn from_parts(
+        pool: SqlitePool,
+        dir: Option<PathBuf>,
+        journal: Option<Arc<Journal>>,
+    ) -> SqliteStore {
         SqliteStore {
             inner: Arc::new(Inner {
                 pool,
+                dir,
                 journal,
                 ingest: tokio::sync::Mutex::new(()),
                 wake: Arc::new(tokio::sync::Notify::new()),
@@ -211,29 +226,26 @@ async fn init_schema(pool: &SqlitePool) -> Result<()> {
 }
 
 impl Inner {
-    /// Move what the journal holds into the audit table, in one
-    /// transaction that also advances the journal generation; the files
-    /// go only after it commits. On failure the events stay pending.
+    /// Move what the journal holds into the audit table.
     async fn ingest(&self) -> Result<()> {
+        let _one = self.ingest.lock().await;
+        self.ingest_locked().await
+    }
+
+    /// `ingest` with the move lock held: in one transaction that also
+    /// advances the stored position. On failure the events stay pending.
+    async fn ingest_locked(&self) -> Result<()> {
         let Some(j) = &self.journal else {
             return Ok(());
         };
-        let _one = self.ingest.lock().await;
-        let Some(taken) = j.take()? else {
+        let Some(taken) = j.take() else {
             return Ok(());
         };
-        match self.apply(&taken).await {
-            Ok(()) => {
-                for g in &taken.covers {
-                    journal::remove(j.dir(), *g);
-                }
-                Ok(())
-            }
-            Err(e) => {
-                j.give_back(taken);
-                Err(e)
-            }
+        if let Err(e) = self.apply(&taken).await {
+            j.give_back(taken);
+            return Err(e);
         }
+        Ok(())
     }
 
     async fn apply(&self, taken: &Taken) -> Result<()> {
@@ -241,64 +253,121 @@ impl Inner {
         // Decoded a few hundred at a time: a large backlog never sits in
         // memory twice.
         let mut rows = Vec::with_capacity(INGEST_CHUNK);
-        for buf in &taken.bytes {
+        for chunk in &taken.chunks {
             let mut at = 0;
-            while journal::decode_some(buf, &mut at, INGEST_CHUNK - rows.len(), &mut rows) > 0 {
+            while journal::decode_located(chunk, &mut at, INGEST_CHUNK - rows.len(), &mut rows) > 0
+            {
                 if rows.len() >= INGEST_CHUNK {
-                    insert_audit(&mut tx, &rows, true).await?;
+                    insert_located(&mut tx, &rows).await?;
                     rows.clear();
                 }
             }
         }
-        insert_audit(&mut tx, &rows, true).await?;
-        put_gen(&mut tx, taken.next_gen).await?;
+        insert_located(&mut tx, &rows).await?;
+        put_pos(&mut tx, taken.next).await?;
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Remove the journal files no row points into and nothing pending is
+    /// in (after rows went); call with the move lock held. Only the owner
+    /// removes files.
+    async fn drop_unused_segments(&self) -> Result<()> {
+        let (Some(j), Some(dir)) = (&self.journal, &self.dir) else {
+            return Ok(());
+        };
+        let oldest: Option<i64> = sqlx::query_scalar("SELECT MIN(seg) FROM audit")
+            .fetch_one(&self.pool)
+            .await?;
+        let keep_from = oldest
+            .and_then(|g| u64::try_from(g).ok())
+            .map_or(j.first_unmoved(), |g| g.min(j.first_unmoved()));
+        for g in journal::generations(dir)? {
+            if g < keep_from {
+                journal::remove(dir, g);
+            }
+        }
         Ok(())
     }
 }
 
-async fn put_gen(conn: &mut SqliteConnection, generation: u64) -> Result<()> {
+/// Insert journaled events: their columns, and where their bodies are.
+async fn insert_located(conn: &mut SqliteConnection, rows: &[(AuditRow, Loc)]) -> Result<()> {
+    // A repeated id keeps the last record's body, as `one_per_id` keeps
+    // the last one's content.
+    let locs: HashMap<&str, Loc> = rows
+        .iter()
+        .map(|(r, l)| (r.event_id.as_str(), *l))
+        .collect();
+    let plain: Vec<AuditRow> = rows.iter().map(|(r, _)| r.clone()).collect();
+    insert_audit(conn, &plain, true, &locs).await
+}
+
+async fn put_pos(conn: &mut SqliteConnection, pos: Pos) -> Result<()> {
     sqlx::query(
         "INSERT INTO meta (key, value) VALUES (?, ?)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     )
     .bind(JOURNAL_GEN)
-    .bind(generation.to_string().into_bytes())
+    .bind(pos.render().into_bytes())
     .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
-/// Replay the journal files a previous run left (a crash, or a stop
-/// before the last move) into the audit table; returns the generation to
-/// continue with. Files older than the stored generation are already in
-/// the table and only removed.
+/// Replay what a previous run journaled but did not move (a crash, or a
+/// stop before the last move) into the audit table; returns the
+/// generation to continue in, a new file after every existing one (the
+/// last may end in a torn record). Files before the stored position are
+/// the bodies of moved events and stay.
 async fn recover_journal(pool: &SqlitePool, dir: &Path) -> Result<u64> {
-    let stored: u64 = sqlx::query("SELECT value FROM meta WHERE key = ?")
+    let stored = sqlx::query("SELECT value FROM meta WHERE key = ?")
         .bind(JOURNAL_GEN)
         .fetch_optional(pool)
         .await?
-        .and_then(|r| String::from_utf8(r.get::<Vec<u8>, _>("value")).ok())
-        .map(|v| {
-            v.parse().map_err(|_| StoreError::Corrupt {
+        .map(|r| {
+            let v = String::from_utf8_lossy(&r.get::<Vec<u8>, _>("value")).into_owned();
+            Pos::parse(&v).ok_or(StoreError::Corrupt {
                 kind: "meta".into(),
                 key: JOURNAL_GEN.into(),
-                reason: format!("not a generation: {v:?}"),
+                reason: format!("not a journal position: {v:?}"),
             })
         })
         .transpose()?
-        .unwrap_or(0);
+        .unwrap_or_default();
     let gens = journal::generations(dir)?;
     let mut rows = Vec::new();
-    let mut next = stored;
-    for g in gens.iter().copied().filter(|g| *g >= stored) {
-        rows.extend(journal::decode_all(&journal::read_file(dir, g)?));
-        next = next.max(g + 1);
+    for g in gens.iter().copied().filter(|g| *g >= stored.generation) {
+        let chunk = journal::Chunk {
+            at: Pos {
+                generation: g,
+                offset: 0,
+            },
+            bytes: journal::read_file(dir, g)?,
+        };
+        let mut at = if g == stored.generation {
+            usize::try_from(stored.offset).unwrap_or(usize::MAX)
+        } else {
+            0
+        };
+        journal::decode_located(&chunk, &mut at, usize::MAX, &mut rows);
+    }
+    let after_files = gens.last().map_or(0, |g| g + 1);
+    let after_stored = stored.generation + u64::from(stored.offset > 0);
+    let next = Pos {
+        generation: after_files.max(after_stored),
+        offset: 0,
+    };
+    // A file without one whole record holds no body: nothing points into it.
+    for g in &gens {
+        if journal::read_file(dir, *g)?.is_empty() {
+            journal::remove(dir, *g);
+        }
     }
     if next != stored {
         let mut tx = pool.begin().await?;
-        insert_audit(&mut tx, &rows, true).await?;
-        put_gen(&mut tx, next).await?;
+        insert_located(&mut tx, &rows).await?;
+        put_pos(&mut tx, next).await?;
         tx.commit().await?;
         if !rows.is_empty() {
             tracing::info!(
@@ -307,10 +376,7 @@ async fn recover_journal(pool: &SqlitePool, dir: &Path) -> Result<u64> {
             );
         }
     }
-    for g in gens {
-        journal::remove(dir, g);
-    }
-    Ok(next)
+    Ok(next.generation)
 }
 
 /// Moves journaled events into the table every `INGEST_EVERY`, or sooner
@@ -333,8 +399,19 @@ async fn migrate_audit(pool: &SqlitePool) -> Result<()> {
     let cols = sqlx::query("SELECT name FROM pragma_table_info('audit')")
         .fetch_all(pool)
         .await?;
-    let has_account = cols.iter().any(|r| r.get::<String, _>("name") == "account");
+    let has = |c: &str| cols.iter().any(|r| r.get::<String, _>("name") == c);
+    let has_account = has("account");
+    let has_seg = has("seg");
     let mut tx = pool.begin().await?;
+    if !has_seg {
+        for stmt in [
+            "ALTER TABLE audit ADD COLUMN seg INTEGER",
+            "ALTER TABLE audit ADD COLUMN seg_off INTEGER",
+            "ALTER TABLE audit ADD COLUMN seg_len INTEGER",
+        ] {
+            sqlx::query(stmt).execute(&mut *tx).await?;
+        }
+    }
     if !has_account {
         sqlx::query("ALTER TABLE audit ADD COLUMN account TEXT NOT NULL DEFAULT ''")
             .execute(&mut *tx)
@@ -367,8 +444,14 @@ async fn migrate_audit(pool: &SqlitePool) -> Result<()> {
 }
 
 /// Insert audit events on `conn`. With `replace`, an event whose id is
-/// stored replaces it (same `seq`); without, it is skipped.
-async fn insert_audit(conn: &mut SqliteConnection, rows: &[AuditRow], replace: bool) -> Result<()> {
+/// stored replaces it (same `seq`); without, it is skipped. An event in
+/// `locs` is stored as a pointer to its journal record, not its body.
+async fn insert_audit(
+    conn: &mut SqliteConnection,
+    rows: &[AuditRow],
+    replace: bool,
+    locs: &HashMap<&str, Loc>,
+) -> Result<()> {
     // One row per event id first: a batch's repeats of an id must not
     // depend on which chunk each falls in.
     let merged = crate::one_per_id(rows, replace);
@@ -377,9 +460,12 @@ async fn insert_audit(conn: &mut SqliteConnection, rows: &[AuditRow], replace: b
     for chunk in fixed_chunks(&rows) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO audit (event_id, event_time_ms, event_name, event_source, username,
-                                access_key_id, account, read_only, body) ",
+                                access_key_id, account, read_only, body, seg, seg_off,
+                                seg_len) ",
         );
         qb.push_values(chunk, |mut b, r| {
+            let loc = locs.get(r.event_id.as_str());
+            let body = if loc.is_some() { "" } else { r.body.as_str() };
             b.push_bind(&r.event_id)
                 .push_bind(r.event_time_ms)
                 .push_bind(&r.event_name)
@@ -388,7 +474,10 @@ async fn insert_audit(conn: &mut SqliteConnection, rows: &[AuditRow], replace: b
                 .push_bind(&r.access_key_id)
                 .push_bind(&r.account)
                 .push_bind(r.read_only as i64)
-                .push_bind(&r.body);
+                .push_bind(body)
+                .push_bind(loc.and_then(|l| i64::try_from(l.generation).ok()))
+                .push_bind(loc.and_then(|l| i64::try_from(l.offset).ok()))
+                .push_bind(loc.map(|l| i64::from(l.len)));
         });
         if replace {
             qb.push(
@@ -396,7 +485,8 @@ async fn insert_audit(conn: &mut SqliteConnection, rows: &[AuditRow], replace: b
                   event_name = excluded.event_name, event_source = excluded.event_source,
                   username = excluded.username, access_key_id = excluded.access_key_id,
                   account = excluded.account, read_only = excluded.read_only,
-                  body = excluded.body",
+                  body = excluded.body, seg = excluded.seg, seg_off = excluded.seg_off,
+                  seg_len = excluded.seg_len",
             );
         } else {
             qb.push(" ON CONFLICT (event_id) DO NOTHING");
@@ -441,8 +531,21 @@ fn fixed_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
-fn row_to_audit(r: &sqlx::sqlite::SqliteRow) -> AuditRow {
-    AuditRow {
+/// A stored row, and where its body is when it is in a journal file.
+fn row_to_audit(r: &sqlx::sqlite::SqliteRow) -> (AuditRow, Option<Loc>) {
+    let loc = match (
+        r.get::<Option<i64>, _>("seg"),
+        r.get::<Option<i64>, _>("seg_off"),
+        r.get::<Option<i64>, _>("seg_len"),
+    ) {
+        (Some(g), Some(o), Some(l)) => Some(Loc {
+            generation: u64::try_from(g).unwrap_or_default(),
+            offset: u64::try_from(o).unwrap_or_default(),
+            len: u32::try_from(l).unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    let row = AuditRow {
         seq: r.get("seq"),
         event_id: r.get("event_id"),
         event_time_ms: r.get("event_time_ms"),
@@ -454,7 +557,30 @@ fn row_to_audit(r: &sqlx::sqlite::SqliteRow) -> AuditRow {
         resource_names: Vec::new(),
         read_only: r.get::<i64, _>("read_only") != 0,
         body: r.get("body"),
+    };
+    (row, loc)
+}
+
+/// Fill in the bodies that are in journal files, each file opened once.
+fn read_bodies(dir: Option<&Path>, rows: &mut [(AuditRow, Option<Loc>)]) -> Result<()> {
+    let mut files: HashMap<u64, std::fs::File> = HashMap::new();
+    for (row, loc) in rows.iter_mut() {
+        let Some(loc) = loc else { continue };
+        let Some(dir) = dir else {
+            return Err(StoreError::Backend(
+                "an audit event's body is in a journal file, but this store has no directory"
+                    .into(),
+            ));
+        };
+        let file = match files.entry(loc.generation) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(journal::open_segment(dir, loc.generation)?)
+            }
+        };
+        row.body = journal::read_body(dir, file, *loc)?;
     }
+    Ok(())
 }
 
 #[async_trait]
@@ -521,7 +647,7 @@ impl Store for SqliteStore {
                 }
             }
         }
-        insert_audit(&mut tx, audit, false).await?;
+        insert_audit(&mut tx, audit, false, &HashMap::new()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -538,7 +664,7 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let mut tx = self.pool().begin().await?;
-        insert_audit(&mut tx, rows, true).await?;
+        insert_audit(&mut tx, rows, true, &HashMap::new()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -590,7 +716,9 @@ impl Store for SqliteStore {
         }
         qb.push(" LIMIT ").push_bind(i64::from(q.page_limit()));
         let rows = qb.build().fetch_all(self.pool()).await?;
-        let mut out: Vec<AuditRow> = rows.iter().map(row_to_audit).collect();
+        let mut located: Vec<(AuditRow, Option<Loc>)> = rows.iter().map(row_to_audit).collect();
+        read_bodies(self.inner.dir.as_deref(), &mut located)?;
+        let mut out: Vec<AuditRow> = located.into_iter().map(|(r, _)| r).collect();
         if out.is_empty() {
             return Ok(out);
         }
@@ -613,20 +741,24 @@ impl Store for SqliteStore {
     }
 
     async fn clear_audit(&self) -> Result<()> {
-        self.inner.ingest().await?;
+        // No move in between: rows it inserted could point into files
+        // about to go.
+        let _one = self.inner.ingest.lock().await;
+        self.inner.ingest_locked().await?;
         let mut tx = self.pool().begin().await?;
         sqlx::query("DELETE FROM audit").execute(&mut *tx).await?;
         sqlx::query("DELETE FROM audit_resource")
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(())
+        self.inner.drop_unused_segments().await
     }
 
     /// One file has no partitions to drop: the old rows go, with their
     /// resource names.
     async fn expire_audit(&self, before_ms: i64) -> Result<()> {
-        self.inner.ingest().await?;
+        let _one = self.inner.ingest.lock().await;
+        self.inner.ingest_locked().await?;
         let mut tx = self.pool().begin().await?;
         sqlx::query(
             "DELETE FROM audit_resource WHERE seq IN
@@ -640,7 +772,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(())
+        self.inner.drop_unused_segments().await
     }
 
     async fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
@@ -764,15 +896,117 @@ mod tests {
         assert_eq!(ids, ["e4", "e2", "e1"]);
         assert_eq!(
             journal::generations(&dir).unwrap(),
-            [2],
-            "only the new active file is left"
+            [0, 1, 2],
+            "the replayed files stay as the bodies' segments, a new one is active"
         );
         drop(s);
 
-        // A second open finds nothing more to replay.
+        // A second open finds nothing more to replay, and the bodies are
+        // read from the files.
         let s = SqliteStore::open(&dir.join("keycard.db")).await.unwrap();
-        assert_eq!(s.query_audit(&all()).await.unwrap().len(), 3);
-        assert_eq!(s.get_meta(JOURNAL_GEN).await.unwrap().unwrap(), b"3");
+        let got = s.query_audit(&all()).await.unwrap();
+        let bodies: Vec<&str> = got.iter().map(|r| r.body.as_str()).collect();
+        assert_eq!(bodies, ["{\"n\":4}", "{\"n\":2}", "{\"n\":1}"]);
+        assert_eq!(s.get_meta(JOURNAL_GEN).await.unwrap().unwrap(), b"3:0");
+        assert_eq!(
+            journal::generations(&dir).unwrap(),
+            [0, 1, 3],
+            "the empty active file of the first open is gone"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    async fn table_bodies(s: &SqliteStore) -> Vec<(String, String, Option<i64>)> {
+        sqlx::query("SELECT event_id, body, seg FROM audit ORDER BY seq")
+            .fetch_all(s.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get("event_id"), r.get("body"), r.get("seg")))
+            .collect()
+    }
+
+    /// Moved events point at their journal records instead of copying the
+    /// body; a crash after a move replays only what follows the stored
+    /// position in the same file, once.
+    #[tokio::test]
+    async fn bodies_stay_in_the_journal_and_a_crash_replays_from_the_position() {
+        let dir = tempdir("position");
+        let s = SqliteStore::open(&dir.join("keycard.db")).await.unwrap();
+        s.append_audit(&[row("a1", "{\"n\":1}")]).await.unwrap();
+        s.ingest_journal().await.unwrap();
+        s.append_audit(&[row("a2", "{\"n\":2}"), row("a3", "{\"n\":3}")])
+            .await
+            .unwrap();
+        s.ingest_journal().await.unwrap();
+        s.append_audit(&[row("a4", "{\"n\":4}")]).await.unwrap();
+        let stored = table_bodies(&s).await;
+        assert_eq!(stored.len(), 3);
+        assert!(
+            stored
+                .iter()
+                .all(|(_, b, seg)| b.is_empty() && *seg == Some(0)),
+            "{stored:?}"
+        );
+        // Dropped without a final move, as a kill -9 leaves it.
+        drop(s);
+        let s = SqliteStore::open(&dir.join("keycard.db")).await.unwrap();
+        let got = s.query_audit(&all()).await.unwrap();
+        let ids: Vec<&str> = got.iter().map(|r| r.event_id.as_str()).collect();
+        assert_eq!(ids, ["a4", "a3", "a2", "a1"]);
+        for r in &got {
+            let n = r.event_id.trim_start_matches('a');
+            assert_eq!(r.body, format!("{{\"n\":{n}}}"));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Retention and clearing remove the journal files no row points into,
+    /// and keep the ones that still hold bodies.
+    #[tokio::test]
+    async fn segments_go_when_no_row_points_into_them() {
+        let dir = tempdir("segments");
+        let db = dir.join("keycard.db");
+        let s = SqliteStore::open(&db).await.unwrap();
+        let mut old = row("old", "{\"old\":true}");
+        old.event_time_ms = 10;
+        s.append_audit(&[old]).await.unwrap();
+        s.ingest_journal().await.unwrap();
+        drop(s);
+        // A new file per open: the next event lands in generation 1.
+        let s = SqliteStore::open(&db).await.unwrap();
+        let mut new = row("new", "{\"new\":true}");
+        new.event_time_ms = 1000;
+        s.append_audit(&[new]).await.unwrap();
+        s.ingest_journal().await.unwrap();
+        assert_eq!(journal::generations(&dir).unwrap(), [0, 1]);
+        s.expire_audit(500).await.unwrap();
+        assert_eq!(journal::generations(&dir).unwrap(), [1]);
+        let got = s.query_audit(&all()).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].body, "{\"new\":true}");
+        s.clear_audit().await.unwrap();
+        assert!(s.query_audit(&all()).await.unwrap().is_empty());
+        // The active file stays: it is being appended to.
+        assert_eq!(journal::generations(&dir).unwrap(), [1]);
+        s.append_audit(&[row("after", "{}")]).await.unwrap();
+        assert_eq!(s.query_audit(&all()).await.unwrap().len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A file a row points into that went missing (or was overwritten) is
+    /// an error, never another event's body.
+    #[tokio::test]
+    async fn a_missing_segment_is_an_error_not_a_wrong_body() {
+        let dir = tempdir("missing");
+        let db = dir.join("keycard.db");
+        let s = SqliteStore::open(&db).await.unwrap();
+        s.append_audit(&[row("x1", "{\"x\":1}")]).await.unwrap();
+        s.ingest_journal().await.unwrap();
+        drop(s);
+        std::fs::write(dir.join("audit-journal.0"), b"garbage that is no record").unwrap();
+        let s = SqliteStore::open(&db).await.unwrap();
+        assert!(s.query_audit(&all()).await.is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
