@@ -11,9 +11,10 @@ macro_rules! say {
     }};
 }
 
-/// mimalloc (v2) instead of glibc's malloc: about 280 allocations per
-/// authorized GetObject, and glibc's malloc/free/consolidate were ~16% of
-/// the server's CPU (docs/benchmarks.md, session 12).
+/// jemalloc instead of glibc's malloc: about 280 allocations per authorized
+/// GetObject, and glibc's malloc/free/consolidate were ~16% of the server's
+/// CPU; mimalloc was as fast but held more memory after load
+/// (docs/benchmarks.md, "Issue 8, session 12").
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
