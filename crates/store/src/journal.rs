@@ -25,7 +25,7 @@
 //! file: nothing after it was ever acknowledged.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -46,6 +46,14 @@ pub(crate) struct Pos {
 }
 
 impl Pos {
+    /// The start of generation `generation`'s file.
+    pub(crate) fn start(generation: u64) -> Pos {
+        Pos {
+            generation,
+            offset: 0,
+        }
+    }
+
     /// `"gen:offset"`; a bare `"gen"` (written before bodies stayed in the
     /// files) is that file's start.
     pub(crate) fn parse(s: &str) -> Option<Pos> {
@@ -69,10 +77,29 @@ pub(crate) struct Loc {
     pub len: u32,
 }
 
-/// One append: its bytes and where they start.
+/// One append (or a file's records from a position): its bytes and where
+/// they start.
 pub(crate) struct Chunk {
     pub at: Pos,
     pub bytes: Vec<u8>,
+}
+
+/// Decoded records without their bodies, and where each record is.
+#[derive(Default)]
+pub(crate) struct Decoded {
+    pub rows: Vec<AuditRow>,
+    pub locs: Vec<Loc>,
+}
+
+impl Decoded {
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.rows.clear();
+        self.locs.clear();
+    }
 }
 
 /// The file being appended to and the bytes not yet moved into the table.
@@ -143,11 +170,15 @@ pub(crate) fn generations(dir: &Path) -> Result<Vec<u64>> {
     Ok(gens)
 }
 
-/// The records of a journal file, up to the first incomplete or corrupt one.
-pub(crate) fn read_file(dir: &Path, generation: u64) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path_of(dir, generation)).map_err(io)?;
-    let valid = valid_prefix(&bytes);
-    Ok(bytes.get(..valid).map(<[u8]>::to_vec).unwrap_or_default())
+/// The records of a journal file from `from` (a record boundary) on, up to
+/// the first incomplete or corrupt one; what precedes `from` is not read.
+pub(crate) fn read_from(dir: &Path, from: Pos) -> Result<Chunk> {
+    let mut file = File::open(path_of(dir, from.generation)).map_err(io)?;
+    file.seek(SeekFrom::Start(from.offset)).map_err(io)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io)?;
+    bytes.truncate(valid_prefix(&bytes));
+    Ok(Chunk { at: from, bytes })
 }
 
 /// The body of the record at `loc`, checked against its checksum.
@@ -279,9 +310,7 @@ impl Journal {
     /// (or be written to): files before it are only segments.
     pub(crate) fn first_unmoved(&self) -> u64 {
         let a = self.active.lock().unwrap_or_else(|e| e.into_inner());
-        a.pending
-            .first()
-            .map_or(a.generation, |c| c.at.generation.min(a.generation))
+        a.pending.first().map_or(a.generation, |c| c.at.generation)
     }
 
     /// Continue in the next generation's file.
@@ -375,13 +404,13 @@ pub(crate) fn decode_all(bytes: &[u8]) -> Vec<AuditRow> {
 }
 
 /// Decode up to `max` records of `chunk` from offset `*at` (advanced) into
-/// `rows`, each without its body and with where its record is; returns how
+/// `out`, each without its body and with where its record is; returns how
 /// many were decoded (0 at the end or a bad record).
 pub(crate) fn decode_located(
     chunk: &Chunk,
     at: &mut usize,
     max: usize,
-    rows: &mut Vec<(AuditRow, Loc)>,
+    out: &mut Decoded,
 ) -> usize {
     let mut n = 0;
     while n < max {
@@ -396,7 +425,8 @@ pub(crate) fn decode_located(
             offset: chunk.at.offset + *at as u64,
             len: (next - *at) as u32,
         };
-        rows.push((r, loc));
+        out.rows.push(r);
+        out.locs.push(loc);
         *at = next;
         n += 1;
     }
@@ -520,11 +550,11 @@ mod tests {
         t.chunks
             .iter()
             .flat_map(|c| {
-                let mut rows = Vec::new();
-                decode_located(c, &mut 0, usize::MAX, &mut rows);
-                rows
+                let mut out = Decoded::default();
+                decode_located(c, &mut 0, usize::MAX, &mut out);
+                out.rows
             })
-            .map(|(r, _)| r.event_id)
+            .map(|r| r.event_id)
             .collect()
     }
 
@@ -540,7 +570,7 @@ mod tests {
         let j = Journal::create(&dir, 7, false, lock).unwrap();
         j.append(&[row(1), row(2)]).unwrap();
         let t = j.take().unwrap();
-        let end = read_file(&dir, 7).unwrap().len() as u64;
+        let end = read_from(&dir, Pos::start(7)).unwrap().bytes.len() as u64;
         assert_eq!(
             t.next,
             Pos {
@@ -557,9 +587,9 @@ mod tests {
         // Every location reads back its own record's body.
         let f = open_segment(&dir, 7).unwrap();
         for c in &t.chunks {
-            let mut rows = Vec::new();
-            decode_located(c, &mut 0, usize::MAX, &mut rows);
-            for (r, loc) in rows {
+            let mut out = Decoded::default();
+            decode_located(c, &mut 0, usize::MAX, &mut out);
+            for (r, loc) in out.rows.into_iter().zip(out.locs) {
                 assert!(r.body.is_empty(), "bodies stay in the file");
                 let n: i64 = r.event_time_ms;
                 assert_eq!(read_body(&dir, &f, loc).unwrap(), row(n).body);

@@ -14,7 +14,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use crate::journal::{self, Journal, Loc, Pos, Taken};
+use crate::journal::{self, Decoded, Journal, Loc, Pos, Taken};
 use crate::{AuditQuery, AuditRow, Op, Record, Result, Store, StoreError};
 
 /// Meta key: the journal position (`gen:offset`) of the first byte not yet
@@ -252,18 +252,23 @@ impl Inner {
         let mut tx = self.pool.begin().await?;
         // Decoded a few hundred at a time: a large backlog never sits in
         // memory twice.
-        let mut rows = Vec::with_capacity(INGEST_CHUNK);
+        let mut decoded = Decoded::default();
         for chunk in &taken.chunks {
             let mut at = 0;
-            while journal::decode_located(chunk, &mut at, INGEST_CHUNK - rows.len(), &mut rows) > 0
+            while journal::decode_located(
+                chunk,
+                &mut at,
+                INGEST_CHUNK - decoded.len(),
+                &mut decoded,
+            ) > 0
             {
-                if rows.len() >= INGEST_CHUNK {
-                    insert_located(&mut tx, &rows).await?;
-                    rows.clear();
+                if decoded.len() >= INGEST_CHUNK {
+                    insert_located(&mut tx, &decoded).await?;
+                    decoded.clear();
                 }
             }
         }
-        insert_located(&mut tx, &rows).await?;
+        insert_located(&mut tx, &decoded).await?;
         put_pos(&mut tx, taken.next).await?;
         tx.commit().await?;
         Ok(())
@@ -279,9 +284,10 @@ impl Inner {
         let oldest: Option<i64> = sqlx::query_scalar("SELECT MIN(seg) FROM audit")
             .fetch_one(&self.pool)
             .await?;
+        let unmoved = j.first_unmoved();
         let keep_from = oldest
             .and_then(|g| u64::try_from(g).ok())
-            .map_or(j.first_unmoved(), |g| g.min(j.first_unmoved()));
+            .map_or(unmoved, |g| g.min(unmoved));
         for g in journal::generations(dir)? {
             if g < keep_from {
                 journal::remove(dir, g);
@@ -292,15 +298,16 @@ impl Inner {
 }
 
 /// Insert journaled events: their columns, and where their bodies are.
-async fn insert_located(conn: &mut SqliteConnection, rows: &[(AuditRow, Loc)]) -> Result<()> {
+async fn insert_located(conn: &mut SqliteConnection, decoded: &Decoded) -> Result<()> {
     // A repeated id keeps the last record's body, as `one_per_id` keeps
     // the last one's content.
-    let locs: HashMap<&str, Loc> = rows
+    let locs: HashMap<&str, Loc> = decoded
+        .rows
         .iter()
-        .map(|(r, l)| (r.event_id.as_str(), *l))
+        .map(|r| r.event_id.as_str())
+        .zip(decoded.locs.iter().copied())
         .collect();
-    let plain: Vec<AuditRow> = rows.iter().map(|(r, _)| r.clone()).collect();
-    insert_audit(conn, &plain, true, &locs).await
+    insert_audit(conn, &decoded.rows, true, &locs).await
 }
 
 async fn put_pos(conn: &mut SqliteConnection, pos: Pos) -> Result<()> {
@@ -336,42 +343,37 @@ async fn recover_journal(pool: &SqlitePool, dir: &Path) -> Result<u64> {
         .transpose()?
         .unwrap_or_default();
     let gens = journal::generations(dir)?;
-    let mut rows = Vec::new();
+    let mut decoded = Decoded::default();
+    // Only what follows the stored position is read: the files before it
+    // are moved events' bodies, which can be many.
+    let mut empty = Vec::new();
     for g in gens.iter().copied().filter(|g| *g >= stored.generation) {
-        let chunk = journal::Chunk {
-            at: Pos {
-                generation: g,
-                offset: 0,
-            },
-            bytes: journal::read_file(dir, g)?,
-        };
-        let mut at = if g == stored.generation {
-            usize::try_from(stored.offset).unwrap_or(usize::MAX)
+        let from = if g == stored.generation {
+            stored
         } else {
-            0
+            Pos::start(g)
         };
-        journal::decode_located(&chunk, &mut at, usize::MAX, &mut rows);
+        let chunk = journal::read_from(dir, from)?;
+        if chunk.bytes.is_empty() && from.offset == 0 {
+            // Not one whole record: no body, nothing points into it.
+            empty.push(g);
+        }
+        journal::decode_located(&chunk, &mut 0, usize::MAX, &mut decoded);
     }
     let after_files = gens.last().map_or(0, |g| g + 1);
     let after_stored = stored.generation + u64::from(stored.offset > 0);
-    let next = Pos {
-        generation: after_files.max(after_stored),
-        offset: 0,
-    };
-    // A file without one whole record holds no body: nothing points into it.
-    for g in &gens {
-        if journal::read_file(dir, *g)?.is_empty() {
-            journal::remove(dir, *g);
-        }
+    let next = Pos::start(after_files.max(after_stored));
+    for g in empty {
+        journal::remove(dir, g);
     }
     if next != stored {
         let mut tx = pool.begin().await?;
-        insert_located(&mut tx, &rows).await?;
+        insert_located(&mut tx, &decoded).await?;
         put_pos(&mut tx, next).await?;
         tx.commit().await?;
-        if !rows.is_empty() {
+        if !decoded.rows.is_empty() {
             tracing::info!(
-                events = rows.len(),
+                events = decoded.len(),
                 "audit events replayed from the journal"
             );
         }
@@ -1028,7 +1030,9 @@ mod tests {
         let on_disk: usize = journal::generations(&dir)
             .unwrap()
             .into_iter()
-            .map(|g| journal::decode_all(&journal::read_file(&dir, g).unwrap()).len())
+            .map(|g| {
+                journal::decode_all(&journal::read_from(&dir, Pos::start(g)).unwrap().bytes).len()
+            })
             .sum();
         assert_eq!(on_disk, 2);
         let got = s.query_audit(&all()).await.unwrap();
