@@ -12,55 +12,75 @@
 # aws-sdk-rust's once `cargo test` has built its probe, beside the rest of
 # the e2e suite (which skips them). All are waited for at the end.
 # KEYCARD_SOAK=0 skips them.
+#
+# The installs (PostgreSQL, the Python venvs, Chromium) are mostly network
+# and disk: they run in the background while the release build compiles.
+# Each step prints the minutes and seconds since the start, so a slow CI run
+# shows where its time went.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}"
+start=$SECONDS
+step() { printf '==> [%02d:%02d] %s\n' $(((SECONDS - start) / 60)) $(((SECONDS - start) % 60)) "$*"; }
 
-echo "==> cargo fmt --check"
+step "cargo fmt --check"
 cargo fmt --all -- --check
-echo "==> cargo build --release -p keycard"
+mkdir -p "$target"
+step "installs (background, log: $target/setup.log): postgresql, .venv, .venv-prowler, chromium"
+# One job, in this order: apt-get cannot run twice at once.
+( ./scripts/with-postgres.sh true && E2E_SETUP_ONLY=1 ./scripts/e2e.sh ) >"$target/setup.log" 2>&1 &
+setup_pid=$!
+step "cargo build --release -p keycard"
 cargo build --release -p keycard
 export KEYCARD_BIN="$target/release/keycard"
+step "waiting for the installs"
+if ! wait "$setup_pid"; then
+    echo "installs FAILED:"; cat "$target/setup.log"; exit 1
+fi
+step "installs done"
 
 soak_pid=""
 js_soak_pid=""
 if [ "${KEYCARD_SOAK:-1}" = 1 ]; then
-    E2E_SETUP_ONLY=1 ./scripts/e2e.sh
-    echo "==> boto3 rotation soak (background, log: $target/soak.log)"
+    step "boto3 rotation soak (background, log: $target/soak.log)"
     KEYCARD_SOAK=1 PYTHONDONTWRITEBYTECODE=1 .venv/bin/python -m pytest -m soak tests/e2e/test_boto3_soak.py \
         -q -s -p no:cacheprovider >"$target/soak.log" 2>&1 &
     soak_pid=$!
     # Its own process, so it is over (and its `npm ci` with it) long before
     # the e2e suite's JS tests run `npm ci` again.
-    echo "==> JS SDK rotation soak (background, log: $target/soak-js.log)"
+    step "JS SDK rotation soak (background, log: $target/soak-js.log)"
     KEYCARD_SOAK=1 PYTHONDONTWRITEBYTECODE=1 .venv/bin/python -m pytest -m soak tests/e2e/test_js_sdk.py \
         -q -s -p no:cacheprovider >"$target/soak-js.log" 2>&1 &
     js_soak_pid=$!
 fi
 
-echo "==> cargo clippy"
-cargo clippy --workspace --all-targets -- -D warnings
-echo "==> cargo test (with a throwaway PostgreSQL for the store suite)"
+# `--no-default-features` leaves jemalloc (the release binary's allocator)
+# out of the debug builds: its C build would run a second time for them.
+step "cargo clippy"
+cargo clippy --workspace --all-targets --no-default-features -- -D warnings
+step "cargo test (with a throwaway PostgreSQL for the store suite)"
 # This also builds target/debug/sdk-probe (its crate has an integration
 # test), with the workspace's features: a separate `cargo build -p` would
 # resolve other features and compile the SDK stack a second time.
-./scripts/with-postgres.sh cargo test --workspace --all-targets
+./scripts/with-postgres.sh cargo test --workspace --all-targets --no-default-features
 
 export SDK_PROBE_BIN="${SDK_PROBE_BIN:-$target/debug/sdk-probe}"
 rust_soak_pid=""
 if [ -n "$soak_pid" ]; then
-    echo "==> aws-sdk-rust rotation soak (background, log: $target/soak-rust.log)"
+    step "aws-sdk-rust rotation soak (background, log: $target/soak-rust.log)"
     KEYCARD_SOAK=1 PYTHONDONTWRITEBYTECODE=1 .venv/bin/python -m pytest -m soak tests/e2e/test_rust_sdk.py \
         -q -s -p no:cacheprovider >"$target/soak-rust.log" 2>&1 &
     rust_soak_pid=$!
 fi
 
 status=0
+step "e2e suite"
 KEYCARD_SOAK=0 ./scripts/e2e.sh "$@" || status=$?
+step "e2e suite done"
 
 wait_soak() { # pid log name
     [ -n "$1" ] || return 0
-    echo "==> waiting for the $3 soak"
+    step "waiting for the $3 soak"
     if wait "$1"; then
         tail -n 5 "$2"
     else
@@ -70,4 +90,5 @@ wait_soak() { # pid log name
 wait_soak "$soak_pid" "$target/soak.log" "boto3 rotation"
 wait_soak "$js_soak_pid" "$target/soak-js.log" "JS SDK rotation"
 wait_soak "$rust_soak_pid" "$target/soak-rust.log" "aws-sdk-rust rotation"
+step "done (status $status)"
 exit $status

@@ -14,7 +14,9 @@ macro_rules! say {
 /// jemalloc instead of glibc's malloc: about 280 allocations per authorized
 /// GetObject, and glibc's malloc/free/consolidate were ~16% of the server's
 /// CPU; mimalloc was as fast but held more memory after load
-/// (docs/benchmarks.md, "Issue 8, session 12").
+/// (docs/benchmarks.md, "Issue 8, session 12"). The `jemalloc` feature is on
+/// by default; the test script's debug builds leave it off.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
