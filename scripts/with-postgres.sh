@@ -22,7 +22,11 @@ if [ -n "${KEYCARD_TEST_PG:-}" ]; then
 fi
 
 started=$(date +%s%N)
-pg_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+# The newest server's bin directory: one with initdb (postgresql-client alone
+# leaves a bin directory without it).
+pg_bindir() {
+    ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1 | xargs -r dirname
+}
 
 pgbin=$(pg_bindir)
 if [ -z "$pgbin" ]; then
