@@ -25,7 +25,8 @@ started=$(date +%s%N)
 # The newest server's bin directory: one with initdb (postgresql-client alone
 # leaves a bin directory without it).
 pg_bindir() {
-    ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1 | xargs -r dirname
+    # `|| true`: no match is an answer (none), not a failure under pipefail.
+    { ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null || true; } | sort -V | tail -n 1 | xargs -r dirname
 }
 
 pgbin=$(pg_bindir)
