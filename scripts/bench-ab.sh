@@ -11,7 +11,8 @@
 #   target/release/keycard-loadgen; needs .venv with boto3, see bench.sh)
 #
 # Output: one line per run: label, req/s, server CPU µs/req, p99 µs, the
-# share of the machine other processes used, and the server's RSS after.
+# generator's CPU µs/req, the share of the machine other processes used, and
+# the server's RSS after.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
@@ -44,7 +45,8 @@ run() { # label binary
 import json, sys
 j = json.loads(sys.argv[2])
 print(f"{sys.argv[1]:4} {j['rps']:>9} req/s  {j['server_cpu_us_per_req']:>6} µs/req  "
-      f"p99 {j['p99_us']:>6} µs  other {j['other_cpu_pct']:>4}%  rss {int(sys.argv[3]) / 1024:.1f} MB")
+      f"p99 {j['p99_us']:>6} µs  loadgen {j['loadgen_cpu_us_per_req']:>5} µs/req  "
+      f"other {j['other_cpu_pct']:>4}%  rss {int(sys.argv[3]) / 1024:.1f} MB")
 PYEOF
 }
 
