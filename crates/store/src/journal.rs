@@ -231,8 +231,9 @@ impl Journal {
     }
 
     /// Append rows as one write: durable (against a crash of the process,
-    /// or against power loss with `sync`) once this returns.
-    pub(crate) fn append(&self, rows: &[AuditRow]) -> Result<()> {
+    /// or against power loss with `sync`) once this returns. Returns the
+    /// bytes now waiting to be moved into the table.
+    pub(crate) fn append(&self, rows: &[AuditRow]) -> Result<usize> {
         let mut buf = Vec::with_capacity(rows.iter().map(|r| r.body.len() + 256).sum());
         for r in rows {
             encode_record(&mut buf, r);
@@ -257,7 +258,7 @@ impl Journal {
                 a.len += buf.len() as u64;
                 a.pending_bytes += buf.len();
                 a.pending.push(Chunk { at, bytes: buf });
-                Ok(())
+                Ok(a.pending_bytes)
             }
             Err(e) => {
                 // A partial record would hide every later one: cut it off,
@@ -269,14 +270,6 @@ impl Journal {
                 Err(io(e))
             }
         }
-    }
-
-    /// Bytes waiting to be moved into the audit table.
-    pub(crate) fn pending_len(&self) -> usize {
-        self.active
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pending_bytes
     }
 
     /// Take everything pending; `None` when nothing is.

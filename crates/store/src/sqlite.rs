@@ -52,7 +52,8 @@ const SCHEMA: &[&str] = &[
         account TEXT NOT NULL DEFAULT '',
         seg INTEGER,
         seg_off INTEGER,
-        seg_len INTEGER
+        seg_len INTEGER,
+        resources TEXT NOT NULL DEFAULT '[]'
     )",
     "CREATE TABLE IF NOT EXISTS audit_resource (
         seq INTEGER NOT NULL,
@@ -208,6 +209,14 @@ impl SqliteStore {
         &self.inner.pool
     }
 
+    /// Events into the journal; a large enough backlog starts a move.
+    fn journal_append(&self, j: &Journal, rows: &[AuditRow]) -> Result<()> {
+        if j.append(rows)? >= INGEST_AT_BYTES {
+            self.inner.wake.notify_one();
+        }
+        Ok(())
+    }
+
     /// Move every journaled event into the audit table now.
     pub async fn ingest_journal(&self) -> Result<()> {
         self.inner.ingest().await
@@ -295,6 +304,40 @@ impl Inner {
         }
         Ok(())
     }
+}
+
+/// Give every row its resource names as a column (a sorted JSON array), from
+/// `audit_resource`, whose key (name, seq) serves lookups by name: reading
+/// a page's names from it by seq scanned the whole table.
+async fn backfill_resources(conn: &mut SqliteConnection) -> Result<()> {
+    for stmt in [
+        "ALTER TABLE audit ADD COLUMN resources TEXT NOT NULL DEFAULT '[]'",
+        // Only for this one pass: kept, it would cost every insert.
+        "CREATE INDEX audit_resource_backfill ON audit_resource (seq)",
+        "UPDATE audit SET resources = (SELECT json_group_array(name) FROM
+             (SELECT name FROM audit_resource r WHERE r.seq = audit.seq ORDER BY name))
+         WHERE seq IN (SELECT seq FROM audit_resource)",
+        "DROP INDEX audit_resource_backfill",
+    ] {
+        sqlx::query(stmt).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// A row's resource names as stored in its `resources` column.
+fn resources_json(names: &[String]) -> String {
+    let mut sorted: Vec<&String> = names.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    serde_json::to_string(&sorted).unwrap_or_else(|_| "[]".into())
+}
+
+/// The names in a `resources` column: sorted, each once.
+fn resources_from(json: &str) -> Vec<String> {
+    let mut names: Vec<String> = serde_json::from_str(json).unwrap_or_default();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Insert journaled events: their columns, and where their bodies are.
@@ -404,7 +447,11 @@ async fn migrate_audit(pool: &SqlitePool) -> Result<()> {
     let has = |c: &str| cols.iter().any(|r| r.get::<String, _>("name") == c);
     let has_account = has("account");
     let has_seg = has("seg");
+    let has_resources = has("resources");
     let mut tx = pool.begin().await?;
+    if !has_resources {
+        backfill_resources(&mut tx).await?;
+    }
     if !has_seg {
         for stmt in [
             "ALTER TABLE audit ADD COLUMN seg INTEGER",
@@ -463,7 +510,7 @@ async fn insert_audit(
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO audit (event_id, event_time_ms, event_name, event_source, username,
                                 access_key_id, account, read_only, body, seg, seg_off,
-                                seg_len) ",
+                                seg_len, resources) ",
         );
         qb.push_values(chunk, |mut b, r| {
             let loc = locs.get(r.event_id.as_str());
@@ -479,7 +526,8 @@ async fn insert_audit(
                 .push_bind(body)
                 .push_bind(loc.and_then(|l| i64::try_from(l.generation).ok()))
                 .push_bind(loc.and_then(|l| i64::try_from(l.offset).ok()))
-                .push_bind(loc.map(|l| i64::from(l.len)));
+                .push_bind(loc.map(|l| i64::from(l.len)))
+                .push_bind(resources_json(&r.resource_names));
         });
         if replace {
             qb.push(
@@ -488,7 +536,10 @@ async fn insert_audit(
                   username = excluded.username, access_key_id = excluded.access_key_id,
                   account = excluded.account, read_only = excluded.read_only,
                   body = excluded.body, seg = excluded.seg, seg_off = excluded.seg_off,
-                  seg_len = excluded.seg_len",
+                  seg_len = excluded.seg_len,
+                  resources = (SELECT json_group_array(value) FROM
+                      (SELECT value FROM json_each(audit.resources)
+                       UNION SELECT value FROM json_each(excluded.resources) ORDER BY value))",
             );
         } else {
             qb.push(" ON CONFLICT (event_id) DO NOTHING");
@@ -556,7 +607,7 @@ fn row_to_audit(r: &sqlx::sqlite::SqliteRow) -> (AuditRow, Option<Loc>) {
         username: r.get("username"),
         access_key_id: r.get("access_key_id"),
         account: r.get("account"),
-        resource_names: Vec::new(),
+        resource_names: resources_from(r.get("resources")),
         read_only: r.get::<i64, _>("read_only") != 0,
         body: r.get("body"),
     };
@@ -659,11 +710,7 @@ impl Store for SqliteStore {
             return Ok(());
         }
         if let Some(j) = &self.inner.journal {
-            j.append(rows)?;
-            if j.pending_len() >= INGEST_AT_BYTES {
-                self.inner.wake.notify_one();
-            }
-            return Ok(());
+            return self.journal_append(j, rows);
         }
         let mut tx = self.pool().begin().await?;
         insert_audit(&mut tx, rows, true, &HashMap::new()).await?;
@@ -720,26 +767,7 @@ impl Store for SqliteStore {
         let rows = qb.build().fetch_all(self.pool()).await?;
         let mut located: Vec<(AuditRow, Option<Loc>)> = rows.iter().map(row_to_audit).collect();
         read_bodies(self.inner.dir.as_deref(), &mut located)?;
-        let mut out: Vec<AuditRow> = located.into_iter().map(|(r, _)| r).collect();
-        if out.is_empty() {
-            return Ok(out);
-        }
-        // The resource names of the whole page in one query.
-        let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new("SELECT seq, name FROM audit_resource WHERE seq IN (");
-        let mut list = qb.separated(", ");
-        for row in &out {
-            list.push_bind(row.seq);
-        }
-        qb.push(") ORDER BY name");
-        let mut names: HashMap<i64, Vec<String>> = HashMap::new();
-        for r in qb.build().persistent(false).fetch_all(self.pool()).await? {
-            names.entry(r.get("seq")).or_default().push(r.get("name"));
-        }
-        for row in &mut out {
-            row.resource_names = names.remove(&row.seq).unwrap_or_default();
-        }
-        Ok(out)
+        Ok(located.into_iter().map(|(r, _)| r).collect())
     }
 
     async fn clear_audit(&self) -> Result<()> {
@@ -831,6 +859,79 @@ mod tests {
         let got = s.query_audit(&all()).await.unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].resource_names, ["r3"]);
+    }
+
+    /// A draft and its final event written apart keep both's names.
+    #[tokio::test]
+    async fn a_replaced_event_keeps_the_names_of_both_writes() {
+        let s = SqliteStore::memory().await.unwrap();
+        let mut draft = row("e1", "{}");
+        draft.resource_names = vec!["r2".into(), "r1".into()];
+        s.commit(&[], &[draft]).await.unwrap();
+        let mut fin = row("e1", "{\"final\":1}");
+        fin.resource_names = vec!["r3".into(), "r1".into()];
+        s.append_audit(&[fin]).await.unwrap();
+        let got = s.query_audit(&all()).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].body, "{\"final\":1}");
+        assert_eq!(got[0].resource_names, ["r1", "r2", "r3"]);
+    }
+
+    /// A data dir from before the `resources` column: opening it copies
+    /// each row's names from `audit_resource` into the row, and a page's
+    /// names are then read without a scan of `audit_resource`.
+    #[tokio::test]
+    async fn an_old_audit_table_gets_its_resource_names_as_a_column() {
+        let dir = tempdir("resources-column");
+        let db = dir.join("keycard.db");
+        {
+            let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", db.display()))
+                .unwrap()
+                .create_if_missing(true);
+            let pool = SqlitePool::connect_with(opts).await.unwrap();
+            for stmt in [
+                "CREATE TABLE audit (seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    event_id TEXT NOT NULL, event_time_ms INTEGER NOT NULL,
+                    event_name TEXT NOT NULL, event_source TEXT NOT NULL,
+                    username TEXT NOT NULL, access_key_id TEXT NOT NULL,
+                    read_only INTEGER NOT NULL, body TEXT NOT NULL,
+                    account TEXT NOT NULL DEFAULT '', seg INTEGER, seg_off INTEGER,
+                    seg_len INTEGER)",
+                "CREATE TABLE audit_resource (seq INTEGER NOT NULL, name TEXT NOT NULL,
+                    PRIMARY KEY (name, seq)) WITHOUT ROWID",
+                "INSERT INTO audit (event_id, event_time_ms, event_name, event_source,
+                    username, access_key_id, read_only, body, account)
+                 VALUES ('e1', 1, 'GetObject', 's3.amazonaws.com', '', '', 1, '{}', 'a'),
+                        ('e2', 2, 'ListBuckets', 's3.amazonaws.com', '', '', 1, '{}', 'a')",
+                "INSERT INTO audit_resource (seq, name) VALUES (1, 'b'), (1, 'arn:aws:s3:::b/k')",
+            ] {
+                sqlx::query(stmt).execute(&pool).await.unwrap();
+            }
+            pool.close().await;
+        }
+        let s = SqliteStore::open(&db).await.unwrap();
+        let got = s.query_audit(&all()).await.unwrap();
+        let names: Vec<(&str, Vec<String>)> = got
+            .iter()
+            .map(|r| (r.event_id.as_str(), r.resource_names.clone()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("e2", vec![]),
+                ("e1", vec!["arn:aws:s3:::b/k".to_string(), "b".to_string()])
+            ]
+        );
+        let by_name = s
+            .query_audit(&AuditQuery {
+                resource_name: Some("b".into()),
+                ..all()
+            })
+            .await
+            .unwrap();
+        assert_eq!(by_name.len(), 1);
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
