@@ -311,7 +311,7 @@ p("- Build: \`$KC_VERSION\`, git $GIT_REV, release profile; moto_server $MOTO_VE
 p("- Command: \`./scripts/bench.sh\` (keycard: ${DURATION} s measured + ${WARMUP} s warm-up per cell; moto: ${MOTO_DURATION} s + ${MOTO_WARMUP} s)")
 p("- Placement: $PINNING")
 p("- Background: ${BG_BUSY}% of all CPUs busy just before the run (load average $LOADAVG); the 'other CPU' column below is what the rest of the machine used during each measured window")
-p("- Load: closed loop, one keep-alive HTTP/1.1 connection per worker, every request SigV4-signed afresh by aws-sigv4 with the IAM user bench's access key (inline policy: s3:GetObject on bench-bucket/*, sts:GetCallerIdentity, iam:GetRole on bench-role). Latency: signing through last body byte, as seen by the client.")
+p("- Load: closed loop, one keep-alive HTTP/1.1 connection per worker, every request SigV4-signed by aws-sigv4 (a worker signs once per second and resends that request for the rest of the second; the server verifies each) with the IAM user bench's access key (inline policy: s3:GetObject on bench-bucket/*, sts:GetCallerIdentity, iam:GetRole on bench-role). Latency: signing through last body byte, as seen by the client.")
 p("")
 p("| workload | conc. | keycard req/s | keycard p50 ms | keycard p99 ms | moto req/s | moto p50 ms | moto p99 ms | keycard / moto |")
 p("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
