@@ -306,6 +306,12 @@ impl Inner {
     }
 }
 
+/// The expiring events' resource-name rows, by key from each row's own
+/// names: `audit_resource` is keyed (name, seq), so `seq IN (…)` scanned all
+/// of it.
+const EXPIRE_RESOURCE_NAMES: &str = "DELETE FROM audit_resource WHERE (name, seq) IN
+     (SELECT j.value, a.seq FROM audit a, json_each(a.resources) j WHERE a.event_time_ms < ?)";
+
 /// Give every row its resource names as a column (a sorted JSON array), from
 /// `audit_resource`, whose key (name, seq) serves lookups by name: reading
 /// a page's names from it by seq scanned the whole table.
@@ -790,13 +796,10 @@ impl Store for SqliteStore {
         let _one = self.inner.ingest.lock().await;
         self.inner.ingest_locked().await?;
         let mut tx = self.pool().begin().await?;
-        sqlx::query(
-            "DELETE FROM audit_resource WHERE seq IN
-             (SELECT seq FROM audit WHERE event_time_ms < ?)",
-        )
-        .bind(before_ms)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(EXPIRE_RESOURCE_NAMES)
+            .bind(before_ms)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("DELETE FROM audit WHERE event_time_ms < ?")
             .bind(before_ms)
             .execute(&mut *tx)
@@ -1062,6 +1065,63 @@ mod tests {
             assert_eq!(r.body, format!("{{\"n\":{n}}}"));
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Retention removes the expired events' resource-name rows (found by
+    /// key from each row's `resources`) and keeps the others'.
+    #[tokio::test]
+    async fn expiry_removes_exactly_the_expired_events_resource_names() {
+        let s = SqliteStore::memory().await.unwrap();
+        let mut old = row("old", "{}");
+        old.event_time_ms = 10;
+        old.resource_names = vec!["b".into(), "arn:aws:s3:::b/old".into()];
+        let mut new = row("new", "{}");
+        new.event_time_ms = 1000;
+        new.resource_names = vec!["b".into(), "arn:aws:s3:::b/new".into()];
+        s.commit(&[], &[old, new]).await.unwrap();
+        s.expire_audit(500).await.unwrap();
+        let left: Vec<(String, String)> = sqlx::query(
+            "SELECT r.name, a.event_id FROM audit_resource r LEFT JOIN audit a ON a.seq = r.seq
+             ORDER BY r.name",
+        )
+        .fetch_all(s.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.get("name"),
+                r.get::<Option<String>, _>("event_id").unwrap_or_default(),
+            )
+        })
+        .collect();
+        assert_eq!(
+            left,
+            [
+                ("arn:aws:s3:::b/new".to_string(), "new".to_string()),
+                ("b".to_string(), "new".to_string())
+            ]
+        );
+        // And it finds them by key, never by reading all of audit_resource.
+        let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {EXPIRE_RESOURCE_NAMES}"
+        )))
+        .bind(500_i64)
+        .fetch_all(s.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>("detail"))
+        .collect();
+        assert!(
+            plan.iter()
+                .any(|d| d.starts_with("SEARCH audit_resource USING PRIMARY KEY")),
+            "{plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|d| d.starts_with("SCAN audit_resource")),
+            "{plan:?}"
+        );
     }
 
     /// Retention and clearing remove the journal files no row points into,
