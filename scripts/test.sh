@@ -28,7 +28,7 @@ cargo fmt --all -- --check
 mkdir -p "$target"
 step "installs (background, log: $target/setup.log): postgresql, .venv, .venv-prowler, chromium"
 # One job, in this order: apt-get cannot run twice at once.
-( ./scripts/with-postgres.sh true && E2E_SETUP_ONLY=1 ./scripts/e2e.sh ) >"$target/setup.log" 2>&1 &
+( ./scripts/with-postgres.sh --install && E2E_SETUP_ONLY=1 ./scripts/e2e.sh ) >"$target/setup.log" 2>&1 &
 setup_pid=$!
 step "cargo build --release -p keycard"
 cargo build --release -p keycard

@@ -11,13 +11,18 @@
 # command, and always stops the server and removes the cluster. The
 # command's exit status is the script's. When KEYCARD_TEST_PG is already set,
 # the command just runs against that server.
+#
+#   ./scripts/with-postgres.sh --install   # only install the server if missing
 set -euo pipefail
 
 if [ "$#" -eq 0 ]; then
-    echo "usage: $0 COMMAND [ARGS...]" >&2
+    echo "usage: $0 COMMAND [ARGS...] | --install" >&2
     exit 2
 fi
+install_only=0
+[ "$1" = --install ] && install_only=1
 if [ -n "${KEYCARD_TEST_PG:-}" ]; then
+    [ "$install_only" = 1 ] && exit 0
     exec "$@"
 fi
 
@@ -40,6 +45,7 @@ if [ -z "$pgbin" ]; then
     pgbin=$(pg_bindir)
     [ -n "$pgbin" ] || { echo "postgresql installed no server binaries" >&2; exit 1; }
 fi
+[ "$install_only" = 1 ] && exit 0
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/keycard-pg.XXXXXX")
 # As root the cluster belongs to `postgres` (created by the package).

@@ -209,14 +209,6 @@ impl SqliteStore {
         &self.inner.pool
     }
 
-    /// Events into the journal; a large enough backlog starts a move.
-    fn journal_append(&self, j: &Journal, rows: &[AuditRow]) -> Result<()> {
-        if j.append(rows)? >= INGEST_AT_BYTES {
-            self.inner.wake.notify_one();
-        }
-        Ok(())
-    }
-
     /// Move every journaled event into the audit table now.
     pub async fn ingest_journal(&self) -> Result<()> {
         self.inner.ingest().await
@@ -320,8 +312,8 @@ async fn backfill_resources(conn: &mut SqliteConnection) -> Result<()> {
         "ALTER TABLE audit ADD COLUMN resources TEXT NOT NULL DEFAULT '[]'",
         // Only for this one pass: kept, it would cost every insert.
         "CREATE INDEX audit_resource_backfill ON audit_resource (seq)",
-        "UPDATE audit SET resources = (SELECT json_group_array(name) FROM
-             (SELECT name FROM audit_resource r WHERE r.seq = audit.seq ORDER BY name))
+        "UPDATE audit SET resources = (SELECT json_group_array(name ORDER BY name)
+             FROM audit_resource r WHERE r.seq = audit.seq)
          WHERE seq IN (SELECT seq FROM audit_resource)",
         "DROP INDEX audit_resource_backfill",
     ] {
@@ -330,7 +322,8 @@ async fn backfill_resources(conn: &mut SqliteConnection) -> Result<()> {
     Ok(())
 }
 
-/// A row's resource names as stored in its `resources` column.
+/// A row's resource names as stored in its `resources` column: sorted, each
+/// once (as the backfill and the upsert's merge also write them).
 fn resources_json(names: &[String]) -> String {
     let mut sorted: Vec<&String> = names.iter().collect();
     sorted.sort();
@@ -338,12 +331,9 @@ fn resources_json(names: &[String]) -> String {
     serde_json::to_string(&sorted).unwrap_or_else(|_| "[]".into())
 }
 
-/// The names in a `resources` column: sorted, each once.
+/// The names in a `resources` column.
 fn resources_from(json: &str) -> Vec<String> {
-    let mut names: Vec<String> = serde_json::from_str(json).unwrap_or_default();
-    names.sort();
-    names.dedup();
-    names
+    serde_json::from_str(json).unwrap_or_default()
 }
 
 /// Insert journaled events: their columns, and where their bodies are.
@@ -543,9 +533,9 @@ async fn insert_audit(
                   account = excluded.account, read_only = excluded.read_only,
                   body = excluded.body, seg = excluded.seg, seg_off = excluded.seg_off,
                   seg_len = excluded.seg_len,
-                  resources = (SELECT json_group_array(value) FROM
+                  resources = (SELECT json_group_array(value ORDER BY value) FROM
                       (SELECT value FROM json_each(audit.resources)
-                       UNION SELECT value FROM json_each(excluded.resources) ORDER BY value))",
+                       UNION SELECT value FROM json_each(excluded.resources)))",
             );
         } else {
             qb.push(" ON CONFLICT (event_id) DO NOTHING");
@@ -716,7 +706,11 @@ impl Store for SqliteStore {
             return Ok(());
         }
         if let Some(j) = &self.inner.journal {
-            return self.journal_append(j, rows);
+            // A large enough backlog starts a move.
+            if j.append(rows)? >= INGEST_AT_BYTES {
+                self.inner.wake.notify_one();
+            }
+            return Ok(());
         }
         let mut tx = self.pool().begin().await?;
         insert_audit(&mut tx, rows, true, &HashMap::new()).await?;
