@@ -367,7 +367,9 @@ if go:
     best = max(go, key=lambda r: r["rps"])
     ok_both = [r for r in go if r["rps"] >= 20000 and r["p99_us"] < 5000]
     verdict = "met" if ok_both else "missed"
-    p(f"- ≥ 20,000 authorized GetObject/s with p99 < 5 ms: **{verdict}** — best {best['rps']:,.0f} req/s at concurrency {best['concurrency']} (p99 {ms(best['p99_us'])} ms)"
+    # The cell that meets both when one does, else the fastest.
+    shown = max(ok_both, key=lambda r: r["rps"]) if ok_both else best
+    p(f"- ≥ 20,000 authorized GetObject/s with p99 < 5 ms: **{verdict}** — {'' if ok_both else 'best '}{shown['rps']:,.0f} req/s at concurrency {shown['concurrency']} (p99 {ms(shown['p99_us'])} ms)"
       + ("" if ok_both else f"; {best['rps']/20000*100:.0f}% of the throughput goal"))
     ratios = []
     for r in go:

@@ -458,7 +458,7 @@ async fn handle(
     };
     let (parts, body) = req.into_parts();
     if kc.config.compat_moto && parts.uri.path().starts_with("/moto-api/") {
-        return moto::handle(&kc, &parts, body).await;
+        return Box::pin(moto::handle(&kc, &parts, body)).await;
     }
     if parts.uri.path() == "/_keycard/health" {
         return Response::new(Body::from("ok"));
@@ -473,7 +473,7 @@ async fn handle(
         .map(Body::new);
     }
     if parts.uri.path().starts_with("/_keycard/admin/") {
-        return admin(&kc, &parts, body).await;
+        return Box::pin(admin(&kc, &parts, body)).await;
     }
     if parts
         .uri
@@ -481,7 +481,7 @@ async fn handle(
         .starts_with(keycard_services::federation::ISSUER_PATH)
         && parts.method == http::Method::GET
     {
-        return federation::issuer_document(&kc, parts.uri.path()).await;
+        return Box::pin(federation::issuer_document(&kc, parts.uri.path())).await;
     }
     if parts.uri.path() == "/metrics" && parts.method == http::Method::GET {
         return metrics_endpoint(&kc, &parts);
@@ -489,7 +489,7 @@ async fn handle(
     if let Some(axum::Extension(c)) = console
         && console_api::is_console(parts.uri.path())
     {
-        return console_api::serve(&c, peer, parts, body).await;
+        return Box::pin(console_api::serve(&c, peer, parts, body)).await;
     }
     if parts.method == http::Method::OPTIONS && guess_service(&parts) == "s3" {
         return s3_settings::preflight(&kc, &parts);
@@ -719,17 +719,19 @@ async fn dispatch(
             instance_credentials: env.mark.clone(),
         })
     });
+    // Each service's future is boxed: inline, this one would be as large
+    // as the largest of them (tens of KB), copied whenever it moves.
     let run = async {
         match protocol {
-            Protocol::Iam => iam::handle(&mut req).await,
-            Protocol::Sts => sts::handle(&mut req).await,
-            Protocol::S3 => s3::handle(&mut req).await,
-            Protocol::CloudTrail => cloudtrail::handle(&mut req).await,
-            Protocol::Ec2 => ec2::handle(&mut req).await,
+            Protocol::Iam => Box::pin(iam::handle(&mut req)).await,
+            Protocol::Sts => Box::pin(sts::handle(&mut req)).await,
+            Protocol::S3 => Box::pin(s3::handle(&mut req)).await,
+            Protocol::CloudTrail => Box::pin(cloudtrail::handle(&mut req)).await,
+            Protocol::Ec2 => Box::pin(ec2::handle(&mut req)).await,
             Protocol::Organizations => organizations::handle(&mut req),
-            Protocol::SecurityHub => securityhub::handle(&mut req).await,
-            Protocol::GuardDuty => guardduty::handle(&mut req).await,
-            Protocol::AccessAnalyzer => access_analyzer::handle(&mut req).await,
+            Protocol::SecurityHub => Box::pin(securityhub::handle(&mut req)).await,
+            Protocol::GuardDuty => Box::pin(guardduty::handle(&mut req)).await,
+            Protocol::AccessAnalyzer => Box::pin(access_analyzer::handle(&mut req)).await,
             Protocol::Other(_) => Err(unknown_operation(protocol, &name)),
         }
     };

@@ -437,8 +437,9 @@ fn resource_names(resources: &[(String, String)]) -> Vec<String> {
     names
 }
 
-/// The writer: wait for the first message, take everything else queued
-/// (up to `MAX_BATCH`), commit it in one transaction, answer every waiter.
+/// The writer: wait for the first message, yield once so that requests
+/// already running can queue theirs, take everything queued (up to
+/// `MAX_BATCH`), commit it in one write, answer every waiter.
 /// What arrives during a commit forms the next batch.
 async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Msg>) {
     let mut msgs: Vec<Msg> = Vec::new();
@@ -446,6 +447,16 @@ async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Msg>) {
     let mut done: Vec<Done> = Vec::new();
     let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
     while rx.recv_many(&mut msgs, MAX_BATCH).await > 0 {
+        // Let the requests that are ready run first: their events join
+        // this write. Without it the writer, woken by each event on an
+        // idle worker, wrote one event per system call.
+        tokio::task::yield_now().await;
+        while msgs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(m) => msgs.push(m),
+                Err(_) => break,
+            }
+        }
         for m in msgs.drain(..) {
             match m {
                 Msg::Event(row, d) => {

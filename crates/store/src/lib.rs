@@ -17,6 +17,7 @@
 )]
 
 mod journal;
+mod mover;
 mod pg;
 mod sqlite;
 

@@ -14,12 +14,13 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use crate::journal::{self, Decoded, Journal, Loc, Pos, Taken};
+use crate::journal::{self, Decoded, Journal, Loc, Pos};
+use crate::mover;
 use crate::{AuditQuery, AuditRow, Op, Record, Result, Store, StoreError};
 
 /// Meta key: the journal position (`gen:offset`) of the first byte not yet
 /// in the audit table (before bodies stayed in the files: a generation).
-const JOURNAL_GEN: &str = "audit_journal_gen";
+pub(crate) const JOURNAL_GEN: &str = "audit_journal_gen";
 
 /// How often journaled events move into the audit table when idle.
 const INGEST_EVERY: Duration = Duration::from_millis(250);
@@ -28,8 +29,9 @@ const INGEST_EVERY: Duration = Duration::from_millis(250);
 /// (about 700 events): bounds the memory a burst holds.
 const INGEST_AT_BYTES: usize = 1 << 20;
 
-/// Events decoded and inserted per statement group during a move.
-const INGEST_CHUNK: usize = 200;
+/// Events decoded and inserted per statement group during a move (about
+/// a millisecond of work between yields, see `mover::apply`).
+pub(crate) const INGEST_CHUNK: usize = 64;
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS records (
@@ -103,6 +105,9 @@ pub enum Durability {
     PowerLoss,
 }
 
+/// The move's connection, shared with the blocking task that uses it.
+type Mover = Arc<std::sync::Mutex<rusqlite::Connection>>;
+
 /// SQLite store. `open` creates the file and schema when missing.
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -118,6 +123,8 @@ struct Inner {
     /// store, or a second process on a directory a server owns) events go
     /// straight into the table.
     journal: Option<Arc<Journal>>,
+    /// The move's own connection (with the journal): see `mover`.
+    mover: Option<Mover>,
     /// One move from the journal into the table at a time.
     ingest: tokio::sync::Mutex<()>,
     wake: Arc<tokio::sync::Notify>,
@@ -166,10 +173,11 @@ impl SqliteStore {
         let Some(lock) = journal::try_own(&dir)? else {
             return Ok(SqliteStore::from_parts(pool, Some(dir), None));
         };
-        let generation = recover_journal(&pool, &dir).await?;
+        let mover = Arc::new(std::sync::Mutex::new(mover::open(path, durability)?));
+        let generation = recover_journal(&pool, mover.clone(), &dir).await?;
         let sync = durability == Durability::PowerLoss;
         let journal = Arc::new(Journal::create(&dir, generation, sync, lock)?);
-        let store = SqliteStore::from_parts(pool, Some(dir), Some(journal));
+        let store = SqliteStore::from_parts(pool, Some(dir), Some((journal, mover)));
         tokio::spawn(ingest_loop(
             Arc::downgrade(&store.inner),
             store.inner.wake.clone(),
@@ -192,13 +200,15 @@ impl SqliteStore {
     fn from_parts(
         pool: SqlitePool,
         dir: Option<PathBuf>,
-        journal: Option<Arc<Journal>>,
+        owned: Option<(Arc<Journal>, Mover)>,
     ) -> SqliteStore {
+        let (journal, mover) = owned.unzip();
         SqliteStore {
             inner: Arc::new(Inner {
                 pool,
                 dir,
                 journal,
+                mover,
                 ingest: tokio::sync::Mutex::new(()),
                 wake: Arc::new(tokio::sync::Notify::new()),
             }),
@@ -236,43 +246,28 @@ impl Inner {
     /// `ingest` with the move lock held: in one transaction that also
     /// advances the stored position. On failure the events stay pending.
     async fn ingest_locked(&self) -> Result<()> {
-        let Some(j) = &self.journal else {
+        let (Some(j), Some(mover)) = (&self.journal, &self.mover) else {
             return Ok(());
         };
         let Some(taken) = j.take() else {
             return Ok(());
         };
-        if let Err(e) = self.apply(&taken).await {
+        // Shared, so that a move that fails in any way (a panic too)
+        // gives the events back, ahead of newer ones.
+        let taken = Arc::new(taken);
+        let (conn, job) = (mover.clone(), taken.clone());
+        let moved = tokio::task::spawn_blocking(move || {
+            let mut c = conn.lock().unwrap_or_else(|e| e.into_inner());
+            mover::apply(&mut c, &job)
+        })
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Backend(e.to_string())));
+        if moved.is_err()
+            && let Ok(taken) = Arc::try_unwrap(taken)
+        {
             j.give_back(taken);
-            return Err(e);
         }
-        Ok(())
-    }
-
-    async fn apply(&self, taken: &Taken) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        // Decoded a few hundred at a time: a large backlog never sits in
-        // memory twice.
-        let mut decoded = Decoded::default();
-        for chunk in &taken.chunks {
-            let mut at = 0;
-            while journal::decode_located(
-                chunk,
-                &mut at,
-                INGEST_CHUNK - decoded.len(),
-                &mut decoded,
-            ) > 0
-            {
-                if decoded.len() >= INGEST_CHUNK {
-                    insert_located(&mut tx, &decoded).await?;
-                    decoded.clear();
-                }
-            }
-        }
-        insert_located(&mut tx, &decoded).await?;
-        put_pos(&mut tx, taken.next).await?;
-        tx.commit().await?;
-        Ok(())
+        moved
     }
 
     /// Remove the journal files no row points into and nothing pending is
@@ -324,7 +319,7 @@ async fn backfill_resources(conn: &mut SqliteConnection) -> Result<()> {
 
 /// A row's resource names as stored in its `resources` column: sorted, each
 /// once (as the backfill and the upsert's merge also write them).
-fn resources_json(names: &[String]) -> String {
+pub(crate) fn resources_json(names: &[String]) -> String {
     let mut sorted: Vec<&String> = names.iter().collect();
     sorted.sort();
     sorted.dedup();
@@ -336,37 +331,12 @@ fn resources_from(json: &str) -> Vec<String> {
     serde_json::from_str(json).unwrap_or_default()
 }
 
-/// Insert journaled events: their columns, and where their bodies are.
-async fn insert_located(conn: &mut SqliteConnection, decoded: &Decoded) -> Result<()> {
-    // A repeated id keeps the last record's body, as `one_per_id` keeps
-    // the last one's content.
-    let locs: HashMap<&str, Loc> = decoded
-        .rows
-        .iter()
-        .map(|r| r.event_id.as_str())
-        .zip(decoded.locs.iter().copied())
-        .collect();
-    insert_audit(conn, &decoded.rows, true, &locs).await
-}
-
-async fn put_pos(conn: &mut SqliteConnection, pos: Pos) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO meta (key, value) VALUES (?, ?)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    )
-    .bind(JOURNAL_GEN)
-    .bind(pos.render().into_bytes())
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
 /// Replay what a previous run journaled but did not move (a crash, or a
 /// stop before the last move) into the audit table; returns the
 /// generation to continue in, a new file after every existing one (the
 /// last may end in a torn record). Files before the stored position are
 /// the bodies of moved events and stay.
-async fn recover_journal(pool: &SqlitePool, dir: &Path) -> Result<u64> {
+async fn recover_journal(pool: &SqlitePool, mover: Mover, dir: &Path) -> Result<u64> {
     let stored = sqlx::query("SELECT value FROM meta WHERE key = ?")
         .bind(JOURNAL_GEN)
         .fetch_optional(pool)
@@ -406,15 +376,19 @@ async fn recover_journal(pool: &SqlitePool, dir: &Path) -> Result<u64> {
         journal::remove(dir, g);
     }
     if next != stored {
-        let mut tx = pool.begin().await?;
-        insert_located(&mut tx, &decoded).await?;
-        put_pos(&mut tx, next).await?;
-        tx.commit().await?;
-        if !decoded.rows.is_empty() {
-            tracing::info!(
-                events = decoded.len(),
-                "audit events replayed from the journal"
-            );
+        let events = decoded.len();
+        tokio::task::spawn_blocking(move || {
+            let mut c = mover.lock().unwrap_or_else(|e| e.into_inner());
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            mover::insert(&tx, &decoded)?;
+            mover::put_pos(&tx, next)?;
+            tx.commit()?;
+            Ok::<(), StoreError>(())
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))??;
+        if events > 0 {
+            tracing::info!(events, "audit events replayed from the journal");
         }
     }
     Ok(next.generation)
@@ -526,17 +500,7 @@ async fn insert_audit(
                 .push_bind(resources_json(&r.resource_names));
         });
         if replace {
-            qb.push(
-                " ON CONFLICT (event_id) DO UPDATE SET event_time_ms = excluded.event_time_ms,
-                  event_name = excluded.event_name, event_source = excluded.event_source,
-                  username = excluded.username, access_key_id = excluded.access_key_id,
-                  account = excluded.account, read_only = excluded.read_only,
-                  body = excluded.body, seg = excluded.seg, seg_off = excluded.seg_off,
-                  seg_len = excluded.seg_len,
-                  resources = (SELECT json_group_array(value ORDER BY value) FROM
-                      (SELECT value FROM json_each(audit.resources)
-                       UNION SELECT value FROM json_each(excluded.resources)))",
-            );
+            qb.push(ON_CONFLICT_MERGE);
         } else {
             qb.push(" ON CONFLICT (event_id) DO NOTHING");
         }
@@ -563,6 +527,19 @@ async fn insert_audit(
     Ok(())
 }
 
+/// A final event replaces its draft by id and keeps the resource names of
+/// both (here and in `mover`).
+pub(crate) const ON_CONFLICT_MERGE: &str =
+    " ON CONFLICT (event_id) DO UPDATE SET event_time_ms = excluded.event_time_ms,
+      event_name = excluded.event_name, event_source = excluded.event_source,
+      username = excluded.username, access_key_id = excluded.access_key_id,
+      account = excluded.account, read_only = excluded.read_only,
+      body = excluded.body, seg = excluded.seg, seg_off = excluded.seg_off,
+      seg_len = excluded.seg_len,
+      resources = (SELECT json_group_array(value ORDER BY value) FROM
+          (SELECT value FROM json_each(audit.resources)
+           UNION SELECT value FROM json_each(excluded.resources)))";
+
 /// Row counts of the multi-row statements. A few fixed sizes, so each
 /// statement is prepared once per connection and then cached: parsing a
 /// fresh one per batch cost about 4% of an authorized GetObject, and
@@ -570,7 +547,7 @@ async fn insert_audit(
 const CHUNK_SIZES: [usize; 4] = [64, 16, 4, 1];
 
 /// `items` cut greedily into slices of `CHUNK_SIZES` rows.
-fn fixed_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+pub(crate) fn fixed_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
     let mut rest = items;
     std::iter::from_fn(move || {
         let n = CHUNK_SIZES.into_iter().find(|n| *n <= rest.len())?;
