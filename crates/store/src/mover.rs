@@ -6,16 +6,18 @@
 //! what it takes here (`cargo run --release -p keycard-store --example
 //! ingest`: 27 → 13-16 µs per event).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::LazyLock;
 
-use rusqlite::types::Value;
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, TransactionBehavior, params, params_from_iter};
 
 use crate::journal::{self, Decoded, Loc, Pos, Taken};
 use crate::sqlite::{
-    Durability, INGEST_CHUNK, JOURNAL_GEN, ON_CONFLICT_MERGE, fixed_chunks, resources_json,
+    BUSY_TIMEOUT, CACHE_SIZE, CHUNK_SIZES, Durability, JOURNAL_GEN, ON_CONFLICT_MERGE,
+    WAL_AUTOCHECKPOINT, fixed_chunks, resources_json,
 };
 use crate::{AuditRow, Result, StoreError};
 
@@ -24,6 +26,10 @@ impl From<rusqlite::Error> for StoreError {
         StoreError::Backend(e.to_string())
     }
 }
+
+/// Events decoded and inserted per statement group during a move (about
+/// a millisecond of work between yields, see `apply`).
+const INGEST_CHUNK: usize = 64;
 
 /// The audit columns, in the order `insert` binds them.
 const COLUMNS: &str = "event_id, event_time_ms, event_name, event_source, username,
@@ -52,13 +58,38 @@ fn resource_sql(n: usize) -> String {
     )
 }
 
+/// Both statements' text for each of `CHUNK_SIZES`, built once: the text is
+/// the statement cache's key, and building it per chunk was wasted work.
+static SQL: LazyLock<Vec<(usize, String, String)>> = LazyLock::new(|| {
+    CHUNK_SIZES
+        .iter()
+        .map(|n| (*n, upsert_sql(*n), resource_sql(*n)))
+        .collect()
+});
+
+/// The upsert and resource statements for `n` rows.
+fn sql_for(n: usize) -> (Cow<'static, str>, Cow<'static, str>) {
+    match SQL.iter().find(|(size, ..)| *size == n) {
+        Some((_, upsert, resource)) => (Cow::Borrowed(upsert), Cow::Borrowed(resource)),
+        None => (Cow::Owned(upsert_sql(n)), Cow::Owned(resource_sql(n))),
+    }
+}
+
+fn text(s: &str) -> ToSqlOutput<'_> {
+    ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
+}
+
+fn int(v: Option<i64>) -> ToSqlOutput<'static> {
+    ToSqlOutput::Owned(v.map_or(Value::Null, Value::Integer))
+}
+
 const PUT_POS: &str = "INSERT INTO meta (key, value) VALUES (?1, ?2)
     ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 
 /// The mover's connection, with the pool's settings.
 pub(crate) fn open(path: &Path, durability: Durability) -> Result<Connection> {
     let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     let sync = match durability {
         Durability::Crash => "NORMAL",
         Durability::PowerLoss => "FULL",
@@ -66,8 +97,8 @@ pub(crate) fn open(path: &Path, durability: Durability) -> Result<Connection> {
     // Per connection: the mover writes most of the WAL, so its checkpoint
     // interval is the one that counts (see `open_with`).
     conn.execute_batch(&format!(
-        "PRAGMA synchronous = {sync}; PRAGMA cache_size = -2000;
-         PRAGMA wal_autocheckpoint = 4000; PRAGMA foreign_keys = ON;"
+        "PRAGMA synchronous = {sync}; PRAGMA cache_size = {CACHE_SIZE};
+         PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}; PRAGMA foreign_keys = ON;"
     ))?;
     Ok(conn)
 }
@@ -100,7 +131,7 @@ pub(crate) fn apply(conn: &mut Connection, taken: &Taken) -> Result<()> {
 }
 
 /// Insert decoded events: their columns, and where their bodies are.
-pub(crate) fn insert(conn: &Connection, decoded: &Decoded) -> Result<()> {
+fn insert(conn: &Connection, decoded: &Decoded) -> Result<()> {
     // A repeated id keeps the last record's body, as `one_per_id` keeps
     // the last one's content.
     let locs: HashMap<&str, Loc> = decoded
@@ -111,28 +142,37 @@ pub(crate) fn insert(conn: &Connection, decoded: &Decoded) -> Result<()> {
         .collect();
     let merged = crate::one_per_id(&decoded.rows, true);
     let rows: Vec<&AuditRow> = merged.iter().map(AsRef::as_ref).collect();
+    // The columns computed per row; the rest are bound borrowed.
+    let resources: Vec<String> = rows
+        .iter()
+        .map(|r| resources_json(&r.resource_names))
+        .collect();
+    let mut at = 0;
     for chunk in fixed_chunks(&rows) {
-        let mut args: Vec<Value> = Vec::with_capacity(chunk.len() * 13);
-        for r in chunk {
+        let computed = resources.get(at..at + chunk.len()).unwrap_or_default();
+        at += chunk.len();
+        let mut args: Vec<ToSqlOutput<'_>> = Vec::with_capacity(chunk.len() * 13);
+        for (r, resources) in chunk.iter().zip(computed) {
             let loc = locs.get(r.event_id.as_str());
             let body = if loc.is_some() { "" } else { r.body.as_str() };
             args.extend([
-                Value::Text(r.event_id.clone()),
-                Value::Integer(r.event_time_ms),
-                Value::Text(r.event_name.clone()),
-                Value::Text(r.event_source.clone()),
-                Value::Text(r.username.clone()),
-                Value::Text(r.access_key_id.clone()),
-                Value::Text(r.account.clone()),
-                Value::Integer(i64::from(r.read_only)),
-                Value::Text(body.to_string()),
-                opt_int(loc.and_then(|l| i64::try_from(l.generation).ok())),
-                opt_int(loc.and_then(|l| i64::try_from(l.offset).ok())),
-                opt_int(loc.map(|l| i64::from(l.len))),
-                Value::Text(resources_json(&r.resource_names)),
+                text(&r.event_id),
+                int(Some(r.event_time_ms)),
+                text(&r.event_name),
+                text(&r.event_source),
+                text(&r.username),
+                text(&r.access_key_id),
+                text(&r.account),
+                int(Some(i64::from(r.read_only))),
+                text(body),
+                int(loc.and_then(|l| i64::try_from(l.generation).ok())),
+                int(loc.and_then(|l| i64::try_from(l.offset).ok())),
+                int(loc.map(|l| i64::from(l.len))),
+                text(resources),
             ]);
         }
-        let mut upsert = conn.prepare_cached(&upsert_sql(chunk.len()))?;
+        let (upsert_text, _) = sql_for(chunk.len());
+        let mut upsert = conn.prepare_cached(&upsert_text)?;
         let seqs = upsert
             .query_map(params_from_iter(args.iter()), |row| {
                 Ok((row.get::<_, String>(1)?, row.get::<_, i64>(0)?))
@@ -146,19 +186,26 @@ pub(crate) fn insert(conn: &Connection, decoded: &Decoded) -> Result<()> {
         for part in fixed_chunks(&names) {
             let args = part
                 .iter()
-                .flat_map(|(seq, name)| [Value::Integer(*seq), Value::Text((*name).clone())]);
-            conn.prepare_cached(&resource_sql(part.len()))?
+                .flat_map(|(seq, name)| [int(Some(*seq)), text(name)]);
+            let (_, resource_text) = sql_for(part.len());
+            conn.prepare_cached(&resource_text)?
                 .execute(params_from_iter(args))?;
         }
     }
     Ok(())
 }
 
-fn opt_int(v: Option<i64>) -> Value {
-    v.map_or(Value::Null, Value::Integer)
+/// Move events decoded at start-up, in one transaction that also stores
+/// the position after them.
+pub(crate) fn replay(conn: &mut Connection, decoded: &Decoded, next: Pos) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    insert(&tx, decoded)?;
+    put_pos(&tx, next)?;
+    tx.commit()?;
+    Ok(())
 }
 
-pub(crate) fn put_pos(conn: &Connection, pos: Pos) -> Result<()> {
+fn put_pos(conn: &Connection, pos: Pos) -> Result<()> {
     conn.prepare_cached(PUT_POS)?
         .execute(params![JOURNAL_GEN, pos.render().into_bytes()])?;
     Ok(())

@@ -29,9 +29,16 @@ const INGEST_EVERY: Duration = Duration::from_millis(250);
 /// (about 700 events): bounds the memory a burst holds.
 const INGEST_AT_BYTES: usize = 1 << 20;
 
-/// Events decoded and inserted per statement group during a move (about
-/// a millisecond of work between yields, see `mover::apply`).
-pub(crate) const INGEST_CHUNK: usize = 64;
+/// Settings every connection to the database file shares, the pool's and
+/// the move's (`mover::open`).
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// SQLite's default 2 MiB page cache per connection: audit events are
+/// indexed in batches, so a larger cache only holds memory (8 MiB × 4
+/// connections showed in RSS).
+pub(crate) const CACHE_SIZE: &str = "-2000";
+/// Checkpoint every ~16 MiB of WAL instead of 4 MiB: the audit indexes'
+/// hot pages are copied once per checkpoint, not once per 1,000 pages.
+pub(crate) const WAL_AUTOCHECKPOINT: &str = "4000";
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS records (
@@ -148,15 +155,9 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(sync)
-            .busy_timeout(Duration::from_secs(10))
-            // SQLite's default 2 MiB page cache per connection: audit
-            // events are indexed in batches now, so a larger cache only
-            // holds memory (8 MiB × 4 connections showed in RSS).
-            .pragma("cache_size", "-2000")
-            // Checkpoint every ~16 MiB of WAL instead of 4 MiB: the audit
-            // indexes' hot pages are copied once per checkpoint, not once
-            // per 1,000 pages written.
-            .pragma("wal_autocheckpoint", "4000")
+            .busy_timeout(BUSY_TIMEOUT)
+            .pragma("cache_size", CACHE_SIZE)
+            .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -255,13 +256,8 @@ impl Inner {
         // Shared, so that a move that fails in any way (a panic too)
         // gives the events back, ahead of newer ones.
         let taken = Arc::new(taken);
-        let (conn, job) = (mover.clone(), taken.clone());
-        let moved = tokio::task::spawn_blocking(move || {
-            let mut c = conn.lock().unwrap_or_else(|e| e.into_inner());
-            mover::apply(&mut c, &job)
-        })
-        .await
-        .unwrap_or_else(|e| Err(StoreError::Backend(e.to_string())));
+        let job = taken.clone();
+        let moved = on_mover(mover.clone(), move |c| mover::apply(c, &job)).await;
         if moved.is_err()
             && let Ok(taken) = Arc::try_unwrap(taken)
         {
@@ -377,21 +373,23 @@ async fn recover_journal(pool: &SqlitePool, mover: Mover, dir: &Path) -> Result<
     }
     if next != stored {
         let events = decoded.len();
-        tokio::task::spawn_blocking(move || {
-            let mut c = mover.lock().unwrap_or_else(|e| e.into_inner());
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            mover::insert(&tx, &decoded)?;
-            mover::put_pos(&tx, next)?;
-            tx.commit()?;
-            Ok::<(), StoreError>(())
-        })
-        .await
-        .map_err(|e| StoreError::Backend(e.to_string()))??;
+        on_mover(mover, move |c| mover::replay(c, &decoded, next)).await?;
         if events > 0 {
             tracing::info!(events, "audit events replayed from the journal");
         }
     }
     Ok(next.generation)
+}
+
+/// Run `f` on the move's connection, on a blocking thread: its statements
+/// are synchronous.
+async fn on_mover<T: Send + 'static>(
+    mover: Mover,
+    f: impl FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(move || f(&mut mover.lock().unwrap_or_else(|e| e.into_inner())))
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Backend(e.to_string())))
 }
 
 /// Moves journaled events into the table every `INGEST_EVERY`, or sooner
@@ -544,7 +542,7 @@ pub(crate) const ON_CONFLICT_MERGE: &str =
 /// statement is prepared once per connection and then cached: parsing a
 /// fresh one per batch cost about 4% of an authorized GetObject, and
 /// caching statements of every size kept tens of MB of copies.
-const CHUNK_SIZES: [usize; 4] = [64, 16, 4, 1];
+pub(crate) const CHUNK_SIZES: [usize; 4] = [64, 16, 4, 1];
 
 /// `items` cut greedily into slices of `CHUNK_SIZES` rows.
 pub(crate) fn fixed_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
